@@ -1,0 +1,28 @@
+"""gunicorn settings: one gevent worker holding many sockets; migrations once, in the master."""
+
+import os
+import resource
+
+bind = os.environ.get("KEFU_BIND", "127.0.0.1:8000")
+worker_class = "gevent"
+# One worker by default: the hub is in-process (see docs/deployment.md before raising it).
+workers = int(os.environ.get("KEFU_WORKERS", "1"))
+worker_connections = int(os.environ.get("KEFU_WORKER_CONNECTIONS", "20000"))
+graceful_timeout = int(os.environ.get("KEFU_GRACEFUL_TIMEOUT", "10"))
+timeout = 30
+keepalive = 5
+accesslog = os.environ.get("KEFU_ACCESS_LOG") or None
+loglevel = os.environ.get("KEFU_LOG_LEVEL", "info")
+
+
+def on_starting(server):
+    """Before any worker forks: raise the open-files limit and apply migrations once."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        resource.setrlimit(
+            resource.RLIMIT_NOFILE, (hard if hard != resource.RLIM_INFINITY else 65536, hard)
+        )
+    from kefu.migrate import upgrade_from_environment
+
+    applied = upgrade_from_environment()
+    server.log.info("migrations applied: %s", ", ".join(applied) or "none pending")

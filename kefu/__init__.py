@@ -1,0 +1,34 @@
+"""kefu: a self-hosted customer-service (live chat) server."""
+
+
+def create_app(config: dict | None = None):
+    """Build the Flask app. ``config`` overrides settings read from the environment."""
+    from flask import Flask
+
+    from kefu import api, cli, db
+    from kefu.config import from_environment
+    from kefu.protocols import dskefu
+    from kefu.realtime import live, transport
+    from kefu.services import messages
+
+    app = Flask(__name__, template_folder="../templates", static_folder="../static")
+    app.config.update(from_environment())
+    app.config.update(config or {})
+    app.json.sort_keys = False  # keep the guide's field order
+    app.json.ensure_ascii = False
+
+    db.init_app(app)
+    transport.install(app)
+    live.init_app(app)
+    messages.configure(app.config["MAX_CONTENT_CHARS"], app.config["PAGE_SIZE_MAX"])
+    api.init_app(app)
+    app.register_blueprint(dskefu.bp)
+    transport.sock.init_app(app)
+    cli.init_app(app)
+
+    @app.get("/healthz")
+    def healthz():
+        hub = app.extensions["kefu.live"].hub
+        return {"ok": True, "connections": hub.connection_count()}
+
+    return app

@@ -1,0 +1,65 @@
+"""REST: the ds/kefu HTTP API. Envelope ``{"code": 200, "data": …}``; errors
+``{"code": N, "message": …}`` with the same HTTP status."""
+
+from flask import Blueprint, current_app, jsonify, request
+from werkzeug.exceptions import HTTPException
+
+from kefu import auth
+from kefu.errors import Invalid, KefuError, Unauthorized
+from kefu.protocols.dskefu_codec import conversation_json, message_json
+from kefu.services import conversations, messages
+
+bp = Blueprint("api", __name__, url_prefix="/api")
+
+
+def principal():
+    header = request.headers.get("Authorization", "")
+    if not header:
+        raise Unauthorized("Authorization header with a Bearer token is required")
+    return auth.authenticate(header)
+
+
+def int_arg(name: str, default: int | None = None) -> int:
+    raw = request.args.get(name)
+    if raw is None or raw == "":
+        if default is None:
+            raise Invalid(f"{name} is required")
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise Invalid(f"{name} must be an integer") from None
+
+
+def envelope(data, code: int = 200):
+    return jsonify({"code": code, "data": data}), code
+
+
+@bp.get("/kefu/message/getConversation")
+def get_conversation():
+    who = principal()
+    conv, events = conversations.open_for_user(who)
+    current_app.extensions["kefu.live"].publish(events)
+    return envelope(conversation_json(conv))
+
+
+@bp.get("/kefu/message/list")
+def message_list():
+    who = principal()
+    conversation_id = int_arg("conversation_id")
+    rows = messages.page(who, conversation_id, int_arg("page", 1), int_arg("page_size", 10))
+    return envelope([message_json(m) for m in rows])
+
+
+@bp.errorhandler(KefuError)
+def domain_error(exc: KefuError):
+    return jsonify({"code": exc.status, "message": exc.message}), exc.status
+
+
+@bp.errorhandler(HTTPException)
+def http_error(exc: HTTPException):
+    return jsonify({"code": exc.code, "message": exc.description}), exc.code
+
+
+def init_app(app) -> None:
+    app.register_blueprint(bp)

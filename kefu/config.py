@@ -1,0 +1,49 @@
+"""Configuration from the environment, with defaults that are safe on a laptop.
+
+Every setting is read from a ``KEFU_*`` variable; ``create_app(config=...)`` can
+override any of them (tests do). The README lists them all.
+"""
+
+import os
+import secrets
+
+
+def _int(name: str, default: int) -> int:
+    return int(os.environ.get(name, default))
+
+
+def _float(name: str, default: float) -> float:
+    return float(os.environ.get(name, default))
+
+
+def _flag(name: str, default: bool) -> bool:
+    value = os.environ.get(name)
+    if value is None:
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def from_environment() -> dict:
+    """Read the settings once; values are plain Python objects."""
+    return {
+        "DATABASE_URL": os.environ.get("KEFU_DATABASE_URL", "sqlite:///kefu.db"),
+        "DB_POOL_SIZE": _int("KEFU_DB_POOL_SIZE", 8),
+        # A random key means sessions do not survive a restart; set one in production.
+        "SECRET_KEY": os.environ.get("KEFU_SECRET_KEY") or secrets.token_hex(32),
+        "JWT_SECRET": os.environ.get("KEFU_JWT_SECRET", ""),
+        "JWT_LEEWAY_SECONDS": _int("KEFU_JWT_LEEWAY_SECONDS", 30),
+        # Frames above this get a clear error reply and the socket stays open.
+        "MAX_FRAME_BYTES": _int("KEFU_MAX_FRAME_BYTES", 64 * 1024),
+        # Frames above this are refused by the transport (close 1009); protects memory.
+        "MAX_WS_MESSAGE_BYTES": _int("KEFU_MAX_WS_MESSAGE_BYTES", 1024 * 1024),
+        "MAX_CONTENT_CHARS": _int("KEFU_MAX_CONTENT_CHARS", 5000),
+        "WS_PING_SECONDS": _float("KEFU_WS_PING_SECONDS", 25.0),
+        "WS_DEFLATE": _flag("KEFU_WS_DEFLATE", False),
+        # Frames queued for one slow socket before it is dropped (it resyncs on reconnect).
+        "WS_OUTBOX_LIMIT": _int("KEFU_WS_OUTBOX_LIMIT", 1000),
+        "DEFAULT_MAX_CONCURRENT": _int("KEFU_DEFAULT_MAX_CONCURRENT", 5),
+        # An agent whose last socket dropped keeps its conversations this long.
+        "AGENT_GRACE_SECONDS": _float("KEFU_AGENT_GRACE_SECONDS", 60.0),
+        "PAGE_SIZE_MAX": _int("KEFU_PAGE_SIZE_MAX", 100),
+        "TIMEZONE_LABEL": "UTC",
+    }

@@ -1,0 +1,33 @@
+"""Domain errors: a status and an exact message; each adapter renders them its own way."""
+
+
+class KefuError(Exception):
+    status = 400
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+
+class Invalid(KefuError):
+    """The request is well-formed but a field is missing, of the wrong type or out of range."""
+
+    status = 422
+
+
+class Unauthorized(KefuError):
+    status = 401
+
+
+class Forbidden(KefuError):
+    status = 403
+
+
+class NotFound(KefuError):
+    status = 404
+
+
+class Conflict(KefuError):
+    """The request is valid but the state does not allow it (e.g. conversation ended)."""
+
+    status = 409

@@ -1,0 +1,30 @@
+"""Schema migrations (peewee-migrate files in ``migrations/``), applied once per start.
+
+gunicorn's master runs ``upgrade_from_environment()`` before forking workers, so N
+workers never race to migrate; ``flask --app app db upgrade`` does the same by hand.
+"""
+
+import logging
+import os
+from pathlib import Path
+
+from peewee_migrate import Router
+
+from kefu.db import make_database
+
+MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
+log = logging.getLogger(__name__)
+
+
+def upgrade(url: str) -> list[str]:
+    """Apply pending migrations to the database at ``url``; returns their names."""
+    database = make_database(url, pool_size=1)
+    try:
+        router = Router(database, migrate_dir=MIGRATIONS, logger=log)
+        return router.run()
+    finally:
+        database.close_all()
+
+
+def upgrade_from_environment() -> list[str]:
+    return upgrade(os.environ.get("KEFU_DATABASE_URL", "sqlite:///kefu.db"))

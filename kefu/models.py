@@ -1,0 +1,165 @@
+"""Tables and the queries over them. Models return queries; services own transactions."""
+
+import uuid
+
+from peewee import (
+    BooleanField,
+    CharField,
+    DateTimeField,
+    DoubleField,
+    ForeignKeyField,
+    IntegerField,
+    Model,
+    SmallIntegerField,
+    TextField,
+    fn,
+)
+
+from kefu import clock
+from kefu.db import database
+
+OPEN, ENDED = 1, 2  # conversation status, as the guide numbers it
+SENDER_USER, SENDER_AGENT = 1, 2  # sender_type; a visitor counts as a user (1)
+TEXT, IMAGE, FILE = 1, 2, 3  # message_type
+
+
+def new_uuid() -> str:
+    return str(uuid.uuid4())
+
+
+class BaseModel(Model):
+    class Meta:
+        database = database
+        legacy_table_names = False
+
+
+class User(BaseModel):
+    """A person with an account: a host application's customer, or an agent's account."""
+
+    uuid = CharField(max_length=36, unique=True, default=new_uuid)
+    username = CharField(max_length=150, unique=True)
+    nickname = CharField(max_length=150, default="")
+    avatar = CharField(max_length=500, default="")
+    external_id = CharField(max_length=150, null=True, unique=True)  # host JWT ``sub``
+    password_hash = CharField(max_length=255, null=True)
+    is_active = BooleanField(default=True)
+    created_at = DateTimeField(default=clock.now)
+
+    @property
+    def display_name(self) -> str:
+        return self.nickname or self.username
+
+
+class Token(BaseModel):
+    """A bearer token, stored only as its SHA-256."""
+
+    user = ForeignKeyField(User, backref="tokens", on_delete="CASCADE")
+    token_hash = CharField(max_length=64, unique=True)
+    created_at = DateTimeField(default=clock.now)
+
+
+class Agent(BaseModel):
+    """The agent (客服 / kefu / waiter) profile of a user account; its id is ``kefu_id``."""
+
+    user = ForeignKeyField(User, unique=True, backref="agent_profile", on_delete="CASCADE")
+    max_concurrent = IntegerField(default=5)
+    current_concurrent = IntegerField(default=0)
+    accepting = BooleanField(default=True)  # waiter ready/unready, dashboard switch
+    last_assigned_at = DoubleField(null=True)  # ties go to the agent idle longest
+
+    @classmethod
+    def with_capacity(cls, kefu_ids):
+        """Agents among ``kefu_ids`` that take a new conversation now, least busy first."""
+        return (
+            cls.select()
+            .where(
+                cls.id.in_(list(kefu_ids)),
+                cls.accepting == True,  # noqa: E712 (peewee expression)
+                cls.current_concurrent < cls.max_concurrent,
+            )
+            .order_by(cls.current_concurrent, fn.COALESCE(cls.last_assigned_at, 0), cls.id)
+        )
+
+
+class Visitor(BaseModel):
+    """An anonymous website visitor, known only by the ``visitor_id`` it chose."""
+
+    key = CharField(max_length=128, unique=True)
+    created_at = DateTimeField(default=clock.now)
+
+
+class Conversation(BaseModel):
+    user = ForeignKeyField(User, null=True, backref="conversations", on_delete="CASCADE")
+    visitor = ForeignKeyField(Visitor, null=True, backref="conversations", on_delete="CASCADE")
+    agent = ForeignKeyField(
+        Agent, null=True, backref="conversations", column_name="kefu_id", object_id_name="agent_id"
+    )
+    status = SmallIntegerField(default=OPEN)
+    # Unique while open, NULL once ended: "one open conversation per user" (or per
+    # visitor and agent) enforced by the database on SQLite, PostgreSQL and MySQL alike.
+    open_key = CharField(max_length=200, null=True, unique=True)
+    queued_at = DoubleField(null=True, index=True)  # set while waiting for an agent
+    last_seq = IntegerField(default=0)  # per-conversation message sequence
+    last_message_at = DateTimeField(null=True)
+    unread_count = IntegerField(default=0)  # agent messages the customer has not read
+    kefu_unread_count = IntegerField(default=0)  # customer messages the agent has not read
+    rating = SmallIntegerField(null=True)
+    ended_at = DateTimeField(null=True)
+    created_at = DateTimeField(default=clock.now)
+    updated_at = DateTimeField(default=clock.now)
+
+    @property
+    def kefu_id(self):
+        return self.agent_id
+
+    @property
+    def is_open(self) -> bool:
+        return self.status == OPEN
+
+    @classmethod
+    def waiting(cls):
+        """The shared FIFO queue: open conversations without an agent, oldest first."""
+        return (
+            cls.select()
+            .where(cls.status == OPEN, cls.agent.is_null(), cls.queued_at.is_null(False))
+            .order_by(cls.queued_at, cls.id)
+        )
+
+    @classmethod
+    def open_for_agent(cls, kefu_id: int):
+        return cls.select().where(cls.agent == kefu_id, cls.status == OPEN)
+
+
+class Message(BaseModel):
+    conversation = ForeignKeyField(Conversation, backref="messages", on_delete="CASCADE")
+    seq = IntegerField()
+    sender_type = SmallIntegerField()
+    sender_id = IntegerField()  # user id, kefu_id for agents, visitor row id for visitors
+    content = TextField(default="")
+    message_type = SmallIntegerField(default=TEXT)
+    file_url = CharField(max_length=1000, null=True)
+    is_read = SmallIntegerField(default=0)
+    read_at = DateTimeField(null=True)
+    # "u:<user id>", "a:<kefu_id>" or "v:<visitor id>": who sent it, whatever the protocol.
+    sender_key = CharField(max_length=40)
+    op_id = CharField(max_length=64, null=True)
+    created_at = DateTimeField(default=clock.now)
+    updated_at = DateTimeField(default=clock.now)
+
+    class Meta:
+        indexes = (
+            (("conversation", "seq"), True),
+            # Idempotent sends: one message per sender and op_id, whatever the socket.
+            (("sender_key", "op_id"), True),
+        )
+
+    @classmethod
+    def in_conversation(cls, conversation_id: int):
+        return cls.select().where(cls.conversation == conversation_id)
+
+    @classmethod
+    def by_op(cls, sender_key: str, op_id: str):
+        return cls.select().where(cls.sender_key == sender_key, cls.op_id == op_id)
+
+
+ALL_MODELS = [User, Token, Agent, Visitor, Conversation, Message]

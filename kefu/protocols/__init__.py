@@ -1,0 +1,1 @@
+"""Wire protocols: thin adapters from frames to services and codecs from events to frames."""

@@ -1,0 +1,165 @@
+"""The ds/kefu WebSocket ``/ws``: a table of actions, each a service call and a reply.
+
+Frames are handled one at a time per socket, in order. Every reply echoes ``op_id``;
+errors are ``{"success": false, "message": …}`` and never close the socket.
+"""
+
+import logging
+
+from flask import Blueprint, current_app
+
+from kefu import auth
+from kefu.errors import Invalid, KefuError, Unauthorized
+from kefu.models import SENDER_AGENT, SENDER_USER, TEXT
+from kefu.protocols import dskefu_codec as codec
+from kefu.protocols.fields import Fields, FrameError, op_id_of, parse_frame
+from kefu.realtime.connection import Connection
+from kefu.realtime.transport import sock
+from kefu.services import conversations, messages, visitors
+
+log = logging.getLogger(__name__)
+bp = Blueprint("dskefu", __name__)
+END_FAILED = "Failed to end conversation. Conversation not found or no permission."
+
+
+def _signed_in(conn):
+    if conn.principal is None:
+        raise Unauthorized("Please login first")
+    return conn.principal
+
+
+def on_login(conn, data: Fields, op_id, live):
+    principal = auth.authenticate(data.text("token", required=True))
+    if conn.principal is not None and conn.principal.user_id != principal.user_id:
+        raise Unauthorized("This connection is already logged in as another user")
+    if conn.principal is None:
+        live.sign_in(conn, principal)
+    return "Login successful", {"user_id": principal.user_id, "kefu_id": principal.kefu_id}, []
+
+
+def on_ping(conn, data, op_id, live):
+    return "pong", None, []
+
+
+def on_send(conn, data: Fields, op_id, live):
+    who = _signed_in(conn)
+    sender_type = data.integer("sender_type", choices=(SENDER_USER, SENDER_AGENT))
+    if sender_type == SENDER_AGENT and not who.is_agent:
+        raise Unauthorized("Only agents can send messages with sender_type 2")
+    if sender_type == SENDER_USER and who.is_agent:
+        raise Unauthorized("Agents send with sender_type 2")
+    conversation_id = data.id("conversation_id")
+    message_type = data.integer("message_type", default=TEXT)
+    msg, events, _ = messages.send(
+        who,
+        conversation_id,
+        data.text("content"),
+        message_type,
+        data.text("file_url"),
+        None if op_id is None else str(op_id),
+    )
+    return (
+        "Message sent successfully",
+        {"message_id": msg.id, "created_at": codec.message_json(msg)["created_at"]},
+        events,
+    )
+
+
+def on_read(conn, data: Fields, op_id, live):
+    who = _signed_in(conn)
+    conversation_id = data.id("conversation_id")
+    message_ids = data.id_list("message_ids")
+    sender_type = data.integer("sender_type", choices=(SENDER_USER, SENDER_AGENT))
+    if sender_type is None:
+        raise Invalid("sender_type is required")
+    count, events = conversations.mark_read(conversation_id, who, message_ids, sender_type)
+    return "Messages marked as read", {"updated_count": count}, events
+
+
+def on_end(conn, data: Fields, op_id, live):
+    who = _signed_in(conn)
+    conversation_id = data.id("conversation_id")
+    try:
+        events = conversations.end(conversation_id, who)
+    except KefuError:
+        raise KefuError(END_FAILED) from None
+    return "Conversation ended successfully", {"conversation_id": conversation_id}, events
+
+
+def on_visitor_bind(conn, data: Fields, op_id, live):
+    bind_key = data.text("bind_key", required=True, max_len=visitors.VISITOR_ID_MAX)
+    live.bind_visitor(conn, visitors.check_visitor_id(bind_key))
+    return "Bind key successfully", None, []
+
+
+def on_visitor_send(conn, data: Fields, op_id, live):
+    visitor_id = data.text("visitor_id", required=True, max_len=visitors.VISITOR_ID_MAX)
+    kefu_id = data.id("kefu_id")
+    content = data.text("content", required=True)
+    msg, events, _ = visitors.send(
+        visitor_id, kefu_id, content, None if op_id is None else str(op_id)
+    )
+    return "Visitor message sent successfully", {"message_id": msg.id}, events
+
+
+def on_visitor_end(conn, data: Fields, op_id, live):
+    visitor_id = data.text("visitor_id", required=True, max_len=visitors.VISITOR_ID_MAX)
+    kefu_id = data.id("kefu_id")
+    events = visitors.end(visitor_id, kefu_id)
+    return "Visitor conversation ended successfully", {}, events
+
+
+ACTIONS = {
+    "login": on_login,
+    "ping": on_ping,
+    "kefu_message_send": on_send,
+    "kefu_message_read": on_read,
+    "kefu_message_end": on_end,
+    "kefu_message_visitor_bind_fd": on_visitor_bind,
+    "kefu_message_visitor_send": on_visitor_send,
+    "kefu_message_visitor_end": on_visitor_end,
+}
+
+
+def handle(conn, raw, live, max_bytes: int) -> None:
+    """One frame in, one reply out (plus pushes to others)."""
+    op_id = None
+    try:
+        frame = parse_frame(raw, max_bytes)
+        op_id = frame.get("op_id")
+        op_id = op_id_of(frame)
+        action = frame.get("action")
+        if not isinstance(action, str) or not action:
+            raise FrameError("action is required")
+        handler = ACTIONS.get(action)
+        if handler is None:
+            raise FrameError(f"Unknown action: {action}")
+        message, data, events = handler(conn, Fields(frame.get("data")), op_id, live)
+    except KefuError as exc:
+        conn.send(codec.fail(exc.message, _echoable(op_id)))
+        return
+    except Exception:  # a bug must cost one reply, not the socket
+        log.exception("ds/kefu frame failed")
+        conn.send(codec.fail("Internal server error", _echoable(op_id)))
+        return
+    conn.send(codec.ok(message, data, op_id))
+    live.publish(events, origin=conn.id)
+
+
+def _echoable(op_id):
+    return op_id if isinstance(op_id, str | int) and not isinstance(op_id, bool) else None
+
+
+@sock.route("/ws", bp=bp)
+def serve(ws) -> None:
+    app = current_app
+    live = app.extensions["kefu.live"]
+    conn = Connection(ws, codec.DsKefuCodec(), app.config["WS_OUTBOX_LIMIT"])
+    live.open(conn)
+    try:
+        for raw in conn.frames():
+            if raw is not None:
+                handle(conn, raw, live, app.config["MAX_FRAME_BYTES"])
+    finally:
+        live.close(conn)
+        conn.finish()

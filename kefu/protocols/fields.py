@@ -1,0 +1,100 @@
+"""Validation at the edge: one precise message per missing or mistyped field."""
+
+import json
+
+from kefu.errors import Invalid
+
+
+class FrameError(Invalid):
+    """The frame itself is unusable (not JSON, not an object, too large)."""
+
+
+def parse_frame(raw, max_bytes: int) -> dict:
+    if isinstance(raw, bytes):
+        try:
+            raw = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise FrameError("Frame is not valid UTF-8") from None
+    if len(raw) > max_bytes and len(raw.encode("utf-8")) > max_bytes:
+        raise FrameError(f"Frame too large (max {max_bytes} bytes)")
+    try:
+        frame = json.loads(raw)
+    except ValueError:
+        raise FrameError("Invalid JSON") from None
+    if not isinstance(frame, dict):
+        raise FrameError("Frame must be a JSON object")
+    return frame
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+class Fields:
+    """Typed reads from a frame's data object."""
+
+    def __init__(self, data, name: str = "data"):
+        if data is None:
+            data = {}
+        if not isinstance(data, dict):
+            raise Invalid(f"{name} must be an object")
+        self.data = data
+
+    def id(self, name: str, required: bool = True):
+        """A positive integer id; a string of digits is accepted (the guide sends kefu_id
+        as "1")."""
+        value = self.data.get(name)
+        if value is None or value == "":
+            if required:
+                raise Invalid(f"{name} is required")
+            return None
+        if isinstance(value, str) and value.isdigit():
+            value = int(value)
+        if not _is_int(value) or not 0 < value < 2**63:
+            raise Invalid(f"{name} must be a positive integer")
+        return value
+
+    def integer(self, name: str, default=None, choices=None):
+        value = self.data.get(name)
+        if value is None:
+            return default
+        if not _is_int(value):
+            raise Invalid(f"{name} must be an integer")
+        if choices is not None and value not in choices:
+            allowed = ", ".join(str(c) for c in choices)
+            raise Invalid(f"{name} must be one of {allowed}")
+        return value
+
+    def text(self, name: str, required: bool = False, max_len: int | None = None):
+        value = self.data.get(name)
+        if value is None or (required and value == ""):
+            if required:
+                raise Invalid(f"{name} is required")
+            return None
+        if not isinstance(value, str):
+            raise Invalid(f"{name} must be a string")
+        if max_len is not None and len(value) > max_len:
+            raise Invalid(f"{name} is too long (max {max_len} characters)")
+        return value
+
+    def id_list(self, name: str, max_items: int = 1000) -> list[int]:
+        value = self.data.get(name)
+        if value is None:
+            raise Invalid(f"{name} is required")
+        if not isinstance(value, list) or not all(_is_int(v) for v in value):
+            raise Invalid(f"{name} must be an array of integers")
+        if len(value) > max_items:
+            raise Invalid(f"{name} has too many items (max {max_items})")
+        return value
+
+
+def op_id_of(frame: dict):
+    """The op_id to echo and to deduplicate sends by: a string or number, 64 chars at most."""
+    op_id = frame.get("op_id")
+    if op_id is None:
+        return None
+    if isinstance(op_id, bool) or not isinstance(op_id, str | int):
+        raise Invalid("op_id must be a string")
+    if len(str(op_id)) > 64:
+        raise Invalid("op_id is too long (max 64 characters)")
+    return op_id

@@ -1,0 +1,164 @@
+"""Domain events: what happened, as plain frozen snapshots.
+
+Services return them; the hub routes them by ``audience()`` (hub keys of the people
+concerned); each connection's codec renders them in its own protocol. They hold no
+model objects, so rendering never touches the database and a broker can carry them.
+"""
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+
+def user_key(user_id: int) -> str:
+    return f"u:{user_id}"
+
+
+def visitor_key(key: str) -> str:
+    return f"v:{key}"
+
+
+AGENTS = "agents"  # every agent connection: queue length and other desk-wide news
+
+
+@dataclass(frozen=True)
+class Person:
+    """Public profile of a user or an agent's account."""
+
+    user_id: int
+    uuid: str
+    username: str
+    nickname: str
+    avatar: str
+
+    def profile(self) -> dict:
+        return {
+            "id": str(self.user_id),
+            "uuid": self.uuid,
+            "username": self.username,
+            "nickname": self.nickname or self.username,
+            "avatar": self.avatar,
+        }
+
+
+@dataclass(frozen=True)
+class ConversationRef:
+    id: int
+    status: int
+    customer: Person | None  # a signed-in user, or None for a visitor
+    visitor_id: str | None  # the visitor's own id string
+    kefu_id: int | None
+    agent: Person | None  # the agent's account
+    unread_count: int = 0
+    kefu_unread_count: int = 0
+
+    @property
+    def customer_key(self) -> str:
+        if self.customer is not None:
+            return user_key(self.customer.user_id)
+        return visitor_key(self.visitor_id)
+
+    @property
+    def agent_key(self) -> str | None:
+        return user_key(self.agent.user_id) if self.agent else None
+
+    def audience(self) -> list[str]:
+        keys = [self.customer_key]
+        if self.agent_key:
+            keys.append(self.agent_key)
+        return keys
+
+
+@dataclass(frozen=True)
+class MessageView:
+    id: int
+    seq: int
+    conversation_id: int
+    sender_type: int
+    sender_id: int
+    content: str
+    message_type: int
+    file_url: str | None
+    is_read: int
+    read_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class MessageCreated:
+    conversation: ConversationRef
+    message: MessageView
+
+    def audience(self):
+        return self.conversation.audience()
+
+
+@dataclass(frozen=True)
+class ConversationAssigned:
+    """A waiting (or new) conversation got its agent."""
+
+    conversation: ConversationRef
+
+    def audience(self):
+        return [*self.conversation.audience(), AGENTS]
+
+
+@dataclass(frozen=True)
+class ConversationEnded:
+    conversation: ConversationRef
+    operator_type: int
+    operator_id: int
+
+    def audience(self):
+        return [*self.conversation.audience(), AGENTS]
+
+
+@dataclass(frozen=True)
+class ConversationRequeued:
+    """The agent stayed away past the grace period; the customer waits again."""
+
+    conversation: ConversationRef
+    previous_agent: Person
+
+    def audience(self):
+        return [self.conversation.customer_key, user_key(self.previous_agent.user_id), AGENTS]
+
+
+@dataclass(frozen=True)
+class QueueChanged:
+    """The waiting queue after a change, in order (index 0 is served next)."""
+
+    waiting: tuple[ConversationRef, ...] = field(default_factory=tuple)
+
+    def audience(self):
+        return [*(c.customer_key for c in self.waiting), AGENTS]
+
+    def position_of(self, conversation_id: int) -> int | None:
+        for index, conv in enumerate(self.waiting):
+            if conv.id == conversation_id:
+                return index + 1
+        return None
+
+
+@dataclass(frozen=True)
+class MessagesRead:
+    conversation: ConversationRef
+    reader_type: int  # the side that read: 1 customer, 2 agent
+    message_ids: tuple[int, ...]
+
+    def audience(self):
+        return self.conversation.audience()
+
+
+@dataclass(frozen=True)
+class AgentChanged:
+    """An agent's switches or load changed (ready/unready, limit)."""
+
+    kefu_id: int
+    agent: Person
+    accepting: bool
+    max_concurrent: int
+    current_concurrent: int
+
+    def audience(self):
+        return [user_key(self.agent.user_id)]

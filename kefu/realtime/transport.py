@@ -1,0 +1,68 @@
+"""The WebSocket transport under flask-sock: whole-frame writes, deflate only on request.
+
+simple-websocket 1.1.0 writes with ``socket.send``, which may write part of a frame
+under back-pressure, and its reader greenlet (pongs, close replies) writes to the same
+socket as the sender. Both would corrupt the stream. ``WholeFrameSocket`` turns every
+write into one ``sendall`` under a lock, so a frame is always written whole and frames
+from different greenlets never interleave. simple-websocket also always accepts
+permessage-deflate, which costs tens of KB of zlib state per socket; ``KefuServer``
+accepts it only when ``KEFU_WS_DEFLATE`` is on.
+"""
+
+import threading
+
+import flask_sock
+import simple_websocket
+from flask_sock import Sock
+from wsproto.events import AcceptConnection, Request
+from wsproto.extensions import PerMessageDeflate
+
+sock = Sock()
+
+
+class WholeFrameSocket:
+    """A socket proxy whose ``send`` writes all bytes, one writer at a time."""
+
+    def __init__(self, sock):
+        self._sock = sock
+        self._lock = threading.Lock()  # a greenlet lock once gevent has patched threading
+
+    def send(self, data: bytes) -> int:
+        with self._lock:
+            self._sock.sendall(data)
+        return len(data)
+
+    def __getattr__(self, name):
+        return getattr(self._sock, name)
+
+
+class KefuServer(simple_websocket.Server):
+    deflate = False
+
+    def handshake(self):
+        self.sock = WholeFrameSocket(self.sock)
+        lines = [b"GET / HTTP/1.1\r\n"]
+        for key, value in self.environ.items():
+            if key.startswith("HTTP_"):
+                header = "-".join(p.capitalize() for p in key[5:].split("_"))
+                lines.append(f"{header}: {value}\r\n".encode())
+        lines.append(b"\r\n")
+        self.ws.receive_data(b"".join(lines))
+        for event in self.ws.events():
+            if isinstance(event, Request):
+                self.subprotocol = self.choose_subprotocol(event)
+                extensions = [PerMessageDeflate()] if self.deflate else []
+                accept = AcceptConnection(subprotocol=self.subprotocol, extensions=extensions)
+                self.sock.send(self.ws.send(accept))
+                self.connected = True
+
+
+def install(app) -> None:
+    """Make flask-sock build our server (flask-sock 0.7 has no option for the class)."""
+    KefuServer.deflate = app.config["WS_DEFLATE"]
+    flask_sock.Server = KefuServer
+    app.config["SOCK_SERVER_OPTIONS"] = {
+        "ping_interval": app.config["WS_PING_SECONDS"] or None,
+        "max_message_size": app.config["MAX_WS_MESSAGE_BYTES"],
+        "receive_bytes": 16384,
+    }

@@ -1,0 +1,73 @@
+"""Users and agents: creation, host-provisioned users, passwords, agent settings."""
+
+from peewee import IntegrityError
+from werkzeug.security import check_password_hash, generate_password_hash
+
+from kefu import db
+from kefu.auth import new_token_for
+from kefu.errors import Conflict, Invalid, NotFound
+from kefu.models import Agent, User
+
+
+def create_user(username: str, nickname: str = "", password: str | None = None):
+    """A new user account and its first token: (user, raw_token)."""
+    username = (username or "").strip()
+    if not username or len(username) > 150:
+        raise Invalid("username must be 1 to 150 characters")
+    try:
+        with db.write():
+            user = User.create(
+                username=username,
+                nickname=nickname or username,
+                password_hash=generate_password_hash(password) if password else None,
+            )
+            return user, new_token_for(user)
+    except IntegrityError:
+        raise Conflict(f"username {username!r} is taken") from None
+
+
+def create_agent(
+    username: str, nickname: str = "", max_concurrent: int = 5, password: str | None = None
+):
+    """A new agent (account + profile): (user, agent, raw_token)."""
+    if max_concurrent < 1:
+        raise Invalid("max_concurrent must be at least 1")
+    with db.write():
+        user, token = create_user(username, nickname, password)
+        agent = Agent.create(user=user, max_concurrent=max_concurrent)
+        return user, agent, token
+
+
+def provision_host_user(external_id: str, name: str | None, avatar: str | None) -> User:
+    """The user a host-signed JWT names, created on first use."""
+    with db.read():
+        user = User.get_or_none(User.external_id == external_id)
+    if user is not None:
+        return user
+    try:
+        with db.write():
+            return User.create(
+                username=f"host-{external_id}"[:150],
+                nickname=(name or f"user {external_id}")[:150],
+                avatar=(avatar or "")[:500],
+                external_id=external_id,
+            )
+    except IntegrityError:  # another request provisioned it first
+        with db.read():
+            return User.get(User.external_id == external_id)
+
+
+def verify_password(username: str, password: str) -> User | None:
+    with db.read():
+        user = User.get_or_none(User.username == username)
+    if user is None or not user.password_hash or not user.is_active:
+        return None
+    return user if check_password_hash(user.password_hash, password) else None
+
+
+def agent_profile(kefu_id: int) -> Agent:
+    with db.read():
+        agent = Agent.get_or_none(Agent.id == kefu_id)
+    if agent is None:
+        raise NotFound("Kefu not found")
+    return agent

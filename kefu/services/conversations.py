@@ -1,0 +1,135 @@
+"""Conversations: open-or-get, who may see or act on one, ending, read marks, rating."""
+
+import time
+
+from kefu import clock, db
+from kefu.auth import Principal
+from kefu.errors import Conflict, Forbidden, Invalid, NotFound
+from kefu.models import ENDED, OPEN, SENDER_AGENT, SENDER_USER, Agent, Conversation, Message
+from kefu.realtime.events import ConversationEnded, MessagesRead
+from kefu.services import routing
+from kefu.services.snapshots import conversation_ref, load
+
+NO_ACCESS = "Conversation not found or no permission"
+
+
+def is_party(conv: Conversation, who: Principal) -> bool:
+    """The customer who owns it, or the agent it is assigned to."""
+    if who.is_agent:
+        return conv.agent_id == who.kefu_id
+    return conv.user_id == who.user_id
+
+
+def visible(conversation_id: int, who: Principal) -> Conversation:
+    """The conversation with its people, if ``who`` may see it; NotFound otherwise
+    (a stranger learns nothing, not even that the id exists)."""
+    try:
+        conv = load(conversation_id)
+    except NotFound:
+        raise NotFound(NO_ACCESS) from None
+    if not is_party(conv, who):
+        raise NotFound(NO_ACCESS)
+    return conv
+
+
+def open_for_user(who: Principal):
+    """The user's open conversation, or a new one assigned (or queued) right away.
+    Returns (Conversation, events)."""
+    if who.is_agent:
+        raise Forbidden("Agents cannot open customer conversations")
+    with db.write():
+        existing = Conversation.get_or_none(Conversation.open_key == f"u:{who.user_id}")
+        if existing is not None:
+            return load(existing.id), []
+        conv = Conversation.create(
+            user=who.user_id, open_key=f"u:{who.user_id}", queued_at=time.time()
+        )
+        events = routing.assign_waiting_locked()
+        events.append(routing.queue_snapshot_locked())
+        return load(conv.id), events
+
+
+def current_for_user(user_id: int) -> Conversation | None:
+    with db.read():
+        conv = Conversation.get_or_none(Conversation.open_key == f"u:{user_id}")
+        return load(conv.id) if conv else None
+
+
+def end(conversation_id: int, who: Principal) -> list:
+    """End a conversation its customer or agent is in. Ending twice succeeds quietly."""
+    with db.write():
+        conv = visible(conversation_id, who)
+        operator_type, operator_id, _ = who.sender
+        return end_locked(conv, operator_type, operator_id)
+
+
+def end_locked(conv: Conversation, operator_type: int, operator_id: int) -> list:
+    """Close it, release the agent's slot, and refill that slot from the queue."""
+    now = clock.now()
+    changed = (
+        Conversation.update(
+            status=ENDED, open_key=None, queued_at=None, ended_at=now, updated_at=now
+        )
+        .where(Conversation.id == conv.id, Conversation.status == OPEN)
+        .execute()
+    )
+    if not changed:
+        return []  # already ended: nothing to announce, no counter to touch
+    events = [ConversationEnded(conversation_ref(load(conv.id)), operator_type, operator_id)]
+    if conv.agent_id is None:
+        events.append(routing.queue_snapshot_locked())  # it left the queue
+        return events
+    Agent.update(current_concurrent=Agent.current_concurrent - 1).where(
+        Agent.id == conv.agent_id
+    ).execute()
+    assigned = routing.assign_waiting_locked()
+    if assigned:
+        events += [*assigned, routing.queue_snapshot_locked()]
+    return events
+
+
+def mark_read(conversation_id: int, who: Principal, message_ids: list[int], sender_type: int):
+    """Mark the other side's messages read; returns (updated_count, events).
+
+    ``sender_type`` names whose messages are marked: a customer marks the agent's (2),
+    an agent marks the customer's (1). The unread counter becomes the number of that
+    side's messages still unread, so it is right even if ids were skipped.
+    """
+    expected = SENDER_USER if who.is_agent else SENDER_AGENT
+    if sender_type != expected:
+        side = "an agent" if who.is_agent else "a user"
+        raise Invalid(f"sender_type must be {expected} when {side} marks messages as read")
+    with db.write():
+        conv = visible(conversation_id, who)
+        return _mark_read_locked(conv, message_ids, sender_type)
+
+
+def _mark_read_locked(conv: Conversation, message_ids: list[int], sender_type: int):
+    now = clock.now()
+    unread = Message.in_conversation(conv.id).where(
+        Message.sender_type == sender_type, Message.is_read == 0
+    )
+    marked = [m.id for m in unread.where(Message.id.in_(message_ids))] if message_ids else []
+    if marked:
+        Message.update(is_read=1, read_at=now, updated_at=now).where(
+            Message.id.in_(marked)
+        ).execute()
+    counter = "kefu_unread_count" if sender_type == SENDER_USER else "unread_count"
+    Conversation.update({counter: unread.count()}).where(Conversation.id == conv.id).execute()
+    if not marked:
+        return 0, []
+    reader = SENDER_AGENT if sender_type == SENDER_USER else SENDER_USER
+    return len(marked), [MessagesRead(conversation_ref(load(conv.id)), reader, tuple(marked))]
+
+
+def rate(conversation_id: int, who: Principal, score: int) -> None:
+    """A customer's 1–5 satisfaction score for an ended conversation."""
+    if isinstance(score, bool) or not isinstance(score, int) or not 1 <= score <= 5:
+        raise Invalid("rate must be an integer from 1 to 5")
+    with db.write():
+        conv = visible(conversation_id, who)
+        if who.is_agent:
+            raise Forbidden("Only the customer can rate a conversation")
+        if conv.status != ENDED:
+            raise Conflict("Only an ended conversation can be rated")
+        Conversation.update(rating=score).where(Conversation.id == conv.id).execute()

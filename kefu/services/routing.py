@@ -1,0 +1,133 @@
+"""Who serves whom: availability, least-busy choice, one FIFO queue, refilling capacity.
+
+An agent takes a new conversation while online (the hub says so), accepting (persisted
+ready switch) and below ``max_concurrent``; among those, the one with the fewest open
+conversations wins, ties going to the one assigned longest ago. The queue's truth is
+the database (open conversations without an agent, ordered by ``queued_at``), so a
+restart or a second worker sees the same order; the hub keeps no copy to go stale.
+
+Functions named ``*_locked`` must run inside ``db.write()``; the others open their own.
+"""
+
+import time
+
+from kefu import clock, db
+from kefu.errors import Invalid, NotFound
+from kefu.models import Agent, Conversation
+from kefu.realtime.events import (
+    AgentChanged,
+    ConversationAssigned,
+    ConversationRequeued,
+    QueueChanged,
+)
+from kefu.services import presence
+from kefu.services.snapshots import conversation_ref, load, person, with_people
+
+
+def assign_waiting_locked() -> list:
+    """Hand waiting conversations, oldest first, to available agents until one runs out."""
+    online = presence.online_agent_ids()
+    events = []
+    while online:
+        conv = db.locked(Conversation.waiting().limit(1)).first()
+        if conv is None:
+            break
+        agent = db.locked(Agent.with_capacity(online).limit(1)).first()
+        if agent is None:
+            break
+        events.append(assign_locked(conv.id, agent.id))
+    return events
+
+
+def assign_locked(conversation_id: int, kefu_id: int) -> ConversationAssigned:
+    """Give one open conversation to an agent and count it against the agent's load."""
+    now = clock.now()
+    Conversation.update(agent=kefu_id, queued_at=None, updated_at=now).where(
+        Conversation.id == conversation_id
+    ).execute()
+    Agent.update(
+        current_concurrent=Agent.current_concurrent + 1, last_assigned_at=time.time()
+    ).where(Agent.id == kefu_id).execute()
+    return ConversationAssigned(conversation_ref(load(conversation_id)))
+
+
+def queue_snapshot_locked() -> QueueChanged:
+    waiting = with_people(Conversation.waiting())
+    return QueueChanged(tuple(conversation_ref(c) for c in waiting))
+
+
+def dispatch() -> list:
+    """Fill free capacity from the queue: an agent came online or ready, a limit rose."""
+    with db.write():
+        events = assign_waiting_locked()
+        if events:
+            events.append(queue_snapshot_locked())
+        return events
+
+
+def queue_length() -> int:
+    with db.read():
+        return Conversation.waiting().count()
+
+
+def set_accepting(kefu_id: int, accepting: bool) -> list:
+    """The ready/unready switch. Unready keeps current conversations, takes no new ones."""
+    with db.write():
+        Agent.update(accepting=accepting).where(Agent.id == kefu_id).execute()
+        events = [_agent_changed_locked(kefu_id)]
+    return events + (dispatch() if accepting else [])
+
+
+def set_max_concurrent(kefu_id: int, limit: int) -> list:
+    if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= 1000:
+        raise Invalid("max_concurrent must be an integer from 1 to 1000")
+    with db.write():
+        Agent.update(max_concurrent=limit).where(Agent.id == kefu_id).execute()
+        events = [_agent_changed_locked(kefu_id)]
+    return events + dispatch()
+
+
+def _agent_changed_locked(kefu_id: int) -> AgentChanged:
+    agent = Agent.get_or_none(Agent.id == kefu_id)
+    if agent is None:
+        raise NotFound("Kefu not found")
+    return AgentChanged(
+        kefu_id=agent.id,
+        agent=person(agent.user),
+        accepting=agent.accepting,
+        max_concurrent=agent.max_concurrent,
+        current_concurrent=agent.current_concurrent,
+    )
+
+
+def requeue_agent(kefu_id: int) -> list:
+    """The agent stayed offline past its grace period: its users' conversations go back
+    to the head of the queue, in the order they were opened, and may go to another agent.
+    Visitor conversations name their agent, so they stay."""
+    if kefu_id in presence.online_agent_ids():
+        return []
+    with db.write():
+        ids = [
+            c.id
+            for c in db.locked(
+                Conversation.open_for_agent(kefu_id)
+                .where(Conversation.user.is_null(False))
+                .order_by(Conversation.created_at, Conversation.id)
+            )
+        ]
+        if not ids:
+            return []
+        head = Conversation.waiting().first()
+        start = (head.queued_at if head else time.time()) - len(ids)
+        for offset, conversation_id in enumerate(ids):
+            Conversation.update(agent=None, queued_at=start + offset, updated_at=clock.now()).where(
+                Conversation.id == conversation_id
+            ).execute()
+        Agent.update(current_concurrent=Agent.current_concurrent - len(ids)).where(
+            Agent.id == kefu_id
+        ).execute()
+        previous = person(Agent.get_by_id(kefu_id).user)
+        events = [ConversationRequeued(conversation_ref(load(i)), previous) for i in ids]
+        events += assign_waiting_locked()
+        events.append(queue_snapshot_locked())
+        return events

@@ -1,0 +1,105 @@
+"""Anonymous visitors: conversations keyed by (visitor_id, kefu_id), text only.
+
+A visitor names its agent (the widget's ``data-kefu-id``), so its conversation goes to
+that agent directly instead of through the queue, and counts against the agent's load.
+"""
+
+import time
+
+from kefu import db
+from kefu.errors import Invalid, NotFound
+from kefu.models import SENDER_USER, TEXT, Agent, Conversation, Message, Visitor
+from kefu.realtime.events import ConversationAssigned
+from kefu.services import conversations, messages
+from kefu.services.snapshots import conversation_ref, load, message_view
+
+VISITOR_ID_MAX = 128
+
+
+def check_visitor_id(visitor_id) -> str:
+    if not isinstance(visitor_id, str) or not visitor_id.strip():
+        raise Invalid("visitor_id is required")
+    if len(visitor_id) > VISITOR_ID_MAX:
+        raise Invalid(f"visitor_id is too long (max {VISITOR_ID_MAX} characters)")
+    return visitor_id
+
+
+def _agent(kefu_id: int) -> Agent:
+    agent = Agent.get_or_none(Agent.id == kefu_id)
+    if agent is None:
+        raise NotFound("Kefu not found")
+    return agent
+
+
+def _visitor(visitor_id: str) -> Visitor:
+    visitor = Visitor.get_or_none(Visitor.key == visitor_id)
+    return visitor or Visitor.create(key=visitor_id)
+
+
+def _open_key(visitor: Visitor, kefu_id: int) -> str:
+    return f"v:{visitor.id}:{kefu_id}"
+
+
+def send(visitor_id: str, kefu_id: int, content: str, op_id: str | None = None):
+    """Store a visitor's text message, opening the conversation with that agent if needed.
+    Returns (MessageView, events, duplicate)."""
+    check_visitor_id(visitor_id)
+    content, _, _ = messages.check_body(content, TEXT, None)
+    with db.write():
+        agent = _agent(kefu_id)
+        visitor = _visitor(visitor_id)
+        sender_key = f"v:{visitor.id}"
+        if op_id is not None:
+            first = Message.by_op(sender_key, op_id).first()
+            if first is not None:
+                return message_view(first), [], True
+        events = []
+        conv = Conversation.get_or_none(Conversation.open_key == _open_key(visitor, kefu_id))
+        if conv is None:
+            conv = Conversation.create(
+                visitor=visitor, agent=agent, open_key=_open_key(visitor, kefu_id)
+            )
+            Agent.update(
+                current_concurrent=Agent.current_concurrent + 1, last_assigned_at=time.time()
+            ).where(Agent.id == agent.id).execute()
+            events.append(ConversationAssigned(conversation_ref(load(conv.id))))
+        view, created = messages.append_locked(
+            conv, SENDER_USER, visitor.id, sender_key, content, TEXT, None, op_id
+        )
+        return view, events + created, False
+
+
+def end(visitor_id: str, kefu_id: int) -> list:
+    """End the visitor's open conversation with that agent (quietly if already ended)."""
+    check_visitor_id(visitor_id)
+    with db.write():
+        _agent(kefu_id)
+        visitor = Visitor.get_or_none(Visitor.key == visitor_id)
+        if visitor is None:
+            raise NotFound("Visitor conversation not found")
+        conv = Conversation.get_or_none(Conversation.open_key == _open_key(visitor, kefu_id))
+        if conv is None:
+            ever = Conversation.select().where(
+                Conversation.visitor == visitor, Conversation.agent == kefu_id
+            )
+            if not ever.exists():
+                raise NotFound("Visitor conversation not found")
+            return []
+        return conversations.end_locked(conv, SENDER_USER, visitor.id)
+
+
+def history(visitor_id: str, kefu_id: int, limit: int = 50) -> list:
+    """The visitor's messages with that agent across conversations, oldest → newest."""
+    check_visitor_id(visitor_id)
+    with db.read():
+        visitor = Visitor.get_or_none(Visitor.key == visitor_id)
+        if visitor is None:
+            return []
+        rows = (
+            Message.select()
+            .join(Conversation)
+            .where(Conversation.visitor == visitor, Conversation.agent == kefu_id)
+            .order_by(Message.id.desc())
+            .limit(limit)
+        )
+        return [message_view(m) for m in reversed(list(rows))]

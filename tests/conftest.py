@@ -1,0 +1,26 @@
+import pytest
+
+from tests.support import Server
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """One live server per test module (its own database)."""
+    srv = Server(tmp_path_factory.mktemp("srv")).start()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture
+def make_server(tmp_path):
+    """Fresh servers with custom settings, e.g. ``make_server(agent_grace_seconds=1)``."""
+    started = []
+
+    def make(**settings) -> Server:
+        srv = Server(tmp_path / f"srv{len(started)}", **settings).start()
+        started.append(srv)
+        return srv
+
+    yield make
+    for srv in started:
+        srv.stop()

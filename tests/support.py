@@ -1,0 +1,170 @@
+"""Test harness: a real gunicorn (gevent worker) on a free loopback port, real clients.
+
+``Server`` runs the app exactly as production does (``gunicorn -c gunicorn.conf.py
+app:app``), against its own database file, and creates accounts through the real CLI
+or host-signed JWTs. ``WS`` is a small JSON wrapper over websocket-client.
+"""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import jwt
+import requests
+import websocket
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+JWT_SECRET = "test-jwt-secret-0123456789abcdef0123"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    def __init__(self, workdir: Path, database_url: str | None = None, **settings):
+        self.workdir = Path(workdir)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self.base = f"127.0.0.1:{self.port}"
+        self.env = {
+            **os.environ,
+            "KEFU_DATABASE_URL": database_url or f"sqlite:///{self.workdir}/kefu.db",
+            "KEFU_BIND": self.base,
+            "KEFU_JWT_SECRET": JWT_SECRET,
+            "KEFU_SECRET_KEY": "test-secret-key",
+            "KEFU_LOG_LEVEL": "warning",
+            **{f"KEFU_{k.upper()}": str(v) for k, v in settings.items()},
+        }
+        self.proc = None
+        self.log_path = self.workdir / "server.log"
+
+    # -- lifecycle -------------------------------------------------------------
+    def start(self, timeout: float = 20.0) -> "Server":
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            [str(BIN / "gunicorn"), "-c", "gunicorn.conf.py", "app:app"],
+            cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited:\n{self.log()}")
+            try:
+                if requests.get(self.url("/healthz"), timeout=0.5).ok:
+                    return self
+            except requests.RequestException:
+                time.sleep(0.05)
+        raise RuntimeError(f"server did not start:\n{self.log()}")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if sig == signal.SIGKILL:
+            # gunicorn's worker is a child of the master: take it down too.
+            subprocess.run(["pkill", "-9", "-f", f"KEFU_BIND={self.base}"], check=False)
+        self.proc = None
+
+    def restart(self) -> "Server":
+        self.stop()
+        return self.start()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    # -- accounts --------------------------------------------------------------
+    def cli(self, *args: str) -> dict:
+        out = subprocess.run(
+            [str(BIN / "flask"), "--app", "app", *args, "--json"],
+            cwd=ROOT, env=self.env, capture_output=True, text=True, check=True,
+        )
+        return json.loads(out.stdout)
+
+    def create_agent(self, username: str, max_concurrent: int = 5, password: str | None = None):
+        args = ["kefu", "create-agent", username, "--max-concurrent", str(max_concurrent)]
+        if password:
+            args += ["--password", password]
+        return self.cli(*args)
+
+    def create_user(self, username: str) -> dict:
+        return self.cli("kefu", "create-user", username)
+
+    @staticmethod
+    def host_jwt(sub: str, name: str | None = None, ttl: int = 3600, secret=JWT_SECRET) -> str:
+        claims = {"sub": sub, "exp": int(time.time()) + ttl}
+        if name:
+            claims["name"] = name
+        return jwt.encode(claims, secret, algorithm="HS256")
+
+    # -- clients ---------------------------------------------------------------
+    def url(self, path: str) -> str:
+        return f"http://{self.base}{path}"
+
+    def get(self, path: str, token: str | None = None, **kw) -> requests.Response:
+        headers = kw.pop("headers", {})
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        return requests.get(self.url(path), headers=headers, timeout=10, **kw)
+
+    def ws(self, path: str = "/ws", **kw) -> "WS":
+        return WS(f"ws://{self.base}{path}", **kw)
+
+
+class WS:
+    """A JSON WebSocket client with patient receives and explicit silence checks."""
+
+    def __init__(self, url: str, timeout: float = 5.0, **kw):
+        self.sock = websocket.create_connection(url, timeout=timeout, **kw)
+        self.timeout = timeout
+
+    def send(self, obj) -> None:
+        self.sock.send(obj if isinstance(obj, str | bytes) else json.dumps(obj))
+
+    def recv(self, timeout: float | None = None) -> dict:
+        self.sock.settimeout(timeout or self.timeout)
+        return json.loads(self.sock.recv())
+
+    def request(self, obj) -> dict:
+        self.send(obj)
+        return self.recv()
+
+    def recv_until(self, predicate, timeout: float | None = None) -> dict:
+        """The first frame matching ``predicate``; others are kept in ``skipped``."""
+        deadline = time.monotonic() + (timeout or self.timeout)
+        self.skipped = []
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"no matching frame; saw {self.skipped}")
+            frame = self.recv(left)
+            if predicate(frame):
+                return frame
+            self.skipped.append(frame)
+
+    def silent(self, seconds: float = 0.3) -> bool:
+        """True if nothing arrives within ``seconds``."""
+        self.sock.settimeout(seconds)
+        try:
+            frame = self.sock.recv()
+        except websocket.WebSocketTimeoutException:
+            return True
+        raise AssertionError(f"expected silence, got {frame}")
+
+    def close(self) -> None:
+        try:
+            self.sock.close()
+        except Exception:
+            pass
