@@ -26,3 +26,23 @@ def on_starting(server):
 
     applied = upgrade_from_environment()
     server.log.info("migrations applied: %s", ", ".join(applied) or "none pending")
+
+
+def post_worker_init(worker):
+    """On SIGTERM gunicorn stops accepting and waits for handlers; close every socket with
+    1001 (going away) right away so clients reconnect elsewhere and resync."""
+    import gevent
+
+    live = worker.wsgi.extensions["kefu.live"]
+
+    def close_sockets_when_stopping():
+        while worker.alive:
+            gevent.sleep(0.2)
+        live.shutdown()
+
+    gevent.spawn(close_sockets_when_stopping)
+
+    # Opt-in (KEFU_STALL_MONITOR=1): measure the gevent hub's stalls for benchmarks.
+    from kefu.realtime import stall
+
+    stall.install(worker)

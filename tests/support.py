@@ -41,7 +41,7 @@ class Server:
             "KEFU_BIND": self.base,
             "KEFU_JWT_SECRET": JWT_SECRET,
             "KEFU_SECRET_KEY": "test-secret-key",
-            "KEFU_LOG_LEVEL": "warning",
+            "KEFU_LOG_LEVEL": "info",
             **{f"KEFU_{k.upper()}": str(v) for k, v in settings.items()},
         }
         self.proc = None

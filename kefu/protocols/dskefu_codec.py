@@ -160,4 +160,6 @@ class DsKefuCodec:
             if _is_party(conn, event.conversation):
                 yield dumps(_end_push(event))
         elif isinstance(event, ConversationAssigned) and _is_party(conn, event.conversation):
-            yield dumps(_assigned_push(event))
+            # A visitor chose its agent; the guide gives visitors only message and end pushes.
+            if event.conversation.visitor_id is None or conn.visitor_id is None:
+                yield dumps(_assigned_push(event))

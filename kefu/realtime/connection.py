@@ -17,6 +17,7 @@ from simple_websocket import ConnectionClosed
 log = logging.getLogger(__name__)
 _ids = itertools.count(1)
 _CLOSE = object()
+CLOSE_HANDSHAKE_SECONDS = 1.0
 
 
 class Connection:
@@ -70,11 +71,20 @@ class Connection:
             try:
                 if isinstance(item, tuple) and item[0] is _CLOSE:
                     self.ws.close(reason=item[1], message=item[2])
+                    # A peer that never answers the close frame must not pin the handler.
+                    gevent.spawn_later(CLOSE_HANDSHAKE_SECONDS, self._drop_socket)
                     return
                 self.ws.send(item)
             except (ConnectionClosed, OSError):
                 self.closed = True
                 return
+
+    def _drop_socket(self) -> None:
+        try:
+            self.ws.sock.close()
+        except OSError:
+            pass
+        self.ws.event.set()  # wake a handler blocked in receive()
 
     def finish(self) -> None:
         """The handler is returning: stop the writer once it has flushed."""

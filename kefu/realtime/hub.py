@@ -55,6 +55,9 @@ class Hub:
     def online_agent_ids(self) -> frozenset[int]:
         return frozenset(self._agent_conns)
 
+    def all_connections(self) -> list:
+        return list(self._keys_of)
+
     def connection_count(self) -> int:
         return len(self._keys_of)
 

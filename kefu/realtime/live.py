@@ -59,6 +59,14 @@ class Live:
                 self.agent_grace_seconds, self._requeue_if_away, went_offline
             )
 
+    def shutdown(self) -> None:
+        """The worker is stopping: tell every client to go away (1001) and reconnect."""
+        for timer in self._away.values():
+            timer.kill(block=False)  # the next worker decides, from the database
+        self._away.clear()
+        for conn in self.hub.all_connections():
+            conn.close(1001, "Server shutting down")
+
     def _requeue_if_away(self, kefu_id: int) -> None:
         self._away.pop(kefu_id, None)
         try:
