@@ -7,7 +7,7 @@ def create_app(config: dict | None = None):
 
     from kefu import api, cli, db
     from kefu.config import from_environment
-    from kefu.protocols import dskefu
+    from kefu.protocols import dskefu, waiter
     from kefu.realtime import live, transport
     from kefu.services import messages
 
@@ -23,6 +23,7 @@ def create_app(config: dict | None = None):
     messages.configure(app.config["MAX_CONTENT_CHARS"], app.config["PAGE_SIZE_MAX"])
     api.init_app(app)
     app.register_blueprint(dskefu.bp)
+    app.register_blueprint(waiter.bp)
     transport.sock.init_app(app)
     cli.init_app(app)
 

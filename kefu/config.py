@@ -44,6 +44,10 @@ def from_environment() -> dict:
         "DEFAULT_MAX_CONCURRENT": _int("KEFU_DEFAULT_MAX_CONCURRENT", 5),
         # An agent whose last socket dropped keeps its conversations this long.
         "AGENT_GRACE_SECONDS": _float("KEFU_AGENT_GRACE_SECONDS", 60.0),
+        # A waiter-protocol user socket silent this long gets ``idle``; after the grace
+        # it is disconnected (and its conversation ended if it has no other socket).
+        "USER_IDLE_SECONDS": _float("KEFU_USER_IDLE_SECONDS", 600.0),
+        "USER_IDLE_GRACE_SECONDS": _float("KEFU_USER_IDLE_GRACE_SECONDS", 60.0),
         "PAGE_SIZE_MAX": _int("KEFU_PAGE_SIZE_MAX", 100),
         "TIMEZONE_LABEL": "UTC",
     }

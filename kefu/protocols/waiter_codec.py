@@ -1,0 +1,252 @@
+"""The waiter protocol's wire shapes: frames out, and domain events rendered as frames.
+
+Every outgoing frame is ``{op_id, from, to, type, payload}``; ``from`` / ``to`` are the
+stable uuids of people (spec README), never socket ids. A frame caused by a request of
+this very socket echoes that request's ``op_id``; the queue's later ``connect_queue`` /
+``connect_success`` pushes echo the op_id of the socket's last ``connect``.
+
+Per-connection memory (``conn.state``) keeps pushes from repeating what a socket was
+already told: the last queue place sent, the conversation announced as served, the
+conversations a waiter was told about.
+"""
+
+import json
+
+from kefu import clock
+from kefu.models import IMAGE, SENDER_USER
+from kefu.realtime.events import (
+    AgentChanged,
+    ConversationAssigned,
+    ConversationEnded,
+    ConversationRequeued,
+    MessageCreated,
+    QueueChanged,
+)
+
+USER, WAITER = "user", "waiter"
+
+
+def frame(type_: str, payload=None, op_id=None, sender=None, to=None) -> str:
+    """One outgoing frame; ``sender`` and ``to`` are people (anything with ``uuid``)."""
+    body = {
+        "op_id": op_id,
+        "from": sender.uuid if sender else None,
+        "to": to.uuid if to else None,
+        "type": type_,
+        "payload": payload,
+    }
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":"))
+
+
+def error(message: str, op_id=None, to=None) -> str:
+    return frame("error", {"message": message}, op_id, None, to)
+
+
+def message_type_name(msg) -> str:
+    """Images are ``message_image``; text and ds/kefu file messages (no waiter type of
+    their own) are ``message_text``, a file carrying its ``file_url``."""
+    return "message_image" if msg.message_type == IMAGE else "message_text"
+
+
+def message_payload(msg, conversation_id: int) -> dict:
+    if msg.message_type == IMAGE:
+        payload = {"image": msg.file_url}
+    else:
+        payload = {"text": msg.content or msg.file_url or ""}
+        if msg.file_url:
+            payload["file_url"] = msg.file_url
+    payload.update(
+        message_id=msg.id,
+        conversation_id=conversation_id,
+        created_at=clock.wire(msg.created_at),
+    )
+    return payload
+
+
+def history_item(entry) -> dict:
+    """One stored message as a history list shows it: the live frame's fields, plus time."""
+    msg = entry.message
+    return {
+        "from": entry.sender.uuid if entry.sender else None,
+        "to": entry.recipient.uuid if entry.recipient else None,
+        "type": message_type_name(msg),
+        "payload": message_payload(msg, msg.conversation_id),
+    }
+
+
+def session_item(session) -> dict:
+    conv = session.conversation
+    return {
+        "conversation_id": conv.id,
+        "user": conv.customer.profile(),
+        "status": conv.status,
+        "rating": session.rating,
+        "created_at": clock.wire(session.created_at),
+        "ended_at": clock.wire(session.ended_at),
+        "last_message_at": clock.wire(session.last_message_at),
+    }
+
+
+def _request_op(conn, origin):
+    return conn.state.get("request_op") if origin == conn.id else None
+
+
+def _mine_as_customer(conn, conv) -> bool:
+    return conv.customer is not None and conv.customer.user_id == conn.principal.user_id
+
+
+def _mine_as_agent(conn, conv) -> bool:
+    # Visitors have no uuid to address, so the waiter protocol leaves them to ds/kefu.
+    return (
+        conv.customer is not None
+        and conv.agent is not None
+        and conv.agent.user_id == conn.principal.user_id
+    )
+
+
+class WaiterCodec:
+    """Renders domain events for one user or waiter socket of this protocol."""
+
+    def __init__(self, role: str):
+        self.role = role
+
+    def render(self, event, conn, origin):
+        if conn.principal is None:
+            return
+        table = _USER_RENDERERS if self.role == USER else _WAITER_RENDERERS
+        renderer = table.get(type(event))
+        if renderer is not None:
+            yield from renderer(event, conn, origin)
+
+
+# -- the user's socket ----------------------------------------------------------
+
+
+def forget_conversation(conn) -> None:
+    conn.state.pop("served", None)
+    conn.state.pop("location", None)
+
+
+def _user_message(event: MessageCreated, conn, origin):
+    conv, msg = event.conversation, event.message
+    if origin == conn.id or not _mine_as_customer(conn, conv):
+        return  # the sending socket got its receipt already
+    name = message_type_name(msg)
+    if msg.sender_type == SENDER_USER:  # written on another tab of this user
+        yield frame(
+            f"{name}_success", message_payload(msg, conv.id), None, conv.customer, conv.agent
+        )
+    else:
+        yield frame(name, message_payload(msg, conv.id), None, conv.agent, conv.customer)
+
+
+def _user_assigned(event: ConversationAssigned, conn, origin):
+    conv = event.conversation
+    if not _mine_as_customer(conn, conv) or conn.state.get("served") == (conv.id, conv.kefu_id):
+        return
+    conn.state["served"] = (conv.id, conv.kefu_id)
+    conn.state.pop("location", None)
+    op_id = conn.state.get("connect_op")
+    yield frame("connect_success", conv.agent.profile(), op_id, conv.agent, conv.customer)
+
+
+def _user_ended(event: ConversationEnded, conn, origin):
+    conv = event.conversation
+    if not _mine_as_customer(conn, conv):
+        return
+    forget_conversation(conn)
+    if origin != conn.id:  # the socket that asked got ``disconnected`` as its reply
+        yield frame("disconnected", None, None, conv.agent, conv.customer)
+
+
+def _user_requeued(event: ConversationRequeued, conn, origin):
+    # The agent stayed away: the next QueueChanged / ConversationAssigned tells the user
+    # its new place or its new agent, so only forget what was said before.
+    if _mine_as_customer(conn, event.conversation):
+        forget_conversation(conn)
+    return ()
+
+
+def _user_queue(event: QueueChanged, conn, origin):
+    for place, conv in enumerate(event.waiting, start=1):
+        if _mine_as_customer(conn, conv):
+            if conn.state.get("location") != place:
+                conn.state["location"] = place
+                payload = {"location": place}
+                yield frame(
+                    "connect_queue", payload, conn.state.get("connect_op"), None, conv.customer
+                )
+            return
+
+
+# -- the waiter's socket --------------------------------------------------------
+
+
+def _waiter_message(event: MessageCreated, conn, origin):
+    conv, msg = event.conversation, event.message
+    if origin == conn.id or not _mine_as_agent(conn, conv):
+        return
+    name = message_type_name(msg)
+    if msg.sender_type == SENDER_USER:
+        yield frame(name, message_payload(msg, conv.id), None, conv.customer, conv.agent)
+    else:  # the agent wrote it elsewhere (its /ws or dashboard): keep this socket in step
+        yield frame(
+            f"{name}_success", message_payload(msg, conv.id), None, conv.agent, conv.customer
+        )
+
+
+def announce_user(conn, conv, op_id=None):
+    """``new_connection`` for a conversation this socket has not been told about yet."""
+    announced = conn.state.setdefault("announced", set())
+    if conv.id in announced:
+        return
+    announced.add(conv.id)
+    conn.send(frame("new_connection", conv.customer.profile(), op_id, conv.customer, conv.agent))
+
+
+def _waiter_assigned(event: ConversationAssigned, conn, origin):
+    conv = event.conversation
+    if _mine_as_agent(conn, conv):
+        announced = conn.state.setdefault("announced", set())
+        if conv.id not in announced:
+            announced.add(conv.id)
+            op_id = _request_op(conn, origin)
+            yield frame("new_connection", conv.customer.profile(), op_id, conv.customer, conv.agent)
+
+
+def _waiter_ended(event: ConversationEnded, conn, origin):
+    conv = event.conversation
+    if not _mine_as_agent(conn, conv):
+        return
+    conn.state.setdefault("announced", set()).discard(conv.id)
+    if origin != conn.id:
+        yield frame("disconnected", None, None, conv.customer, conv.agent)
+
+
+def _waiter_requeued(event: ConversationRequeued, conn, origin):
+    if event.previous_agent.user_id == conn.principal.user_id:
+        conn.state.setdefault("announced", set()).discard(event.conversation.id)
+    return ()
+
+
+def _waiter_switch(event: AgentChanged, conn, origin):
+    # Ready/unready set elsewhere (the dashboard) is pushed; this socket's own request
+    # was acknowledged by its reply.
+    if origin != conn.id and event.agent.user_id == conn.principal.user_id:
+        yield frame("ready" if event.accepting else "unready", None, None, None, event.agent)
+
+
+_USER_RENDERERS = {
+    MessageCreated: _user_message,
+    ConversationAssigned: _user_assigned,
+    ConversationEnded: _user_ended,
+    ConversationRequeued: _user_requeued,
+    QueueChanged: _user_queue,
+}
+_WAITER_RENDERERS = {
+    MessageCreated: _waiter_message,
+    ConversationAssigned: _waiter_assigned,
+    ConversationEnded: _waiter_ended,
+    ConversationRequeued: _waiter_requeued,
+    AgentChanged: _waiter_switch,
+}

@@ -1,0 +1,176 @@
+"""Looking back: a user's messages across conversations, an agent's sessions, and who
+has served whom (the waiter protocol's history frames and its ownership checks).
+
+Reads only; each function opens its own read block and returns frozen snapshots, so an
+adapter can render them without touching the database.
+"""
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from kefu import db
+from kefu.errors import Invalid
+from kefu.models import ENDED, SENDER_AGENT, Agent, Conversation, Message, User
+from kefu.realtime.events import ConversationRef, MessageView, Person
+from kefu.services.snapshots import conversation_ref, load, message_view, person, with_people
+
+LIMIT_DEFAULT = 100
+LIMIT_MAX = 100
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One message of a history, with the people it went between."""
+
+    message: MessageView
+    sender: Person | None
+    recipient: Person | None  # None while the conversation waited for an agent
+
+
+@dataclass(frozen=True)
+class Session:
+    """One conversation an agent holds or held, as its session history shows it."""
+
+    conversation: ConversationRef
+    rating: int | None
+    created_at: datetime
+    ended_at: datetime | None
+    last_message_at: datetime | None
+
+
+def check_page(before, limit) -> tuple[int | None, int]:
+    """``before`` (an id to page backwards from) and ``limit`` (1..100, default 100)."""
+    for name, value in (("before", before), ("limit", limit)):
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, int) or value < 1
+        ):
+            raise Invalid(f"{name} must be a positive integer")
+    limit = LIMIT_DEFAULT if limit is None else limit
+    if limit > LIMIT_MAX:
+        raise Invalid(f"limit must be at most {LIMIT_MAX}")
+    return before, limit
+
+
+def user_messages(user_id: int, before: int | None = None, limit: int | None = None):
+    """The user's messages in all its conversations, oldest → newest: the latest ``limit``
+    with an id below ``before`` (so a client pages backwards with its oldest id)."""
+    before, limit = check_page(before, limit)
+    with db.read():
+        query = Message.select(Message, Conversation).join(Conversation)
+        query = query.where(Conversation.user == user_id)
+        if before is not None:
+            query = query.where(Message.id < before)
+        rows = list(query.order_by(Message.id.desc()).limit(limit))
+        rows.reverse()
+        customer = person(User.get_or_none(User.id == user_id))
+        kefu_ids = {m.sender_id for m in rows if m.sender_type == SENDER_AGENT}
+        kefu_ids |= {m.conversation.agent_id for m in rows if m.conversation.agent_id}
+        agents = _agent_people(kefu_ids)
+        entries = []
+        for m in rows:
+            if m.sender_type == SENDER_AGENT:
+                entries.append(Entry(message_view(m), agents.get(m.sender_id), customer))
+            else:
+                entries.append(
+                    Entry(message_view(m), customer, agents.get(m.conversation.agent_id))
+                )
+        return entries
+
+
+def _agent_people(kefu_ids) -> dict[int, Person]:
+    if not kefu_ids:
+        return {}
+    rows = Agent.select(Agent, User).join(User).where(Agent.id.in_(list(kefu_ids)))
+    return {a.id: person(a.user) for a in rows}
+
+
+def agent_sessions(kefu_id: int, before: int | None = None, limit: int | None = None):
+    """The agent's conversations with signed-in users, newest first, with their rating.
+    (Visitor conversations have no person to address in the waiter protocol.)"""
+    before, limit = check_page(before, limit)
+    with db.read():
+        query = with_people().where(Conversation.agent == kefu_id, Conversation.user.is_null(False))
+        if before is not None:
+            query = query.where(Conversation.id < before)
+        rows = query.order_by(Conversation.id.desc()).limit(limit)
+        return [
+            Session(conversation_ref(c), c.rating, c.created_at, c.ended_at, c.last_message_at)
+            for c in rows
+        ]
+
+
+def has_served(kefu_id: int, user_id: int) -> bool:
+    """The agent holds or held one of the user's conversations, or wrote in one (a
+    conversation re-queued to another agent still counts for the one who answered)."""
+    with db.read():
+        held = Conversation.select().where(
+            Conversation.agent == kefu_id, Conversation.user == user_id
+        )
+        if held.exists():
+            return True
+        wrote = (
+            Message.select()
+            .join(Conversation)
+            .where(Conversation.user == user_id, Message.sender_key == f"a:{kefu_id}")
+        )
+        return wrote.exists()
+
+
+def find_user(ref) -> int | None:
+    """A user's id from its numeric id (int or digits) or its public uuid."""
+    with db.read():
+        if isinstance(ref, int) and not isinstance(ref, bool):
+            user = User.get_or_none(User.id == ref)
+        elif isinstance(ref, str) and ref.isdigit() and len(ref) < 19:
+            user = User.get_or_none(User.id == int(ref))
+        elif isinstance(ref, str) and 0 < len(ref) <= 36:
+            user = User.get_or_none(User.uuid == ref)
+        else:
+            return None
+        return user.id if user else None
+
+
+def open_with(kefu_id: int, user_uuid: str) -> ConversationRef | None:
+    """The user's open conversation, if this agent is the one serving it."""
+    with db.read():
+        user = User.get_or_none(User.uuid == user_uuid)
+        if user is None:
+            return None
+        conv = Conversation.get_or_none(
+            Conversation.open_key == f"u:{user.id}", Conversation.agent == kefu_id
+        )
+        return conversation_ref(load(conv.id)) if conv else None
+
+
+def open_for_agent(kefu_id: int) -> list[ConversationRef]:
+    """The agent's open conversations with signed-in users, oldest first."""
+    with db.read():
+        rows = with_people(Conversation.open_for_agent(kefu_id)).where(
+            Conversation.user.is_null(False)
+        )
+        return [conversation_ref(c) for c in rows.order_by(Conversation.id)]
+
+
+def latest_ended(user_id: int) -> int | None:
+    """The id of the user's most recently ended conversation (what ``rate`` rates)."""
+    with db.read():
+        conv = (
+            Conversation.select(Conversation.id)
+            .where(Conversation.user == user_id, Conversation.status == ENDED)
+            .order_by(Conversation.ended_at.desc(), Conversation.id.desc())
+            .first()
+        )
+        return conv.id if conv else None
+
+
+def queue_place(conversation_id: int) -> int | None:
+    """The 1-based place of a waiting conversation in the shared queue, or None."""
+    with db.read():
+        mine = Conversation.waiting().where(Conversation.id == conversation_id).first()
+        if mine is None:
+            return None
+        ahead = Conversation.waiting().where(
+            (Conversation.queued_at < mine.queued_at)
+            | ((Conversation.queued_at == mine.queued_at) & (Conversation.id < mine.id))
+        )
+        return ahead.count() + 1
