@@ -9,6 +9,7 @@ import json
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -108,6 +109,13 @@ class Server:
         if name:
             claims["name"] = name
         return jwt.encode(claims, secret, algorithm="HS256")
+
+    def sql(self, query: str, *params) -> list[tuple]:
+        """Read stored state straight from the database the server uses."""
+        url = self.env["KEFU_DATABASE_URL"]
+        assert url.startswith("sqlite:///"), "sql() reads SQLite test databases"
+        with sqlite3.connect(url.removeprefix("sqlite:///")) as conn:
+            return conn.execute(query, params).fetchall()
 
     # -- clients ---------------------------------------------------------------
     def url(self, path: str) -> str:

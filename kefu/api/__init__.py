@@ -56,10 +56,13 @@ def domain_error(exc: KefuError):
     return jsonify({"code": exc.status, "message": exc.message}), exc.status
 
 
-@bp.errorhandler(HTTPException)
 def http_error(exc: HTTPException):
+    """Every HTTP error under /api/ (unknown route, wrong method, …) in the API's envelope."""
+    if not request.path.startswith("/api/"):
+        return exc
     return jsonify({"code": exc.code, "message": exc.description}), exc.code
 
 
 def init_app(app) -> None:
     app.register_blueprint(bp)
+    app.register_error_handler(HTTPException, http_error)

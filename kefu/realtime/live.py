@@ -43,7 +43,15 @@ class Live:
         if timer is not None:
             timer.kill(block=False)  # back within the grace period: nothing moves
         if came_online:
+            # Routing reacts in its own greenlet, which runs once this handler yields, so
+            # the sign-in reply is queued before any assignment it causes.
+            gevent.spawn(self._dispatch)
+
+    def _dispatch(self) -> None:
+        try:
             self.publish(routing.dispatch())
+        except Exception:
+            log.exception("dispatching the queue failed")
 
     def bind_visitor(self, conn, visitor_id: str) -> None:
         if conn.visitor_id is not None:

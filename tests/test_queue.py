@@ -1,0 +1,156 @@
+"""Assignment and the shared FIFO queue, end to end."""
+
+import threading
+
+from tests.support import Server
+
+
+def login(server, token):
+    ws = server.ws()
+    reply = ws.request({"action": "login", "data": {"token": token}})
+    assert reply["success"], reply
+    return ws
+
+
+def open_conversation(server, token) -> dict:
+    return server.get("/api/kefu/message/getConversation", token).json()["data"]
+
+
+def concurrent_of(server, kefu_id) -> tuple[int, int]:
+    """(stored current_concurrent, open conversations actually assigned)."""
+    [(stored,)] = server.sql("SELECT current_concurrent FROM agent WHERE id = ?", kefu_id)
+    [(actual,)] = server.sql(
+        "SELECT COUNT(*) FROM conversation WHERE kefu_id = ? AND status = 1", kefu_id)
+    return stored, actual
+
+
+def test_full_agent_means_fifo_wait_then_assignment_on_end(make_server):
+    server = make_server()
+    agent = server.create_agent("solo", max_concurrent=1)
+    agent_ws = login(server, agent["token"])
+    tokens = [Server.host_jwt(f"q{n}") for n in range(4)]
+    first = open_conversation(server, tokens[0])
+    assert first["kefu_id"] == agent["kefu_id"]
+    waiting = [open_conversation(server, t) for t in tokens[1:]]
+    assert [c["kefu_id"] for c in waiting] == [None, None, None]
+    user_ws = [login(server, t) for t in tokens]
+    assert agent_ws.recv()["conversation_id"] == first["id"]
+
+    # A message into a waiting conversation is kept for whoever takes it.
+    user_ws[1].request({"action": "kefu_message_send",
+                        "data": {"conversation_id": waiting[0]["id"], "content": "still here"}})
+    assert agent_ws.silent()
+
+    served = [first["id"]]
+    for position, conv in enumerate(waiting, start=1):
+        end = user_ws[position - 1].request({"action": "kefu_message_end",
+                                            "data": {"conversation_id": served[-1]}})
+        assert end["success"]
+        assigned = agent_ws.recv_until(lambda f: f["action"] == "kefu_conversation_assigned")
+        assert assigned["conversation_id"] == conv["id"]  # strictly in arrival order
+        pushed = user_ws[position].recv_until(
+            lambda f: f["action"] == "kefu_conversation_assigned")
+        assert pushed["kefu_id"] == agent["kefu_id"]
+        served.append(conv["id"])
+        assert concurrent_of(server, agent["kefu_id"]) == (1, 1)
+    history = server.get(f"/api/kefu/message/list?conversation_id={waiting[0]['id']}",
+                         agent["token"]).json()["data"]
+    assert [m["content"] for m in history] == ["still here"]
+
+
+def test_least_busy_agent_wins_and_offline_agents_get_nothing(make_server):
+    server = make_server()
+    busy = server.create_agent("busy", max_concurrent=5)
+    idle = server.create_agent("idle", max_concurrent=5)
+    offline = server.create_agent("offline", max_concurrent=5)
+    busy_ws, idle_ws = login(server, busy["token"]), login(server, idle["token"])
+    kefu_ids = [open_conversation(server, Server.host_jwt(f"lb{n}"))["kefu_id"] for n in range(6)]
+    assert sorted(kefu_ids) == sorted([busy["kefu_id"], idle["kefu_id"]] * 3)
+    assert offline["kefu_id"] not in kefu_ids
+    for agent in (busy, idle, offline):
+        stored, actual = concurrent_of(server, agent["kefu_id"])
+        assert stored == actual
+    busy_ws.close()
+    idle_ws.close()
+
+
+def test_agent_coming_online_drains_the_queue_in_order(make_server):
+    server = make_server()
+    agent = server.create_agent("late", max_concurrent=2)
+    ids = [open_conversation(server, Server.host_jwt(f"late{n}"))["id"] for n in range(3)]
+    agent_ws = login(server, agent["token"])
+    got = [agent_ws.recv()["conversation_id"] for _ in range(2)]
+    assert got == ids[:2]
+    assert agent_ws.silent()
+    assert server.sql("SELECT id FROM conversation WHERE kefu_id IS NULL AND status = 1") == [
+        (ids[2],)]
+
+
+def test_queue_order_survives_a_restart(make_server):
+    server = make_server()
+    agent = server.create_agent("after-restart", max_concurrent=10)
+    ids = [open_conversation(server, Server.host_jwt(f"rs{n}"))["id"] for n in range(5)]
+    server.restart()
+    agent_ws = login(server, agent["token"])
+    assert [agent_ws.recv()["conversation_id"] for _ in range(5)] == ids
+    assert concurrent_of(server, agent["kefu_id"]) == (5, 5)
+
+
+def test_agent_gone_past_grace_requeues_users_to_the_head(make_server):
+    server = make_server(agent_grace_seconds=1)
+    leaving = server.create_agent("leaving", max_concurrent=2)
+    other = server.create_agent("other", max_concurrent=1)
+    leaving_ws = login(server, leaving["token"])
+    mine = [open_conversation(server, Server.host_jwt(f"g{n}"))["id"] for n in range(2)]
+    queued = open_conversation(server, Server.host_jwt("g-late"))
+    assert queued["kefu_id"] is None
+    leaving_ws.close()
+    # Within the grace period nothing moves.
+    assert server.sql("SELECT COUNT(*) FROM conversation WHERE kefu_id = ? AND status = 1",
+                      leaving["kefu_id"]) == [(2,)]
+    other_ws = login(server, other["token"])  # capacity 1: takes the head of the queue
+    first = other_ws.recv_until(lambda f: f["action"] == "kefu_conversation_assigned", timeout=5)
+    assert first["conversation_id"] == queued["id"]
+    other_ws.request({"action": "kefu_message_end", "data": {"conversation_id": queued["id"]}})
+    nxt = other_ws.recv_until(lambda f: f["action"] == "kefu_conversation_assigned", timeout=5)
+    assert nxt["conversation_id"] == mine[0]  # re-queued at the head, in their order
+    waiting = server.sql("SELECT id FROM conversation WHERE kefu_id IS NULL AND status = 1 "
+                         "ORDER BY queued_at")
+    assert waiting == [(mine[1],)]
+    assert concurrent_of(server, leaving["kefu_id"]) == (0, 0)
+
+
+def test_concurrent_senders_keep_counters_exact(make_server):
+    server = make_server()
+    agent = server.create_agent("counter", max_concurrent=50)
+    agent_ws = login(server, agent["token"])
+    users = [Server.host_jwt(f"c{n}") for n in range(20)]
+    convs = [open_conversation(server, t)["id"] for t in users]
+    errors = []
+
+    def blast(token, cid):
+        try:
+            ws = login(server, token)
+            for n in range(25):
+                reply = ws.request({"action": "kefu_message_send", "op_id": f"{cid}-{n}",
+                                    "data": {"conversation_id": cid, "content": f"#{n}"}})
+                assert reply["success"], reply
+            ws.close()
+        except Exception as exc:  # surfaced below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=blast, args=a) for a in zip(users, convs, strict=True)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    pushes = [agent_ws.recv() for _ in range(20 + 500)]
+    messages = [p for p in pushes if p["action"] == "kefu_message"]
+    assert len(messages) == 500
+    assert len({p["message_id"] for p in messages}) == 500
+    rows = server.sql("SELECT conversation_id, COUNT(*), MAX(seq) FROM message GROUP BY 1")
+    assert sorted(rows) == sorted((cid, 25, 25) for cid in convs)
+    counters = server.sql("SELECT id, kefu_unread_count, last_seq FROM conversation")
+    assert sorted(counters) == sorted((cid, 25, 25) for cid in convs)
+    assert concurrent_of(server, agent["kefu_id"]) == (20, 20)

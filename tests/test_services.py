@@ -1,0 +1,155 @@
+"""Services without sockets, on a real SQLite file: rules, counters, idempotency."""
+
+import threading
+
+import pytest
+
+from kefu import create_app
+from kefu.auth import principal_for
+from kefu.errors import Conflict, Invalid, NotFound
+from kefu.migrate import upgrade
+from kefu.models import Agent, Conversation, User
+from kefu.realtime.events import ConversationAssigned, MessageCreated, QueueChanged
+from kefu.services import accounts, conversations, messages, presence, routing, visitors
+
+
+@pytest.fixture
+def app(tmp_path):
+    url = f"sqlite:///{tmp_path}/services.db"
+    upgrade(url)
+    app = create_app({"DATABASE_URL": url, "JWT_SECRET": "x"})
+    online = set()
+    presence.use(lambda: frozenset(online))
+    app.online = online
+    with app.app_context():
+        yield app
+
+
+def agent(app, name, limit=5, online=True):
+    user, profile, _ = accounts.create_agent(name, max_concurrent=limit)
+    if online:
+        app.online.add(profile.id)
+    return principal_for(user)
+
+
+def customer(name):
+    user, _ = accounts.create_user(name)
+    return principal_for(user)
+
+
+def load_agent(kefu_id):
+    return Agent.get_by_id(kefu_id)
+
+
+def test_open_assigns_least_busy_or_queues(app):
+    a1, a2 = agent(app, "a1", limit=1), agent(app, "a2", limit=1)
+    u1, u2, u3 = customer("u1"), customer("u2"), customer("u3")
+    c1, ev1 = conversations.open_for_user(u1)
+    c2, _ = conversations.open_for_user(u2)
+    c3, ev3 = conversations.open_for_user(u3)
+    assert {c1.agent_id, c2.agent_id} == {a1.kefu_id, a2.kefu_id}
+    assert c3.agent_id is None
+    assert isinstance(ev1[0], ConversationAssigned)
+    queue = [e for e in ev3 if isinstance(e, QueueChanged)][0]
+    assert queue.position_of(c3.id) == 1
+    again, events = conversations.open_for_user(u3)
+    assert (again.id, events) == (c3.id, [])
+
+    ended = conversations.end(c1.id, u1)
+    assigned = [e for e in ended if isinstance(e, ConversationAssigned)]
+    assert [e.conversation.id for e in assigned] == [c3.id]
+    assert conversations.end(c1.id, u1) == []  # quietly, and no double decrement
+    for a in (a1, a2):
+        assert load_agent(a.kefu_id).current_concurrent == 1
+
+
+def test_offline_or_unready_agents_get_nothing(app):
+    away = agent(app, "away", online=False)
+    ready = agent(app, "ready")
+    routing.set_accepting(ready.kefu_id, False)
+    conv, _ = conversations.open_for_user(customer("c"))
+    assert conv.agent_id is None
+    events = routing.set_accepting(ready.kefu_id, True)
+    assert [e.conversation.id for e in events if isinstance(e, ConversationAssigned)] == [conv.id]
+    assert load_agent(away.kefu_id).current_concurrent == 0
+
+
+def test_raised_limit_refills_from_queue(app):
+    a = agent(app, "limited", limit=1)
+    convs = [conversations.open_for_user(customer(f"r{n}"))[0] for n in range(3)]
+    assert [c.agent_id for c in convs] == [a.kefu_id, None, None]
+    events = routing.set_max_concurrent(a.kefu_id, 3)
+    assigned = [e.conversation.id for e in events if isinstance(e, ConversationAssigned)]
+    assert assigned == [convs[1].id, convs[2].id]
+    with pytest.raises(Invalid):
+        routing.set_max_concurrent(a.kefu_id, 0)
+
+
+def test_send_rules_and_idempotency(app):
+    a = agent(app, "speaker")
+    u, stranger = customer("speaker-user"), customer("stranger")
+    conv, _ = conversations.open_for_user(u)
+    view, events, dup = messages.send(u, conv.id, "hi", op_id="op-1")
+    assert not dup and isinstance(events[0], MessageCreated)
+    again, events, dup = messages.send(u, conv.id, "hi", op_id="op-1")
+    assert dup and again.id == view.id and events == []
+    with pytest.raises(NotFound):
+        messages.send(stranger, conv.id, "intrude")
+    reply, _, _ = messages.send(a, conv.id, "hello", op_id="op-1")  # op ids are per sender
+    assert reply.id != view.id and reply.seq == 2
+    count, _ = conversations.mark_read(conv.id, u, [reply.id, view.id], 2)
+    assert count == 1
+    conversations.end(conv.id, a)
+    with pytest.raises(Conflict):
+        messages.send(u, conv.id, "late")
+
+
+def test_visitor_conversations_go_to_the_named_agent(app):
+    a = agent(app, "named", limit=1, online=False)
+    view, events, _ = visitors.send("vid-1", a.kefu_id, "hello")
+    conv = Conversation.get_by_id(view.conversation_id)
+    assert conv.agent_id == a.kefu_id and conv.user_id is None
+    assert load_agent(a.kefu_id).current_concurrent == 1
+    visitors.send("vid-1", a.kefu_id, "more")
+    assert [m.content for m in visitors.history("vid-1", a.kefu_id)] == ["hello", "more"]
+    visitors.end("vid-1", a.kefu_id)
+    assert load_agent(a.kefu_id).current_concurrent == 0
+    with pytest.raises(NotFound):
+        visitors.send("vid-1", 999, "nobody")
+
+
+def test_concurrent_ends_and_opens_never_drift(app):
+    a = agent(app, "busy", limit=1000)
+    users = [customer(f"t{n}") for n in range(40)]
+    convs = [conversations.open_for_user(u)[0] for u in users]
+    errors = []
+
+    def churn(user, conv):
+        try:
+            for _ in range(3):
+                conversations.end(conv.id, user)
+                conversations.end(conv.id, user)  # a duplicate end races the first
+                conv, _ = conversations.open_for_user(user)
+        except Exception as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=churn, args=pair) for pair in zip(users, convs, strict=True)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    open_count = Conversation.open_for_agent(a.kefu_id).count()
+    assert open_count == 40
+    assert load_agent(a.kefu_id).current_concurrent == open_count
+
+
+def test_accounts(app):
+    user, token = accounts.create_user("dup")
+    with pytest.raises(Conflict):
+        accounts.create_user("dup")
+    assert User.get_by_id(user.id).tokens.count() == 1
+    assert token not in {t.token_hash for t in User.get_by_id(user.id).tokens}
+    accounts.create_agent("pw-agent", password="s3cret!")
+    assert accounts.verify_password("pw-agent", "s3cret!") is not None
+    assert accounts.verify_password("pw-agent", "wrong") is None
