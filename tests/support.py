@@ -5,6 +5,7 @@ app:app``), against its own database file, and creates accounts through the real
 or host-signed JWTs. ``WS`` is a small JSON wrapper over websocket-client.
 """
 
+import contextlib
 import json
 import os
 import signal
@@ -50,11 +51,11 @@ class Server:
 
     # -- lifecycle -------------------------------------------------------------
     def start(self, timeout: float = 20.0) -> "Server":
-        log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(
-            [str(BIN / "gunicorn"), "-c", "gunicorn.conf.py", "app:app"],
-            cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
-        )
+        with open(self.log_path, "ab") as log:  # the child keeps its own copy of the fd
+            self.proc = subprocess.Popen(
+                [str(BIN / "gunicorn"), "-c", "gunicorn.conf.py", "app:app"],
+                cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+            )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -172,7 +173,5 @@ class WS:
         raise AssertionError(f"expected silence, got {frame}")
 
     def close(self) -> None:
-        try:
+        with contextlib.suppress(Exception):
             self.sock.close()
-        except Exception:
-            pass

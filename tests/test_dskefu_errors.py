@@ -47,7 +47,8 @@ FRAME_CASES = [
      "conversation_id must be a positive integer", None),
     ({"action": "kefu_message_send", "data": {"conversation_id": -1, "content": "a"}},
      "conversation_id must be a positive integer", None),
-    ({"action": "kefu_message_send", "data": {"conversation_id": "CID"}}, "content is required", None),
+    ({"action": "kefu_message_send", "data": {"conversation_id": "CID"}},
+     "content is required", None),
     ({"action": "kefu_message_send", "data": {"conversation_id": "CID", "content": "   "}},
      "content is required", None),
     ({"action": "kefu_message_send", "data": {"conversation_id": "CID", "content": 5}},
@@ -128,7 +129,8 @@ def test_foreign_conversations_are_invisible(server, setup):
         assert reply == {"success": False, "message": "Conversation not found or no permission",
                          "op_id": None}
     ended = ws.request({"action": "kefu_message_end", "data": {"conversation_id": setup["cid"]}})
-    assert ended["message"] == "Failed to end conversation. Conversation not found or no permission."
+    assert ended["message"] == (
+        "Failed to end conversation. Conversation not found or no permission.")
     assert stored(server, setup) == before
     listing = server.get(f"/api/kefu/message/list?conversation_id={setup['cid']}",
                          setup["stranger"])

@@ -50,7 +50,7 @@ def test_open_assigns_least_busy_or_queues(app):
     assert {c1.agent_id, c2.agent_id} == {a1.kefu_id, a2.kefu_id}
     assert c3.agent_id is None
     assert isinstance(ev1[0], ConversationAssigned)
-    queue = [e for e in ev3 if isinstance(e, QueueChanged)][0]
+    queue = next(e for e in ev3 if isinstance(e, QueueChanged))
     assert queue.position_of(c3.id) == 1
     again, events = conversations.open_for_user(u3)
     assert (again.id, events) == (c3.id, [])
@@ -106,7 +106,7 @@ def test_send_rules_and_idempotency(app):
 
 def test_visitor_conversations_go_to_the_named_agent(app):
     a = agent(app, "named", limit=1, online=False)
-    view, events, _ = visitors.send("vid-1", a.kefu_id, "hello")
+    view, _, _ = visitors.send("vid-1", a.kefu_id, "hello")
     conv = Conversation.get_by_id(view.conversation_id)
     assert conv.agent_id == a.kefu_id and conv.user_id is None
     assert load_agent(a.kefu_id).current_concurrent == 1

@@ -71,6 +71,13 @@ def _is_party(conn, conv: ConversationRef) -> bool:
     return conv.agent is not None and who.user_id == conv.agent.user_id
 
 
+def _to_assignee(conn, conv: ConversationRef) -> bool:
+    """A visitor chose its agent; the guide gives visitors only message and end pushes."""
+    if not _is_party(conn, conv):
+        return False
+    return conv.visitor_id is None or conn.visitor_id is None
+
+
 def _message_push(event: MessageCreated) -> dict:
     conv, msg = event.conversation, event.message
     stamp = clock.unix(msg.created_at)
@@ -159,7 +166,5 @@ class DsKefuCodec:
         elif isinstance(event, ConversationEnded):
             if _is_party(conn, event.conversation):
                 yield dumps(_end_push(event))
-        elif isinstance(event, ConversationAssigned) and _is_party(conn, event.conversation):
-            # A visitor chose its agent; the guide gives visitors only message and end pushes.
-            if event.conversation.visitor_id is None or conn.visitor_id is None:
-                yield dumps(_assigned_push(event))
+        elif isinstance(event, ConversationAssigned) and _to_assignee(conn, event.conversation):
+            yield dumps(_assigned_push(event))

@@ -6,6 +6,7 @@ order, so a slow client delays only itself. A client too slow to keep up (outbox
 its limit) is disconnected; it reconnects and resyncs from the database.
 """
 
+import contextlib
 import itertools
 import logging
 import os
@@ -80,10 +81,8 @@ class Connection:
                 return
 
     def _drop_socket(self) -> None:
-        try:
+        with contextlib.suppress(OSError):
             self.ws.sock.close()
-        except OSError:
-            pass
         self.ws.event.set()  # wake a handler blocked in receive()
 
     def finish(self) -> None:
