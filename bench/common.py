@@ -1,0 +1,212 @@
+"""Shared by the bench scripts: start the real server, measure its worker, small clients.
+
+The server is always ``gunicorn -c gunicorn.conf.py <app>`` (gevent worker, one worker)
+on a free loopback port with a fresh SQLite file in a temporary directory (or
+``KEFU_DATABASE_URL`` if set), with the stall monitor switched on. The load runs in the
+calling process (asyncio + ``websockets``, which offers permessage-deflate as browsers
+do), never inside the server.
+"""
+
+import asyncio
+import json
+import os
+import platform
+import resource
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import jwt
+import psutil
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+JWT_SECRET = "bench-jwt-secret-0123456789abcdef0123456789"
+
+
+def raise_nofile() -> int:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = hard if hard != resource.RLIM_INFINITY else 65536
+    if soft < target:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    return target
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def machine() -> str:
+    mem = psutil.virtual_memory().total / 2**30
+    cpu = platform.processor() or platform.machine()
+    return f"{os.cpu_count()} cores {cpu}, {mem:.0f} GiB, Python {platform.python_version()}"
+
+
+def host_jwt(sub: str, ttl: int = 7200) -> str:
+    return jwt.encode({"sub": sub, "exp": int(time.time()) + ttl}, JWT_SECRET, algorithm="HS256")
+
+
+class Server:
+    """A gunicorn master + its one gevent worker, measured through psutil."""
+
+    def __init__(self, app: str = "app:app", keep: bool = False, **settings):
+        self.tmp = Path(tempfile.mkdtemp(prefix="kefu-bench-"))
+        self.keep = keep
+        self.app = app
+        self.port = free_port()
+        self.base = f"127.0.0.1:{self.port}"
+        self.env = {
+            **os.environ,
+            "KEFU_DATABASE_URL": os.environ.get("KEFU_DATABASE_URL")
+            or f"sqlite:///{self.tmp}/kefu.db",
+            "KEFU_BIND": self.base,
+            "KEFU_JWT_SECRET": JWT_SECRET,
+            "KEFU_SECRET_KEY": "bench-secret-key",
+            "KEFU_LOG_LEVEL": "warning",
+            "KEFU_STALL_MONITOR": "1",
+            **{f"KEFU_{k.upper()}": str(v) for k, v in settings.items()},
+        }
+        self.proc = None
+        self.worker = None
+
+    def start(self, timeout: float = 30.0) -> "Server":
+        self.log_file = open(self.tmp / "server.log", "ab")  # noqa: SIM115 (kept while it runs)
+        self.proc = subprocess.Popen(
+            [str(BIN / "gunicorn"), "-c", "gunicorn.conf.py", self.app],
+            cwd=ROOT,
+            env=self.env,
+            stdout=self.log_file,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited:\n{self.log()}")
+            try:
+                with urllib.request.urlopen(self.url("/healthz"), timeout=0.5) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                time.sleep(0.05)
+        else:
+            raise RuntimeError(f"server did not start:\n{self.log()}")
+        children = psutil.Process(self.proc.pid).children()
+        self.worker = children[0]
+        return self
+
+    def url(self, path: str) -> str:
+        return f"http://{self.base}{path}"
+
+    def ws_url(self, path: str = "/ws") -> str:
+        return f"ws://{self.base}{path}"
+
+    def log(self) -> str:
+        p = self.tmp / "server.log"
+        return p.read_text(errors="replace") if p.exists() else ""
+
+    def rss(self) -> int:
+        return self.worker.memory_info().rss
+
+    def cpu_seconds(self) -> float:
+        t = self.worker.cpu_times()
+        return t.user + t.system
+
+    def stall(self, reset: bool = False) -> dict:
+        q = "?reset=1" if reset else ""
+        with urllib.request.urlopen(self.url(f"/_kefu/stall{q}"), timeout=5) as r:
+            return json.loads(r.read())
+
+    def cli(self, *args: str) -> dict:
+        out = subprocess.run(
+            [str(BIN / "flask"), "--app", "app", *args, "--json"],
+            cwd=ROOT,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        return json.loads(out.stdout)
+
+    def create_agents(self, count: int, max_concurrent: int, prefix: str = "agent") -> list:
+        """Agents through the real CLI (one process each; a second or so apiece)."""
+        return [
+            self.cli(
+                "kefu", "create-agent", f"{prefix}{i}", "--max-concurrent", str(max_concurrent)
+            )
+            for i in range(count)
+        ]
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+                if self.worker and self.worker.is_running():
+                    self.worker.kill()
+        self.proc = None
+        if not self.keep:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+# -- asyncio clients -----------------------------------------------------------------
+
+
+async def http_get(base: str, path: str, token: str | None = None, timeout: float = 30):
+    """A minimal HTTP/1.1 GET over asyncio (one connection per request)."""
+    host, port = base.split(":")
+    reader, writer = await asyncio.wait_for(asyncio.open_connection(host, int(port)), timeout)
+    try:
+        head = f"GET {path} HTTP/1.1\r\nHost: {base}\r\nConnection: close\r\n"
+        if token:
+            head += f"Authorization: Bearer {token}\r\n"
+        writer.write((head + "\r\n").encode())
+        await writer.drain()
+        raw = await asyncio.wait_for(reader.read(), timeout)
+    finally:
+        writer.close()
+    header, _, body = raw.partition(b"\r\n\r\n")
+    status = int(header.split(b" ", 2)[1])
+    if b"transfer-encoding: chunked" in header.lower():
+        body = _unchunk(body)
+    return status, json.loads(body) if body else None
+
+
+def _unchunk(body: bytes) -> bytes:
+    out, rest = b"", body
+    while rest:
+        size_line, _, rest = rest.partition(b"\r\n")
+        size = int(size_line.split(b";")[0], 16)
+        if size == 0:
+            break
+        out, rest = out + rest[:size], rest[size + 2 :]
+    return out
+
+
+def percentile(sorted_values: list, p: float) -> float:
+    if not sorted_values:
+        return float("nan")
+    k = min(len(sorted_values) - 1, max(0, round(p / 100 * (len(sorted_values) - 1))))
+    return sorted_values[k]
+
+
+def fmt_ratio(value: float, base: float | None) -> str:
+    if not base:
+        return ""
+    return f" ({value / base:.2f}x relay)"

@@ -1,0 +1,102 @@
+"""An opt-in monitor of the gevent hub's stalls, for benchmarks and diagnosis.
+
+With ``KEFU_STALL_MONITOR=1`` gunicorn's ``post_worker_init`` starts one greenlet in the
+worker that sleeps ``KEFU_STALL_TICK_MS`` (default 5 ms) in a loop and records by how
+much each sleep overshot: while some greenlet holds the hub (CPU work, a blocking call)
+no other socket is served, and the overshoot is how long that lasted. The worker's WSGI
+app is wrapped so ``GET /_kefu/stall`` returns the figures as JSON (``?reset=1`` starts a
+new measuring window). When the variable is unset nothing is started or wrapped.
+"""
+
+import json
+import os
+import time
+
+import gevent
+
+PATH = "/_kefu/stall"
+BUCKETS_MS = (1, 2, 5, 10, 20, 50, 100, 250, 1000)
+
+
+class StallMonitor:
+    def __init__(self, tick: float = 0.005):
+        self.tick = tick
+        self.reset()
+        self._greenlet = None
+
+    def reset(self) -> None:
+        self.started = time.monotonic()
+        self.ticks = 0
+        self.worst = 0.0
+        self.total = 0.0
+        self.histogram = [0] * (len(BUCKETS_MS) + 1)  # overshoots above each bound
+
+    def start(self) -> "StallMonitor":
+        self._greenlet = gevent.spawn(self._run)
+        return self
+
+    def _run(self) -> None:
+        tick, clock = self.tick, time.perf_counter
+        while True:
+            before = clock()
+            gevent.sleep(tick)
+            over = clock() - before - tick
+            self.ticks += 1
+            if over > 0:
+                self.total += over
+                if over > self.worst:
+                    self.worst = over
+                ms = over * 1000
+                for i, bound in enumerate(BUCKETS_MS):
+                    if ms <= bound:
+                        self.histogram[i] += 1
+                        break
+                else:
+                    self.histogram[-1] += 1
+
+    def report(self) -> dict:
+        labels = [f"<={b}ms" for b in BUCKETS_MS] + [f">{BUCKETS_MS[-1]}ms"]
+        return {
+            "pid": os.getpid(),
+            "window_s": round(time.monotonic() - self.started, 3),
+            "tick_ms": self.tick * 1000,
+            "ticks": self.ticks,
+            "worst_ms": round(self.worst * 1000, 3),
+            "mean_overshoot_ms": round(self.total * 1000 / self.ticks, 3) if self.ticks else 0,
+            "overshoot_histogram": dict(zip(labels, self.histogram, strict=True)),
+        }
+
+
+class _Endpoint:
+    """WSGI middleware answering ``/_kefu/stall``; everything else goes to the app."""
+
+    def __init__(self, app, monitor: StallMonitor):
+        self.app = app
+        self.monitor = monitor
+
+    def __call__(self, environ, start_response):
+        if environ.get("PATH_INFO") != PATH:
+            return self.app(environ, start_response)
+        body = json.dumps(self.monitor.report()).encode()
+        if "reset=1" in environ.get("QUERY_STRING", ""):
+            self.monitor.reset()
+        start_response("200 OK", [("Content-Type", "application/json")])
+        return [body]
+
+    def __getattr__(self, name):  # other hooks may look at the app (``extensions``)
+        return getattr(self.app, name)
+
+
+def enabled() -> bool:
+    return os.environ.get("KEFU_STALL_MONITOR", "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def install(worker) -> StallMonitor | None:
+    """Called from gunicorn's ``post_worker_init``: start the monitor if asked to."""
+    if not enabled():
+        return None
+    tick = float(os.environ.get("KEFU_STALL_TICK_MS", "5")) / 1000
+    monitor = StallMonitor(tick).start()
+    worker.wsgi = _Endpoint(worker.wsgi, monitor)
+    worker.log.info("stall monitor on: GET %s (tick %.1f ms)", PATH, tick * 1000)
+    return monitor
