@@ -103,3 +103,26 @@ def text_payload(text: str, conversation_id=INT, message_id=INT) -> dict:
         "conversation_id": conversation_id,
         "created_at": TIME,
     }
+
+
+def closed(peer, timeout: float = 5.0) -> bool:
+    """True once the server closes this socket (a close frame or EOF arrives)."""
+    import websocket
+
+    peer.ws.sock.settimeout(timeout)
+    while True:
+        try:
+            opcode, _ = peer.ws.sock.recv_data(control_frame=True)
+        except (websocket.WebSocketConnectionClosedException, ConnectionError):
+            return True
+        if opcode == websocket.ABNF.OPCODE_CLOSE:
+            return True
+
+
+def rows(server, query: str, *params) -> list[tuple]:
+    """Stored state, read straight from the server's SQLite database."""
+    import sqlite3
+
+    path = server.env["KEFU_DATABASE_URL"].removeprefix("sqlite:///")
+    with sqlite3.connect(path) as conn:
+        return conn.execute(query, params).fetchall()

@@ -164,6 +164,8 @@ def user_rate(conn, req, live):
     score = req.data.data.get("rate")
     if score is None:
         raise Invalid("rate is required")
+    if isinstance(score, bool) or not isinstance(score, int) or not 1 <= score <= 5:
+        raise Invalid("rate must be an integer from 1 to 5")
     conversation_id = req.data.id("conversation_id", required=False)
     conversation_id = conversation_id or history.latest_ended(who.user_id)
     if conversation_id is None:

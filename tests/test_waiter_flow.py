@@ -1,0 +1,221 @@
+"""The waiter protocol's user and waiter flows end to end, whole frames compared."""
+
+import re
+
+import pytest
+
+from tests.test_waiter_support import (
+    Any,
+    INT,
+    TIME,
+    USER_PATH,
+    WAITER_PATH,
+    Peer,
+    agent,
+    frame,
+    rows,
+    text_payload,
+    user,
+    waiter,
+)
+
+
+@pytest.fixture
+def srv(make_server):
+    return make_server()
+
+
+@pytest.fixture
+def served(srv):
+    """A ready waiter and a user it serves."""
+    a = agent(srv)
+    w = waiter(srv, a)
+    assert w.request("ready") == frame("ready", to=w)
+    u = user(srv)
+    assert u.request("connect")["type"] == "connect_success"
+    assert w.expect("new_connection")["from"] == u.uuid
+    return w, u
+
+
+def test_auth_success_carries_own_profile(srv):
+    a = agent(srv)
+    w = waiter(srv, a)
+    assert w.me == {
+        "id": str(a["id"]),
+        "uuid": a["uuid"],
+        "username": a["username"],
+        "nickname": a["username"],
+        "avatar": "",
+    }
+    ws = srv.ws(USER_PATH)
+    token = srv.host_jwt("flow-sub", name="Ada")
+    reply = ws.request({"op_id": "a1", "type": "auth", "payload": {"token": f"Bearer {token}"}})
+    assert reply == frame(
+        "auth_success",
+        {
+            "id": Any(str, re.compile(r"^\d+$")),
+            "uuid": reply["to"],
+            "username": "host-flow-sub",
+            "nickname": "Ada",
+            "avatar": "",
+        },
+        "a1",
+        None,
+        reply["to"],
+    )
+
+
+def test_full_user_and_waiter_flow(srv):
+    a = agent(srv)
+    w = waiter(srv, a)
+    assert w.request("ready", op_id="r1") == frame("ready", None, "r1", None, w)
+    u = user(srv)
+    agent_profile = w.me
+    assert u.request("connect", op_id="c1") == frame("connect_success", agent_profile, "c1", w, u)
+    assert w.recv() == frame("new_connection", u.me, None, u, w)
+
+    receipt = u.request("message_text", {"text": "你好，这是一条信息!"}, op_id="m1")
+    assert receipt == frame("message_text_success", text_payload("你好，这是一条信息!"), "m1", u, w)
+    conversation_id = receipt["payload"]["conversation_id"]
+    stored = receipt["payload"]["message_id"]
+    assert w.recv() == frame(
+        "message_text", text_payload("你好，这是一条信息!", conversation_id, stored), None, u, w
+    )
+
+    reply = w.request("message_text", {"text": "hello"}, op_id="m2", to=u.uuid)
+    assert reply == frame(
+        "message_text_success", text_payload("hello", conversation_id), "m2", w, u
+    )
+    assert u.recv() == frame("message_text", reply["payload"], None, w, u)
+
+    image = {
+        "image": "https://example.com/demo.png",
+        "message_id": INT,
+        "conversation_id": conversation_id,
+        "created_at": TIME,
+    }
+    got = u.request("message_image", {"image": "https://example.com/demo.png"}, op_id="i1")
+    assert got == frame("message_image_success", image, "i1", u, w)
+    assert w.recv() == frame("message_image", got["payload"], None, u, w)
+    got = w.request("message_image", {"image": "/uploads/x.png"}, op_id="i2", to=u.uuid)
+    assert got["type"] == "message_image_success" and got["payload"]["image"] == "/uploads/x.png"
+    assert u.recv() == frame("message_image", got["payload"], None, w, u)
+
+    history = u.request("get_history", op_id="h1")
+    assert history["type"] == "message_history" and history["op_id"] == "h1"
+    assert [(i["type"], i["from"], i["to"]) for i in history["payload"]] == [
+        ("message_text", u.uuid, w.uuid),
+        ("message_text", w.uuid, u.uuid),
+        ("message_image", u.uuid, w.uuid),
+        ("message_image", w.uuid, u.uuid),
+    ]
+    assert history["payload"][0]["payload"] == text_payload(
+        "你好，这是一条信息!", conversation_id, stored
+    )
+
+    # The waiter ends it: the user is told, the waiter gets its reply.
+    assert w.request("disconnect", {"uuid": u.uuid}, op_id="d1") == frame(
+        "disconnected", None, "d1", u, w
+    )
+    assert u.recv() == frame("disconnected", None, None, w, u)
+    assert u.request("message_text", {"text": "late"}, op_id="m9") == frame(
+        "not_connect", {"message": "Not connected to a waiter; send connect first"}, "m9", None, u
+    )
+
+    assert u.request("rate", {"rate": 5}, op_id="rt") == frame(
+        "rate_success", {"conversation_id": conversation_id, "rate": 5}, "rt", None, u
+    )
+    sessions = w.request("get_history_session", op_id="s1")
+    assert sessions == frame(
+        "session_history",
+        [
+            {
+                "conversation_id": conversation_id,
+                "user": u.me,
+                "status": 2,
+                "rating": 5,
+                "created_at": TIME,
+                "ended_at": TIME,
+                "last_message_at": TIME,
+            }
+        ],
+        "s1",
+        None,
+        w,
+    )
+
+
+def test_user_disconnect_tells_both_sides_and_ends_it(srv, served):
+    w, u = served
+    assert u.request("disconnect", op_id="bye") == frame("disconnected", None, "bye", w, u)
+    assert w.recv() == frame("disconnected", None, None, u, w)
+    assert rows(srv, "SELECT status FROM conversation") == [(2,)]
+    assert u.request("disconnect", op_id="again")["type"] == "not_connect"
+
+
+def test_reconnect_resumes_the_same_conversation(srv, served):
+    """Sessions belong to people, not sockets: a new socket resumes, nothing is lost."""
+    w, u = served
+    sent = u.request("message_text", {"text": "before"})["payload"]
+    w.expect("message_text")
+    u.close()
+    again = Peer(srv, USER_PATH, u.token)
+    assert again.uuid == u.uuid
+    resumed = again.request("connect", op_id="c2")
+    assert resumed == frame("connect_success", w.me, "c2", w, u)
+    assert w.silent(0.3)  # no second new_connection: the waiter still serves the same user
+    reply = w.request("message_text", {"text": "after"}, to=u.uuid)
+    assert reply["payload"]["conversation_id"] == sent["conversation_id"]
+    assert again.recv()["payload"]["text"] == "after"
+    assert again.request("connect", op_id="c3") == frame("connect_success", w.me, "c3", w, u)
+    assert rows(srv, "SELECT count(*) FROM conversation") == [(1,)]
+
+
+def test_every_tab_of_a_person_gets_the_message(srv, served):
+    w, u = served
+    tab = Peer(srv, USER_PATH, u.token)
+    reply = w.request("message_text", {"text": "to both tabs"}, to=u.uuid)
+    assert u.recv() == frame("message_text", reply["payload"], None, w, u)
+    assert tab.recv() == frame("message_text", reply["payload"], None, w, u)
+    sent = tab.request("message_text", {"text": "from tab"}, op_id="t1")
+    # The user's other tab sees its own message as a receipt without op_id.
+    assert u.recv() == frame("message_text_success", sent["payload"], None, u, w)
+
+
+def test_resent_op_id_stores_one_message(srv, served):
+    w, u = served
+    first = u.request("message_text", {"text": "once"}, op_id="same")
+    again = u.request("message_text", {"text": "once"}, op_id="same")
+    assert again == first
+    assert w.expect("message_text")["payload"] == first["payload"]
+    assert w.silent(0.3)
+    assert rows(srv, "SELECT count(*) FROM message") == [(1,)]
+    # The op_id is per sender: the waiter may reuse it.
+    assert w.request("message_text", {"text": "x"}, op_id="same", to=u.uuid)["type"] == (
+        "message_text_success"
+    )
+
+
+def test_wrong_account_on_each_endpoint_is_refused(srv):
+    a = agent(srv)
+    ws = srv.ws(WAITER_PATH)
+    token = srv.host_jwt("not-an-agent")
+    assert ws.request({"op_id": 1, "type": "auth", "payload": {"token": token}}) == frame(
+        "error", {"message": "This account is not a waiter"}, 1
+    )
+    ws2 = srv.ws(USER_PATH)
+    assert ws2.request({"type": "auth", "payload": {"token": a["token"]}}) == frame(
+        "error", {"message": "Waiter accounts sign in on /v1/ws/connect/waiter"}
+    )
+    assert ws.request({"type": "ready"}) == frame("error", {"message": "Please auth first"})
+
+
+def test_history_pages_backwards(srv, served):
+    w, u = served
+    ids = [u.request("message_text", {"text": f"m{i}"})["payload"]["message_id"] for i in range(5)]
+    latest = u.request("get_history", {"limit": 2})["payload"]
+    assert [i["payload"]["message_id"] for i in latest] == ids[3:]
+    older = u.request("get_history", {"limit": 2, "before": ids[3]})["payload"]
+    assert [i["payload"]["message_id"] for i in older] == ids[1:3]
+    everything = u.request("get_history")["payload"]
+    assert [i["payload"]["text"] for i in everything] == [f"m{i}" for i in range(5)]
