@@ -5,11 +5,11 @@ import re
 import pytest
 
 from tests.test_waiter_support import (
-    Any,
     INT,
     TIME,
     USER_PATH,
     WAITER_PATH,
+    Any,
     Peer,
     agent,
     frame,
@@ -211,7 +211,7 @@ def test_wrong_account_on_each_endpoint_is_refused(srv):
 
 
 def test_history_pages_backwards(srv, served):
-    w, u = served
+    _, u = served
     ids = [u.request("message_text", {"text": f"m{i}"})["payload"]["message_id"] for i in range(5)]
     latest = u.request("get_history", {"limit": 2})["payload"]
     assert [i["payload"]["message_id"] for i in latest] == ids[3:]
