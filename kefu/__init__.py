@@ -24,6 +24,9 @@ def create_app(config: dict | None = None):
     api.init_app(app)
     app.register_blueprint(dskefu.bp)
     app.register_blueprint(waiter.bp)
+    from kefu import web  # pages, live channel for pages, uploads (issue 4)
+
+    web.init_app(app)
     transport.sock.init_app(app)
     cli.init_app(app)
 

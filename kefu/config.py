@@ -50,4 +50,14 @@ def from_environment() -> dict:
         "USER_IDLE_GRACE_SECONDS": _float("KEFU_USER_IDLE_GRACE_SECONDS", 60.0),
         "PAGE_SIZE_MAX": _int("KEFU_PAGE_SIZE_MAX", 100),
         "TIMEZONE_LABEL": "UTC",
+        # Pages (issue 4): uploads on local disk, and the session cookie's flags.
+        "UPLOAD_DIR": os.path.abspath(os.environ.get("KEFU_UPLOAD_DIR", "uploads")),
+        "UPLOAD_MAX_BYTES": _int("KEFU_UPLOAD_MAX_BYTES", 10 * 1024 * 1024),
+        "UPLOAD_VISITOR_MAX_BYTES": _int("KEFU_UPLOAD_VISITOR_MAX_BYTES", 2 * 1024 * 1024),
+        "SESSION_COOKIE_NAME": "kefu_session",
+        "SESSION_COOKIE_HTTPONLY": True,
+        "SESSION_COOKIE_SAMESITE": "Lax",
+        # Turn on behind HTTPS so the session cookie never travels in clear text.
+        "SESSION_COOKIE_SECURE": _flag("KEFU_SECURE_COOKIES", False),
+        "PERMANENT_SESSION_LIFETIME": _int("KEFU_SESSION_SECONDS", 7 * 24 * 3600),
     }

@@ -1,0 +1,106 @@
+"""The pages' live channel ``/pages/ws``: the third adapter, next to ds/kefu and waiter.
+
+The socket is authenticated by the page's session cookie, so a cross-site page must
+not be able to open it (cross-site WebSocket hijacking): the Origin must be this host.
+The page speaks one frame, ``{"type": "hello", "conversation_id", "after_seq"}``, sent
+on every (re)connect; the reply re-renders what a dropped socket may have missed.
+"""
+
+import json
+import logging
+from urllib.parse import urlsplit
+
+from flask import Blueprint, abort, current_app, g, request
+
+from kefu.errors import KefuError
+from kefu.models import SENDER_AGENT, SENDER_USER
+from kefu.protocols.pages_codec import PagesCodec, _oob
+from kefu.realtime.connection import Connection
+from kefu.realtime.transport import sock
+from kefu.services import desk, messages, routing
+from kefu.web import session as web_session
+from kefu.web.render import partial
+
+log = logging.getLogger(__name__)
+bp = Blueprint("pages_ws", __name__)
+
+
+def same_origin() -> bool:
+    origin = request.headers.get("Origin", "")
+    return bool(origin) and urlsplit(origin).netloc == request.host
+
+
+def _principal():
+    role = request.args.get("as")
+    if role == "agent":
+        return web_session.current_agent()
+    if role == "user":
+        return web_session.current_user()
+    return None
+
+
+def resync(conn, frame: dict) -> str:
+    """Missed messages of the conversation on screen, plus the lists and counters."""
+    who = conn.principal
+    out = []
+    conversation_id = frame.get("conversation_id")
+    after_seq = frame.get("after_seq")
+    if isinstance(conversation_id, int) and isinstance(after_seq, int):
+        side = SENDER_AGENT if who.is_agent else SENDER_USER
+        try:
+            missed = messages.after(who, conversation_id, after_seq)
+        except KefuError:
+            missed = []
+        html = "".join(partial("parts/message.html", m=m, side=side) for m in missed)
+        if html:
+            out.append(_oob(f"#thread-{conversation_id}", html))
+    if who.is_agent:
+        open_rows, ended_rows = desk.agent_desk(who.kefu_id)
+        rows = "".join(partial("parts/conv_row.html", row=r) for r in open_rows)
+        ended = "".join(partial("parts/conv_row.html", row=r) for r in ended_rows)
+        out.append(f'<div id="open-list" hx-swap-oob="innerHTML">{rows}</div>')
+        out.append(f'<div id="ended-list" hx-swap-oob="innerHTML">{ended}</div>')
+        out.append(partial("parts/queue_badge.html", queue_length=routing.queue_length(), oob=True))
+    return "".join(out)
+
+
+def _hello(conn, raw) -> None:
+    try:
+        frame = json.loads(raw)
+    except (TypeError, ValueError):
+        return
+    if isinstance(frame, dict) and frame.get("type") == "hello":
+        html = resync(conn, frame)
+        if html:
+            conn.send(html)
+
+
+@bp.before_request
+def refuse_strangers():
+    """Before the handshake: a refused socket gets a plain 403, never an upgrade."""
+    if not same_origin():
+        abort(403, description="Cross-origin live channel refused")
+    g.pages_who = _principal()
+    if g.pages_who is None:
+        abort(403, description="Sign in first")
+
+
+@sock.route("/pages/ws", bp=bp)
+def serve(ws) -> None:
+    who = g.pages_who
+    app = current_app
+    live = app.extensions["kefu.live"]
+    conn = Connection(ws, PagesCodec(), app.config["WS_OUTBOX_LIMIT"])
+    conn.state.update(role="agent" if who.is_agent else "user", csrf=web_session.csrf_token())
+    live.open(conn)
+    live.sign_in(conn, who)
+    try:
+        for raw in conn.frames():
+            if raw is not None and len(raw) <= 4096:
+                try:
+                    _hello(conn, raw)
+                except Exception:  # a bad frame costs nothing but a log line
+                    log.exception("pages frame failed")
+    finally:
+        live.close(conn)
+        conn.finish()

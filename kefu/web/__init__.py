@@ -1,0 +1,39 @@
+"""The server-rendered pages: agent dashboard, customer chat, visitor widget, uploads."""
+
+from kefu.web import render
+
+# Pages are framed only by themselves; the visitor iframe by any site (it holds no
+# session and no secret but the visitor's own id). Scripts only from this origin, so an
+# injected <script> or on* attribute would not run even if escaping ever failed.
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' https: http: data:; connect-src 'self' ws: wss:; object-src 'none'; "
+    "base-uri 'none'; form-action 'self'; frame-ancestors {ancestors}"
+)
+
+
+def _security_headers(response):
+    from flask import request
+
+    if response.mimetype != "text/html" or "Content-Security-Policy" in response.headers:
+        return response
+    framable = request.path.startswith(("/visitor",))
+    response.headers["Content-Security-Policy"] = CSP.format(
+        ancestors="*" if framable else "'self'"
+    )
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Referrer-Policy"] = "same-origin"
+    if not framable:
+        response.headers["X-Frame-Options"] = "SAMEORIGIN"
+    return response
+
+
+def init_app(app) -> None:
+    from kefu.api import uploads
+    from kefu.protocols import pages
+    from kefu.web import agent, chat, visitor
+
+    render.install(app)
+    for bp in (agent.bp, chat.bp, visitor.bp, pages.bp, uploads.bp):
+        app.register_blueprint(bp)
+    app.after_request(_security_headers)

@@ -1,0 +1,155 @@
+"""The agent's pages: sign-in/out and the dashboard (``/agent``).
+
+Every action is a small POST answered with a partial; the rest of the page follows
+through the live channel, which renders the same partials.
+"""
+
+from flask import Blueprint, current_app, redirect, render_template, request, session, url_for
+
+from kefu.errors import KefuError
+from kefu.models import OPEN, SENDER_AGENT, SENDER_USER, TEXT
+from kefu.services import accounts, conversations, desk, messages, routing
+from kefu.web import session as web
+from kefu.web.render import partial
+
+bp = Blueprint("agent", __name__, url_prefix="/agent")
+PAGE = 30
+
+
+def publish(events) -> None:
+    current_app.extensions["kefu.live"].publish(events)
+
+
+def _safe_next(target: str | None) -> str:
+    """Only a local path: never an open redirect to another site."""
+    if target and target.startswith("/") and not target.startswith(("//", "/\\")):
+        return target
+    return url_for("agent.dashboard")
+
+
+@bp.get("/sign-in")
+def sign_in_form():
+    return render_template(
+        "agent/sign_in.html", csrf=web.csrf_token(), next=request.args.get("next", ""), error=None
+    )
+
+
+@bp.post("/sign-in")
+def sign_in():
+    web.check_csrf()
+    user = accounts.verify_password(
+        request.form.get("username", "").strip(), request.form.get("password", "")
+    )
+    who = None
+    if user is not None:
+        web.sign_in(web.AGENT_KEY, user.id)
+        who = web.current_agent()
+    if who is None:
+        session.pop(web.AGENT_KEY, None)
+        error = "Wrong username or password, or not an agent account."
+        page = render_template(
+            "agent/sign_in.html", csrf=web.csrf_token(), next=request.form.get("next", ""),
+            error=error,
+        )
+        return page, 401
+    return redirect(_safe_next(request.form.get("next")))
+
+
+@bp.post("/sign-out")
+def sign_out():
+    web.check_csrf()
+    session.pop(web.AGENT_KEY, None)
+    return redirect(url_for("agent.sign_in_form"))
+
+
+def _conversation_context(who, conversation_id: int) -> dict:
+    conv, rating = desk.thread(who, conversation_id)
+    if conv.status == OPEN and conv.kefu_unread_count:
+        _, events = conversations.mark_read(
+            conv.id, who, desk.unread_ids(conv.id, SENDER_USER), SENDER_USER
+        )
+        publish(events)
+        conv, rating = desk.thread(who, conversation_id)
+    msgs = desk.before(who, conv.id, None, PAGE)
+    return {
+        "c": conv, "msgs": msgs, "more": bool(msgs) and msgs[0].seq > 1,
+        "side": SENDER_AGENT, "csrf": web.csrf_token(), "rating": rating,
+    }
+
+
+def _dashboard(who, conversation_id: int | None):
+    open_rows, ended_rows = desk.agent_desk(who.kefu_id)
+    context = _conversation_context(who, conversation_id) if conversation_id else {}
+    if request.headers.get("HX-Request") and conversation_id:
+        return render_template("parts/conversation.html", **context)
+    with_agent = desk.agent_settings(who.kefu_id)
+    context.update(
+        me=who, open_rows=open_rows, ended_rows=ended_rows, csrf=web.csrf_token(),
+        queue_length=routing.queue_length(), accepting=with_agent.accepting,
+    )
+    return render_template("agent/dashboard.html", **context)
+
+
+@bp.get("")
+@web.agent_required
+def dashboard(who):
+    return _dashboard(who, None)
+
+
+@bp.get("/c/<int:conversation_id>")
+@web.agent_required
+def conversation(who, conversation_id):
+    return _dashboard(who, conversation_id)
+
+
+@bp.get("/c/<int:conversation_id>/older")
+@web.agent_required
+def older(who, conversation_id):
+    before_seq = request.args.get("before", type=int)
+    msgs = desk.before(who, conversation_id, before_seq, PAGE)
+    return render_template(
+        "parts/older.html", msgs=msgs, c_id=conversation_id, side=SENDER_AGENT, url_base="/agent",
+        more=bool(msgs) and msgs[0].seq > 1,
+    )
+
+
+@bp.post("/c/<int:conversation_id>/send")
+@web.agent_required
+def send(who, conversation_id):
+    message_type = request.form.get("message_type", TEXT, type=int)
+    msg, events, _ = messages.send(
+        who, conversation_id, request.form.get("content", ""), message_type,
+        request.form.get("file_url") or None, request.form.get("op_id") or None,
+    )
+    publish(events)
+    return partial("parts/message.html", m=msg, side=SENDER_AGENT)
+
+
+@bp.post("/c/<int:conversation_id>/read")
+@web.agent_required
+def read(who, conversation_id):
+    ids = desk.unread_ids(conversation_id, SENDER_USER)
+    _, events = conversations.mark_read(conversation_id, who, ids, SENDER_USER)
+    publish(events)
+    return "", 204
+
+
+@bp.post("/c/<int:conversation_id>/end")
+@web.agent_required
+def end(who, conversation_id):
+    publish(conversations.end(conversation_id, who))
+    conv, rating = desk.thread(who, conversation_id)
+    return partial("parts/agent_footer.html", c=conv, rating=rating, csrf=web.csrf_token())
+
+
+@bp.post("/ready")
+@web.agent_required
+def ready(who):
+    accepting = request.form.get("accepting") == "1"
+    publish(routing.set_accepting(who.kefu_id, accepting))
+    return partial("parts/ready.html", accepting=accepting, csrf=web.csrf_token())
+
+
+@bp.errorhandler(KefuError)
+def domain_error(exc: KefuError):
+    return partial("parts/flash.html", message=exc.message), exc.status

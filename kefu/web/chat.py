@@ -1,0 +1,122 @@
+"""The customer's chat page (``/chat``).
+
+The host application sends its user here once with a token (a kefu bearer token or a
+host-signed JWT): ``/chat?token=…``. The token becomes a session and the browser is
+redirected to ``/chat`` at once, so the token does not stay in the address bar or the
+history.
+"""
+
+from flask import Blueprint, abort, current_app, redirect, render_template, request, url_for
+
+from kefu import auth
+from kefu.errors import KefuError
+from kefu.models import SENDER_AGENT, SENDER_USER, TEXT
+from kefu.services import conversations, desk, messages
+from kefu.web import session as web
+from kefu.web.render import partial
+
+bp = Blueprint("chat", __name__, url_prefix="/chat")
+PAGE = 30
+
+
+def publish(events) -> None:
+    current_app.extensions["kefu.live"].publish(events)
+
+
+def _hx_refresh():
+    return "", 204, {"HX-Refresh": "true"}
+
+
+@bp.get("")
+def page():
+    token = request.args.get("token")
+    if token:
+        who = auth.authenticate(token)
+        if who.is_agent:
+            abort(403, description="Agents use the dashboard at /agent")
+        web.sign_in(web.USER_KEY, who.user_id)
+        return redirect(url_for("chat.page"))
+    who = web.current_user()
+    if who is None:
+        return render_template("chat/signed_out.html", csrf=""), 403
+    conv = desk.latest_for_user(who.user_id)
+    msgs = desk.before(who, conv.id, None, PAGE) if conv else []
+    if conv is not None and conv.is_open and conv.unread_count:
+        ids = desk.unread_ids(conv.id, SENDER_AGENT)
+        publish(conversations.mark_read(conv.id, who, ids, SENDER_AGENT)[1])
+    ref = conv and desk.row_for(conv.id).conversation
+    position = desk.queue_position(conv.id) if conv and conv.is_open else None
+    return render_template(
+        "chat/chat.html", me=who, c=ref, rating=conv.rating if conv else None, msgs=msgs,
+        more=bool(msgs) and msgs[0].seq > 1, side=SENDER_USER, position=position,
+        csrf=web.csrf_token(),
+    )
+
+
+@bp.post("/send")
+@web.user_required
+def send(who):
+    current = conversations.current_for_user(who.user_id)
+    conv, events = (current, []) if current else conversations.open_for_user(who)
+    publish(events)
+    msg, events, _ = messages.send(
+        who, conv.id, request.form.get("content", ""),
+        request.form.get("message_type", TEXT, type=int),
+        request.form.get("file_url") or None, request.form.get("op_id") or None,
+    )
+    publish(events)
+    if current is None or request.form.get("conversation_id", type=int) != conv.id:
+        return _hx_refresh()  # the page showed no (or an old) conversation: show the new one
+    return partial("parts/message.html", m=msg, side=SENDER_USER)
+
+
+@bp.post("/new")
+@web.user_required
+def new(who):
+    publish(conversations.open_for_user(who)[1])
+    return _hx_refresh() if request.headers.get("HX-Request") else redirect(url_for("chat.page"))
+
+
+@bp.post("/end")
+@web.user_required
+def end(who):
+    current = conversations.current_for_user(who.user_id)
+    if current is not None:
+        publish(conversations.end(current.id, who))
+    return _hx_refresh()
+
+
+@bp.post("/rate")
+@web.user_required
+def rate(who):
+    conversation_id = request.form.get("conversation_id", type=int) or 0
+    score = request.form.get("rating", type=int) or 0
+    conversations.rate(conversation_id, who, score)
+    conv = desk.row_for(conversation_id).conversation
+    return partial("parts/chat_footer.html", c=conv, rating=score, csrf=web.csrf_token())
+
+
+@bp.post("/read")
+@web.user_required
+def read(who):
+    current = conversations.current_for_user(who.user_id)
+    if current is not None:
+        ids = desk.unread_ids(current.id, SENDER_AGENT)
+        publish(conversations.mark_read(current.id, who, ids, SENDER_AGENT)[1])
+    return "", 204
+
+
+@bp.get("/older")
+@web.user_required
+def older(who):
+    conversation_id = request.args.get("conversation_id", type=int) or 0
+    msgs = desk.before(who, conversation_id, request.args.get("before", type=int), PAGE)
+    return render_template(
+        "parts/older.html", msgs=msgs, c_id=conversation_id, side=SENDER_USER, url_base="/chat",
+        more=bool(msgs) and msgs[0].seq > 1,
+    )
+
+
+@bp.errorhandler(KefuError)
+def domain_error(exc: KefuError):
+    return partial("parts/flash.html", message=exc.message), exc.status

@@ -1,0 +1,93 @@
+"""Who is on a page: the session cookie, CSRF tokens, and guards for agent and user pages.
+
+Agents and customers keep separate session keys, so one browser can hold both without
+one identity leaking into the other's pages. The account is re-read on every request,
+so a disabled account or a removed agent profile loses access at once.
+"""
+
+import hmac
+import secrets
+from functools import wraps
+
+from flask import abort, redirect, request, session, url_for
+
+from kefu import db
+from kefu.auth import Principal, principal_for
+from kefu.models import User
+
+AGENT_KEY, USER_KEY = "agent_uid", "user_uid"
+CSRF_HEADER = "X-CSRF-Token"
+
+
+def csrf_token() -> str:
+    token = session.get("csrf")
+    if not token:
+        token = session["csrf"] = secrets.token_urlsafe(32)
+    return token
+
+
+def check_csrf() -> None:
+    """Every state-changing request from a page carries the session's token."""
+    expected = session.get("csrf")
+    sent = request.headers.get(CSRF_HEADER) or request.form.get("csrf_token") or ""
+    if not expected or not hmac.compare_digest(expected, sent):
+        abort(403, description="CSRF token missing or invalid")
+
+
+def _principal(key: str) -> Principal | None:
+    user_id = session.get(key)
+    if not isinstance(user_id, int):
+        return None
+    with db.read():
+        user = User.get_or_none(User.id == user_id, User.is_active == True)  # noqa: E712
+        return principal_for(user) if user else None
+
+
+def current_agent() -> Principal | None:
+    who = _principal(AGENT_KEY)
+    return who if who and who.is_agent else None
+
+
+def current_user() -> Principal | None:
+    who = _principal(USER_KEY)
+    return who if who and not who.is_agent else None
+
+
+def sign_in(key: str, user_id: int) -> None:
+    """A fresh session id-wise: drop the old CSRF token (no fixation), keep the other role."""
+    other = {k: session[k] for k in (AGENT_KEY, USER_KEY) if k != key and k in session}
+    session.clear()
+    session.update(other)
+    session[key] = user_id
+    session.permanent = True
+    csrf_token()
+
+
+def agent_required(view):
+    """Agent pages: anonymous visitors go to sign-in, anyone else gets 403."""
+
+    @wraps(view)
+    def guarded(*args, **kwargs):
+        who = current_agent()
+        if who is None:
+            if request.method == "GET" and not request.headers.get("HX-Request"):
+                return redirect(url_for("agent.sign_in_form", next=request.path))
+            abort(403, description="Agents only")
+        if request.method != "GET":
+            check_csrf()
+        return view(who, *args, **kwargs)
+
+    return guarded
+
+
+def user_required(view):
+    @wraps(view)
+    def guarded(*args, **kwargs):
+        who = current_user()
+        if who is None:
+            abort(403, description="Sign in through your account first")
+        if request.method != "GET":
+            check_csrf()
+        return view(who, *args, **kwargs)
+
+    return guarded

@@ -1,0 +1,79 @@
+/* kefu widget loader. Embed with:
+     <script src="https://YOUR-KEFU-HOST/widget.js" data-kefu-id="1" async></script>
+   It adds a chat bubble that opens the visitor chat (an iframe from the kefu host) and
+   keeps everything inside a shadow root so the host page's CSS cannot break it. */
+(function () {
+  "use strict";
+  if (window.__kefuWidget) return;
+  var script = document.currentScript ||
+    document.querySelector('script[data-kefu-id][src*="widget.js"]');
+  if (!script) return;
+  var kefuId = parseInt(script.getAttribute("data-kefu-id"), 10);
+  if (!(kefuId > 0)) return;
+  window.__kefuWidget = true;
+  var origin = new URL(script.src, location.href).origin;
+  var color = script.getAttribute("data-color") || "";
+  if (!/^#[0-9a-fA-F]{3,8}$/.test(color)) color = "#2563eb";
+  var label = script.getAttribute("data-label") || "Chat with us";
+
+  /* The visitor id lives in this (first-party) page's storage and is handed to the iframe
+     in the URL fragment (never sent to any server): browsers that block third-party
+     storage would otherwise give the iframe a new identity on every visit. */
+  function visitorId() {
+    var a = new Uint8Array(16), key = "kefu.visitor_id";
+    crypto.getRandomValues(a);
+    var fresh = "v_" + Array.prototype.map.call(a, function (b) { return ("0" + b.toString(16)).slice(-2); }).join("");
+    try {
+      var id = localStorage.getItem(key);
+      if (!id || !/^v_[0-9a-f]{32}$/.test(id)) { id = fresh; localStorage.setItem(key, id); }
+      return id;
+    } catch (e) { return fresh; }
+  }
+
+  function mount() {
+    var host = document.createElement("div");
+    host.id = "kefu-widget";
+    var root = host.attachShadow({ mode: "open" });
+    var style = document.createElement("style");
+    style.textContent =
+      ":host{all:initial}" +
+      ".bubble{position:fixed;right:20px;bottom:20px;z-index:2147483646;width:56px;height:56px;border-radius:50%;border:0;" +
+      "background:" + color + ";color:#fff;cursor:pointer;box-shadow:0 6px 20px rgba(0,0,0,.25);display:flex;align-items:center;justify-content:center}" +
+      ".bubble svg{width:28px;height:28px}.dot{position:absolute;top:4px;right:4px;width:12px;height:12px;border-radius:50%;background:#ef4444;border:2px solid #fff;display:none}" +
+      ".bubble.unread .dot{display:block}" +
+      ".panel{position:fixed;right:20px;bottom:88px;z-index:2147483647;width:370px;height:560px;max-height:calc(100vh - 110px);" +
+      "border:0;border-radius:14px;box-shadow:0 12px 40px rgba(0,0,0,.25);background:#fff;display:none}" +
+      ".panel.open{display:block}" +
+      "@media (max-width:480px){.panel{right:0;bottom:0;width:100vw;height:100vh;max-height:none;border-radius:0}" +
+      ".open~.bubble{bottom:auto;top:10px;right:10px;width:40px;height:40px}}";
+    var frame = null;
+    var bubble = document.createElement("button");
+    bubble.className = "bubble";
+    bubble.type = "button";
+    bubble.setAttribute("aria-label", label);
+    bubble.title = label;
+    bubble.innerHTML = '<svg viewBox="0 0 24 24" fill="none" stroke="currentColor" stroke-width="2" stroke-linecap="round" stroke-linejoin="round" aria-hidden="true"><path d="M21 12a8 8 0 0 1-11.6 7.1L4 20l1-4.6A8 8 0 1 1 21 12z"/></svg><span class="dot"></span>';
+    bubble.addEventListener("click", function () {
+      if (!frame) {
+        frame = document.createElement("iframe");
+        frame.className = "panel";
+        frame.title = label;
+        frame.src = origin + "/visitor?kefu_id=" + kefuId + "#vid=" + visitorId();
+        frame.setAttribute("allow", "clipboard-write");
+        root.insertBefore(frame, bubble);
+      }
+      var open = !frame.classList.contains("open");
+      frame.classList.toggle("open", open);
+      bubble.classList.remove("unread");
+    });
+    window.addEventListener("message", function (e) {
+      if (e.origin === origin && e.data && e.data.kefu === "unread" && frame && !frame.classList.contains("open")) {
+        bubble.classList.add("unread");
+      }
+    });
+    root.appendChild(style);
+    root.appendChild(bubble);
+    document.body.appendChild(host);
+  }
+  if (document.body) mount(); else document.addEventListener("DOMContentLoaded", mount);
+})();

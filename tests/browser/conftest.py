@@ -1,0 +1,95 @@
+"""Browser fixtures: Debian's Chromium (headless) driven by Playwright, a live kefu, and a
+host website on another origin (``localhost`` vs kefu's ``127.0.0.1``: another site)."""
+
+import functools
+import http.server
+import threading
+
+import pytest
+
+from tests.support import Server, free_port
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync", "--no-first-run",
+]
+
+
+@pytest.fixture(scope="session")
+def browser():
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture(scope="module")
+def kefu(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("pages")
+    srv = Server(workdir, upload_dir=str(workdir / "uploads")).start()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture
+def new_page(browser):
+    """Pages in separate contexts (separate cookies and storage: separate people)."""
+    contexts = []
+
+    def make(width: int = 1200, height: int = 800):
+        context = browser.new_context(viewport={"width": width, "height": height})
+        contexts.append(context)
+        page = context.new_page()
+        page.on("dialog", lambda dialog: dialog.accept())
+        return page
+
+    yield make
+    for context in contexts:
+        context.close()
+
+
+@pytest.fixture(scope="module")
+def host_site(tmp_path_factory, kefu):
+    """A static page on http://localhost:<port>/ that embeds the widget from kefu."""
+    root = tmp_path_factory.mktemp("host")
+    port = free_port()
+    handler = functools.partial(_QuietHandler, directory=str(root))
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", port), handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+
+    def page_for(kefu_id: int) -> str:
+        name = f"shop-{kefu_id}.html"
+        (root / name).write_text(
+            "<!doctype html><html><head><meta charset=utf-8><title>Shop</title></head>"
+            "<body><h1>Another site</h1>"
+            f'<script src="{kefu.url("/widget.js")}" data-kefu-id="{kefu_id}" async></script>'
+            "</body></html>"
+        )
+        return f"http://localhost:{port}/{name}"
+
+    yield page_for
+    httpd.shutdown()
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+def sign_in_agent(page, kefu, username: str, password: str) -> None:
+    page.goto(kefu.url("/agent/sign-in"))
+    page.fill("input[name=username]", username)
+    page.fill("input[name=password]", password)
+    page.click("button[type=submit]")
+    page.wait_for_url(kefu.url("/agent"))
+    wait_live(page)
+
+
+def wait_live(page) -> None:
+    """The page's live channel is open (and has said hello)."""
+    from playwright.sync_api import expect
+
+    expect(page.locator("body")).to_have_attribute("data-live", "open", timeout=10000)

@@ -1,0 +1,56 @@
+"""The whole desk in Chromium: an agent answers a visitor on another website."""
+
+from playwright.sync_api import expect
+
+from tests.browser.conftest import sign_in_agent
+
+
+def test_visitor_on_another_origin_chats_with_agent(kefu, host_site, new_page):
+    agent = kefu.create_agent("alice", password="alice-pass-1")
+    desk = new_page()
+    sign_in_agent(desk, kefu, "alice", "alice-pass-1")
+    expect(desk.locator("#ready-switch")).to_contain_text("Ready")
+
+    shop = new_page()
+    shop.goto(host_site(agent["kefu_id"]))
+    assert shop.evaluate("location.hostname") == "localhost"  # kefu is on 127.0.0.1
+    shop.locator("#kefu-widget .bubble").click()
+    widget = shop.frame_locator("#kefu-widget iframe")
+    expect(widget.locator("body")).to_have_attribute("data-live", "open", timeout=10000)
+    widget.locator("textarea").fill("Hello, do you ship to Norway?")
+    widget.locator("textarea").press("Enter")
+    expect(widget.locator(".msg.mine")).to_contain_text("ship to Norway")
+
+    # The agent sees it live: a new row with an unread badge and the preview.
+    row = desk.locator("#open-list .conv-row")
+    expect(row).to_have_count(1)
+    expect(row).to_contain_text("ship to Norway")
+    expect(row.locator(".badge")).to_have_text("1")
+    row.click()
+    expect(desk.locator(".thread .msg.theirs")).to_contain_text("ship to Norway")
+    expect(row.locator(".badge")).to_have_class("badge empty")  # read on view
+
+    desk.locator("form[data-composer] textarea").fill("Yes, in 3 to 5 days.")
+    desk.locator("form[data-composer] textarea").press("Enter")
+    expect(desk.locator(".thread .msg.mine")).to_have_count(1)
+    expect(widget.locator(".msg.theirs")).to_contain_text("3 to 5 days")
+
+    # A second visitor message arrives while the agent is viewing it: no badge stays.
+    widget.locator("textarea").fill("Great, thanks!")
+    widget.locator("textarea").press("Enter")
+    expect(desk.locator(".thread .msg.theirs")).to_have_count(2)
+    expect(desk.locator(".thread .msg")).to_have_count(3)
+
+    desk.locator("button.end").click()  # confirm() is accepted by the fixture
+    expect(desk.locator("#main [data-ended]")).to_contain_text("has ended")
+    expect(desk.locator("#ended-list .conv-row")).to_have_count(1)
+    expect(desk.locator("#open-list .conv-row")).to_have_count(0)
+    expect(widget.locator("#ended")).to_be_visible()
+    expect(widget.locator("#ended")).to_contain_text("has ended")
+
+    # A return visit (same browser storage) shows the history.
+    shop.reload()
+    shop.locator("#kefu-widget .bubble").click()
+    widget = shop.frame_locator("#kefu-widget iframe")
+    expect(widget.locator(".msg")).to_have_count(3)
+    expect(widget.locator("#ended")).to_be_visible()
