@@ -20,7 +20,7 @@ from kefu.protocols.fields import Fields, FrameError, op_id_of, parse_frame
 from kefu.protocols.waiter_codec import USER, WAITER, frame
 from kefu.realtime.connection import Connection
 from kefu.realtime.transport import sock
-from kefu.services import conversations, history, messages, routing
+from kefu.services import accounts, conversations, history, messages, routing
 from kefu.services.snapshots import conversation_ref
 
 log = logging.getLogger(__name__)
@@ -184,6 +184,7 @@ def waiter_auth(conn, req, live):
     belong to the agent, not to a socket, so none move or drop); this socket is told
     about every user the agent is serving."""
     who, first = _authenticate(conn, req, live, WAITER)
+    conn.state["accepting"] = accounts.agent_profile(who.kefu_id).accepting
     if first:
         for other in live.hub.connections(who.key):
             if other is not conn and getattr(other.codec, "role", None) == WAITER:
@@ -198,6 +199,7 @@ def waiter_switch(accepting: bool):
     def handler(conn, req, live):
         who = _signed_in(conn)
         events = routing.set_accepting(who.kefu_id, accepting)
+        conn.state["accepting"] = accepting
         conn.send(frame("ready" if accepting else "unready", None, req.op_id, None, who.person))
         return events
 

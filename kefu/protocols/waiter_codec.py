@@ -230,10 +230,15 @@ def _waiter_requeued(event: ConversationRequeued, conn, origin):
 
 
 def _waiter_switch(event: AgentChanged, conn, origin):
-    # Ready/unready set elsewhere (the dashboard) is pushed; this socket's own request
-    # was acknowledged by its reply.
-    if origin != conn.id and event.agent.user_id == conn.principal.user_id:
-        yield frame("ready" if event.accepting else "unready", None, None, None, event.agent)
+    # Ready/unready switched elsewhere (the dashboard) is pushed; a limit change, or this
+    # socket's own request (acknowledged by its reply), is not.
+    if event.agent.user_id != conn.principal.user_id:
+        return
+    known = conn.state.get("accepting")
+    if known != event.accepting:
+        conn.state["accepting"] = event.accepting
+        if known is not None and origin != conn.id:
+            yield frame("ready" if event.accepting else "unready", None, None, None, event.agent)
 
 
 _USER_RENDERERS = {

@@ -1,0 +1,96 @@
+"""Service level, on a real SQLite file: a raised limit refills capacity at once (there is
+no live trigger for it in the waiter protocol), and the history queries behind the
+waiter frames. Events are rendered through the waiter codec as a socket would see them."""
+
+import json
+from types import SimpleNamespace
+
+import pytest
+
+from kefu import create_app
+from kefu.auth import principal_for
+from kefu.migrate import upgrade
+from kefu.protocols.waiter_codec import USER, WAITER, WaiterCodec
+from kefu.services import accounts, conversations, history, messages, presence, routing
+
+
+@pytest.fixture
+def app(tmp_path):
+    url = f"sqlite:///{tmp_path}/kefu.db"
+    upgrade(url)
+    app = create_app({"DATABASE_URL": url})
+    with app.app_context():
+        yield app
+
+
+def socket_of(principal, role):
+    return SimpleNamespace(id="test:1", principal=principal, state={}, codec=WaiterCodec(role))
+
+
+def rendered(conn, events):
+    return [json.loads(f) for e in events for f in conn.codec.render(e, conn, None)]
+
+
+def people(count):
+    return [principal_for(accounts.create_user(f"svc-user-{i}")[0]) for i in range(count)]
+
+
+def test_raised_limit_serves_the_queue_head_first(app):
+    user, agent_row, _ = accounts.create_agent("svc-agent", max_concurrent=1)
+    waiter = principal_for(user)
+    presence.use(lambda: frozenset({agent_row.id}))  # the agent is online
+    first, second, third = people(3)
+    convs = [conversations.open_for_user(p)[0] for p in (first, second, third)]
+    assert [c.agent_id for c in convs] == [agent_row.id, None, None]
+    assert history.queue_place(convs[1].id) == 1 and history.queue_place(convs[2].id) == 2
+
+    events = routing.set_max_concurrent(agent_row.id, 2)
+    desk, waiting = socket_of(waiter, WAITER), socket_of(second, USER)
+    frames = rendered(desk, events)
+    assert [(f["type"], f["from"]) for f in frames] == [("new_connection", second.uuid)]
+    assert [f["type"] for f in rendered(waiting, events)] == ["connect_success"]
+    behind = socket_of(third, USER)
+    assert rendered(behind, events) == [
+        {
+            "op_id": None,
+            "from": None,
+            "to": third.uuid,
+            "type": "connect_queue",
+            "payload": {"location": 1},
+        }
+    ]
+    assert history.queue_place(convs[2].id) == 1
+    assert routing.set_max_concurrent(agent_row.id, 3)[1:] != []  # and again: third served
+    assert conversations.current_for_user(third.user_id).agent_id == agent_row.id
+
+
+def test_history_queries(app):
+    user, agent_row, _ = accounts.create_agent("svc-agent-2", max_concurrent=5)
+    waiter = principal_for(user)
+    presence.use(lambda: frozenset({agent_row.id}))
+    (customer,) = people(1)
+    conv, _ = conversations.open_for_user(customer)
+    messages.send(customer, conv.id, "one")
+    messages.send(waiter, conv.id, "two")
+    conversations.end(conv.id, customer)
+    conversations.rate(conv.id, customer, 4)
+    again, _ = conversations.open_for_user(customer)
+    messages.send(customer, again.id, "three")
+
+    entries = history.user_messages(customer.user_id)
+    assert [(e.message.content, e.sender.uuid, e.recipient.uuid) for e in entries] == [
+        ("one", customer.uuid, waiter.uuid),
+        ("two", waiter.uuid, customer.uuid),
+        ("three", customer.uuid, waiter.uuid),
+    ]
+    older = history.user_messages(customer.user_id, before=entries[2].message.id, limit=1)
+    assert [e.message.content for e in older] == ["two"]
+    sessions = history.agent_sessions(agent_row.id)
+    assert [(s.conversation.id, s.rating) for s in sessions] == [(again.id, None), (conv.id, 4)]
+    assert history.has_served(agent_row.id, customer.user_id)
+    assert history.latest_ended(customer.user_id) == conv.id
+    assert history.find_user(customer.uuid) == customer.user_id
+    assert history.find_user(str(customer.user_id)) == customer.user_id
+    assert history.find_user("no-such-uuid") is None
+    assert history.open_with(agent_row.id, customer.uuid).id == again.id
+    assert [r.id for r in history.open_for_agent(agent_row.id)] == [again.id]
