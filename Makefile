@@ -24,6 +24,12 @@ test: $(STAMP)  ## lint, then every test (end-to-end against a live gunicorn)
 	$(BIN)/ruff check .
 	$(BIN)/pytest -q
 
+# Browser tests drive Debian's Chromium through Playwright (never `playwright install`).
+.PHONY: chromium
+test: chromium
+chromium:
+	command -v chromium >/dev/null || (apt-get update && apt-get install -y chromium)
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check kefu tests
