@@ -60,6 +60,9 @@ def make_database(url: str, pool_size: int = 8):
     if scheme in ("postgres", "postgresql"):
         return PooledPostgresqlDatabase(name, port=parsed.port or 5432, **common, **options)
     if scheme in ("mysql", "mariadb"):
+        # READ COMMITTED, as on PostgreSQL: a locking read and the plain reads after it in
+        # one transaction see the same committed rows.
+        options.setdefault("init_command", "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
         return PooledMySQLDatabase(
             name, port=parsed.port or 3306, charset="utf8mb4", **common, **options
         )
@@ -69,11 +72,38 @@ def make_database(url: str, pool_size: int = 8):
 def init_app(app) -> None:
     """Bind the proxy to the configured database (once per process)."""
     db = make_database(app.config["DATABASE_URL"], app.config["DB_POOL_SIZE"])
+    _check_greenlet_local(db)
+    if isinstance(db, PooledPostgresqlDatabase):
+        _cooperate_with_gevent()
     database.initialize(db)
     # Created here, after gunicorn's gevent worker patched threading, so it is a
     # greenlet lock in the server and a thread lock in plain unit tests.
     _state["writer_lock"] = threading.RLock() if is_sqlite() else None
     app.extensions["kefu.db"] = db
+
+
+def _check_greenlet_local(db) -> None:
+    """Under gevent each greenlet must have its own connection state. That holds only
+    if peewee was imported after gevent patched ``threading``; fail loudly otherwise."""
+    from gevent import monkey
+
+    if monkey.is_module_patched("threading"):
+        import gevent.local
+
+        if not isinstance(db._state, gevent.local.local):
+            raise RuntimeError("peewee was imported before gevent patched threading; "
+                               "its connections would be shared between greenlets")
+
+
+def _cooperate_with_gevent() -> None:
+    """psycopg2 is C and blocks the whole worker unless told to wait through gevent.
+    (PyMySQL is pure Python on patched sockets and cooperates by itself.)"""
+    from gevent import monkey
+
+    if monkey.is_module_patched("socket"):
+        from psycogreen.gevent import patch_psycopg
+
+        patch_psycopg()
 
 
 def is_sqlite() -> bool:
@@ -112,7 +142,11 @@ def write():
         yield
 
 
-def locked(query):
+def locked(query, skip_locked: bool = False):
     """``SELECT … FOR UPDATE`` where the database has row locks; SQLite's writer lock
-    already serialises every write transaction."""
-    return query if is_sqlite() else query.for_update()
+    already serialises every write transaction. ``skip_locked`` lets concurrent workers
+    take the next free row (the queue head another transaction is assigning) instead of
+    waiting for it and then finding it gone."""
+    if is_sqlite():
+        return query
+    return query.for_update(skip_locked=skip_locked)

@@ -1,7 +1,10 @@
 """Schema migrations (peewee-migrate files in ``migrations/``), applied once per start.
 
-gunicorn's master runs ``upgrade_from_environment()`` before forking workers, so N
-workers never race to migrate; ``flask --app app db upgrade`` does the same by hand.
+gunicorn's master runs ``python -m kefu.migrate`` before forking workers, so N workers
+never race to migrate; ``flask --app app db upgrade`` does the same by hand. It runs in a
+child process so the master never imports peewee: a module imported before gevent
+patches ``threading`` keeps real thread-locals, and peewee's per-greenlet connection
+state would silently become one connection shared by every greenlet of the worker.
 """
 
 import logging
@@ -28,3 +31,8 @@ def upgrade(url: str) -> list[str]:
 
 def upgrade_from_environment() -> list[str]:
     return upgrade(os.environ.get("KEFU_DATABASE_URL", "sqlite:///kefu.db"))
+
+
+if __name__ == "__main__":  # python -m kefu.migrate (what gunicorn's master runs)
+    logging.basicConfig(level=logging.WARNING)
+    print(", ".join(upgrade_from_environment()) or "none pending")

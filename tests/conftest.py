@@ -8,7 +8,7 @@ def server(tmp_path_factory):
     """One live server per test module (its own database)."""
     srv = Server(tmp_path_factory.mktemp("srv")).start()
     yield srv
-    srv.stop()
+    srv.destroy()
 
 
 @pytest.fixture
@@ -23,4 +23,4 @@ def make_server(tmp_path):
 
     yield make
     for srv in started:
-        srv.stop()
+        srv.destroy()

@@ -10,7 +10,7 @@ import json
 import os
 import signal
 import socket
-import sqlite3
+import uuid
 import subprocess
 import sys
 import time
@@ -20,9 +20,61 @@ import jwt
 import requests
 import websocket
 
+from kefu.db import make_database
+
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 JWT_SECRET = "test-jwt-secret-0123456789abcdef0123"
+# Which database the suite runs on: sqlite (default), postgresql or mysql (the machine's
+# own servers on 127.0.0.1; every Server gets a fresh database).
+TEST_DATABASE = os.environ.get("KEFU_TEST_DATABASE", "sqlite")
+PG_ADMIN = {"host": "127.0.0.1", "port": 5432, "user": "postgres", "dbname": "postgres"}
+MYSQL_ADMIN = {"host": "127.0.0.1", "port": 3306, "user": "root", "password": ""}
+
+
+def fresh_database_url(workdir: Path) -> str:
+    if TEST_DATABASE == "sqlite":
+        return f"sqlite:///{workdir}/kefu.db"
+    name = f"kefu_t{uuid.uuid4().hex[:12]}"
+    if TEST_DATABASE == "postgresql":
+        import psycopg2
+
+        conn = psycopg2.connect(**PG_ADMIN)
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute(f'CREATE DATABASE "{name}"')
+        conn.close()
+        return f"postgresql://postgres@127.0.0.1:5432/{name}"
+    if TEST_DATABASE == "mysql":
+        import pymysql
+
+        conn = pymysql.connect(**MYSQL_ADMIN, autocommit=True)
+        with conn.cursor() as cur:
+            cur.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
+        conn.close()
+        return f"mysql://root@127.0.0.1:3306/{name}"
+    raise ValueError(f"KEFU_TEST_DATABASE={TEST_DATABASE!r}: use sqlite, postgresql or mysql")
+
+
+def drop_database(url: str) -> None:
+    """Best effort: remove a test database created by ``fresh_database_url``."""
+    name = url.rsplit("/", 1)[-1]
+    with contextlib.suppress(Exception):
+        if url.startswith("postgresql://"):
+            import psycopg2
+
+            conn = psycopg2.connect(**PG_ADMIN)
+            conn.autocommit = True
+            with conn.cursor() as cur:
+                cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            conn.close()
+        elif url.startswith("mysql://"):
+            import pymysql
+
+            conn = pymysql.connect(**MYSQL_ADMIN, autocommit=True)
+            with conn.cursor() as cur:
+                cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
+            conn.close()
 
 
 def free_port() -> int:
@@ -39,7 +91,7 @@ class Server:
         self.base = f"127.0.0.1:{self.port}"
         self.env = {
             **os.environ,
-            "KEFU_DATABASE_URL": database_url or f"sqlite:///{self.workdir}/kefu.db",
+            "KEFU_DATABASE_URL": database_url or fresh_database_url(self.workdir),
             "KEFU_BIND": self.base,
             "KEFU_JWT_SECRET": JWT_SECRET,
             "KEFU_SECRET_KEY": "test-secret-key",
@@ -112,11 +164,17 @@ class Server:
         return jwt.encode(claims, secret, algorithm="HS256")
 
     def sql(self, query: str, *params) -> list[tuple]:
-        """Read stored state straight from the database the server uses."""
-        url = self.env["KEFU_DATABASE_URL"]
-        assert url.startswith("sqlite:///"), "sql() reads SQLite test databases"
-        with sqlite3.connect(url.removeprefix("sqlite:///")) as conn:
-            return conn.execute(query, params).fetchall()
+        """Read stored state straight from the server's database (``?`` placeholders)."""
+        db = make_database(self.env["KEFU_DATABASE_URL"], pool_size=1)
+        try:
+            cursor = db.execute_sql(query.replace("?", db.param), params)
+            return [tuple(row) for row in cursor.fetchall()]
+        finally:
+            db.close_all()
+
+    def destroy(self) -> None:
+        self.stop()
+        drop_database(self.env["KEFU_DATABASE_URL"])
 
     # -- clients ---------------------------------------------------------------
     def url(self, path: str) -> str:

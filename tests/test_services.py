@@ -11,11 +11,12 @@ from kefu.migrate import upgrade
 from kefu.models import Agent, Conversation, User
 from kefu.realtime.events import ConversationAssigned, MessageCreated, QueueChanged
 from kefu.services import accounts, conversations, messages, presence, routing, visitors
+from tests.support import drop_database, fresh_database_url
 
 
 @pytest.fixture
 def app(tmp_path):
-    url = f"sqlite:///{tmp_path}/services.db"
+    url = fresh_database_url(tmp_path)
     upgrade(url)
     app = create_app({"DATABASE_URL": url, "JWT_SECRET": "x"})
     online = set()
@@ -23,6 +24,8 @@ def app(tmp_path):
     app.online = online
     with app.app_context():
         yield app
+    app.extensions["kefu.db"].close_all()
+    drop_database(url)
 
 
 def agent(app, name, limit=5, online=True):

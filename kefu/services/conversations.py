@@ -38,12 +38,14 @@ def open_for_user(who: Principal):
     if who.is_agent:
         raise Forbidden("Agents cannot open customer conversations")
     with db.write():
-        existing = Conversation.get_or_none(Conversation.open_key == f"u:{who.user_id}")
-        if existing is not None:
-            return load(existing.id), []
-        conv = Conversation.create(
-            user=who.user_id, open_key=f"u:{who.user_id}", queued_at=time.time()
+        # get_or_create: a concurrent first request (row-lock databases) loses the race
+        # on the unique open_key and reads the winner's conversation.
+        conv, created = Conversation.get_or_create(
+            open_key=f"u:{who.user_id}",
+            defaults={"user": who.user_id, "queued_at": time.time()},
         )
+        if not created:
+            return load(conv.id), []
         events = routing.assign_waiting_locked()
         events.append(routing.queue_snapshot_locked())
         return load(conv.id), events

@@ -29,7 +29,7 @@ def assign_waiting_locked() -> list:
     online = presence.online_agent_ids()
     events = []
     while online:
-        conv = db.locked(Conversation.waiting().limit(1)).first()
+        conv = db.locked(Conversation.waiting().limit(1), skip_locked=True).first()
         if conv is None:
             break
         agent = db.locked(Agent.with_capacity(online).limit(1)).first()

@@ -32,8 +32,7 @@ def _agent(kefu_id: int) -> Agent:
 
 
 def _visitor(visitor_id: str) -> Visitor:
-    visitor = Visitor.get_or_none(Visitor.key == visitor_id)
-    return visitor or Visitor.create(key=visitor_id)
+    return Visitor.get_or_create(key=visitor_id)[0]
 
 
 def _open_key(visitor: Visitor, kefu_id: int) -> str:
@@ -54,11 +53,10 @@ def send(visitor_id: str, kefu_id: int, content: str, op_id: str | None = None):
             if first is not None:
                 return message_view(first), [], True
         events = []
-        conv = Conversation.get_or_none(Conversation.open_key == _open_key(visitor, kefu_id))
-        if conv is None:
-            conv = Conversation.create(
-                visitor=visitor, agent=agent, open_key=_open_key(visitor, kefu_id)
-            )
+        conv, created = Conversation.get_or_create(
+            open_key=_open_key(visitor, kefu_id), defaults={"visitor": visitor, "agent": agent}
+        )
+        if created:
             Agent.update(
                 current_concurrent=Agent.current_concurrent + 1, last_assigned_at=time.time()
             ).where(Agent.id == agent.id).execute()
