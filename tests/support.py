@@ -10,10 +10,10 @@ import json
 import os
 import signal
 import socket
-import uuid
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import jwt
