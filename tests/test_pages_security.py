@@ -1,0 +1,204 @@
+"""The pages' defences, checked over HTTP against a live server: CSRF, who may see what,
+the live channel's origin check, and the upload limits and serving headers."""
+
+import re
+
+import pytest
+import requests
+import websocket
+
+from tests.support import Server
+
+PNG = bytes.fromhex(
+    "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
+    "1f15c4890000000d49444154789c6360f8cfc0f01f0005000201e2a0c5b40000000049454e44ae426082"
+)
+
+
+@pytest.fixture(scope="module")
+def srv(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("pages-sec")
+    server = Server(
+        workdir, upload_dir=str(workdir / "up"), upload_max_bytes=4000,
+        upload_visitor_max_bytes=1000,
+    ).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def agents(srv):
+    return srv.create_agent("ann", password="ann-pass-1"), srv.create_agent("ben", password="ben-1")
+
+
+def csrf_of(html: str) -> str:
+    return re.search(r'name="csrf_token" value="([^"]+)"', html).group(1)
+
+
+def agent_session(srv, username, password):
+    s = requests.Session()
+    token = csrf_of(s.get(srv.url("/agent/sign-in")).text)
+    r = s.post(
+        srv.url("/agent/sign-in"),
+        data={"username": username, "password": password, "csrf_token": token},
+        allow_redirects=False,
+    )
+    assert r.status_code == 302, r.text
+    s.csrf = csrf_of(s.get(srv.url("/agent")).text)
+    return s
+
+
+def user_session(srv, sub):
+    s = requests.Session()
+    r = s.get(srv.url("/chat?token=" + srv.host_jwt(sub)), allow_redirects=False)
+    assert r.status_code == 302 and r.headers["Location"].endswith("/chat")
+    s.csrf = csrf_of(s.get(srv.url("/chat")).text)
+    return s
+
+
+def test_sign_in_needs_csrf_and_right_password(srv, agents):
+    s = requests.Session()
+    form = {"username": "ann", "password": "ann-pass-1"}
+    assert s.post(srv.url("/agent/sign-in"), data=form).status_code == 403
+    token = csrf_of(s.get(srv.url("/agent/sign-in")).text)
+    bad = s.post(srv.url("/agent/sign-in"), data={**form, "password": "x", "csrf_token": token})
+    assert bad.status_code == 401 and "Wrong username or password" in bad.text
+    good = s.post(
+        srv.url("/agent/sign-in"), data={**form, "csrf_token": token, "next": "//evil.example/"},
+        allow_redirects=False,
+    )
+    assert good.status_code == 302
+    assert good.headers["Location"] == "/agent"  # no open redirect
+    cookie = good.headers["Set-Cookie"]
+    assert "HttpOnly" in cookie and "SameSite=Lax" in cookie
+
+
+def test_agent_pages_refuse_others(srv, agents):
+    anonymous = requests.Session()
+    r = anonymous.get(srv.url("/agent"), allow_redirects=False)
+    assert r.status_code == 302 and "/agent/sign-in" in r.headers["Location"]
+    assert anonymous.post(srv.url("/agent/ready"), data={"accepting": "0"}).status_code == 403
+    user = user_session(srv, "cust-1")
+    assert user.get(srv.url("/agent"), allow_redirects=False).status_code == 302
+    assert user.post(
+        srv.url("/agent/ready"), data={"accepting": "0", "csrf_token": user.csrf}
+    ).status_code == 403
+    # An agent's token does not open the customer page.
+    agent_token = agents[0]["token"]
+    assert requests.get(srv.url("/chat?token=" + agent_token)).status_code == 403
+    assert requests.get(srv.url("/chat")).status_code == 403
+
+
+def test_forms_need_the_session_csrf_token(srv, agents):
+    ann = agent_session(srv, "ann", "ann-pass-1")
+    assert ann.post(srv.url("/agent/ready"), data={"accepting": "0"}).status_code == 403
+    other = user_session(srv, "cust-2")  # a real token, but another session's
+    r = ann.post(srv.url("/agent/ready"), data={"accepting": "0", "csrf_token": other.csrf})
+    assert r.status_code == 403
+    header = {"X-CSRF-Token": ann.csrf}
+    r = ann.post(srv.url("/agent/ready"), data={"accepting": "1"}, headers=header)
+    assert r.status_code == 200 and "Ready" in r.text
+    assert ann.post(srv.url("/agent/sign-out")).status_code == 403
+    assert ann.post(srv.url("/chat/send"), data={"content": "hi"}).status_code == 403
+
+
+def live_socket(srv, session, role="agent"):
+    cookie = "; ".join(f"{k}={v}" for k, v in session.cookies.items())
+    return websocket.create_connection(
+        f"ws://{srv.base}/pages/ws?as={role}", cookie=cookie, origin=f"http://{srv.base}"
+    )
+
+
+def test_agent_sees_only_own_conversations(srv, agents):
+    ann, ben = agent_session(srv, "ann", "ann-pass-1"), agent_session(srv, "ben", "ben-1")
+    online = live_socket(srv, ann)  # ann's dashboard is open: she takes the next user
+    user = user_session(srv, "cust-3")
+    r = user.post(srv.url("/chat/send"), data={"content": "hello", "csrf_token": user.csrf})
+    assert r.status_code in (200, 204)
+    conv_id = int(re.search(r'id="thread-(\d+)"', user.get(srv.url("/chat")).text).group(1))
+    assert ann.get(srv.url(f"/agent/c/{conv_id}")).status_code == 200
+    assert ben.get(srv.url(f"/agent/c/{conv_id}")).status_code == 404
+    headers = {"X-CSRF-Token": ben.csrf}
+    sent = ben.post(srv.url(f"/agent/c/{conv_id}/send"), data={"content": "x"}, headers=headers)
+    assert sent.status_code == 404
+    assert ben.post(srv.url(f"/agent/c/{conv_id}/end"), headers=headers).status_code == 404
+    other = user_session(srv, "cust-5")
+    older = other.get(srv.url(f"/chat/older?conversation_id={conv_id}"))
+    assert older.status_code == 404
+    online.close()
+
+
+def test_live_channel_checks_origin_and_session(srv, agents):
+    ann = agent_session(srv, "ann", "ann-pass-1")
+    cookie = "; ".join(f"{k}={v}" for k, v in ann.cookies.items())
+    url = f"ws://{srv.base}/pages/ws?as=agent"
+    with pytest.raises(websocket.WebSocketBadStatusException) as refused:
+        websocket.create_connection(url, cookie=cookie, origin="http://evil.example")
+    assert refused.value.status_code == 403
+    with pytest.raises(websocket.WebSocketBadStatusException):
+        websocket.create_connection(url, origin=f"http://{srv.base}")  # no session
+    ok = websocket.create_connection(url, cookie=cookie, origin=f"http://{srv.base}")
+    ok.send('{"type": "hello"}')
+    assert 'id="open-list"' in ok.recv()
+    ok.close()
+
+
+def test_pages_send_security_headers(srv, agents):
+    ann = agent_session(srv, "ann", "ann-pass-1")
+    page = ann.get(srv.url("/agent"))
+    assert "script-src 'self'" in page.headers["Content-Security-Policy"]
+    assert "frame-ancestors 'self'" in page.headers["Content-Security-Policy"]
+    kefu_id = agents[0]["kefu_id"]
+    widget = requests.get(srv.url(f"/visitor?kefu_id={kefu_id}"))
+    assert "frame-ancestors *" in widget.headers["Content-Security-Policy"]
+    assert "X-Frame-Options" not in widget.headers
+
+
+def upload(srv, files, **kw):
+    return requests.post(srv.url("/api/kefu/upload"), files=files, timeout=10, **kw)
+
+
+def test_upload_limits_and_types(srv, agents):
+    bearer = {"Authorization": "Bearer " + agents[0]["token"]}
+    assert upload(srv, {"file": ("a.png", PNG, "image/png")}).status_code == 401
+    ok = upload(srv, {"file": ("a.png", PNG, "image/png")}, headers=bearer)
+    assert ok.status_code == 200 and ok.json()["data"]["message_type"] == 2
+    too_big = upload(srv, {"file": ("a.txt", b"x" * 5000, "text/plain")}, headers=bearer)
+    assert too_big.status_code in (413, 422)
+    svg = b'<svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script></svg>'
+    assert upload(srv, {"file": ("a.svg", svg, "image/svg+xml")}, headers=bearer).status_code == 422
+    html_as_png = upload(srv, {"file": ("a.png", b"<html><script>", "image/png")}, headers=bearer)
+    assert html_as_png.status_code == 422
+    assert upload(srv, {"file": ("a.html", b"<p>", "text/html")}, headers=bearer).status_code == 422
+    # A page session must send its CSRF token.
+    user = user_session(srv, "cust-4")
+    files = {"file": ("a.png", PNG, "image/png")}
+    assert user.post(srv.url("/api/kefu/upload"), files=files).status_code == 403
+    r = user.post(srv.url("/api/kefu/upload"), files=files, headers={"X-CSRF-Token": user.csrf})
+    assert r.status_code == 200
+    # Visitors: images only, and a smaller limit.
+    visitor = {"visitor_id": "v_" + "a" * 32}
+    assert upload(srv, files, data=visitor).status_code == 200
+    pdf = {"file": ("a.pdf", b"%PDF-1.4", "application/pdf")}
+    assert upload(srv, pdf, data=visitor).status_code == 403
+    big_png = {"file": ("b.png", PNG + b"\0" * 1200, "image/png")}
+    assert upload(srv, big_png, data=visitor).status_code == 422
+
+
+def test_uploads_are_served_inert(srv, agents):
+    bearer = {"Authorization": "Bearer " + agents[0]["token"]}
+    image = upload(srv, {"file": ("a.png", PNG, "image/png")}, headers=bearer).json()["data"]
+    text = upload(srv, {"file": ("n.txt", b"<script>1</script>", "text/plain")}, headers=bearer)
+    text = text.json()["data"]
+    assert text["message_type"] == 3 and text["url"].endswith(".txt")
+    got = requests.get(srv.url(image["url"]))
+    assert got.headers["Content-Type"] == "image/png"
+    assert "attachment" not in got.headers.get("Content-Disposition", "")
+    got = requests.get(srv.url(text["url"]))
+    assert got.headers["Content-Type"] == "application/octet-stream"
+    assert got.headers["Content-Disposition"].startswith("attachment")
+    for r in (got, requests.get(srv.url(image["url"]))):
+        assert r.headers["X-Content-Type-Options"] == "nosniff"
+        assert "sandbox" in r.headers["Content-Security-Policy"]
+    assert requests.get(srv.url("/uploads/..%2fkefu.db")).status_code == 404
+    assert requests.get(srv.url("/uploads/nope.png")).status_code == 404
