@@ -1,0 +1,274 @@
+"""The waiter protocol's frame handlers: one table per role (user, waiter).
+
+A handler validates its payload, calls a service, sends its reply (echoing ``op_id``)
+and returns the domain events; waiter.py publishes them after the reply is queued.
+"""
+
+from dataclasses import dataclass
+
+from kefu import auth
+from kefu.errors import Conflict, Forbidden, Invalid, KefuError, Unauthorized
+from kefu.models import IMAGE, TEXT
+from kefu.protocols import waiter_codec as codec
+from kefu.protocols.fields import Fields
+from kefu.protocols.waiter_codec import USER, WAITER, frame
+from kefu.services import accounts, conversations, history, messages, routing
+from kefu.services.snapshots import conversation_ref
+
+NOT_YOURS = "This user is not connected to you"
+NOT_CONNECTED = "Not connected to a waiter; send connect first"
+
+
+class NotConnected(KefuError):
+    """A user frame that needs a conversation came without one: ``not_connect``."""
+
+
+@dataclass(frozen=True)
+class Request:
+    op_id: object
+    to: str | None
+    data: Fields
+
+
+def _signed_in(conn):
+    if conn.principal is None:
+        raise Unauthorized("Please auth first")
+    return conn.principal
+
+
+def _op(req: Request) -> str | None:
+    """The op_id as messages.send stores it (unique per sender: a resend is a no-op)."""
+    return None if req.op_id is None else str(req.op_id)
+
+
+def _authenticate(conn, req: Request, live, role: str):
+    principal = auth.authenticate(req.data.text("token", required=True))
+    if conn.principal is not None and conn.principal.user_id != principal.user_id:
+        raise Unauthorized("This connection is already authenticated as another account")
+    if role == WAITER and not principal.is_agent:
+        raise Forbidden("This account is not a waiter")
+    if role == USER and principal.is_agent:
+        raise Forbidden("Waiter accounts sign in on /v1/ws/connect/waiter")
+    # The reply goes out before sign-in: signing an agent in may hand it users at once.
+    conn.send(frame("auth_success", principal.person.profile(), req.op_id, None, principal.person))
+    first = conn.principal is None
+    if first:
+        live.sign_in(conn, principal)
+    return principal, first
+
+
+def _body(data: Fields, kind: str):
+    """(content, message_type, file_url) of a message_text / message_image payload."""
+    if kind == "message_text":
+        text = data.text("text", required=True)
+        if not text.strip():
+            raise Invalid("text is required")
+        limit = messages.LIMITS["content_chars"]
+        if len(text) > limit:
+            raise Invalid(f"text is too long (max {limit} characters)")
+        return text, TEXT, None
+    image = data.text("image", required=True, max_len=1000)
+    if not image.startswith(messages.SAFE_URL_PREFIXES) or image.startswith("//"):
+        raise Invalid("image must be an http(s) URL or a path on this server")
+    return "", IMAGE, image
+
+
+def _page(data: Fields):
+    return data.id("before", required=False), data.integer("limit")
+
+
+# -- user frames ----------------------------------------------------------------
+
+
+def user_auth(conn, req, live):
+    _authenticate(conn, req, live, USER)
+    return []
+
+
+def user_connect(conn, req, live):
+    """Open (or resume) the user's conversation: its agent, or its place in the queue."""
+    who = _signed_in(conn)
+    conv, events = conversations.open_for_user(who)
+    conn.state["connect_op"] = req.op_id
+    ref = conversation_ref(conv)
+    place = None if ref.agent else history.queue_place(ref.id)
+    if ref.agent is None and place is None:  # served or ended in between: look again
+        conv = conversations.current_for_user(who.user_id)
+        if conv is None:
+            raise NotConnected(NOT_CONNECTED)
+        ref = conversation_ref(conv)
+    if ref.agent is not None:
+        conn.state["served"] = (ref.id, ref.kefu_id)
+        conn.state.pop("location", None)
+        conn.send(frame("connect_success", ref.agent.profile(), req.op_id, ref.agent, ref.customer))
+    else:
+        conn.state["location"] = place
+        conn.send(frame("connect_queue", {"location": place}, req.op_id, None, ref.customer))
+    return events
+
+
+def _current(who):
+    conv = conversations.current_for_user(who.user_id)
+    if conv is None:
+        raise NotConnected(NOT_CONNECTED)
+    return conversation_ref(conv)
+
+
+def user_disconnect(conn, req, live):
+    who = _signed_in(conn)
+    ref = _current(who)
+    events = conversations.end(ref.id, who)
+    codec.forget_conversation(conn)
+    conn.send(frame("disconnected", None, req.op_id, ref.agent, ref.customer))
+    return events
+
+
+def user_send(kind: str):
+    def handler(conn, req, live):
+        who = _signed_in(conn)
+        content, message_type, file_url = _body(req.data, kind)
+        ref = _current(who)  # a waiting conversation takes messages too (spec README)
+        msg, events, _ = messages.send(who, ref.id, content, message_type, file_url, _op(req))
+        payload = codec.message_payload(msg, msg.conversation_id)
+        conn.send(frame(f"{kind}_success", payload, req.op_id, ref.customer, ref.agent))
+        return events
+
+    return handler
+
+
+def user_history(conn, req, live):
+    who = _signed_in(conn)
+    entries = history.user_messages(who.user_id, *_page(req.data))
+    items = [codec.history_item(e) for e in entries]
+    conn.send(frame("message_history", items, req.op_id, None, who.person))
+    return []
+
+
+def user_rate(conn, req, live):
+    """``{"rate": 1..5, "conversation_id"?}``: rates the given (or the latest) ended
+    conversation of this user."""
+    who = _signed_in(conn)
+    score = req.data.data.get("rate")
+    if score is None:
+        raise Invalid("rate is required")
+    if isinstance(score, bool) or not isinstance(score, int) or not 1 <= score <= 5:
+        raise Invalid("rate must be an integer from 1 to 5")
+    conversation_id = req.data.id("conversation_id", required=False)
+    conversation_id = conversation_id or history.latest_ended(who.user_id)
+    if conversation_id is None:
+        raise Conflict("There is no ended conversation to rate")
+    conversations.rate(conversation_id, who, score)
+    payload = {"conversation_id": conversation_id, "rate": score}
+    conn.send(frame("rate_success", payload, req.op_id, None, who.person))
+    return []
+
+
+# -- waiter frames --------------------------------------------------------------
+
+
+def waiter_auth(conn, req, live):
+    """Sign in; older waiter sockets of this agent are kicked out (its conversations
+    belong to the agent, not to a socket, so none move or drop); this socket is told
+    about every user the agent is serving."""
+    who, first = _authenticate(conn, req, live, WAITER)
+    conn.state["accepting"] = accounts.agent_profile(who.kefu_id).accepting
+    if first:
+        for other in live.hub.connections(who.key):
+            if other is not conn and getattr(other.codec, "role", None) == WAITER:
+                other.send(frame("kickout", None, None, None, who.person))
+                other.close(4000, "Signed in on another connection")
+    for ref in history.open_for_agent(who.kefu_id):
+        codec.announce_user(conn, ref, req.op_id)
+    return []
+
+
+def waiter_switch(accepting: bool):
+    def handler(conn, req, live):
+        who = _signed_in(conn)
+        events = routing.set_accepting(who.kefu_id, accepting)
+        conn.state["accepting"] = accepting
+        conn.send(frame("ready" if accepting else "unready", None, req.op_id, None, who.person))
+        return events
+
+    return handler
+
+
+def _own_user(who, uuid) -> object:
+    if not isinstance(uuid, str) or not uuid:
+        raise Invalid("the user's uuid is required")
+    ref = history.open_with(who.kefu_id, uuid)
+    if ref is None:
+        raise Forbidden(NOT_YOURS)
+    return ref
+
+
+def waiter_send(kind: str):
+    def handler(conn, req, live):
+        who = _signed_in(conn)
+        content, message_type, file_url = _body(req.data, kind)
+        if req.to is None:
+            raise Invalid("to is required: the uuid of one of your users")
+        ref = _own_user(who, req.to)
+        msg, events, _ = messages.send(who, ref.id, content, message_type, file_url, _op(req))
+        payload = codec.message_payload(msg, msg.conversation_id)
+        conn.send(frame(f"{kind}_success", payload, req.op_id, ref.agent, ref.customer))
+        return events
+
+    return handler
+
+
+def waiter_disconnect(conn, req, live):
+    """End one of this waiter's conversations; its other users stay, and the freed
+    place is refilled from the queue in the same transaction."""
+    who = _signed_in(conn)
+    ref = _own_user(who, req.data.text("uuid", required=True, max_len=36))
+    events = conversations.end(ref.id, who)
+    conn.state.setdefault("announced", set()).discard(ref.id)
+    conn.send(frame("disconnected", None, req.op_id, ref.customer, ref.agent))
+    return events
+
+
+def waiter_history(conn, req, live):
+    who = _signed_in(conn)
+    ref = req.data.data.get("user_id")
+    if ref is None or ref == "":
+        raise Invalid("user_id is required")
+    if isinstance(ref, bool) or not isinstance(ref, str | int):
+        raise Invalid("user_id must be a user's id or uuid")
+    user_id = history.find_user(ref)
+    # One answer for "no such user" and "not yours": a waiter learns nothing it may not.
+    if user_id is None or not history.has_served(who.kefu_id, user_id):
+        raise Forbidden("You have not served this user")
+    entries = history.user_messages(user_id, *_page(req.data))
+    items = [codec.history_item(e) for e in entries]
+    conn.send(frame("message_history", items, req.op_id, None, who.person))
+    return []
+
+
+def waiter_sessions(conn, req, live):
+    who = _signed_in(conn)
+    sessions = history.agent_sessions(who.kefu_id, *_page(req.data))
+    items = [codec.session_item(s) for s in sessions]
+    conn.send(frame("session_history", items, req.op_id, None, who.person))
+    return []
+
+
+USER_TYPES = {
+    "auth": user_auth,
+    "connect": user_connect,
+    "disconnect": user_disconnect,
+    "message_text": user_send("message_text"),
+    "message_image": user_send("message_image"),
+    "get_history": user_history,
+    "rate": user_rate,
+}
+WAITER_TYPES = {
+    "auth": waiter_auth,
+    "ready": waiter_switch(True),
+    "unready": waiter_switch(False),
+    "disconnect": waiter_disconnect,
+    "message_text": waiter_send("message_text"),
+    "message_image": waiter_send("message_image"),
+    "get_history": waiter_history,
+    "get_history_session": waiter_sessions,
+}
