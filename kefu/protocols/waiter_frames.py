@@ -174,12 +174,16 @@ def waiter_auth(conn, req, live):
     conn.state["accepting"] = accounts.agent_profile(who.kefu_id).accepting
     if first:
         for other in live.hub.connections(who.key):
-            if other is not conn and getattr(other.codec, "role", None) == WAITER:
+            if other is not conn and _is_waiter_socket(other):
                 other.send(frame("kickout", None, None, None, who.person))
                 other.close(4000, "Signed in on another connection")
     for ref in history.open_for_agent(who.kefu_id):
         codec.announce_user(conn, ref, req.op_id)
     return []
+
+
+def _is_waiter_socket(conn) -> bool:
+    return isinstance(conn.codec, codec.WaiterCodec) and conn.codec.role == WAITER
 
 
 def waiter_switch(accepting: bool):
