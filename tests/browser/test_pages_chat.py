@@ -108,3 +108,40 @@ def test_upload_round_trip_and_hostile_content_is_inert(kefu, new_page, tmp_path
         assert page.evaluate("window.__xss") is None
         expect(page.locator(".msg").last).to_contain_text("attachment hidden")
     assert alerts == []
+
+
+def test_waiting_user_sees_queue_position_then_agent(kefu, new_page):
+    """No agent online: the user waits in the queue; an agent signing in takes it live."""
+    kefu.create_agent("fay", password="fay-pass-1")
+    chat = new_page(width=390, height=780)
+    chat.goto(kefu.url("/chat?token=" + kefu.host_jwt("shopper-3", name="Gus")))
+    chat.locator("textarea").fill("Anyone there?")
+    chat.locator("textarea").press("Enter")
+    expect(chat.locator("#chat-head")).to_contain_text("number 1 in the queue")
+    wait_live(chat)
+
+    desk = new_page()
+    sign_in_agent(desk, kefu, "fay", "fay-pass-1")
+    expect(chat.locator("#chat-head")).to_contain_text("is helping you")
+    expect(desk.locator("#open-list .conv-row", has_text="Gus")).to_contain_text("Anyone")
+
+
+def test_older_messages_load_on_demand(kefu, new_page):
+    agent = kefu.create_agent("hal", password="hal-pass-1")
+    desk = new_page()
+    sign_in_agent(desk, kefu, "hal", "hal-pass-1")
+    visitor = kefu.ws()
+    for n in range(1, 46):
+        reply = visitor.request({
+            "action": "kefu_message_visitor_send", "op_id": f"m{n}",
+            "data": {"visitor_id": "v_" + "4" * 32, "kefu_id": agent["kefu_id"],
+                     "content": f"line {n}"},
+        })
+        assert reply["success"], reply
+    visitor.close()
+    desk.locator("#open-list .conv-row", has_text="line 45").click()
+    expect(desk.locator(".thread .msg")).to_have_count(30)
+    desk.locator("button.older").click()
+    expect(desk.locator(".thread .msg")).to_have_count(45)
+    expect(desk.locator(".thread .msg").first).to_contain_text("line 1")
+    expect(desk.locator("button.older")).to_have_count(0)
