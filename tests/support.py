@@ -120,16 +120,20 @@ class Server:
         raise RuntimeError(f"server did not start:\n{self.log()}")
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> None:
+        """SIGTERM: a graceful stop. SIGKILL: master and workers die at once, mid-write."""
         if self.proc and self.proc.poll() is None:
+            workers = subprocess.run(["pgrep", "-P", str(self.proc.pid)],
+                                     capture_output=True, text=True, check=False).stdout.split()
+            if sig == signal.SIGKILL:
+                for pid in workers:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(int(pid), signal.SIGKILL)
             self.proc.send_signal(sig)
             try:
                 self.proc.wait(timeout)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
-        if sig == signal.SIGKILL:
-            # gunicorn's worker is a child of the master: take it down too.
-            subprocess.run(["pkill", "-9", "-f", f"KEFU_BIND={self.base}"], check=False)
         self.proc = None
 
     def restart(self) -> "Server":
