@@ -116,6 +116,24 @@
   box.addEventListener("keydown", function (e) {
     if (e.key === "Enter" && !e.shiftKey && !e.isComposing) { e.preventDefault(); composer.requestSubmit(); }
   });
+  /* Visitor messages are text (the ds/kefu visitor actions carry no file_url), so an
+     uploaded image is sent as its link; the bubble shows it as a safe http(s) link. */
+  document.getElementById("attach").addEventListener("change", function (e) {
+    var input = e.target;
+    if (!input.files.length) return;
+    var body = new FormData();
+    body.append("file", input.files[0]);
+    body.append("visitor_id", visitorId);
+    fetch("/api/kefu/upload", { method: "POST", body: body, credentials: "omit" })
+      .then(function (r) { return r.json(); })
+      .then(function (res) {
+        input.value = "";
+        if (res.code !== 200) { document.getElementById("visitor-status").textContent = res.message; return; }
+        send({ action: "kefu_message_visitor_send", op_id: randomId(8),
+               data: { visitor_id: visitorId, kefu_id: kefuId, content: location.origin + res.data.url } });
+      })
+      .catch(function () { input.value = ""; });
+  });
   endBtn.addEventListener("click", function () {
     send({ action: "kefu_message_visitor_end", data: { visitor_id: visitorId, kefu_id: kefuId } });
     setEnded(true);

@@ -165,6 +165,8 @@ def test_upload_limits_and_types(srv, agents):
     assert ok.status_code == 200 and ok.json()["data"]["message_type"] == 2
     too_big = upload(srv, {"file": ("a.txt", b"x" * 5000, "text/plain")}, headers=bearer)
     assert too_big.status_code in (413, 422)
+    huge = upload(srv, {"file": ("h.txt", b"x" * 200_000, "text/plain")}, headers=bearer)
+    assert huge.status_code == 413  # refused before the body is parsed
     svg = b'<svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script></svg>'
     assert upload(srv, {"file": ("a.svg", svg, "image/svg+xml")}, headers=bearer).status_code == 422
     html_as_png = upload(srv, {"file": ("a.png", b"<html><script>", "image/png")}, headers=bearer)

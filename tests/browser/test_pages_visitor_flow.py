@@ -1,5 +1,7 @@
 """The whole desk in Chromium: an agent answers a visitor on another website."""
 
+import re
+
 from playwright.sync_api import expect
 
 from tests.browser.conftest import sign_in_agent
@@ -54,3 +56,26 @@ def test_visitor_on_another_origin_chats_with_agent(kefu, host_site, new_page):
     widget = shop.frame_locator("#kefu-widget iframe")
     expect(widget.locator(".msg")).to_have_count(3)
     expect(widget.locator("#ended")).to_be_visible()
+
+
+def test_visitor_sends_an_image_link(kefu, host_site, new_page, tmp_path):
+    from tests.browser.test_pages_chat import PNG
+
+    agent = kefu.create_agent("vic", password="vic-pass-1")
+    desk = new_page()
+    sign_in_agent(desk, kefu, "vic", "vic-pass-1")
+    shop = new_page()
+    shop.goto(host_site(agent["kefu_id"]))
+    shop.locator("#kefu-widget .bubble").click()
+    widget = shop.frame_locator("#kefu-widget iframe")
+    expect(widget.locator("body")).to_have_attribute("data-live", "open", timeout=10000)
+    image = tmp_path / "shot.png"
+    image.write_bytes(PNG)
+    widget.locator("#attach").set_input_files(str(image))
+    link = widget.locator(".msg.mine a")
+    expect(link).to_have_attribute("href", re.compile(r"^http://127\.0\.0\.1:\d+/uploads/[\w-]+\.png$"))
+    row = desk.locator("#open-list .conv-row")
+    expect(row).to_contain_text("/uploads/")
+    row.click()
+    href = link.get_attribute("href")
+    expect(desk.locator(".thread .msg.theirs a")).to_have_attribute("href", href)
