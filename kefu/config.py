@@ -49,6 +49,12 @@ def from_environment() -> dict:
         "USER_IDLE_SECONDS": _float("KEFU_USER_IDLE_SECONDS", 600.0),
         "USER_IDLE_GRACE_SECONDS": _float("KEFU_USER_IDLE_GRACE_SECONDS", 60.0),
         "PAGE_SIZE_MAX": _int("KEFU_PAGE_SIZE_MAX", 100),
+        # Abuse limits (docs/security.md).
+        "WS_RATE_PER_SECOND": _float("KEFU_WS_RATE_PER_SECOND", 20.0),
+        "WS_RATE_BURST": _int("KEFU_WS_RATE_BURST", 40),
+        "VISITOR_MESSAGES_PER_MINUTE": _float("KEFU_VISITOR_MESSAGES_PER_MINUTE", 30.0),
+        "MAX_CONNECTIONS_PER_IDENTITY": _int("KEFU_MAX_CONNECTIONS_PER_IDENTITY", 20),
+        "WS_LOGIN_TIMEOUT_SECONDS": _float("KEFU_WS_LOGIN_TIMEOUT_SECONDS", 30.0),
         "TIMEZONE_LABEL": "UTC",
         # Pages (issue 4): uploads on local disk, and the session cookie's flags.
         "UPLOAD_DIR": os.path.abspath(os.environ.get("KEFU_UPLOAD_DIR", "uploads")),

@@ -96,6 +96,10 @@ class Server:
             "KEFU_JWT_SECRET": JWT_SECRET,
             "KEFU_SECRET_KEY": "test-secret-key",
             "KEFU_LOG_LEVEL": "info",
+            # Functional tests send fast; the limits have tests of their own.
+            "KEFU_WS_RATE_PER_SECOND": "10000",
+            "KEFU_WS_RATE_BURST": "10000",
+            "KEFU_VISITOR_MESSAGES_PER_MINUTE": "100000",
             **{f"KEFU_{k.upper()}": str(v) for k, v in settings.items()},
         }
         self.proc = None

@@ -29,6 +29,8 @@ class Connection:
         self.principal = None  # kefu.auth.Principal once signed in
         self.visitor_id = None  # the visitor id a ds/kefu socket is bound to
         self.state = {}  # the protocol's own per-connection memory
+        self.identified = False  # signed in, or acting as a visitor (login deadline)
+        self.rate = None  # frames allowed per second (set by Live.open)
         self.closed = False
         self._outbox_limit = outbox_limit
         self._outbox = Queue()

@@ -10,18 +10,36 @@ import logging
 
 import gevent
 
+from kefu.errors import KefuError
 from kefu.realtime.broker import MemoryBroker
 from kefu.realtime.events import AGENTS, visitor_key
 from kefu.realtime.hub import Hub
+from kefu.realtime.limits import KeyedBuckets, TokenBucket
 from kefu.services import presence, routing
 
 log = logging.getLogger(__name__)
 
 
+class TooManyConnections(KefuError):
+    status = 429
+
+
+DEFAULT_LIMITS = {
+    "WS_RATE_PER_SECOND": 20.0,
+    "WS_RATE_BURST": 40,
+    "VISITOR_MESSAGES_PER_MINUTE": 30.0,
+    "MAX_CONNECTIONS_PER_IDENTITY": 20,
+    "WS_LOGIN_TIMEOUT_SECONDS": 30.0,
+}
+
+
 class Live:
-    def __init__(self, agent_grace_seconds: float = 60.0, broker=None):
+    def __init__(self, agent_grace_seconds: float = 60.0, broker=None, limits=None):
         self.hub = Hub(broker or MemoryBroker())
         self.agent_grace_seconds = agent_grace_seconds
+        self.limits = {**DEFAULT_LIMITS, **(limits or {})}
+        per_minute = self.limits["VISITOR_MESSAGES_PER_MINUTE"]
+        self.visitor_messages = KeyedBuckets(per_minute / 60.0, max(1.0, per_minute / 3))
         self._away: dict[int, gevent.Greenlet] = {}
         presence.use(self.hub.online_agent_ids)
 
@@ -29,11 +47,27 @@ class Live:
         self.hub.publish(events, origin)
 
     def open(self, conn) -> None:
+        """A socket opened: count it, limit its frame rate, and give it a deadline to
+        sign in (or act as a visitor) before it is closed."""
         self.hub.join(conn)
+        conn.rate = TokenBucket(self.limits["WS_RATE_PER_SECOND"], self.limits["WS_RATE_BURST"])
+        gevent.spawn_later(self.limits["WS_LOGIN_TIMEOUT_SECONDS"], self._expire_anonymous, conn)
+
+    def _expire_anonymous(self, conn) -> None:
+        if not conn.identified and not conn.closed:
+            conn.close(1008, "Login timeout")
+
+    def _check_cap(self, key: str, conn) -> None:
+        cap = self.limits["MAX_CONNECTIONS_PER_IDENTITY"]
+        if conn not in self.hub.connections(key) and len(self.hub.connections(key)) >= cap:
+            raise TooManyConnections(f"Too many connections for this identity (max {cap})")
 
     def sign_in(self, conn, principal) -> None:
-        """Attach a socket to its person; an agent's first socket brings it online."""
+        """Attach a socket to its person; an agent's first socket brings it online.
+        Raises TooManyConnections past the per-identity cap."""
+        self._check_cap(principal.key, conn)
         conn.principal = principal
+        conn.identified = True
         self.hub.attach(conn, principal.key)
         if not principal.is_agent:
             return
@@ -54,6 +88,8 @@ class Live:
             log.exception("dispatching the queue failed")
 
     def bind_visitor(self, conn, visitor_id: str) -> None:
+        self._check_cap(visitor_key(visitor_id), conn)
+        conn.identified = True
         if conn.visitor_id is not None:
             self.hub.detach(conn, visitor_key(conn.visitor_id))
         conn.visitor_id = visitor_id
@@ -84,6 +120,7 @@ class Live:
 
 
 def init_app(app) -> Live:
-    live = Live(agent_grace_seconds=app.config["AGENT_GRACE_SECONDS"])
+    limits = {key: app.config[key] for key in DEFAULT_LIMITS}
+    live = Live(agent_grace_seconds=app.config["AGENT_GRACE_SECONDS"], limits=limits)
     app.extensions["kefu.live"] = live
     return live

@@ -1,0 +1,59 @@
+"""Abuse limits: frame rate, visitor message rate, connections per identity, login deadline."""
+
+import time
+
+import pytest
+import websocket
+
+from tests.support import Server
+
+
+@pytest.fixture
+def strict(make_server):
+    return make_server(ws_rate_per_second=5, ws_rate_burst=5, visitor_messages_per_minute=6,
+                       max_connections_per_identity=2, ws_login_timeout_seconds=1)
+
+
+def test_frame_rate_limit_answers_and_recovers(strict):
+    ws = strict.ws()
+    replies = [ws.request({"action": "ping", "op_id": n}) for n in range(8)]
+    assert [r["success"] for r in replies[:5]] == [True] * 5
+    assert replies[5] == {"success": False, "op_id": 5,
+                          "message": "Rate limit exceeded: too many frames, slow down"}
+    time.sleep(0.5)  # the bucket refills at 5 frames a second
+    assert ws.request({"action": "ping", "op_id": "later"})["success"] is True
+
+
+def test_visitor_message_rate_limit(strict):
+    agent = strict.create_agent("limits-agent")
+    ws = strict.ws()
+    sent = []
+    for n in range(4):
+        time.sleep(0.25)  # stay under the frame rate; only the visitor limit applies
+        sent.append(ws.request({"action": "kefu_message_visitor_send", "data": {
+            "visitor_id": "noisy-visitor", "kefu_id": agent["kefu_id"], "content": f"{n}"}}))
+    assert [r["success"] for r in sent] == [True, True, False, False]
+    assert sent[2]["message"] == "Too many messages from this visitor; wait a moment"
+    assert strict.sql("SELECT COUNT(*) FROM message") == [(2,)]
+
+
+def test_connections_per_identity_are_capped(strict):
+    token = Server.host_jwt("many-tabs")
+    tabs = [strict.ws() for _ in range(3)]
+    replies = [tab.request({"action": "login", "data": {"token": token}}) for tab in tabs]
+    assert [r["success"] for r in replies] == [True, True, False]
+    assert replies[2]["message"] == "Too many connections for this identity (max 2)"
+    tabs[0].close()
+    time.sleep(0.3)
+    assert tabs[2].request({"action": "login", "data": {"token": token}})["success"] is True
+
+
+def test_sockets_that_never_sign_in_are_closed(strict):
+    idle = strict.ws()
+    signed = strict.ws()
+    signed.request({"action": "login", "data": {"token": Server.host_jwt("punctual")}})
+    time.sleep(1.5)
+    with pytest.raises(websocket.WebSocketConnectionClosedException):
+        idle.sock.recv()
+        idle.sock.recv()
+    assert signed.request({"action": "ping"})["success"] is True
