@@ -1,6 +1,7 @@
-"""Service level, on a real SQLite file: a raised limit refills capacity at once (there is
-no live trigger for it in the waiter protocol), and the history queries behind the
-waiter frames. Events are rendered through the waiter codec as a socket would see them."""
+"""Service level, on a real database (a SQLite file unless KEFU_TEST_DATABASE names
+another): a raised limit refills capacity at once (there is no live trigger for it in
+the waiter protocol), and the history queries behind the waiter frames. Events are
+rendered through the waiter codec as a socket would see them."""
 
 import json
 from types import SimpleNamespace
@@ -12,15 +13,18 @@ from kefu.auth import principal_for
 from kefu.migrate import upgrade
 from kefu.protocols.waiter_codec import USER, WAITER, WaiterCodec
 from kefu.services import accounts, conversations, history, messages, presence, routing
+from tests.support import drop_database, fresh_database_url
 
 
 @pytest.fixture
 def app(tmp_path):
-    url = f"sqlite:///{tmp_path}/kefu.db"
+    url = fresh_database_url(tmp_path)  # SQLite unless KEFU_TEST_DATABASE says otherwise
     upgrade(url)
     app = create_app({"DATABASE_URL": url})
     with app.app_context():
         yield app
+    app.extensions["kefu.db"].close_all()
+    drop_database(url)
 
 
 def socket_of(principal, role):

@@ -120,9 +120,5 @@ def closed(peer, timeout: float = 5.0) -> bool:
 
 
 def rows(server, query: str, *params) -> list[tuple]:
-    """Stored state, read straight from the server's SQLite database."""
-    import sqlite3
-
-    path = server.env["KEFU_DATABASE_URL"].removeprefix("sqlite:///")
-    with sqlite3.connect(path) as conn:
-        return conn.execute(query, params).fetchall()
+    """Stored state, read straight from the server's database (any of the three)."""
+    return server.sql(query, *params)
