@@ -56,6 +56,40 @@ def create_agent(username, nickname, max_concurrent, password, as_json):
     _emit(as_json, payload, f"agent {user.username} kefu_id={agent.id} token={token}")
 
 
+@kefu_cli.command("set-password")
+@click.argument("username")
+@click.option("--password", prompt=True, hide_input=True, confirmation_prompt=True)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object only.")
+def set_password(username, password, as_json):
+    """Set a password; the person's open sockets and sessions are closed."""
+    _change(lambda: accounts.set_password(username, password), as_json, "password set")
+
+
+@kefu_cli.command("disable")
+@click.argument("username")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object only.")
+def disable(username, as_json):
+    """Disable an account: tokens stop working, sockets and sessions are closed."""
+    _change(lambda: accounts.set_active(username, False), as_json, "disabled")
+
+
+@kefu_cli.command("enable")
+@click.argument("username")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object only.")
+def enable(username, as_json):
+    """Enable a disabled account again."""
+    _change(lambda: accounts.set_active(username, True), as_json, "enabled")
+
+
+def _change(action, as_json: bool, what: str) -> None:
+    try:
+        user = action()
+    except KefuError as exc:
+        raise click.ClickException(exc.message) from None
+    payload = {"id": user.id, "username": user.username, "is_active": user.is_active}
+    _emit(as_json, payload, f"{user.username}: {what}")
+
+
 @db_cli.command("upgrade")
 def db_upgrade():
     """Apply pending migrations."""

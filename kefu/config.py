@@ -55,6 +55,8 @@ def from_environment() -> dict:
         "VISITOR_MESSAGES_PER_MINUTE": _float("KEFU_VISITOR_MESSAGES_PER_MINUTE", 30.0),
         "MAX_CONNECTIONS_PER_IDENTITY": _int("KEFU_MAX_CONNECTIONS_PER_IDENTITY", 20),
         "WS_LOGIN_TIMEOUT_SECONDS": _float("KEFU_WS_LOGIN_TIMEOUT_SECONDS", 30.0),
+        # How often open sockets are checked against disabled accounts / changed passwords.
+        "REVALIDATE_SECONDS": _float("KEFU_REVALIDATE_SECONDS", 10.0),
         "TIMEZONE_LABEL": "UTC",
         # Pages (issue 4): uploads on local disk, and the session cookie's flags.
         "UPLOAD_DIR": os.path.abspath(os.environ.get("KEFU_UPLOAD_DIR", "uploads")),

@@ -43,7 +43,17 @@ class User(BaseModel):
     external_id = CharField(max_length=150, null=True, unique=True)  # host JWT ``sub``
     password_hash = CharField(max_length=255, null=True)
     is_active = BooleanField(default=True)
+    # Sockets and sessions older than this are closed (password change, disabling).
+    credentials_changed_at = DateTimeField(null=True)
     created_at = DateTimeField(default=clock.now)
+
+    @classmethod
+    def with_changed_credentials(cls, user_ids):
+        """Of ``user_ids``, those disabled or whose credentials ever changed."""
+        return cls.select(cls.id, cls.is_active, cls.credentials_changed_at).where(
+            cls.id.in_(list(user_ids)),
+            (cls.is_active == False) | cls.credentials_changed_at.is_null(False),  # noqa: E712
+        )
 
     @property
     def display_name(self) -> str:

@@ -57,3 +57,30 @@ def test_sockets_that_never_sign_in_are_closed(strict):
         idle.sock.recv()
         idle.sock.recv()
     assert signed.request({"action": "ping"})["success"] is True
+
+
+def test_disabling_or_a_new_password_closes_sockets(make_server):
+    server = make_server(revalidate_seconds=0.3)
+    agent = server.create_agent("revoked-agent", password="first-password")
+    user = server.create_user("revoked-user")
+    agent_ws, user_ws, bystander = server.ws(), server.ws(), server.ws()
+    agent_ws.request({"action": "login", "data": {"token": agent["token"]}})
+    user_ws.request({"action": "login", "data": {"token": user["token"]}})
+    bystander.request({"action": "login", "data": {"token": Server.host_jwt("bystander")}})
+
+    changed = server.cli("kefu", "set-password", "revoked-agent", "--password", "second-pass")
+    assert changed == {"id": agent["id"], "username": "revoked-agent", "is_active": True}
+    server.cli("kefu", "disable", "revoked-user")
+    time.sleep(1.0)
+    for ws in (agent_ws, user_ws):
+        with pytest.raises(websocket.WebSocketConnectionClosedException):
+            ws.sock.recv()
+            ws.sock.recv()
+    assert bystander.request({"action": "ping"})["success"] is True
+    # The agent signs in again with its token; the disabled user cannot.
+    again = server.ws()
+    assert again.request({"action": "login", "data": {"token": agent["token"]}})["success"]
+    refused = server.ws().request({"action": "login", "data": {"token": user["token"]}})
+    assert refused["message"] == "Invalid or expired token"
+    time.sleep(0.8)
+    assert again.request({"action": "ping"})["success"] is True  # not closed again

@@ -10,12 +10,13 @@ import logging
 
 import gevent
 
+from kefu import clock
 from kefu.errors import KefuError
 from kefu.realtime.broker import MemoryBroker
-from kefu.realtime.events import AGENTS, visitor_key
+from kefu.realtime.events import AGENTS, user_key, visitor_key
 from kefu.realtime.hub import Hub
 from kefu.realtime.limits import KeyedBuckets, TokenBucket
-from kefu.services import presence, routing
+from kefu.services import accounts, presence, routing
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +31,7 @@ DEFAULT_LIMITS = {
     "VISITOR_MESSAGES_PER_MINUTE": 30.0,
     "MAX_CONNECTIONS_PER_IDENTITY": 20,
     "WS_LOGIN_TIMEOUT_SECONDS": 30.0,
+    "REVALIDATE_SECONDS": 10.0,
 }
 
 
@@ -41,6 +43,7 @@ class Live:
         per_minute = self.limits["VISITOR_MESSAGES_PER_MINUTE"]
         self.visitor_messages = KeyedBuckets(per_minute / 60.0, max(1.0, per_minute / 3))
         self._away: dict[int, gevent.Greenlet] = {}
+        self._revalidator = None
         presence.use(self.hub.online_agent_ids)
 
     def publish(self, events, origin: str | None = None) -> None:
@@ -50,6 +53,8 @@ class Live:
         """A socket opened: count it, limit its frame rate, and give it a deadline to
         sign in (or act as a visitor) before it is closed."""
         self.hub.join(conn)
+        if self._revalidator is None:
+            self._revalidator = gevent.spawn(self._revalidate_forever)
         conn.rate = TokenBucket(self.limits["WS_RATE_PER_SECOND"], self.limits["WS_RATE_BURST"])
         gevent.spawn_later(self.limits["WS_LOGIN_TIMEOUT_SECONDS"], self._expire_anonymous, conn)
 
@@ -68,6 +73,7 @@ class Live:
         self._check_cap(principal.key, conn)
         conn.principal = principal
         conn.identified = True
+        conn.signed_in_at = clock.now()
         self.hub.attach(conn, principal.key)
         if not principal.is_agent:
             return
@@ -102,6 +108,34 @@ class Live:
             self._away[went_offline] = gevent.spawn_later(
                 self.agent_grace_seconds, self._requeue_if_away, went_offline
             )
+
+    def disconnect_user(self, user_id: int, reason: str = "Signed out") -> None:
+        """Close every socket of a person in this process (sign-out)."""
+        for conn in self.hub.connections(user_key(user_id)):
+            conn.close(1008, reason)
+
+    def _revalidate_forever(self) -> None:
+        """Close sockets of people disabled or whose credentials changed after they signed
+        in. The CLI that changes them runs in another process, so the database is asked."""
+        while True:
+            gevent.sleep(self.limits["REVALIDATE_SECONDS"])
+            try:
+                self.revalidate()
+            except Exception:
+                log.exception("revalidating signed-in sockets failed")
+
+    def revalidate(self) -> None:
+        signed_in = [c for c in self.hub.all_connections() if c.principal and not c.closed]
+        changes = accounts.credential_changes({c.principal.user_id for c in signed_in})
+        for conn in signed_in:
+            change = changes.get(conn.principal.user_id)
+            if change is None:
+                continue
+            active, changed_at = change
+            if not active:
+                conn.close(1008, "Account disabled")
+            elif changed_at is not None and changed_at > conn.signed_in_at:
+                conn.close(1008, "Credentials changed; sign in again")
 
     def shutdown(self) -> None:
         """The worker is stopping: tell every client to go away (1001) and reconnect."""

@@ -3,7 +3,7 @@
 from peewee import IntegrityError
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from kefu import db
+from kefu import clock, db
 from kefu.auth import new_token_for
 from kefu.errors import Conflict, Invalid, NotFound
 from kefu.models import Agent, User
@@ -63,6 +63,42 @@ def verify_password(username: str, password: str) -> User | None:
     if user is None or not user.password_hash or not user.is_active:
         return None
     return user if check_password_hash(user.password_hash, password) else None
+
+
+def set_password(username: str, password: str) -> User:
+    """A new password; the person's open sockets and sessions are closed."""
+    if len(password or "") < 8:
+        raise Invalid("password must be at least 8 characters")
+    return _change_credentials(username, password_hash=generate_password_hash(password))
+
+
+def set_active(username: str, active: bool) -> User:
+    """Disable (or re-enable) an account; disabling closes its sockets and sessions and
+    its tokens stop working."""
+    return _change_credentials(username, is_active=active)
+
+
+def credential_changes(user_ids) -> dict[int, tuple[bool, object]]:
+    """user id → (is_active, credentials_changed_at) for those that were disabled or
+    changed credentials; chunked so a desk of thousands stays one cheap query each."""
+    ids, found = list(user_ids), {}
+    with db.read():
+        for start in range(0, len(ids), 500):
+            for user in User.with_changed_credentials(ids[start:start + 500]):
+                found[user.id] = (user.is_active, user.credentials_changed_at)
+    return found
+
+
+def _change_credentials(username: str, **changes) -> User:
+    with db.write():
+        updated = (
+            User.update(credentials_changed_at=clock.now(), **changes)
+            .where(User.username == username)
+            .execute()
+        )
+        if not updated:
+            raise NotFound(f"no user named {username!r}")
+        return User.get(User.username == username)
 
 
 def agent_profile(kefu_id: int) -> Agent:
