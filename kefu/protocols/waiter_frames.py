@@ -97,6 +97,7 @@ def user_connect(conn, req, live):
         if conv is None:
             raise NotConnected(NOT_CONNECTED)
         ref = conversation_ref(conv)
+        place = None if ref.agent else (history.queue_place(ref.id) or 1)
     if ref.agent is not None:
         conn.state["served"] = (ref.id, ref.kefu_id)
         conn.state.pop("location", None)
