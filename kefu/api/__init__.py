@@ -64,5 +64,7 @@ def http_error(exc: HTTPException):
 
 
 def init_app(app) -> None:
+    from kefu.api import openapi  # noqa: F401  (adds GET /api/openapi.json to bp)
+
     app.register_blueprint(bp)
     app.register_error_handler(HTTPException, http_error)
