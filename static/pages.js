@@ -164,6 +164,12 @@
     document.body.classList.add("offline");
     document.body.dataset.live = "closed";
     var code = e.detail.event.code;
+    if (code === 1008) {
+      /* Refused on policy (account disabled, password changed, too slow): a reload
+         re-checks the session and shows sign-in if it is gone. */
+      setTimeout(function () { location.reload(); }, 1000);
+      return;
+    }
     if ([1006, 1011, 1012, 1013].indexOf(code) < 0 && live()) {
       /* The extension retries only abnormal closes; a server restart says 1001. */
       setTimeout(function () {

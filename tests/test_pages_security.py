@@ -204,3 +204,15 @@ def test_uploads_are_served_inert(srv, agents):
         assert "sandbox" in r.headers["Content-Security-Policy"]
     assert requests.get(srv.url("/uploads/..%2fkefu.db")).status_code == 404
     assert requests.get(srv.url("/uploads/nope.png")).status_code == 404
+
+
+def test_password_change_and_disabling_end_page_sessions(srv, agents):
+    srv.create_agent("cleo", password="cleo-pass-1")
+    cleo = agent_session(srv, "cleo", "cleo-pass-1")
+    assert cleo.get(srv.url("/agent"), allow_redirects=False).status_code == 200
+    srv.cli("kefu", "set-password", "cleo", "--password", "cleo-pass-2")
+    assert cleo.get(srv.url("/agent"), allow_redirects=False).status_code == 302
+    cleo = agent_session(srv, "cleo", "cleo-pass-2")
+    assert cleo.get(srv.url("/agent"), allow_redirects=False).status_code == 200
+    srv.cli("kefu", "disable", "cleo")
+    assert cleo.get(srv.url("/agent"), allow_redirects=False).status_code == 302

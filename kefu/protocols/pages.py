@@ -2,8 +2,10 @@
 
 The socket is authenticated by the page's session cookie, so a cross-site page must
 not be able to open it (cross-site WebSocket hijacking): the Origin must be this host.
-The page speaks one frame, ``{"type": "hello", "conversation_id", "after_seq"}``, sent
-on every (re)connect; the reply re-renders what a dropped socket may have missed.
+A socket closed by the server with 1008 (account disabled, credentials changed, too
+slow) makes the page reload, which re-checks the session. The page speaks one frame,
+``{"type": "hello", "conversation_id", "after_seq"}``, sent on every (re)connect; the
+reply re-renders what a dropped socket may have missed.
 """
 
 import json
@@ -14,8 +16,9 @@ from flask import Blueprint, abort, current_app, g, request
 
 from kefu.errors import KefuError
 from kefu.models import SENDER_AGENT, SENDER_USER
-from kefu.protocols.pages_codec import PagesCodec, _oob
+from kefu.protocols.pages_codec import PagesCodec, oob
 from kefu.realtime.connection import Connection
+from kefu.realtime.live import TooManyConnections
 from kefu.realtime.transport import sock
 from kefu.services import desk, messages, routing
 from kefu.web import session as web_session
@@ -53,7 +56,7 @@ def resync(conn, frame: dict) -> str:
             missed = []
         html = "".join(partial("parts/message.html", m=m, side=side) for m in missed)
         if html:
-            out.append(_oob(f"#thread-{conversation_id}", html))
+            out.append(oob(f"#thread-{conversation_id}", html))
     if who.is_agent:
         open_rows, ended_rows = desk.agent_desk(who.kefu_id)
         rows = "".join(partial("parts/conv_row.html", row=r) for r in open_rows)
@@ -93,10 +96,14 @@ def serve(ws) -> None:
     conn = Connection(ws, PagesCodec(), app.config["WS_OUTBOX_LIMIT"])
     conn.state.update(role="agent" if who.is_agent else "user", csrf=web_session.csrf_token())
     live.open(conn)
-    live.sign_in(conn, who)
     try:
+        try:
+            live.sign_in(conn, who)
+        except TooManyConnections:
+            conn.close(1013, "Too many connections")  # 1013: the page retries later
+            return
         for raw in conn.frames():
-            if raw is not None and len(raw) <= 4096:
+            if raw is not None and len(raw) <= 4096 and conn.rate.allow():
                 try:
                     _hello(conn, raw)
                 except Exception:  # a bad frame costs nothing but a log line

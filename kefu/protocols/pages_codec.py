@@ -17,11 +17,12 @@ from kefu.realtime.events import (
     MessagesRead,
     QueueChanged,
 )
+from kefu.services import desk
 from kefu.services.desk import Row
 from kefu.web.render import partial
 
 
-def _oob(target: str, html: str, how: str = "beforeend") -> str:
+def oob(target: str, html: str, how: str = "beforeend") -> str:
     """Wrap HTML for an insertion into ``target`` (htmx inserts the wrapper's children)."""
     return f'<div hx-swap-oob="{how}:{target}">{html}</div>'
 
@@ -59,9 +60,9 @@ def _agent_message(event: MessageCreated, conn) -> str:
     row = Row(conv, msg, None, msg.created_at)
     return "".join(
         [
-            _oob(f"#thread-{conv.id}", partial("parts/message.html", m=msg, side=SENDER_AGENT)),
+            oob(f"#thread-{conv.id}", partial("parts/message.html", m=msg, side=SENDER_AGENT)),
             _delete(f"conv-{conv.id}"),
-            _oob("#open-list", partial("parts/conv_row.html", row=row), "afterbegin"),
+            oob("#open-list", partial("parts/conv_row.html", row=row), "afterbegin"),
         ]
     )
 
@@ -70,10 +71,8 @@ def _agent_assigned(event: ConversationAssigned, conn) -> str:
     conv = event.conversation
     if not _is_mine(conn, conv):
         return ""
-    from kefu.services import desk  # the row needs its latest message: one read
-
-    row = desk.row_for(conv.id)
-    return _delete(f"conv-{conv.id}") + _oob(
+    row = desk.row_for(conv.id)  # the row needs its latest message: one read
+    return _delete(f"conv-{conv.id}") + oob(
         "#open-list", partial("parts/conv_row.html", row=row), "afterbegin"
     )
 
@@ -82,14 +81,12 @@ def _agent_ended(event: ConversationEnded, conn) -> str:
     conv = event.conversation
     if not _is_mine(conn, conv):
         return ""
-    from kefu.services import desk
-
     row = desk.row_for(conv.id)
     footer = partial("parts/agent_footer.html", c=conv, csrf=conn.state.get("csrf", ""))
     return "".join(
         [
             _delete(f"conv-{conv.id}"),
-            _oob("#ended-list", partial("parts/conv_row.html", row=row), "afterbegin"),
+            oob("#ended-list", partial("parts/conv_row.html", row=row), "afterbegin"),
             f'<div id="footer-{conv.id}" hx-swap-oob="innerHTML">{footer}</div>',
         ]
     )
@@ -136,7 +133,7 @@ def _user_message(event: MessageCreated, conn) -> str:
     if not _is_mine(conn, conv):
         return ""
     html = partial("parts/message.html", m=event.message, side=SENDER_USER)
-    return _oob(f"#thread-{conv.id}", html)
+    return oob(f"#thread-{conv.id}", html)
 
 
 def _user_header(event, conn) -> str:
@@ -146,8 +143,6 @@ def _user_header(event, conn) -> str:
         return ""
     position = None
     if conv.kefu_id is None:
-        from kefu.services import desk
-
         position = desk.queue_position(conv.id)
     return partial("parts/chat_header.html", c=conv, position=position, oob=True)
 

@@ -31,7 +31,10 @@ def _hx_refresh():
 def page():
     token = request.args.get("token")
     if token:
-        who = auth.authenticate(token)
+        try:
+            who = auth.authenticate(token)
+        except KefuError as exc:
+            return render_template("chat/signed_out.html", csrf="", error=exc.message), 401
         if who.is_agent:
             abort(403, description="Agents use the dashboard at /agent")
         web.sign_in(web.USER_KEY, who.user_id)

@@ -7,6 +7,8 @@ so a disabled account or a removed agent profile loses access at once.
 
 import hmac
 import secrets
+import time
+from datetime import UTC
 from functools import wraps
 
 from flask import abort, redirect, request, session, url_for
@@ -40,7 +42,17 @@ def _principal(key: str) -> Principal | None:
         return None
     with db.read():
         user = User.get_or_none(User.id == user_id, User.is_active == True)  # noqa: E712
-        return principal_for(user) if user else None
+        if user is None or _changed_since(user, session.get(f"{key}_at", 0)):
+            return None
+        return principal_for(user)
+
+
+def _changed_since(user: User, signed_in_at) -> bool:
+    """A password change (or a re-enabled account) ends sessions signed in before it."""
+    changed = getattr(user, "credentials_changed_at", None)
+    if changed is None:
+        return False
+    return changed.replace(tzinfo=UTC).timestamp() > float(signed_in_at or 0)
 
 
 def current_agent() -> Principal | None:
@@ -55,10 +67,13 @@ def current_user() -> Principal | None:
 
 def sign_in(key: str, user_id: int) -> None:
     """A fresh session id-wise: drop the old CSRF token (no fixation), keep the other role."""
-    other = {k: session[k] for k in (AGENT_KEY, USER_KEY) if k != key and k in session}
+    other_role = USER_KEY if key == AGENT_KEY else AGENT_KEY
+    kept = (other_role, f"{other_role}_at")
+    other = {k: session[k] for k in kept if k in session}
     session.clear()
     session.update(other)
     session[key] = user_id
+    session[f"{key}_at"] = time.time()
     session.permanent = True
     csrf_token()
 
