@@ -79,6 +79,13 @@
       if (e.target.value.trim()) htmx.trigger(form, "submit");
     }
   });
+  /* The box grows with its text, up to the CSS max-height. */
+  document.addEventListener("input", function (e) {
+    if (e.target.matches && e.target.matches("form[data-composer] textarea")) {
+      e.target.style.height = "auto";
+      e.target.style.height = e.target.scrollHeight + 2 + "px";
+    }
+  });
   document.addEventListener("htmx:beforeRequest", function (e) {
     var form = e.detail.elt;
     if (form.matches && form.matches("form[data-composer]") && !e.detail.requestConfig.parameters.file_url) {
@@ -89,8 +96,10 @@
   document.addEventListener("htmx:afterRequest", function (e) {
     var form = e.detail.elt;
     if (e.detail.successful && form.matches && form.matches("form[data-composer]")) {
-      form.querySelector("textarea").value = "";
-      form.querySelector("textarea").focus();
+      var box = form.querySelector("textarea");
+      box.value = "";
+      box.style.height = "";
+      box.focus();
       tidy(true);
     }
   });
