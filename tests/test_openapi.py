@@ -88,6 +88,7 @@ def test_document_lists_every_api_route(api):
 def _config(api, path) -> str:
     path.write_text(
         f'[auth.openapi.bearerAuth]\nbearer = "{api.token}"\n\n'
+        "[cache]\nenabled = false\n\n"  # no .schemathesis/ left in the work tree
         # Whether an upload is accepted depends on its bytes (magic numbers agreeing
         # with the declared type), which a schema cannot say: a 422 for schema-valid
         # input is a documented outcome there.
