@@ -1,8 +1,11 @@
 """Every malformed, unknown, unauthorised or out-of-order frame gets an ``error`` frame
 with a precise message; the socket stays usable and nothing stored changes."""
 
+import time
+
 import pytest
 
+from tests.support import Server
 from tests.test_waiter_support import USER_PATH, agent, frame, rows, user, waiter
 
 STATE = (
@@ -15,6 +18,14 @@ STATE = (
 def stored(server):
     """Everything a bad frame could have changed."""
     return [rows(server, query) for query in STATE]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """This module sends many frames on one socket: a frame budget that never runs out."""
+    srv = Server(tmp_path_factory.mktemp("srv"), ws_rate_per_second=1000, ws_rate_burst=1000)
+    yield srv.start()
+    srv.destroy()
 
 
 @pytest.fixture(scope="module")
@@ -176,3 +187,15 @@ def test_one_socket_one_account(server, desk):
         "This connection is already authenticated as another account", "x", u.uuid
     )
     assert u.request("auth", {"token": u.token})["type"] == "auth_success"  # same person: fine
+
+
+def test_frame_rate_is_limited_per_socket(make_server):
+    srv = make_server(ws_rate_per_second=5, ws_rate_burst=5)
+    u = user(srv)  # the auth frame used one of the five
+    replies = [u.request("get_history", op_id=str(i))["type"] for i in range(5)]
+    assert replies == ["message_history"] * 4 + ["error"]
+    assert u.request("get_history", op_id="x") == err(
+        "Rate limit exceeded: too many frames, slow down", "x", u.uuid
+    )
+    time.sleep(0.5)  # the budget refills at 5 frames a second
+    assert u.request("get_history", op_id="y")["type"] == "message_history"

@@ -49,11 +49,12 @@ def _authenticate(conn, req: Request, live, role: str):
         raise Forbidden("This account is not a waiter")
     if role == USER and principal.is_agent:
         raise Forbidden("Waiter accounts sign in on /v1/ws/connect/waiter")
-    # The reply goes out before sign-in: signing an agent in may hand it users at once.
-    conn.send(frame("auth_success", principal.person.profile(), req.op_id, None, principal.person))
     first = conn.principal is None
     if first:
+        # Sign-in may refuse (too many sockets); the users it may hand an agent are
+        # dispatched in a greenlet of their own, so they follow this reply.
         live.sign_in(conn, principal)
+    conn.send(frame("auth_success", principal.person.profile(), req.op_id, None, principal.person))
     return principal, first
 
 
