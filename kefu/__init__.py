@@ -24,6 +24,10 @@ def create_app(config: dict | None = None):
     api.init_app(app)
     app.register_blueprint(dskefu.bp)
     app.register_blueprint(waiter.bp)
+    if app.config["ECHO_ENDPOINT"]:  # conformance runs only (tests/autobahn)
+        from kefu.protocols import echo
+
+        app.register_blueprint(echo.bp)
     from kefu import web  # pages, live channel for pages, uploads (issue 4)
 
     web.init_app(app)

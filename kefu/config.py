@@ -39,6 +39,8 @@ def from_environment() -> dict:
         "MAX_CONTENT_CHARS": _int("KEFU_MAX_CONTENT_CHARS", 5000),
         "WS_PING_SECONDS": _float("KEFU_WS_PING_SECONDS", 25.0),
         "WS_DEFLATE": _flag("KEFU_WS_DEFLATE", False),
+        # /ws/echo for WebSocket conformance runs (tests/autobahn); never in production.
+        "ECHO_ENDPOINT": _flag("KEFU_ECHO_ENDPOINT", False),
         # Frames queued for one slow socket before it is dropped (it resyncs on reconnect).
         "WS_OUTBOX_LIMIT": _int("KEFU_WS_OUTBOX_LIMIT", 1000),
         "DEFAULT_MAX_CONCURRENT": _int("KEFU_DEFAULT_MAX_CONCURRENT", 5),

@@ -70,7 +70,11 @@ def test_document_lists_every_api_route(api):
     assert doc["openapi"].startswith("3.")
     out = subprocess.run(
         [str(BIN / "flask"), "--app", "app", "routes"],
-        cwd=ROOT, env=api.env, capture_output=True, text=True, check=True,
+        cwd=ROOT,
+        env=api.env,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     routes = set()
     for line in out.splitlines():
@@ -102,19 +106,26 @@ def _config(api, path) -> str:
 
 def test_schemathesis_finds_nothing(api, tmp_path):
     command = [
-        str(BIN / "st"), "--config-file", _config(api, tmp_path / "schemathesis.toml"),
-        "run", api.url("/api/openapi.json"),
-        "--checks", "all",
-        "--max-examples", os.environ.get("KEFU_ST_EXAMPLES", "100"),
-        "--request-timeout", "10",
-        "--report", "junit", "--report-dir", str(tmp_path / "report"),
+        str(BIN / "st"),
+        "--config-file",
+        _config(api, tmp_path / "schemathesis.toml"),
+        "run",
+        api.url("/api/openapi.json"),
+        "--checks",
+        "all",
+        "--max-examples",
+        os.environ.get("KEFU_ST_EXAMPLES", "100"),
+        "--request-timeout",
+        "10",
+        "--report",
+        "junit",
+        "--report-dir",
+        str(tmp_path / "report"),
     ]
     if os.environ.get("KEFU_ST_SEED"):
         command += ["--seed", os.environ["KEFU_ST_SEED"]]
     env = {**os.environ, "SCHEMATHESIS_HOOKS": "tests.test_openapi", "NO_COLOR": "1"}
-    run = subprocess.run(
-        command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
-    )
+    run = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stdout[-20000:] + run.stderr[-5000:]
     assert requests.get(api.url("/healthz"), timeout=5).json()["ok"]
 

@@ -54,10 +54,6 @@ def _query(name: str, schema: dict, description: str, required: bool = False) ->
 
 CONVERSATION = {
     "type": "object",
-    "required": [
-        "id", "kefu_id", "user_id", "status", "last_message_at", "unread_count",
-        "kefu_unread_count", "created_at", "updated_at",
-    ],
     "properties": {
         "id": ID,
         "kefu_id": {"type": ["integer", "null"], "description": "null while queued"},
@@ -73,10 +69,6 @@ CONVERSATION = {
 
 MESSAGE = {
     "type": "object",
-    "required": [
-        "id", "conversation_id", "sender_id", "sender_type", "content", "message_type",
-        "file_url", "is_read", "read_at", "created_at", "updated_at",
-    ],
     "properties": {
         "id": ID,
         "conversation_id": ID,
@@ -92,6 +84,10 @@ MESSAGE = {
     },
 }
 
+# Every field is always present (null where the guide allows it).
+CONVERSATION["required"] = list(CONVERSATION["properties"])
+MESSAGE["required"] = list(MESSAGE["properties"])
+
 UPLOADED = {
     "type": "object",
     "required": ["url", "message_type", "size"],
@@ -103,8 +99,16 @@ UPLOADED = {
 }
 
 UPLOAD_TYPES = (
-    "image/png", "image/jpeg", "image/gif", "image/webp", "application/pdf", "text/plain",
-    "text/csv", "application/zip", "application/msword", "application/vnd.ms-excel",
+    "image/png",
+    "image/jpeg",
+    "image/gif",
+    "image/webp",
+    "application/pdf",
+    "text/plain",
+    "text/csv",
+    "application/zip",
+    "application/msword",
+    "application/vnd.ms-excel",
     "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
     "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
     "application/octet-stream",
@@ -147,7 +151,8 @@ PATHS = {
             "parameters": [
                 _query("conversation_id", ID, "The conversation", required=True),
                 _query(
-                    "page", {"type": "integer", "minimum": 1, "default": 1},
+                    "page",
+                    {"type": "integer", "minimum": 1, "default": 1},
                     "1 = the newest messages",
                 ),
                 _query(
@@ -237,8 +242,8 @@ DOCUMENT = {
         "title": "kefu REST API",
         "version": "1",
         "description": (
-            "The ds/kefu REST API. Successes are `{\"code\": 200, \"data\": …}`; errors are "
-            "`{\"code\": N, \"message\": \"…\"}` with the same HTTP status, on every path "
+            'The ds/kefu REST API. Successes are `{"code": 200, "data": …}`; errors are '
+            '`{"code": N, "message": "…"}` with the same HTTP status, on every path '
             "under /api/. Real-time traffic goes over the WebSockets described in "
             "docs/protocol-dskefu.md and docs/protocol-waiter.md."
         ),
