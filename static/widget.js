@@ -40,7 +40,7 @@
       ".bubble{position:fixed;right:20px;bottom:20px;z-index:2147483646;width:56px;height:56px;border-radius:50%;border:0;" +
       "background:" + color + ";color:#fff;cursor:pointer;box-shadow:0 6px 20px rgba(0,0,0,.25);display:flex;align-items:center;justify-content:center}" +
       ".bubble svg{width:28px;height:28px}.dot{position:absolute;top:4px;right:4px;width:12px;height:12px;border-radius:50%;background:#ef4444;border:2px solid #fff;display:none}" +
-      ".bubble.unread .dot{display:block}" +
+      ".bubble.unread .dot{display:block}.bubble .close,.bubble.open .chat{display:none}.bubble.open .close{display:block}" +
       ".panel{position:fixed;right:20px;bottom:88px;z-index:2147483647;width:370px;height:560px;max-height:calc(100vh - 110px);" +
       "border:0;border-radius:14px;box-shadow:0 12px 40px rgba(0,0,0,.25);background:#fff;display:none}" +
       ".panel.open{display:block}" +
@@ -52,7 +52,8 @@
     bubble.type = "button";
     bubble.setAttribute("aria-label", label);
     bubble.title = label;
-    bubble.innerHTML = '<svg viewBox="0 0 24 24" fill="none" stroke="currentColor" stroke-width="2" stroke-linecap="round" stroke-linejoin="round" aria-hidden="true"><path d="M21 12a8 8 0 0 1-11.6 7.1L4 20l1-4.6A8 8 0 1 1 21 12z"/></svg><span class="dot"></span>';
+    bubble.innerHTML = '<svg class="chat" viewBox="0 0 24 24" fill="none" stroke="currentColor" stroke-width="2" stroke-linecap="round" stroke-linejoin="round" aria-hidden="true"><path d="M21 12a8 8 0 0 1-11.6 7.1L4 20l1-4.6A8 8 0 1 1 21 12z"/></svg>' +
+      '<svg class="close" viewBox="0 0 24 24" fill="none" stroke="currentColor" stroke-width="2.5" stroke-linecap="round" aria-hidden="true"><path d="M6 6l12 12M18 6L6 18"/></svg><span class="dot"></span>';
     bubble.addEventListener("click", function () {
       if (!frame) {
         frame = document.createElement("iframe");
@@ -64,6 +65,8 @@
       }
       var open = !frame.classList.contains("open");
       frame.classList.toggle("open", open);
+      bubble.classList.toggle("open", open);
+      bubble.setAttribute("aria-expanded", String(open));
       bubble.classList.remove("unread");
     });
     window.addEventListener("message", function (e) {
