@@ -13,6 +13,11 @@
     return c && c.dataset.conv ? parseInt(c.dataset.conv, 10) : null;
   };
 
+  /* The extension's default back-off grows to 64 s; a desk must come back within ~8 s. */
+  htmx.config.wsReconnectDelay = function (retries) {
+    return Math.min(500 * Math.pow(2, retries), 8000) * (0.5 + Math.random() / 2);
+  };
+
   document.addEventListener("htmx:configRequest", function (e) {
     e.detail.headers["X-CSRF-Token"] = csrf();
   });

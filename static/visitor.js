@@ -99,8 +99,9 @@
     ws.onclose = function () {
       document.body.classList.add("offline");
       document.body.dataset.live = "closed";
+      /* Exponential back-off with jitter, capped at 5 s: a chat must come back quickly. */
       retry = Math.min(retry + 1, 6);
-      setTimeout(connect, Math.random() * 500 * Math.pow(2, retry));
+      setTimeout(connect, Math.min(250 * Math.pow(2, retry), 5000) * (0.5 + Math.random() / 2));
     };
   }
 

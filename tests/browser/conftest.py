@@ -88,8 +88,8 @@ def sign_in_agent(page, kefu, username: str, password: str) -> None:
     wait_live(page)
 
 
-def wait_live(page) -> None:
+def wait_live(page, timeout: float = 10000) -> None:
     """The page's live channel is open (and has said hello)."""
     from playwright.sync_api import expect
 
-    expect(page.locator("body")).to_have_attribute("data-live", "open", timeout=10000)
+    expect(page.locator("body")).to_have_attribute("data-live", "open", timeout=timeout)

@@ -26,12 +26,12 @@ def test_agent_page_reconnects_after_restart_and_fetches_missed(kefu, host_site,
     kefu.start()
 
     # The visitor writes while the agent's page is still away (its retry is jittered).
-    expect(widget.locator("body")).to_have_attribute("data-live", "open", timeout=15000)
+    expect(widget.locator("body")).to_have_attribute("data-live", "open", timeout=25000)
     widget.locator("textarea").fill("sent while the agent was away")
     widget.locator("textarea").press("Enter")
     expect(widget.locator(".msg.mine")).to_have_count(2)
 
-    wait_live(desk)
+    wait_live(desk, timeout=25000)
     expect(desk.locator("#conn-status")).to_be_hidden()
     expect(desk.locator(".thread .msg")).to_have_count(2, timeout=10000)
     expect(desk.locator(".thread")).to_contain_text("while the agent was away")
