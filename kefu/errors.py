@@ -27,6 +27,12 @@ class NotFound(KefuError):
     status = 404
 
 
+class TooManyRequests(KefuError):
+    """A rate limit or a connection cap was hit; waiting a moment helps."""
+
+    status = 429
+
+
 class Conflict(KefuError):
     """The request is valid but the state does not allow it (e.g. conversation ended)."""
 

@@ -22,10 +22,6 @@ bp = Blueprint("dskefu", __name__)
 END_FAILED = "Failed to end conversation. Conversation not found or no permission."
 
 
-class RateLimited(KefuError):
-    status = 429
-
-
 def _signed_in(conn):
     if conn.principal is None:
         raise Unauthorized("Please login first")
@@ -101,8 +97,7 @@ def on_visitor_send(conn, data: Fields, op_id, live):
     kefu_id = data.id("kefu_id")
     content = data.text("content", required=True)
     conn.identified = True  # an unbound visitor may send; it is not an idle anonymous socket
-    if not live.visitor_messages.allow(visitor_id):
-        raise RateLimited("Too many messages from this visitor; wait a moment")
+    live.admit_visitor_message(visitor_id)
     msg, events, _ = visitors.send(
         visitor_id, kefu_id, content, None if op_id is None else str(op_id)
     )
@@ -134,8 +129,7 @@ def handle(conn, raw, live, max_bytes: int) -> None:
     try:
         frame = parse_frame(raw, max_bytes)
         op_id = frame.get("op_id")
-        if not conn.rate.allow():
-            raise RateLimited("Rate limit exceeded: too many frames, slow down")
+        live.admit_frame(conn)
         op_id = op_id_of(frame)
         action = frame.get("action")
         if not isinstance(action, str) or not action:

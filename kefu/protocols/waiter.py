@@ -26,10 +26,6 @@ log = logging.getLogger(__name__)
 bp = Blueprint("waiter", __name__)
 
 
-class RateLimited(KefuError):
-    status = 429
-
-
 WAITER_TICK = 5.0  # how often a waiter socket's loop notices it was kicked out
 _GONE = object()
 
@@ -40,8 +36,7 @@ def handle(conn, raw, live, max_bytes: int, table: dict) -> None:
     try:
         parsed = parse_frame(raw, max_bytes)
         op_id = _echoable(parsed.get("op_id"))
-        if conn.rate is not None and not conn.rate.allow():  # Live.open sets the budget
-            raise RateLimited("Rate limit exceeded: too many frames, slow down")
+        live.admit_frame(conn)
         op_id = op_id_of(parsed)
         kind = parsed.get("type")
         if not isinstance(kind, str) or not kind:

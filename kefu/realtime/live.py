@@ -11,7 +11,7 @@ import logging
 import gevent
 
 from kefu import clock
-from kefu.errors import KefuError
+from kefu.errors import TooManyRequests
 from kefu.realtime.broker import MemoryBroker
 from kefu.realtime.events import AGENTS, user_key, visitor_key
 from kefu.realtime.hub import Hub
@@ -21,8 +21,8 @@ from kefu.services import accounts, presence, routing
 log = logging.getLogger(__name__)
 
 
-class TooManyConnections(KefuError):
-    status = 429
+class TooManyConnections(TooManyRequests):
+    """The per-identity socket cap."""
 
 
 DEFAULT_LIMITS = {
@@ -57,6 +57,15 @@ class Live:
             self._revalidator = gevent.spawn(self._revalidate_forever)
         conn.rate = TokenBucket(self.limits["WS_RATE_PER_SECOND"], self.limits["WS_RATE_BURST"])
         gevent.spawn_later(self.limits["WS_LOGIN_TIMEOUT_SECONDS"], self._expire_anonymous, conn)
+
+    def admit_frame(self, conn) -> None:
+        """Spend one frame of the socket's rate budget, or refuse the frame."""
+        if not conn.rate.allow():
+            raise TooManyRequests("Rate limit exceeded: too many frames, slow down")
+
+    def admit_visitor_message(self, visitor_id: str) -> None:
+        if not self.visitor_messages.allow(visitor_id):
+            raise TooManyRequests("Too many messages from this visitor; wait a moment")
 
     def _expire_anonymous(self, conn) -> None:
         if not conn.identified and not conn.closed:
