@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 
 from flask import Blueprint, abort, current_app, g, request
 
-from kefu.errors import KefuError
+from kefu.errors import KefuError, TooManyRequests
 from kefu.models import SENDER_AGENT, SENDER_USER
 from kefu.protocols.pages_codec import PagesCodec, oob
 from kefu.realtime.connection import Connection
@@ -103,11 +103,15 @@ def serve(ws) -> None:
             conn.close(1013, "Too many connections")  # 1013: the page retries later
             return
         for raw in conn.frames():
-            if raw is not None and len(raw) <= 4096 and conn.rate.allow():
-                try:
-                    _hello(conn, raw)
-                except Exception:  # a bad frame costs nothing but a log line
-                    log.exception("pages frame failed")
+            if raw is None or len(raw) > 4096:
+                continue
+            try:
+                live.admit_frame(conn)
+                _hello(conn, raw)
+            except TooManyRequests:
+                continue  # a page that floods gets no answers, and costs no work
+            except Exception:  # a bad frame costs nothing but a log line
+                log.exception("pages frame failed")
     finally:
         live.close(conn)
         conn.finish()

@@ -28,7 +28,11 @@ def browser():
 @pytest.fixture(scope="module")
 def kefu(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("pages")
-    srv = Server(workdir, upload_dir=str(workdir / "uploads")).start()
+    # Pages tests seed conversations quickly through /ws; rate limits have their own tests.
+    srv = Server(
+        workdir, upload_dir=str(workdir / "uploads"), visitor_messages_per_minute=100000,
+        ws_rate_per_second=1000, ws_rate_burst=1000,
+    ).start()
     yield srv
     srv.stop()
 
