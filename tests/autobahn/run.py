@@ -87,6 +87,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--cases", default=",".join(CASES))
     parser.add_argument("--workdir", default=None)
+    parser.add_argument(
+        "--deflate", action="store_true", help="KEFU_WS_DEFLATE=1 (for cases 12.* and 13.*)"
+    )
     args = parser.parse_args()
     exe = wstest()
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="kefu-autobahn-"))
@@ -97,6 +100,7 @@ def main() -> int:
         # Unsolicited server pings would show up in the cases' traffic; heartbeats are
         # not what is tested here.
         ws_ping_seconds=0,
+        ws_deflate=int(args.deflate),
     ).start()
     try:
         spec = {
