@@ -59,6 +59,7 @@ async def run(args) -> dict:
     try:
         url = server.ws_url()
         rss0 = server.rss()
+        objects0 = server.stall()["gc_tracked_objects"]
         tokens = [
             f"room:{i}" if args.relay else host_jwt(f"cap-{i}") for i in range(args.connections)
         ]
@@ -110,6 +111,11 @@ async def run(args) -> dict:
             "ping_p99_ms": percentile(rtts, 99) * 1000,
             "hold_cpu_pct": 100 * hold_cpu / args.hold,
             "worst_stall_ms": stall["worst_ms"],
+            "gc_worst_ms": stall.get("gc_worst_ms", float("nan")),
+            "gc_runs": stall.get("gc_runs_by_generation"),
+            "objects_per_conn": (stall["gc_tracked_objects"] - objects0) / max(1, len(conns)),
+            "objects": stall["gc_tracked_objects"],
+            "frozen": stall["gc_frozen_objects"],
         }
         if errors:
             result["first_error"] = errors[0]
@@ -141,7 +147,10 @@ def main() -> None:
         f"server CPU {r['connect_cpu_s']:.1f} s)\n"
         f"pings: {r['pings']} (errors {r['ping_errors']}), rtt p50 {r['ping_p50_ms']:.1f} ms, "
         f"p99 {r['ping_p99_ms']:.1f} ms; server CPU while held {r['hold_cpu_pct']:.0f}%; "
-        f"worst hub stall {r['worst_stall_ms']:.1f} ms"
+        f"worst hub stall {r['worst_stall_ms']:.1f} ms\n"
+        f"garbage collections while held (gen 0/1/2): {r['gc_runs']}, "
+        f"longest {r['gc_worst_ms']:.1f} ms; tracked objects {r['objects']} "
+        f"({r['objects_per_conn']:.0f} per connection, {r['frozen']} frozen)"
     )
     if "first_error" in r:
         print(f"first connect error: {r['first_error']}")

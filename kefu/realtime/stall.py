@@ -5,12 +5,15 @@ worker that sleeps ``KEFU_STALL_TICK_MS`` (default 5 ms) in a loop and records b
 much each sleep overshot: while some greenlet holds the hub (CPU work, a blocking call)
 no other socket is served, and the overshoot is how long that lasted. The worker's WSGI
 app is wrapped so ``GET /_kefu/stall`` returns the figures as JSON (``?reset=1`` starts a
-new measuring window). When the variable is unset nothing is started or wrapped.
+new measuring window, ``?collect=1`` times a full garbage collection, ``?types=1`` counts
+the tracked objects by type). When the variable is unset nothing is started or wrapped.
 """
 
+import gc
 import json
 import os
 import time
+from collections import Counter
 
 import gevent
 
@@ -25,6 +28,9 @@ class StallMonitor:
         self._greenlet = None
 
     def reset(self) -> None:
+        self.gc_worst = 0.0
+        self.gc_total = 0.0
+        self.gc_runs = [0, 0, 0]
         self.started = time.monotonic()
         self.ticks = 0
         self.worst = 0.0
@@ -33,7 +39,18 @@ class StallMonitor:
 
     def start(self) -> "StallMonitor":
         self._greenlet = gevent.spawn(self._run)
+        self._gc_started = 0.0
+        gc.callbacks.append(self._on_gc)  # collections are a classic cause of stalls
         return self
+
+    def _on_gc(self, phase: str, info: dict) -> None:
+        if phase == "start":
+            self._gc_started = time.perf_counter()
+            return
+        took = time.perf_counter() - self._gc_started
+        self.gc_runs[info["generation"]] += 1
+        self.gc_total += took
+        self.gc_worst = max(self.gc_worst, took)
 
     def _run(self) -> None:
         tick, clock = self.tick, time.perf_counter
@@ -64,6 +81,11 @@ class StallMonitor:
             "worst_ms": round(self.worst * 1000, 3),
             "mean_overshoot_ms": round(self.total * 1000 / self.ticks, 3) if self.ticks else 0,
             "overshoot_histogram": dict(zip(labels, self.histogram, strict=True)),
+            "gc_runs_by_generation": self.gc_runs,
+            "gc_worst_ms": round(self.gc_worst * 1000, 3),
+            "gc_total_ms": round(self.gc_total * 1000, 3),
+            "gc_tracked_objects": len(gc.get_objects()),
+            "gc_frozen_objects": gc.get_freeze_count(),
         }
 
 
@@ -77,7 +99,15 @@ class _Endpoint:
     def __call__(self, environ, start_response):
         if environ.get("PATH_INFO") != PATH:
             return self.app(environ, start_response)
-        body = json.dumps(self.monitor.report()).encode()
+        report = self.monitor.report()
+        if "collect=1" in environ.get("QUERY_STRING", ""):  # time a full collection now
+            started = time.perf_counter()
+            report["collected"] = gc.collect()
+            report["collect_ms"] = round((time.perf_counter() - started) * 1000, 3)
+        if "types=1" in environ.get("QUERY_STRING", ""):  # what the tracked objects are
+            counts = Counter(type(o).__qualname__ for o in gc.get_objects())
+            report["top_types"] = counts.most_common(40)
+        body = json.dumps(report).encode()
         if "reset=1" in environ.get("QUERY_STRING", ""):
             self.monitor.reset()
         start_response("200 OK", [("Content-Type", "application/json")])
