@@ -272,7 +272,7 @@ class Live:
                     "SELECT id, status, kefu_id, user_id, visitor_id, unread_count,"
                     " kefu_unread_count, last_seq, rating, queued_at FROM conversation ORDER BY id",
                     "SELECT id, is_read, read_at FROM message ORDER BY id",
-                    "SELECT id, key FROM visitor ORDER BY id",
+                    "SELECT id FROM visitor ORDER BY id",
                 )
             )
         finally:
