@@ -1,0 +1,24 @@
+"""The conformance echo endpoint: off by default, and an exact echo when switched on."""
+
+import pytest
+import websocket
+
+
+def test_echo_endpoint_is_off_by_default(server):
+    with pytest.raises(websocket.WebSocketBadStatusException) as refused:
+        websocket.create_connection(f"ws://{server.base}/ws/echo", timeout=5)
+    assert refused.value.status_code == 404
+
+
+def test_echo_endpoint_echoes_text_and_binary(make_server):
+    srv = make_server(echo_endpoint=1)
+    ws = websocket.create_connection(f"ws://{srv.base}/ws/echo", timeout=5)
+    try:
+        for text in ("hello", "字" * 70000, ""):
+            ws.send(text)
+            assert ws.recv_data() == (websocket.ABNF.OPCODE_TEXT, text.encode())
+        blob = bytes(range(256)) * 300
+        ws.send_binary(blob)
+        assert ws.recv_data() == (websocket.ABNF.OPCODE_BINARY, blob)
+    finally:
+        ws.close()
