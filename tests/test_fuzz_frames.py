@@ -152,8 +152,9 @@ def frames(table: dict, kind_key: str, body_key: str, extra: dict):
                         st.fixed_dictionaries({}, optional=fields),
                         JUNK,
                     ),
+                    **extra,
                 },
-                optional={"op_id": OP_ID, **extra},
+                optional={"op_id": OP_ID},
             )
             for kind, fields in table.items()
         ),
@@ -173,8 +174,9 @@ def frames(table: dict, kind_key: str, body_key: str, extra: dict):
 
 
 DS_FRAMES = frames(DS_ACTIONS, "action", "data", {})
-WAITER_USER_FRAMES = frames(WAITER_USER_TYPES, "type", "payload", {"to": UUID})
-WAITER_FRAMES = frames(WAITER_TYPES, "type", "payload", {"to": UUID})
+TO = mostly(st.none() | st.just(Ref("user_uuid")), UUID)  # absent (null) or a uuid, mostly
+WAITER_USER_FRAMES = frames(WAITER_USER_TYPES, "type", "payload", {"to": TO})
+WAITER_FRAMES = frames(WAITER_TYPES, "type", "payload", {"to": TO})
 
 
 def expected_op_id(raw):
