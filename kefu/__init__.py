@@ -14,6 +14,11 @@ def create_app(config: dict | None = None):
     app = Flask(__name__, template_folder="../templates", static_folder="../static")
     app.config.update(from_environment())
     app.config.update(config or {})
+    from kefu.config import deployment_problem
+
+    problem = deployment_problem(app.config["BROKER"], 1, app.config["DATABASE_URL"])
+    if problem:  # KEFU_BROKER=postgres on SQLite/MySQL: refuse to start (docs/deployment.md)
+        raise RuntimeError(problem)
     app.json.sort_keys = False  # keep the guide's field order
     app.json.ensure_ascii = False
 

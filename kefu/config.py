@@ -28,6 +28,14 @@ def from_environment() -> dict:
     return {
         "DATABASE_URL": os.environ.get("KEFU_DATABASE_URL", "sqlite:///kefu.db"),
         "DB_POOL_SIZE": _int("KEFU_DB_POOL_SIZE", 8),
+        # memory: one worker, the hub in-process. postgres: N workers/hosts share one
+        # PostgreSQL database (LISTEN/NOTIFY, presence in tables). docs/deployment.md.
+        "BROKER": os.environ.get("KEFU_BROKER", "memory").strip().lower(),
+        "WORKERS": _int("KEFU_WORKERS", 1),
+        # A worker that stops heart-beating stops counting as present after this long.
+        "PRESENCE_TTL_SECONDS": _float("KEFU_PRESENCE_TTL_SECONDS", 15.0),
+        # How long a message push may wait for its predecessor from another worker.
+        "BROKER_HOLD_SECONDS": _float("KEFU_BROKER_HOLD_SECONDS", 1.0),
         # A random key means sessions do not survive a restart; set one in production.
         "SECRET_KEY": os.environ.get("KEFU_SECRET_KEY") or secrets.token_hex(32),
         "JWT_SECRET": os.environ.get("KEFU_JWT_SECRET", ""),
@@ -71,3 +79,21 @@ def from_environment() -> dict:
         "SESSION_COOKIE_SECURE": _flag("KEFU_SECURE_COOKIES", False),
         "PERMANENT_SESSION_LIFETIME": _int("KEFU_SESSION_SECONDS", 7 * 24 * 3600),
     }
+
+
+def deployment_problem(broker: str, workers: int, database_url: str) -> str | None:
+    """Why this broker / worker count / database combination cannot work, or None.
+    Checked by gunicorn's master before forking and by create_app."""
+    scheme = database_url.split(":", 1)[0].split("+")[0].lower()
+    if broker not in ("memory", "postgres"):
+        return f"KEFU_BROKER={broker!r}: use 'memory' (one worker) or 'postgres'"
+    if broker == "postgres" and scheme not in ("postgres", "postgresql"):
+        return (f"KEFU_BROKER=postgres needs a PostgreSQL KEFU_DATABASE_URL (got {scheme}://): "
+                "it uses LISTEN/NOTIFY. With SQLite or MySQL run one worker with "
+                "KEFU_BROKER=memory (docs/deployment.md).")
+    if broker == "memory" and workers > 1:
+        return (f"KEFU_WORKERS={workers} with KEFU_BROKER=memory: each worker would hold its "
+                "own hub, and an agent and a customer on different workers would not hear "
+                "each other. Run one worker, or KEFU_BROKER=postgres on PostgreSQL "
+                "(docs/deployment.md).")
+    return None

@@ -16,14 +16,27 @@ from kefu.errors import Invalid, KefuError
 from kefu.protocols import waiter_codec as codec
 from kefu.protocols.fields import Fields, FrameError, op_id_of, parse_frame
 from kefu.protocols.waiter_codec import USER, WAITER, frame
-from kefu.protocols.waiter_frames import USER_TYPES, WAITER_TYPES, NotConnected, Request
+from kefu.protocols.waiter_frames import (
+    USER_TYPES,
+    WAITER_TYPES,
+    NotConnected,
+    Request,
+    kick_older_waiters,
+)
 from kefu.realtime.connection import Connection
+from kefu.realtime.events import WaiterSignedIn
 from kefu.realtime.transport import sock
 from kefu.services import conversations
 from kefu.services.snapshots import conversation_ref
 
 log = logging.getLogger(__name__)
 bp = Blueprint("waiter", __name__)
+
+
+@bp.record_once
+def _install(state) -> None:
+    """A waiter's new sign-in kicks its older sockets on every worker (a published event)."""
+    state.app.extensions["kefu.live"].on(WaiterSignedIn, kick_older_waiters)
 
 
 WAITER_TICK = 5.0  # how often a waiter socket's loop notices it was kicked out
@@ -75,7 +88,7 @@ def _idle_out(conn, live) -> None:
     conversation unless another socket of the user is still live (freeing the agent)."""
     who = conn.principal
     try:
-        if who is not None and not (live.hub.connections(who.key) - {conn}):
+        if who is not None and live.connections_anywhere(who.key) <= 1:  # only this one
             conv = conversations.current_for_user(who.user_id)
             if conv is not None:
                 ref = conversation_ref(conv)

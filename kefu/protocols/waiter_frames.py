@@ -12,6 +12,7 @@ from kefu.models import IMAGE, TEXT
 from kefu.protocols import waiter_codec as codec
 from kefu.protocols.fields import Fields
 from kefu.protocols.waiter_codec import USER, WAITER, frame
+from kefu.realtime.events import WaiterSignedIn, user_key
 from kefu.services import accounts, conversations, history, messages, routing
 from kefu.services.snapshots import conversation_ref
 
@@ -171,17 +172,29 @@ def user_rate(conn, req, live):
 def waiter_auth(conn, req, live):
     """Sign in; older waiter sockets of this agent are kicked out (its conversations
     belong to the agent, not to a socket, so none move or drop); this socket is told
-    about every user the agent is serving."""
+    about every user the agent is serving. The kickout is a published event, so it
+    reaches older sockets on every worker (``kick_older_waiters``)."""
     who, first = _authenticate(conn, req, live, WAITER)
     conn.state["accepting"] = accounts.agent_profile(who.kefu_id).accepting
-    if first:
-        for other in live.hub.connections(who.key):
-            if other is not conn and _is_waiter_socket(other):
-                other.send(frame("kickout", None, None, None, who.person))
-                other.close(4000, "Signed in on another connection")
     for ref in history.open_for_agent(who.kefu_id):
         codec.announce_user(conn, ref, req.op_id)
-    return []
+    if not first:
+        return []
+    return [WaiterSignedIn(who.user_id, live.worker_id, conn.id, conn.signed_in_at)]
+
+
+def kick_older_waiters(live, event: WaiterSignedIn) -> None:
+    """In every worker: the agent's waiter sockets that signed in before ``event`` get
+    ``kickout`` and are closed; the new socket (and any newer one) stays."""
+    for other in live.hub.connections(user_key(event.user_id)):
+        if not _is_waiter_socket(other) or other.closed:
+            continue
+        if event.worker_id == live.worker_id and other.id == event.connection_id:
+            continue
+        if (getattr(other, "signed_in_at", None) or event.at) > event.at:
+            continue
+        other.send(frame("kickout", None, None, None, other.principal.person))
+        other.close(4000, "Signed in on another connection")
 
 
 def _is_waiter_socket(conn) -> bool:

@@ -162,3 +162,17 @@ class AgentChanged:
 
     def audience(self):
         return [user_key(self.agent.user_id)]
+
+
+@dataclass(frozen=True)
+class WaiterSignedIn:
+    """A waiter signed in on a new socket: its older waiter sockets, on whatever worker,
+    are kicked out. A control event: ``Live.on`` handlers act on it; codecs ignore it."""
+
+    user_id: int  # the agent's account
+    worker_id: str
+    connection_id: str
+    at: datetime
+
+    def audience(self):
+        return [user_key(self.user_id)]

@@ -4,9 +4,15 @@ Signing a socket in, binding a visitor, publishing a service's events, and what 
 when sockets go away (an agent's last socket starts a grace period, after which its
 users are re-queued) are the same for ds/kefu, the waiter protocol and the pages, so
 they live here once.
+
+With one worker the hub is the whole truth. With ``KEFU_BROKER=postgres`` a ``registry``
+(kefu/realtime/presence_db.py) mirrors this worker's sockets into the database, so
+presence, the per-identity cap and the visitor message rate count every worker; a
+worker that publishes control events (a waiter kickout) reaches sockets on all of them.
 """
 
 import logging
+import os
 
 import gevent
 
@@ -36,15 +42,62 @@ DEFAULT_LIMITS = {
 
 
 class Live:
-    def __init__(self, agent_grace_seconds: float = 60.0, broker=None, limits=None):
+    def __init__(self, agent_grace_seconds: float = 60.0, broker=None, limits=None,
+                 registry=None, worker_id: str | None = None):
         self.hub = Hub(broker or MemoryBroker())
+        self.worker_id = worker_id or str(os.getpid())
+        self.registry = registry  # None: one worker, the hub answers everything
+        self._registered: dict[object, list[str]] = {}  # conn → keys counted in registry
+        self._controls: dict[type, object] = {}
+        self.hub.broker.subscribe(self._control)
         self.agent_grace_seconds = agent_grace_seconds
         self.limits = {**DEFAULT_LIMITS, **(limits or {})}
         per_minute = self.limits["VISITOR_MESSAGES_PER_MINUTE"]
         self.visitor_messages = KeyedBuckets(per_minute / 60.0, max(1.0, per_minute / 3))
         self._away: dict[int, gevent.Greenlet] = {}
         self._revalidator = None
-        presence.use(self.hub.online_agent_ids)
+        if registry is None:
+            presence.use(self.hub.online_agent_ids)
+        else:
+            presence.use(registry.online_agent_ids)
+            registry.start(self.publish)
+
+    def on(self, event_type: type, handler) -> None:
+        """Run ``handler(live, event)`` in every worker for each published ``event_type``
+        (control events that act on sockets rather than render into them)."""
+        self._controls[event_type] = handler
+
+    def _control(self, events, origin) -> None:
+        for event in events:
+            handler = self._controls.get(type(event))
+            if handler is not None:
+                try:
+                    handler(self, event)
+                except Exception:
+                    log.exception("control event %s failed", type(event).__name__)
+
+    def _count(self, conn, key: str) -> None:
+        """Count ``conn`` under ``key`` in the shared registry (once per socket and key)."""
+        if self.registry is None:
+            return
+        keys = self._registered.setdefault(conn, [])
+        if key not in keys:
+            keys.append(key)
+            self.registry.connected(key)
+
+    def _uncount(self, conn, key: str | None = None) -> None:
+        """Take back one key of ``conn`` (or all of them) from the shared registry."""
+        if self.registry is None:
+            return
+        keys = self._registered.get(conn, [])
+        for gone in [k for k in keys if key is None or k == key]:
+            keys.remove(gone)
+            try:
+                self.registry.disconnected(gone)
+            except Exception:  # the heartbeat's rewrite or the TTL corrects it
+                log.exception("uncounting %s failed", gone)
+        if not keys:
+            self._registered.pop(conn, None)
 
     def publish(self, events, origin: str | None = None) -> None:
         self.hub.publish(events, origin)
@@ -64,16 +117,29 @@ class Live:
             raise TooManyRequests("Rate limit exceeded: too many frames, slow down")
 
     def admit_visitor_message(self, visitor_id: str) -> None:
-        if not self.visitor_messages.allow(visitor_id):
+        if self.registry is not None:  # counted across workers, per minute
+            allowed = self.registry.admit(visitor_key(visitor_id),
+                                          self.limits["VISITOR_MESSAGES_PER_MINUTE"])
+        else:
+            allowed = self.visitor_messages.allow(visitor_id)
+        if not allowed:
             raise TooManyRequests("Too many messages from this visitor; wait a moment")
 
     def _expire_anonymous(self, conn) -> None:
         if not conn.identified and not conn.closed:
             conn.close(1008, "Login timeout")
 
+    def connections_anywhere(self, key: str) -> int:
+        """Live sockets under ``key`` on every worker (this one's hub if it is alone)."""
+        if self.registry is not None:
+            return self.registry.count(key)
+        return len(self.hub.connections(key))
+
     def _check_cap(self, key: str, conn) -> None:
         cap = self.limits["MAX_CONNECTIONS_PER_IDENTITY"]
-        if conn not in self.hub.connections(key) and len(self.hub.connections(key)) >= cap:
+        if conn in self.hub.connections(key):
+            return
+        if self.connections_anywhere(key) >= cap:
             raise TooManyConnections(f"Too many connections for this identity (max {cap})")
 
     def sign_in(self, conn, principal) -> None:
@@ -83,11 +149,13 @@ class Live:
         conn.principal = principal
         conn.identified = True
         conn.signed_in_at = clock.now()
+        self._count(conn, principal.key)
         self.hub.attach(conn, principal.key)
         if not principal.is_agent:
             return
         self.hub.attach(conn, AGENTS)
         came_online = self.hub.add_agent(conn, principal.kefu_id)
+        self._count(conn, f"a:{principal.kefu_id}")  # before dispatch asks who is online
         timer = self._away.pop(principal.kefu_id, None)
         if timer is not None:
             timer.kill(block=False)  # back within the grace period: nothing moves
@@ -105,14 +173,17 @@ class Live:
     def bind_visitor(self, conn, visitor_id: str) -> None:
         self._check_cap(visitor_key(visitor_id), conn)
         conn.identified = True
-        if conn.visitor_id is not None:
+        if conn.visitor_id is not None and conn.visitor_id != visitor_id:
             self.hub.detach(conn, visitor_key(conn.visitor_id))
+            self._uncount(conn, visitor_key(conn.visitor_id))
         conn.visitor_id = visitor_id
+        self._count(conn, visitor_key(visitor_id))
         self.hub.attach(conn, visitor_key(visitor_id))
 
     def close(self, conn) -> None:
         """The socket is gone. An agent that has no socket left gets a grace period."""
         went_offline = self.hub.remove(conn)
+        self._uncount(conn)
         if went_offline is not None:
             self._away[went_offline] = gevent.spawn_later(
                 self.agent_grace_seconds, self._requeue_if_away, went_offline
@@ -151,6 +222,11 @@ class Live:
         for timer in self._away.values():
             timer.kill(block=False)  # the next worker decides, from the database
         self._away.clear()
+        if self.registry is not None:
+            try:
+                self.registry.stop()  # presence goes now, not after the TTL
+            except Exception:
+                log.exception("removing this worker's presence failed")
         for conn in self.hub.all_connections():
             conn.close(1001, "Server shutting down")
 
@@ -164,6 +240,18 @@ class Live:
 
 def init_app(app) -> Live:
     limits = {key: app.config[key] for key in DEFAULT_LIMITS}
-    live = Live(agent_grace_seconds=app.config["AGENT_GRACE_SECONDS"], limits=limits)
+    broker = registry = worker_id = None
+    if app.config["BROKER"] == "postgres":  # N workers / hosts (docs/deployment.md)
+        from kefu.realtime import pg_broker, presence_db
+
+        worker_id = presence_db.new_worker_id()
+        broker = pg_broker.PgBroker(app.config["DATABASE_URL"],
+                                    hold_seconds=app.config["BROKER_HOLD_SECONDS"])
+        registry = presence_db.DbRegistry(
+            worker_id, ttl=app.config["PRESENCE_TTL_SECONDS"],
+            beat=app.config["PRESENCE_TTL_SECONDS"] / 3,
+            grace=app.config["AGENT_GRACE_SECONDS"])
+    live = Live(agent_grace_seconds=app.config["AGENT_GRACE_SECONDS"], limits=limits,
+                broker=broker, registry=registry, worker_id=worker_id)
     app.extensions["kefu.live"] = live
     return live

@@ -11,6 +11,8 @@ Functions named ``*_locked`` must run inside ``db.write()``; the others open the
 
 import time
 
+from peewee import PostgresqlDatabase
+
 from kefu import clock, db
 from kefu.errors import Invalid, NotFound
 from kefu.models import Agent, Conversation
@@ -23,9 +25,14 @@ from kefu.realtime.events import (
 from kefu.services import presence
 from kefu.services.snapshots import conversation_ref, load, person, with_people
 
+# Key of the PostgreSQL advisory lock that makes one assigner at a time (any worker).
+ASSIGN_LOCK = 0x6B656675  # "kefu"
+
 
 def assign_waiting_locked() -> list:
     """Hand waiting conversations, oldest first, to available agents until one runs out."""
+    if isinstance(db.database.obj, PostgresqlDatabase):
+        return _assign_serialised()
     online = presence.online_agent_ids()
     events = []
     while online:
@@ -33,6 +40,32 @@ def assign_waiting_locked() -> list:
         if conv is None:
             break
         agent = db.locked(Agent.with_capacity(online).limit(1)).first()
+        if agent is None:
+            break
+        events.append(assign_locked(conv.id, agent.id))
+    return events
+
+
+def _assign_serialised() -> list:
+    """PostgreSQL, where N workers assign at once. With row locks alone two assigners
+    broke FIFO: one skipped the head the other had locked and served the second in line,
+    and the other then found its agent full. So assigners take turns (a transaction-level
+    advisory lock) and always take the true head, waiting for it if a message is being
+    written into it. Agents are picked with SKIP LOCKED: an agent row is locked only by a
+    transaction that is itself about to assign (it freed a slot or re-queued), so waiting
+    for it could deadlock, and that transaction fills the slot right after us."""
+    db.database.execute_sql("SELECT pg_advisory_xact_lock(%s)", (ASSIGN_LOCK,))
+    online = presence.online_agent_ids()  # read under the lock: the latest presence
+    events = []
+    retries = 3  # FOR UPDATE + LIMIT 1 returns nothing if the head changed while we waited
+    while online:
+        conv = db.locked(Conversation.waiting().limit(1)).first()
+        if conv is None:
+            retries -= 1
+            if retries and Conversation.waiting().exists():
+                continue
+            break
+        agent = db.locked(Agent.with_capacity(online).limit(1), skip_locked=True).first()
         if agent is None:
             break
         events.append(assign_locked(conv.id, agent.id))

@@ -1,0 +1,205 @@
+"""Fan-out between workers and hosts through PostgreSQL LISTEN/NOTIFY (KEFU_BROKER=postgres).
+
+``publish`` stores the serialised events in ``broker_event`` and sends
+``NOTIFY kefu_events, '<row id>'`` in the same transaction, so a notification never
+names a row that is not there and the payload stays a few bytes whatever the message
+size (NOTIFY's limit is 8000). Every worker, the publisher included, runs one listener
+greenlet on its own connection that fetches the rows named by the notifications and
+hands them to its hub. Nothing is delivered locally on publish, so each worker sees
+each event exactly once, through one path.
+
+Order. PostgreSQL delivers notifications in the commit order of the publishing
+transactions, which start after the service transaction committed. Two messages of one
+conversation sent at the same moment on two workers can therefore be published in the
+other order than their sequence numbers. ``SeqOrder`` holds back a ``MessageCreated``
+whose predecessor (seq - 1) has not been delivered yet, for at most ``hold_seconds``;
+the predecessor's arrival releases it at once, the deadline releases it anyway (the
+client's history, read from the database, is always in order).
+"""
+
+import contextlib
+import logging
+import time
+from collections import OrderedDict
+
+import gevent
+import psycopg2
+from gevent.socket import wait_read
+
+from kefu import db
+from kefu.realtime import wire
+from kefu.realtime.events import MessageCreated
+
+log = logging.getLogger(__name__)
+
+CHANNEL = "kefu_events"
+KEEP_SECONDS = 300.0  # stored events older than this are pruned (a late fetch is minutes off)
+PRUNE_EVERY = 60.0
+
+
+class SeqOrder:
+    """Per-conversation order of message pushes, with a bounded hold-back."""
+
+    def __init__(self, hold_seconds: float = 1.0, max_conversations: int = 100_000):
+        self.hold_seconds = hold_seconds
+        self.max_conversations = max_conversations
+        self._last: OrderedDict[int, int] = OrderedDict()  # conversation → last seq out
+        self._held: dict[int, dict[int, tuple]] = {}  # conversation → seq → (deadline, batch)
+
+    def offer(self, batch, now: float) -> list:
+        """Batches ready to deliver now, in order (``batch`` = (events, origin))."""
+        key = _message_key(batch[0])
+        if key is None:
+            return [batch]
+        conv, seq = key
+        last = self._last.get(conv)
+        if last is None or seq <= last + 1:
+            return [batch, *self._release(conv, seq)]
+        self._held.setdefault(conv, {})[seq] = (now + self.hold_seconds, batch)
+        return []
+
+    def due(self, now: float) -> list:
+        """Held batches whose predecessor never came in time: deliver them anyway."""
+        out = []
+        for conv in list(self._held):
+            held = self._held[conv]
+            first = min(held)
+            deadline, batch = held[first]
+            if deadline <= now:
+                del held[first]
+                out.append(batch)
+                out += self._release(conv, first)
+        return out
+
+    def holding(self) -> bool:
+        return bool(self._held)
+
+    def _release(self, conv: int, seq: int) -> list:
+        """Mark ``seq`` delivered and return the held successors it unblocks."""
+        self._remember(conv, seq)
+        out = []
+        held = self._held.get(conv)
+        while held and (seq + 1) in held:
+            seq += 1
+            out.append(held.pop(seq)[1])
+            self._remember(conv, seq)
+        if held is not None and not held:
+            del self._held[conv]
+        return out
+
+    def _remember(self, conv: int, seq: int) -> None:
+        self._last[conv] = max(seq, self._last.get(conv, 0))
+        self._last.move_to_end(conv)
+        if len(self._last) > self.max_conversations:
+            self._last.popitem(last=False)
+
+
+def _message_key(events):
+    for event in events:
+        if isinstance(event, MessageCreated):
+            return event.conversation.id, event.message.seq
+    return None
+
+
+class PgBroker:
+    """The two-method broker interface over LISTEN/NOTIFY; see the module docstring."""
+
+    def __init__(self, url: str, hold_seconds: float = 1.0, tick: float = 1.0):
+        self.url = url
+        self.tick = tick
+        self.order = SeqOrder(hold_seconds)
+        self._subscribers = []
+        self._listener = None
+        self._last_id = None  # highest id delivered: catch-up after a lost connection
+        self._pruned_at = 0.0
+
+    def subscribe(self, deliver) -> None:
+        self._subscribers.append(deliver)
+        if self._listener is None:
+            self._listener = gevent.spawn(self._listen_forever)
+
+    def publish(self, events, origin: str | None) -> None:
+        payload = wire.dumps(events, origin)
+        with db.write():
+            cursor = db.database.execute_sql(
+                "INSERT INTO broker_event (payload, created_at) "
+                "VALUES (%s, extract(epoch from now())) RETURNING id",
+                (payload,),
+            )
+            event_id = cursor.fetchone()[0]
+            db.database.execute_sql("SELECT pg_notify(%s, %s)", (CHANNEL, str(event_id)))
+
+    def stop(self) -> None:
+        if self._listener is not None:
+            self._listener.kill(block=False)
+
+    # -- the listener greenlet ---------------------------------------------------
+    def _listen_forever(self) -> None:
+        while True:
+            conn = None
+            try:
+                conn = psycopg2.connect(self.url)
+                conn.autocommit = True
+                self._listen(conn)
+            except gevent.GreenletExit:
+                raise
+            except Exception:
+                log.exception("broker listener failed; reconnecting")
+                gevent.sleep(1.0)
+            finally:
+                if conn is not None:
+                    conn.close()
+
+    def _listen(self, conn) -> None:
+        with conn.cursor() as cur:
+            cur.execute(f"LISTEN {CHANNEL}")
+            if self._last_id is not None:  # reconnected: what was sent meanwhile
+                cur.execute("SELECT id FROM broker_event WHERE id > %s ORDER BY id",
+                            (self._last_id,))
+                self._fetch_and_deliver(cur, [row[0] for row in cur.fetchall()])
+            while True:
+                timeout = 0.05 if self.order.holding() else self.tick
+                with contextlib.suppress(TimeoutError):  # a quiet tick
+                    wait_read(conn.fileno(), timeout=timeout)
+                conn.poll()
+                ids = [int(n.payload) for n in conn.notifies]
+                conn.notifies.clear()
+                if ids:
+                    self._fetch_and_deliver(cur, ids)
+                self._hand_out(self.order.due(time.monotonic()))
+                self._prune(cur)
+
+    def _fetch_and_deliver(self, cur, ids: list[int]) -> None:
+        """One query for the whole burst; delivered in notification (commit) order."""
+        if not ids:
+            return
+        cur.execute("SELECT id, payload FROM broker_event WHERE id = ANY(%s)", (ids,))
+        payloads = dict(cur.fetchall())
+        now = time.monotonic()
+        for event_id in ids:
+            payload = payloads.get(event_id)
+            if payload is None:
+                continue  # pruned already (a listener minutes behind)
+            self._last_id = max(event_id, self._last_id or 0)
+            try:
+                batch = wire.loads(payload)
+            except Exception:
+                log.exception("undecodable broker event %s", event_id)
+                continue
+            self._hand_out(self.order.offer(batch, now))
+
+    def _hand_out(self, batches: list) -> None:
+        for events, origin in batches:
+            for deliver in self._subscribers:
+                try:
+                    deliver(events, origin)
+                except Exception:
+                    log.exception("delivering broker events failed")
+
+    def _prune(self, cur) -> None:
+        now = time.monotonic()
+        if now - self._pruned_at < PRUNE_EVERY:
+            return
+        self._pruned_at = now
+        cur.execute("DELETE FROM broker_event WHERE created_at < extract(epoch from now()) - %s",
+                    (KEEP_SECONDS,))

@@ -1,0 +1,112 @@
+"""The multi-worker pieces that need no PostgreSQL: events on the wire, per-conversation
+order of message pushes, and refusing deployments that cannot work."""
+
+import os
+import subprocess
+from datetime import UTC, datetime
+
+import pytest
+
+from kefu.config import deployment_problem
+from kefu.realtime import events as ev
+from kefu.realtime import wire
+from kefu.realtime.pg_broker import SeqOrder
+from tests.support import BIN, ROOT, free_port
+
+PERSON = ev.Person(7, "uuid-7", "ada", "Ada", "")
+CONV = ev.ConversationRef(3, 1, PERSON, None, 2, PERSON, 1, 0)
+NOW = datetime(2026, 11, 21, 23, 59, 58, 123456, tzinfo=UTC)
+
+
+def message(seq: int, conv: int = 3) -> ev.MessageCreated:
+    view = ev.MessageView(100 + seq, seq, conv, 1, 7, f"m{seq}", 1, None, 0, None, NOW, NOW)
+    return ev.MessageCreated(ev.ConversationRef(conv, 1, PERSON, None, 2, PERSON), view)
+
+
+def test_every_event_survives_the_wire():
+    sample = [
+        message(1),
+        ev.ConversationAssigned(CONV),
+        ev.ConversationEnded(CONV, 2, 9),
+        ev.ConversationRequeued(CONV, PERSON),
+        ev.QueueChanged((CONV, CONV)),
+        ev.MessagesRead(CONV, 1, (4, 5)),
+        ev.AgentChanged(2, PERSON, True, 5, 1),
+        ev.WaiterSignedIn(7, "host:1:ab", "1:2", NOW),
+    ]
+    payload = wire.dumps(sample, "123:4")
+    assert wire.loads(payload) == (sample, "123:4")
+    assert len(payload.encode()) < 8000  # (the row id, not this, goes through NOTIFY)
+
+
+def test_wire_names_only_event_classes():
+    with pytest.raises(KeyError):
+        wire.loads('{"origin": null, "events": [{"@": "Popen", "args": "sh"}]}')
+
+
+def batch(seq, conv=3):
+    return ([message(seq, conv)], None)
+
+
+def seqs(batches):
+    return [events[0].message.seq for events, _ in batches]
+
+
+def test_in_order_messages_pass_straight_through():
+    order = SeqOrder(hold_seconds=1.0)
+    assert seqs(order.offer(batch(1), 0.0)) == [1]
+    assert seqs(order.offer(batch(2), 0.0)) == [2]
+    assert not order.holding()
+
+
+def test_a_message_waits_for_its_predecessor_then_both_go_in_order():
+    order = SeqOrder(hold_seconds=1.0)
+    order.offer(batch(1), 0.0)
+    assert order.offer(batch(3), 0.0) == []  # 2 not delivered yet: held
+    assert order.offer(batch(4), 0.1) == []
+    assert seqs(order.offer(batch(2), 0.2)) == [2, 3, 4]
+    assert not order.holding()
+
+
+def test_the_hold_is_bounded():
+    order = SeqOrder(hold_seconds=1.0)
+    order.offer(batch(1), 0.0)
+    order.offer(batch(3), 0.0)
+    assert order.due(0.5) == []
+    assert seqs(order.due(1.0)) == [3]  # 2 never came (its worker died): 3 goes anyway
+    assert seqs(order.offer(batch(2), 1.2)) == [2]  # late, but still delivered once
+
+
+def test_conversations_do_not_wait_for_each_other():
+    order = SeqOrder(hold_seconds=1.0)
+    order.offer(batch(1, conv=3), 0.0)
+    assert order.offer(batch(3, conv=3), 0.0) == []
+    assert seqs(order.offer(batch(1, conv=4), 0.0)) == [1]  # a first sight passes
+    other = ([ev.ConversationEnded(CONV, 2, 9)], None)
+    assert order.offer(other, 0.0) == [other]
+
+
+def test_deployment_problems():
+    assert deployment_problem("memory", 1, "sqlite:///k.db") is None
+    assert deployment_problem("memory", 1, "mysql://root@h/k") is None
+    assert deployment_problem("postgres", 4, "postgresql://u@h/k") is None
+    assert "PostgreSQL" in deployment_problem("postgres", 1, "mysql://root@h/k")
+    assert "PostgreSQL" in deployment_problem("postgres", 1, "sqlite:///k.db")
+    assert "KEFU_WORKERS=2" in deployment_problem("memory", 2, "postgresql://u@h/k")
+    assert "KEFU_BROKER" in deployment_problem("redis", 1, "sqlite:///k.db")
+
+
+@pytest.mark.parametrize("env, says", [
+    ({"KEFU_WORKERS": "2"}, "KEFU_WORKERS=2 with KEFU_BROKER=memory"),
+    ({"KEFU_BROKER": "postgres", "KEFU_DATABASE_URL": "mysql://root@127.0.0.1/x"},
+     "KEFU_BROKER=postgres needs a PostgreSQL"),
+])
+def test_gunicorn_refuses_to_start(tmp_path, env, says):
+    done = subprocess.run(
+        [str(BIN / "gunicorn"), "-c", "gunicorn.conf.py", "app:app"],
+        cwd=ROOT, capture_output=True, text=True, timeout=30, check=False,
+        env={**os.environ, "KEFU_DATABASE_URL": f"sqlite:///{tmp_path}/k.db",
+             "KEFU_BIND": f"127.0.0.1:{free_port()}", **env},
+    )
+    assert done.returncode != 0
+    assert says in done.stdout + done.stderr
