@@ -4,15 +4,20 @@ Nothing that publishes ever writes to a socket itself: it renders frames and put
 in the outbox, which never blocks. One writer greenlet per connection drains it in
 order, so a slow client delays only itself. A client too slow to keep up (outbox over
 its limit) is disconnected; it reconnects and resyncs from the database.
+
+The writer exists only while there is something to write: it is started by the frame
+that finds the outbox idle and ends when the outbox is empty. An idle socket therefore
+costs no greenlet of its own (each one holds its own stack copy and frame chunk, about
+16 KB), which is most of what ten thousand idle sockets would otherwise weigh.
 """
 
 import contextlib
 import itertools
 import logging
 import os
+from collections import deque
 
 import gevent
-from gevent.queue import Queue
 from simple_websocket import ConnectionClosed
 
 log = logging.getLogger(__name__)
@@ -33,8 +38,8 @@ class Connection:
         self.rate = None  # frames allowed per second (set by Live.open)
         self.closed = False
         self._outbox_limit = outbox_limit
-        self._outbox = Queue()
-        self._writer = gevent.spawn(self._write_loop)
+        self._outbox = deque()
+        self._writer = None  # the writer greenlet while the outbox has frames
 
     @property
     def kefu_id(self):
@@ -44,11 +49,13 @@ class Connection:
         """Queue one whole frame; never blocks."""
         if self.closed:
             return
-        if self._outbox.qsize() >= self._outbox_limit:
+        if len(self._outbox) >= self._outbox_limit:
             log.warning("connection %s too slow, dropping it", self.id)
             self.close(1008, "Client too slow")
             return
-        self._outbox.put(frame)
+        self._outbox.append(frame)
+        if self._writer is None:
+            self._writer = gevent.spawn(self._write_loop)
 
     def deliver(self, event, origin) -> None:
         for frame in self.codec.render(event, self, origin):
@@ -58,7 +65,9 @@ class Connection:
         """Close after the frames already queued are written."""
         if not self.closed:
             self.closed = True
-            self._outbox.put((_CLOSE, code, reason))
+            self._outbox.append((_CLOSE, code, reason))
+            if self._writer is None:
+                self._writer = gevent.spawn(self._write_loop)
 
     def frames(self, timeout: float | None = None):
         """Incoming messages; ``None`` when ``timeout`` passes with nothing received."""
@@ -69,18 +78,24 @@ class Connection:
             return
 
     def _write_loop(self) -> None:
-        while True:
-            item = self._outbox.get()
-            try:
-                if isinstance(item, tuple) and item[0] is _CLOSE:
-                    self.ws.close(reason=item[1], message=item[2])
-                    # A peer that never answers the close frame must not pin the handler.
-                    gevent.spawn_later(CLOSE_HANDSHAKE_SECONDS, self._drop_socket)
+        outbox = self._outbox
+        try:
+            while outbox:
+                item = outbox.popleft()
+                try:
+                    if isinstance(item, tuple) and item[0] is _CLOSE:
+                        self.ws.close(reason=item[1], message=item[2])
+                        # A peer that never answers the close frame must not pin the handler.
+                        gevent.spawn_later(CLOSE_HANDSHAKE_SECONDS, self._drop_socket)
+                        outbox.clear()
+                        return
+                    self.ws.send(item)
+                except (ConnectionClosed, OSError):
+                    self.closed = True
+                    outbox.clear()
                     return
-                self.ws.send(item)
-            except (ConnectionClosed, OSError):
-                self.closed = True
-                return
+        finally:
+            self._writer = None
 
     def _drop_socket(self) -> None:
         with contextlib.suppress(OSError):
@@ -90,5 +105,7 @@ class Connection:
     def finish(self) -> None:
         """The handler is returning: stop the writer once it has flushed."""
         self.close()
-        self._writer.join(timeout=5)
-        self._writer.kill(block=False)
+        writer = self._writer
+        if writer is not None:
+            writer.join(timeout=5)
+            writer.kill(block=False)

@@ -36,6 +36,65 @@ class WholeFrameSocket:
         return getattr(self._sock, name)
 
 
+class GreenletReader:
+    """simple-websocket's reader "thread" as a bare greenlet.
+
+    Under gevent a patched ``threading.Thread`` is a greenlet plus a name, a started
+    event, locks and an entry in ``threading._active``: some 2 KB and a dozen objects
+    per socket that every full garbage collection walks. The reader needs only the
+    greenlet. Used only once gevent has patched ``threading``."""
+
+    def __init__(self, target):
+        self._target = target
+        self._greenlet = None
+        self.name = "simple_websocket reader"
+
+    def start(self) -> None:
+        import gevent
+
+        self._greenlet = gevent.spawn(self._target)
+
+    def join(self, timeout: float | None = None) -> None:
+        if self._greenlet is not None:
+            self._greenlet.join(timeout)
+
+    def is_alive(self) -> bool:
+        return self._greenlet is not None and not self._greenlet.dead
+
+
+class _NotReadable(Exception):
+    """The wait for a readable socket timed out."""
+
+
+class WaitReadable:
+    """The one use simple-websocket makes of a selector, without keeping one per socket.
+
+    Its reader registers the socket once and then waits "readable, or time to ping".
+    gevent's selector keeps a watcher table and a result set per instance for the life
+    of the socket; this waits with a watcher made for each wait. Used only under gevent.
+    """
+
+    def __init__(self):
+        self._fd = None
+
+    def register(self, fileobj, events, data=None) -> None:
+        self._fd = fileobj.fileno()
+
+    def select(self, timeout: float | None = None) -> list:
+        # Not gevent.select.select: it first polls with the real select(), which
+        # refuses file descriptors above 1023.
+        from gevent.socket import wait_read
+
+        try:
+            wait_read(self._fd, timeout, _NotReadable)  # a class: a new instance each time
+        except _NotReadable:
+            return []
+        return [(self._fd, True)]
+
+    def close(self) -> None:
+        self._fd = None
+
+
 class KefuServer(simple_websocket.Server):
     deflate = False
 
@@ -55,6 +114,10 @@ class KefuServer(simple_websocket.Server):
                 accept = AcceptConnection(subprotocol=self.subprotocol, extensions=extensions)
                 self.sock.send(self.ws.send(accept))
                 self.connected = True
+        if self.connected:
+            # The HTTP/1.1 parser of the upgrade request is never used again; wsproto
+            # keeps it (buffers and state, a few KB) for the life of the socket.
+            self.ws.handshake._h11_connection = None
 
 
 def install(app) -> None:
@@ -66,3 +129,8 @@ def install(app) -> None:
         "max_message_size": app.config["MAX_WS_MESSAGE_BYTES"],
         "receive_bytes": 16384,
     }
+    from gevent import monkey
+
+    if monkey.is_module_patched("threading"):
+        app.config["SOCK_SERVER_OPTIONS"]["thread_class"] = GreenletReader
+        app.config["SOCK_SERVER_OPTIONS"]["selector_class"] = WaitReadable
