@@ -5,7 +5,8 @@ import resource
 
 bind = os.environ.get("KEFU_BIND", "127.0.0.1:8000")
 worker_class = "gevent"
-# One worker by default: the hub is in-process (see docs/deployment.md before raising it).
+# One worker by default (the memory broker). More workers need KEFU_BROKER=postgres on
+# PostgreSQL; on_starting refuses other combinations (docs/deployment.md).
 workers = int(os.environ.get("KEFU_WORKERS", "1"))
 worker_connections = int(os.environ.get("KEFU_WORKER_CONNECTIONS", "20000"))
 graceful_timeout = int(os.environ.get("KEFU_GRACEFUL_TIMEOUT", "10"))
@@ -16,7 +17,17 @@ loglevel = os.environ.get("KEFU_LOG_LEVEL", "info")
 
 
 def on_starting(server):
-    """Before any worker forks: raise the open-files limit and apply migrations once."""
+    """Before any worker forks: refuse a broker / worker / database combination that
+    cannot work, raise the open-files limit and apply migrations once."""
+    from kefu.config import deployment_problem  # plain os/secrets: no peewee in the master
+
+    problem = deployment_problem(
+        os.environ.get("KEFU_BROKER", "memory").strip().lower(),
+        server.cfg.workers,
+        os.environ.get("KEFU_DATABASE_URL", "sqlite:///kefu.db"),
+    )
+    if problem:
+        raise SystemExit(f"kefu: {problem}")
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if hard == resource.RLIM_INFINITY or soft < hard:
         resource.setrlimit(
