@@ -59,13 +59,15 @@ def cached_select(name: str, build, *args) -> list:
         sql, params = query.sql()
         if list(params[: len(args)]) != list(args):
             return list(query)
-        wrapper = query._get_cursor_wrapper(database.execute_sql(sql, params))
+        entry = _SQL[key] = [query, sql, tuple(params[len(args) :]), None]
+    query, sql, constants, decoder = entry
+    cursor = database.execute_sql(sql, (*args, *constants))
+    if decoder is None:
+        wrapper = query._get_cursor_wrapper(cursor)
         rows = list(wrapper)
         if wrapper.initialized:  # only a cursor that returned a row has the mapping
-            _SQL[key] = (sql, tuple(params[len(args) :]), wrapper)
+            entry[3] = wrapper
         return rows
-    sql, constants, decoder = entry
-    cursor = database.execute_sql(sql, (*args, *constants))
     try:
         return [decoder.process_row(row) for row in cursor.fetchall()]
     finally:
