@@ -8,6 +8,15 @@ import websocket
 from tests.support import Server
 
 
+def assert_closed_within(ws, seconds: float) -> None:
+    """The server closes the socket within ``seconds`` (however busy the machine is)."""
+    deadline = time.monotonic() + seconds
+    with pytest.raises(websocket.WebSocketConnectionClosedException):
+        while time.monotonic() < deadline:
+            ws.sock.settimeout(max(0.01, deadline - time.monotonic()))
+            ws.sock.recv()
+
+
 @pytest.fixture
 def strict(make_server):
     return make_server(ws_rate_per_second=5, ws_rate_burst=5, visitor_messages_per_minute=6,
@@ -52,10 +61,7 @@ def test_sockets_that_never_sign_in_are_closed(strict):
     idle = strict.ws()
     signed = strict.ws()
     signed.request({"action": "login", "data": {"token": Server.host_jwt("punctual")}})
-    time.sleep(1.5)
-    with pytest.raises(websocket.WebSocketConnectionClosedException):
-        idle.sock.recv()
-        idle.sock.recv()
+    assert_closed_within(idle, 10)
     assert signed.request({"action": "ping"})["success"] is True
 
 
@@ -71,11 +77,8 @@ def test_disabling_or_a_new_password_closes_sockets(make_server):
     changed = server.cli("kefu", "set-password", "revoked-agent", "--password", "second-pass")
     assert changed == {"id": agent["id"], "username": "revoked-agent", "is_active": True}
     server.cli("kefu", "disable", "revoked-user")
-    time.sleep(1.0)
     for ws in (agent_ws, user_ws):
-        with pytest.raises(websocket.WebSocketConnectionClosedException):
-            ws.sock.recv()
-            ws.sock.recv()
+        assert_closed_within(ws, 10)
     assert bystander.request({"action": "ping"})["success"] is True
     # The agent signs in again with its token; the disabled user cannot.
     again = server.ws()

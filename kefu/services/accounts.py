@@ -7,6 +7,16 @@ from kefu import clock, db
 from kefu.auth import new_token_for
 from kefu.errors import Conflict, Invalid, NotFound
 from kefu.models import Agent, User
+from kefu.offload import off_hub
+
+# PBKDF2 (OWASP's 600k rounds) rather than werkzeug's default scrypt: OpenSSL's PBKDF2
+# releases the GIL, so a check in the thread pool leaves every socket running; scrypt
+# holds the GIL for ~200 ms and would freeze the worker on each sign-in.
+PASSWORD_METHOD = "pbkdf2:sha256:600000"
+
+
+def _hash(password: str) -> str:
+    return generate_password_hash(password, method=PASSWORD_METHOD)
 
 
 def create_user(username: str, nickname: str = "", password: str | None = None):
@@ -19,7 +29,7 @@ def create_user(username: str, nickname: str = "", password: str | None = None):
             user = User.create(
                 username=username,
                 nickname=nickname or username,
-                password_hash=generate_password_hash(password) if password else None,
+                password_hash=_hash(password) if password else None,
             )
             return user, new_token_for(user)
     except IntegrityError:
@@ -62,14 +72,15 @@ def verify_password(username: str, password: str) -> User | None:
         user = User.get_or_none(User.username == username)
     if user is None or not user.password_hash or not user.is_active:
         return None
-    return user if check_password_hash(user.password_hash, password) else None
+    matches = off_hub(check_password_hash, user.password_hash, password)
+    return user if matches else None
 
 
 def set_password(username: str, password: str) -> User:
     """A new password; the person's open sockets and sessions are closed."""
     if len(password or "") < 8:
         raise Invalid("password must be at least 8 characters")
-    return _change_credentials(username, password_hash=generate_password_hash(password))
+    return _change_credentials(username, password_hash=_hash(password))
 
 
 def set_active(username: str, active: bool) -> User:

@@ -8,6 +8,7 @@ from flask import Blueprint, current_app, redirect, render_template, request, se
 
 from kefu.errors import KefuError
 from kefu.models import OPEN, SENDER_AGENT, SENDER_USER, TEXT
+from kefu.realtime.limits import KeyedBuckets
 from kefu.services import accounts, conversations, desk, messages, routing
 from kefu.web import session as web
 from kefu.web.render import partial
@@ -34,31 +35,51 @@ def sign_in_form():
     )
 
 
+def _too_many_attempts(username: str) -> bool:
+    """Per username and per client address, so guessing one account from many
+    addresses and many accounts from one address are both slowed down."""
+    buckets = current_app.extensions.get("kefu.sign_in_attempts")
+    if buckets is None:
+        per_user = current_app.config["SIGN_IN_ATTEMPTS_PER_USERNAME"]
+        per_ip = current_app.config["SIGN_IN_ATTEMPTS_PER_IP"]
+        buckets = (KeyedBuckets(per_user / 60, per_user), KeyedBuckets(per_ip / 60, per_ip))
+        current_app.extensions["kefu.sign_in_attempts"] = buckets
+    by_user, by_ip = buckets
+    return not (by_ip.allow(request.remote_addr or "?") and by_user.allow(username.lower()))
+
+
+def _sign_in_page(error: str, status: int):
+    page = render_template(
+        "agent/sign_in.html", csrf=web.csrf_token(), next=request.form.get("next", ""),
+        error=error,
+    )
+    return page, status
+
+
 @bp.post("/sign-in")
 def sign_in():
     web.check_csrf()
-    user = accounts.verify_password(
-        request.form.get("username", "").strip(), request.form.get("password", "")
-    )
+    username = request.form.get("username", "").strip()
+    if _too_many_attempts(username):
+        return _sign_in_page("Too many sign-in attempts; wait a minute and try again.", 429)
+    user = accounts.verify_password(username, request.form.get("password", ""))
     who = None
     if user is not None:
         web.sign_in(web.AGENT_KEY, user.id)
         who = web.current_agent()
     if who is None:
         session.pop(web.AGENT_KEY, None)
-        error = "Wrong username or password, or not an agent account."
-        page = render_template(
-            "agent/sign_in.html", csrf=web.csrf_token(), next=request.form.get("next", ""),
-            error=error,
-        )
-        return page, 401
+        return _sign_in_page("Wrong username or password, or not an agent account.", 401)
     return redirect(_safe_next(request.form.get("next")))
 
 
 @bp.post("/sign-out")
 def sign_out():
     web.check_csrf()
+    who = web.current_agent()
     session.pop(web.AGENT_KEY, None)
+    if who is not None:  # signing out closes the person's open sockets too
+        current_app.extensions["kefu.live"].disconnect_user(who.user_id)
     return redirect(url_for("agent.sign_in_form"))
 
 

@@ -1,0 +1,45 @@
+"""Agent sign-in: throttled against guessing; signing out closes the person's sockets."""
+
+import pytest
+import requests
+
+from tests.test_limits import assert_closed_within
+from tests.test_pages_security import agent_session, csrf_of
+
+
+@pytest.fixture
+def srv(make_server):
+    server = make_server(sign_in_attempts_per_username=3, sign_in_attempts_per_ip=6)
+    server.create_agent("guarded", password="right-password")
+    server.create_agent("other", password="other-password")
+    return server
+
+
+def attempt(srv, username, password):
+    s = requests.Session()
+    token = csrf_of(s.get(srv.url("/agent/sign-in")).text)
+    return s.post(srv.url("/agent/sign-in"), allow_redirects=False,
+                  data={"username": username, "password": password, "csrf_token": token})
+
+
+def test_guessing_one_account_is_throttled(srv):
+    statuses = [attempt(srv, "guarded", f"guess-{n}").status_code for n in range(3)]
+    assert statuses == [401, 401, 401]
+    blocked = attempt(srv, "guarded", "right-password")  # even the right password, for now
+    assert blocked.status_code == 429
+    assert "Too many sign-in attempts; wait a minute and try again." in blocked.text
+    assert attempt(srv, "other", "other-password").status_code == 302  # others unaffected
+    for n in range(3):
+        attempt(srv, "nobody", f"x{n}")
+    assert attempt(srv, "other", "other-password").status_code == 429  # per address too
+
+
+def test_sign_out_closes_the_persons_sockets(srv):
+    agent = srv.create_agent("leaver", password="leaver-password")
+    ws = srv.ws()
+    assert ws.request({"action": "login", "data": {"token": agent["token"]}})["success"]
+    session = agent_session(srv, "leaver", "leaver-password")
+    out = session.post(srv.url("/agent/sign-out"), data={"csrf_token": session.csrf},
+                       allow_redirects=False)
+    assert out.status_code == 302
+    assert_closed_within(ws, 5)
