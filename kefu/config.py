@@ -67,6 +67,12 @@ def from_environment() -> dict:
         "WS_LOGIN_TIMEOUT_SECONDS": _float("KEFU_WS_LOGIN_TIMEOUT_SECONDS", 30.0),
         # How often open sockets are checked against disabled accounts / changed passwords.
         "REVALIDATE_SECONDS": _float("KEFU_REVALIDATE_SECONDS", 10.0),
+        # Origins besides this host allowed to open the pages' cookie-authenticated socket.
+        "WS_ALLOWED_ORIGINS": frozenset(
+            o.strip().rstrip("/")
+            for o in os.environ.get("KEFU_WS_ALLOWED_ORIGINS", "").split(",")
+            if o.strip()
+        ),
         # Password guessing on the agent sign-in form: attempts per minute.
         "SIGN_IN_ATTEMPTS_PER_USERNAME": _float("KEFU_SIGN_IN_ATTEMPTS_PER_USERNAME", 5.0),
         "SIGN_IN_ATTEMPTS_PER_IP": _float("KEFU_SIGN_IN_ATTEMPTS_PER_IP", 30.0),

@@ -2,6 +2,7 @@
 
 import pytest
 import requests
+import websocket
 
 from tests.test_limits import assert_closed_within
 from tests.test_pages_security import agent_session, csrf_of
@@ -43,3 +44,17 @@ def test_sign_out_closes_the_persons_sockets(srv):
                        allow_redirects=False)
     assert out.status_code == 302
     assert_closed_within(ws, 5)
+
+
+def test_live_channel_origin_allow_list(make_server):
+    server = make_server(ws_allowed_origins="https://desk.example.com, https://ops.example")
+    server.create_agent("origin-agent", password="origin-password")
+    session = agent_session(server, "origin-agent", "origin-password")
+    cookie = "; ".join(f"{k}={v}" for k, v in session.cookies.items())
+    url = f"ws://{server.base}/pages/ws?as=agent"
+    for origin in ("https://desk.example.com", "https://ops.example"):
+        ws = websocket.create_connection(url, cookie=cookie, origin=origin)
+        ws.close()
+    with pytest.raises(websocket.WebSocketBadStatusException) as refused:
+        websocket.create_connection(url, cookie=cookie, origin="https://desk.example.com.evil")
+    assert refused.value.status_code == 403

@@ -28,9 +28,16 @@ log = logging.getLogger(__name__)
 bp = Blueprint("pages_ws", __name__)
 
 
-def same_origin() -> bool:
+def origin_allowed() -> bool:
+    """This host, or an origin on the configured allow-list (a dashboard served from
+    another domain). Cookie-authenticated sockets need this: browsers send cookies with
+    cross-site WebSocket handshakes."""
     origin = request.headers.get("Origin", "")
-    return bool(origin) and urlsplit(origin).netloc == request.host
+    if not origin:
+        return False
+    if urlsplit(origin).netloc == request.host:
+        return True
+    return origin.rstrip("/") in current_app.config["WS_ALLOWED_ORIGINS"]
 
 
 def _principal():
@@ -81,7 +88,7 @@ def _hello(conn, raw) -> None:
 @bp.before_request
 def refuse_strangers():
     """Before the handshake: a refused socket gets a plain 403, never an upgrade."""
-    if not same_origin():
+    if not origin_allowed():
         abort(403, description="Cross-origin live channel refused")
     g.pages_who = _principal()
     if g.pages_who is None:
