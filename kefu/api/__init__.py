@@ -47,7 +47,11 @@ def get_conversation():
 def message_list():
     who = principal()
     conversation_id = int_arg("conversation_id")
-    rows = messages.page(who, conversation_id, int_arg("page", 1), int_arg("page_size", 10))
+    page_size = int_arg("page_size", 10)
+    if request.args.get("after_id") is not None:  # resync: everything after the last seen
+        rows = messages.after_message(who, conversation_id, int_arg("after_id"), page_size)
+    else:
+        rows = messages.page(who, conversation_id, int_arg("page", 1), page_size)
     return envelope([message_json(m) for m in rows])
 
 

@@ -76,7 +76,10 @@ def _body(data: Fields, kind: str):
 
 
 def _page(data: Fields):
-    return data.id("before", required=False), data.integer("limit")
+    """(before, limit, after_id): page backwards with ``before``, or resync with
+    ``after_id`` (the last message id the client has)."""
+    return (data.id("before", required=False), data.integer("limit"),
+            data.id("after_id", required=False))
 
 
 # -- user frames ----------------------------------------------------------------

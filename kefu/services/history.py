@@ -51,17 +51,22 @@ def check_page(before, limit) -> tuple[int | None, int]:
     return before, limit
 
 
-def user_messages(user_id: int, before: int | None = None, limit: int | None = None):
+def user_messages(user_id: int, before: int | None = None, limit: int | None = None,
+                  after_id: int | None = None):
     """The user's messages in all its conversations, oldest → newest: the latest ``limit``
-    with an id below ``before`` (so a client pages backwards with its oldest id)."""
+    with an id below ``before`` (so a client pages backwards with its oldest id), or with
+    ``after_id`` the first ``limit`` after that message (resync after a reconnect)."""
     before, limit = check_page(before, limit)
     with db.read():
         query = Message.select(Message, Conversation).join(Conversation)
         query = query.where(Conversation.user == user_id)
-        if before is not None:
-            query = query.where(Message.id < before)
-        rows = list(query.order_by(Message.id.desc()).limit(limit))
-        rows.reverse()
+        if after_id is not None:
+            rows = list(_after(query, user_id, after_id).limit(limit))
+        else:
+            if before is not None:
+                query = query.where(Message.id < before)
+            rows = list(query.order_by(Message.id.desc()).limit(limit))
+            rows.reverse()
         customer = person(User.get_or_none(User.id == user_id))
         kefu_ids = {m.sender_id for m in rows if m.sender_type == SENDER_AGENT}
         kefu_ids |= {m.conversation.agent_id for m in rows if m.conversation.agent_id}
@@ -75,6 +80,25 @@ def user_messages(user_id: int, before: int | None = None, limit: int | None = N
                     Entry(message_view(m), customer, agents.get(m.conversation.agent_id))
                 )
         return entries
+
+
+def _after(query, user_id: int, after_id: int):
+    """Messages after ``after_id`` by (conversation, sequence), never by raw id: ids are
+    handed out before commit on PostgreSQL and MySQL, the per-conversation sequence is
+    assigned under the conversation's row lock. A user has one open conversation at a
+    time, so a later conversation's messages all come after."""
+    seen = (
+        Message.select(Message.conversation, Message.seq)
+        .join(Conversation)
+        .where(Message.id == after_id, Conversation.user == user_id)
+        .first()
+    )
+    if seen is None:
+        raise Invalid("after_id is not one of this user's messages")
+    later = (Message.conversation == seen.conversation_id) & (Message.seq > seen.seq)
+    return query.where(later | (Message.conversation > seen.conversation_id)).order_by(
+        Message.conversation, Message.seq
+    )
 
 
 def _agent_people(kefu_ids) -> dict[int, Person]:

@@ -281,6 +281,25 @@ def page(who: Principal, conversation_id: int, page_number: int = 1, page_size: 
         return [message_view(m) for m in reversed(list(newest_first))]
 
 
+def after_message(who: Principal, conversation_id: int, after_id: int, limit: int = 100):
+    """The resync cursor: every message after ``after_id`` (0: from the start), oldest
+    first. Ids are handed out before commit on PostgreSQL and MySQL, so "id > N" could
+    skip a row committed late; the cursor is turned into the conversation's sequence
+    number instead, which is assigned under the conversation's row lock and therefore
+    grows in commit order."""
+    if after_id < 0:
+        raise Invalid("after_id must be 0 or more")
+    with db.read():
+        visible(conversation_id, who)
+        after_seq = 0
+        if after_id:
+            seen = Message.in_conversation(conversation_id).where(Message.id == after_id).first()
+            if seen is None:
+                raise Invalid("after_id is not a message of this conversation")
+            after_seq = seen.seq
+        return after(who, conversation_id, after_seq, limit)
+
+
 def after(who: Principal, conversation_id: int, after_seq: int, limit: int = 100):
     """Everything after the last sequence number a client saw, oldest first (resync)."""
     with db.read():
