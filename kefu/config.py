@@ -76,7 +76,6 @@ def from_environment() -> dict:
         # Password guessing on the agent sign-in form: attempts per minute.
         "SIGN_IN_ATTEMPTS_PER_USERNAME": _float("KEFU_SIGN_IN_ATTEMPTS_PER_USERNAME", 5.0),
         "SIGN_IN_ATTEMPTS_PER_IP": _float("KEFU_SIGN_IN_ATTEMPTS_PER_IP", 30.0),
-        "TIMEZONE_LABEL": "UTC",
         # Pages (issue 4): uploads on local disk, and the session cookie's flags.
         "UPLOAD_DIR": os.path.abspath(os.environ.get("KEFU_UPLOAD_DIR", "uploads")),
         "UPLOAD_MAX_BYTES": _int("KEFU_UPLOAD_MAX_BYTES", 10 * 1024 * 1024),
