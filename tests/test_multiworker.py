@@ -133,6 +133,30 @@ def test_dskefu_agent_and_user_on_different_workers(pair):
     user_ws.close()
 
 
+def test_pushes_of_one_conversation_arrive_in_order_from_two_workers(pair):
+    """The agent writes into one conversation from sockets on both workers at once; the
+    user hears every message once, in the stored order (seq), whichever worker sent it."""
+    a, b = pair
+    agent = a.create_agent(unique("mw-order"))
+    user = a.create_user(unique("mw-order-user"))
+    on_a, on_b = ds_login(a, agent["token"]), ds_login(b, agent["token"])
+    user_ws = ds_login(a, user["token"])
+    cid = a.get("/api/kefu/message/getConversation", user["token"]).json()["data"]["id"]
+    push(user_ws, "kefu_conversation_assigned", conversation_id=cid)
+    for i in range(20):
+        for name, ws in (("a", on_a), ("b", on_b)):
+            ws.send({"action": "kefu_message_send", "op_id": f"{name}{i}", "data": {
+                "conversation_id": cid, "content": f"{name}{i}", "sender_type": 2}})
+    heard = [push(user_ws, "kefu_message", conversation_id=cid)["content"] for _ in range(40)]
+    stored = a.sql("SELECT content FROM message WHERE conversation_id = ? ORDER BY seq", cid)
+    assert heard == [content for (content,) in stored]
+    assert user_ws.silent(0.3)
+    assert ask(user_ws, {"action": "kefu_message_end", "op_id": "end",
+                         "data": {"conversation_id": cid}})["success"]
+    for ws in (on_a, on_b, user_ws):
+        ws.close()
+
+
 def test_dskefu_visitor_across_workers(pair):
     a, b = pair
     agent = a.create_agent(unique("mw-vagent"))

@@ -29,10 +29,11 @@ def test_every_event_survives_the_wire():
         ev.ConversationAssigned(CONV),
         ev.ConversationEnded(CONV, 2, 9),
         ev.ConversationRequeued(CONV, PERSON),
-        ev.QueueChanged((CONV, CONV)),
+        ev.QueueChanged(((3, 7), (4, 8))),
         ev.MessagesRead(CONV, 1, (4, 5)),
         ev.AgentChanged(2, PERSON, True, 5, 1),
         ev.WaiterSignedIn(7, "host:1:ab", "1:2", NOW),
+        ev.SignedOut(7, "Signed out"),
     ]
     payload = wire.dumps(sample, "123:4")
     assert wire.loads(payload) == (sample, "123:4")
@@ -77,11 +78,25 @@ def test_the_hold_is_bounded():
     assert seqs(order.offer(batch(2), 1.2)) == [2]  # late, but still delivered once
 
 
+def test_a_swapped_first_pair_is_put_right():
+    order = SeqOrder(hold_seconds=1.0)
+    assert order.offer(batch(2), 0.0) == []  # seq 1 of a new conversation may be behind
+    assert seqs(order.offer(batch(1), 0.01)) == [1, 2]
+
+
+def test_a_conversation_from_before_this_worker_waits_only_briefly():
+    order = SeqOrder(hold_seconds=1.0)
+    assert order.offer(batch(57), 0.0) == []
+    assert order.due(0.05) == []
+    assert seqs(order.due(0.1)) == [57]
+    assert seqs(order.offer(batch(58), 0.2)) == [58]
+
+
 def test_conversations_do_not_wait_for_each_other():
     order = SeqOrder(hold_seconds=1.0)
     order.offer(batch(1, conv=3), 0.0)
     assert order.offer(batch(3, conv=3), 0.0) == []
-    assert seqs(order.offer(batch(1, conv=4), 0.0)) == [1]  # a first sight passes
+    assert seqs(order.offer(batch(1, conv=4), 0.0)) == [1]
     other = ([ev.ConversationEnded(CONV, 2, 9)], None)
     assert order.offer(other, 0.0) == [other]
 

@@ -176,3 +176,15 @@ class WaiterSignedIn:
 
     def audience(self):
         return [user_key(self.user_id)]
+
+
+@dataclass(frozen=True)
+class SignedOut:
+    """A person signed out: every socket of theirs, on whatever worker, is closed.
+    A control event handled by ``Live``; codecs ignore it."""
+
+    user_id: int
+    reason: str
+
+    def audience(self):
+        return [user_key(self.user_id)]

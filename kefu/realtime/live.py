@@ -19,7 +19,7 @@ import gevent
 from kefu import clock
 from kefu.errors import TooManyRequests
 from kefu.realtime.broker import MemoryBroker
-from kefu.realtime.events import AGENTS, user_key, visitor_key
+from kefu.realtime.events import AGENTS, SignedOut, user_key, visitor_key
 from kefu.realtime.hub import Hub
 from kefu.realtime.limits import KeyedBuckets, TokenBucket
 from kefu.services import accounts, presence, routing
@@ -48,7 +48,7 @@ class Live:
         self.worker_id = worker_id or str(os.getpid())
         self.registry = registry  # None: one worker, the hub answers everything
         self._registered: dict[object, list[str]] = {}  # conn → keys counted in registry
-        self._controls: dict[type, object] = {}
+        self._controls: dict[type, object] = {SignedOut: self._close_signed_out}
         self.hub.broker.subscribe(self._control)
         self.agent_grace_seconds = agent_grace_seconds
         self.limits = {**DEFAULT_LIMITS, **(limits or {})}
@@ -190,9 +190,12 @@ class Live:
             )
 
     def disconnect_user(self, user_id: int, reason: str = "Signed out") -> None:
-        """Close every socket of a person in this process (sign-out)."""
-        for conn in self.hub.connections(user_key(user_id)):
-            conn.close(1008, reason)
+        """Close every socket of a person, on every worker (sign-out)."""
+        self.publish([SignedOut(user_id, reason)])
+
+    def _close_signed_out(self, _live, event: SignedOut) -> None:
+        for conn in self.hub.connections(user_key(event.user_id)):
+            conn.close(1008, event.reason)
 
     def _revalidate_forever(self) -> None:
         """Close sockets of people disabled or whose credentials changed after they signed

@@ -1,12 +1,13 @@
 """Fan-out between workers and hosts through PostgreSQL LISTEN/NOTIFY (KEFU_BROKER=postgres).
 
-``publish`` stores the serialised events in ``broker_event`` and sends
-``NOTIFY kefu_events, '<row id>'`` in the same transaction, so a notification never
-names a row that is not there and the payload stays a few bytes whatever the message
-size (NOTIFY's limit is 8000). Every worker, the publisher included, runs one listener
-greenlet on its own connection that fetches the rows named by the notifications and
-hands them to its hub. Nothing is delivered locally on publish, so each worker sees
-each event exactly once, through one path.
+``publish`` queues the serialised events; a publisher greenlet per worker stores each
+burst in ``broker_event`` and sends ``NOTIFY kefu_events, '<id>,<id>…'`` in the same
+transaction, so a notification never names a row that is not there and the payload
+stays small whatever the messages (ids only; NOTIFY's limit is 8000 bytes). Every
+worker, the publisher included, runs one listener greenlet on its own connection that
+fetches the rows named by the notifications and hands them to its hub. Nothing is
+delivered locally on publish, so each worker sees each event exactly once, through one
+path.
 
 Order. PostgreSQL delivers notifications in the commit order of the publishing
 transactions, which start after the service transaction committed. Two messages of one
@@ -14,13 +15,16 @@ conversation sent at the same moment on two workers can therefore be published i
 other order than their sequence numbers. ``SeqOrder`` holds back a ``MessageCreated``
 whose predecessor (seq - 1) has not been delivered yet, for at most ``hold_seconds``;
 the predecessor's arrival releases it at once, the deadline releases it anyway (the
-client's history, read from the database, is always in order).
+client's history, read from the database, is always in order). The first message a
+worker sees of a conversation waits at most 0.1 s unless it is seq 1: its predecessor
+was most likely delivered before this worker started. Only message pushes are held;
+other events (ends, reads, assignments) go as they come.
 """
 
 import contextlib
 import logging
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 
 import gevent
 import psycopg2
@@ -35,6 +39,7 @@ log = logging.getLogger(__name__)
 CHANNEL = "kefu_events"
 KEEP_SECONDS = 300.0  # stored events older than this are pruned (a late fetch is minutes off)
 PRUNE_EVERY = 60.0
+MAX_IDS_PER_NOTIFY = 200  # 200 ids of ≤ 19 digits and commas stay under NOTIFY's 8000 bytes
 
 
 class SeqOrder:
@@ -42,6 +47,9 @@ class SeqOrder:
 
     def __init__(self, hold_seconds: float = 1.0, max_conversations: int = 100_000):
         self.hold_seconds = hold_seconds
+        # The first message seen of a conversation that began earlier: its predecessor
+        # is usually long delivered (before this worker started), so wait only a little.
+        self.first_sight_seconds = min(0.1, hold_seconds)
         self.max_conversations = max_conversations
         self._last: OrderedDict[int, int] = OrderedDict()  # conversation → last seq out
         self._held: dict[int, dict[int, tuple]] = {}  # conversation → seq → (deadline, batch)
@@ -53,9 +61,12 @@ class SeqOrder:
             return [batch]
         conv, seq = key
         last = self._last.get(conv)
-        if last is None or seq <= last + 1:
+        if seq == 1 or (last is not None and seq <= last + 1):
             return [batch, *self._release(conv, seq)]
-        self._held.setdefault(conv, {})[seq] = (now + self.hold_seconds, batch)
+        # A gap, or a conversation not seen yet whose predecessor may be just behind
+        # (or was delivered before this worker started): wait, briefly in that case.
+        wait = self.hold_seconds if last is not None else self.first_sight_seconds
+        self._held.setdefault(conv, {})[seq] = (now + wait, batch)
         return []
 
     def due(self, now: float) -> list:
@@ -101,6 +112,20 @@ def _message_key(events):
     return None
 
 
+@contextlib.contextmanager
+def transient_write():
+    """A write transaction whose commit does not wait for the disk (``synchronous_commit
+    off``): published events, presence counts and rate windows are worthless after a
+    database crash anyway (every worker reconnects and every client resyncs), while the
+    messages they announce were committed durably by their own service transaction.
+    Only set when this block opens the transaction, never on a caller's."""
+    outer = db.database.in_transaction() if not db.database.is_closed() else False
+    with db.write():
+        if not outer:
+            db.database.execute_sql("SET LOCAL synchronous_commit TO OFF")
+        yield
+
+
 class PgBroker:
     """The two-method broker interface over LISTEN/NOTIFY; see the module docstring."""
 
@@ -110,6 +135,8 @@ class PgBroker:
         self.order = SeqOrder(hold_seconds)
         self._subscribers = []
         self._listener = None
+        self._outbox: deque[str] = deque()  # serialised batches waiting to be published
+        self._publisher = None
         self._last_id = None  # highest id delivered: catch-up after a lost connection
         self._pruned_at = 0.0
 
@@ -119,15 +146,34 @@ class PgBroker:
             self._listener = gevent.spawn(self._listen_forever)
 
     def publish(self, events, origin: str | None) -> None:
-        payload = wire.dumps(events, origin)
-        with db.write():
+        """Queue the batch for this worker's publisher greenlet; never waits for the
+        database, so a handler's reply is not held up by the fan-out."""
+        self._outbox.append(wire.dumps(events, origin))
+        if self._publisher is None or self._publisher.dead:
+            self._publisher = gevent.spawn(self._publish_pending)
+
+    def _publish_pending(self) -> None:
+        """One transaction per burst: many rows, one NOTIFY naming them all (in order).
+        Under load this turns a transaction per event into one per burst."""
+        while self._outbox:
+            payloads = [self._outbox.popleft()
+                        for _ in range(min(len(self._outbox), MAX_IDS_PER_NOTIFY))]
+            try:
+                self._store_and_notify(payloads)
+            except Exception:  # the clients concerned resync when they reconnect
+                log.exception("publishing %d event batches failed", len(payloads))
+
+    @staticmethod
+    def _store_and_notify(payloads: list[str]) -> None:
+        rows = ", ".join(["(%s, extract(epoch from now()))"] * len(payloads))
+        with transient_write():
             cursor = db.database.execute_sql(
-                "INSERT INTO broker_event (payload, created_at) "
-                "VALUES (%s, extract(epoch from now())) RETURNING id",
-                (payload,),
+                f"INSERT INTO broker_event (payload, created_at) VALUES {rows} RETURNING id",
+                payloads,
             )
-            event_id = cursor.fetchone()[0]
-            db.database.execute_sql("SELECT pg_notify(%s, %s)", (CHANNEL, str(event_id)))
+            ids = sorted(row[0] for row in cursor.fetchall())  # serial: insertion order
+            db.database.execute_sql("SELECT pg_notify(%s, %s)",
+                                    (CHANNEL, ",".join(map(str, ids))))
 
     def stop(self) -> None:
         if self._listener is not None:
@@ -162,7 +208,7 @@ class PgBroker:
                 with contextlib.suppress(TimeoutError):  # a quiet tick
                     wait_read(conn.fileno(), timeout=timeout)
                 conn.poll()
-                ids = [int(n.payload) for n in conn.notifies]
+                ids = [int(i) for n in conn.notifies for i in n.payload.split(",")]
                 conn.notifies.clear()
                 if ids:
                     self._fetch_and_deliver(cur, ids)

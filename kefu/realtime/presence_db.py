@@ -25,6 +25,7 @@ from collections import Counter
 import gevent
 
 from kefu import db
+from kefu.realtime.pg_broker import transient_write
 from kefu.services import routing
 
 log = logging.getLogger(__name__)
@@ -59,7 +60,7 @@ class DbRegistry:
     def connected(self, key: str) -> None:
         self._ensure_registered()
         self._mine[key] += 1
-        with db.write():
+        with transient_write():
             _sql("INSERT INTO live_key (worker_id, key, connections) VALUES (%s, %s, 1) "
                  "ON CONFLICT (worker_id, key) "
                  "DO UPDATE SET connections = live_key.connections + 1",
@@ -69,7 +70,7 @@ class DbRegistry:
         self._mine[key] -= 1
         if self._mine[key] <= 0:
             del self._mine[key]
-        with db.write():
+        with transient_write():
             _sql("UPDATE live_key SET connections = connections - 1 "
                  "WHERE worker_id = %s AND key = %s", (self.worker_id, key))
             _sql("DELETE FROM live_key WHERE worker_id = %s AND key = %s AND connections <= 0",
@@ -90,7 +91,7 @@ class DbRegistry:
 
     def admit(self, key: str, per_minute: float) -> bool:
         """One more hit in this minute's window for ``key``; False past the limit."""
-        with db.write():
+        with transient_write():
             hits = _sql("INSERT INTO rate_window (key, minute, hits) VALUES (%s, %s, 1) "
                         "ON CONFLICT (key, minute) DO UPDATE SET hits = rate_window.hits + 1 "
                         "RETURNING hits", (key, int(time.time() // 60))).fetchone()[0]
@@ -104,7 +105,7 @@ class DbRegistry:
     def heartbeat(self) -> None:
         """Refresh this worker's expiry; if another worker already swept it away (this
         one stalled past the TTL), write its live sockets back."""
-        with db.write():
+        with transient_write():
             refreshed = _sql(f"UPDATE worker_presence SET expires_at = {NOW} + %s "
                              "WHERE worker_id = %s", (self.ttl, self.worker_id)).rowcount
             if not refreshed:
@@ -127,7 +128,7 @@ class DbRegistry:
 
     def sweep(self) -> None:
         """Forget long-dead workers and old rate windows; re-queue agents away too long."""
-        with db.write():
+        with transient_write():
             _sql("DELETE FROM live_key WHERE worker_id IN (SELECT worker_id FROM "
                  f"worker_presence WHERE expires_at < {NOW} - 60)")
             _sql(f"DELETE FROM worker_presence WHERE expires_at < {NOW} - 60")
@@ -137,7 +138,7 @@ class DbRegistry:
 
     def _agents_away_too_long(self) -> list[int]:
         online = self.online_agent_ids()
-        with db.write():
+        with transient_write():
             holding = {row[0] for row in _sql(
                 "SELECT DISTINCT kefu_id FROM conversation "
                 "WHERE status = 1 AND kefu_id IS NOT NULL AND user_id IS NOT NULL").fetchall()}
@@ -155,6 +156,6 @@ class DbRegistry:
         """A graceful exit: this worker's presence goes at once, not after the TTL."""
         if self._beater is not None:
             self._beater.kill(block=False)
-        with db.write():
+        with transient_write():
             _sql("DELETE FROM live_key WHERE worker_id = %s", (self.worker_id,))
             _sql("DELETE FROM worker_presence WHERE worker_id = %s", (self.worker_id,))
