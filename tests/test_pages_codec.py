@@ -74,9 +74,7 @@ def test_strangers_get_nothing():
 
 
 def test_queue_counts_for_agents_and_places_for_customers():
-    waiting = ConversationRef(6, 1, CUSTOMER, None, None, None)
-    event = QueueChanged((ConversationRef(8, 1, Person(1, "x", "x", "x", ""), None, None, None),
-                          waiting))
+    event = QueueChanged(((8, 1), (6, CUSTOMER.user_id)))
     assert ">2 waiting<" in render(event, agent_conn())
     assert "number 2 in the queue" in render(event, customer_conn())
 

@@ -7,11 +7,12 @@ A connection's ``state`` holds its role ("agent" or "user") and its CSRF token, 
 forms inside pushed partials work; nothing is read from the publisher's request.
 """
 
-from kefu.models import SENDER_AGENT, SENDER_USER
+from kefu.models import OPEN, SENDER_AGENT, SENDER_USER
 from kefu.realtime.events import (
     AgentChanged,
     ConversationAssigned,
     ConversationEnded,
+    ConversationRef,
     ConversationRequeued,
     MessageCreated,
     MessagesRead,
@@ -158,12 +159,13 @@ def _user_ended(event: ConversationEnded, conn) -> str:
 
 
 def _user_queue(event: QueueChanged, conn) -> str:
-    out = []
-    for conv in event.waiting:
-        if _is_mine(conn, conv):
-            position = event.position_of(conv.id)
-            out.append(partial("parts/chat_header.html", c=conv, position=position, oob=True))
-    return "".join(out)
+    who = conn.principal
+    conversation_id = event.waiting_conversation_of(who.user_id) if who else None
+    if conversation_id is None:
+        return ""
+    waiting = ConversationRef(conversation_id, OPEN, who.person, None, None, None)
+    position = event.position_of(conversation_id)
+    return partial("parts/chat_header.html", c=waiting, position=position, oob=True)
 
 
 USER = {

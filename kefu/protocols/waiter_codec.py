@@ -168,15 +168,15 @@ def _user_requeued(event: ConversationRequeued, conn, origin):
 
 
 def _user_queue(event: QueueChanged, conn, origin):
-    for place, conv in enumerate(event.waiting, start=1):
-        if _mine_as_customer(conn, conv):
-            if conn.state.get("location") != place:
-                conn.state["location"] = place
-                payload = {"location": place}
-                yield frame(
-                    "connect_queue", payload, conn.state.get("connect_op"), None, conv.customer
-                )
-            return
+    who = conn.principal
+    if who is None or who.is_agent:
+        return
+    conversation_id = event.waiting_conversation_of(who.user_id)
+    place = event.position_of(conversation_id) if conversation_id else None
+    if place is not None and conn.state.get("location") != place:
+        conn.state["location"] = place
+        payload = {"location": place}
+        yield frame("connect_queue", payload, conn.state.get("connect_op"), None, who.person)
 
 
 # -- the waiter's socket --------------------------------------------------------

@@ -76,10 +76,13 @@ def _body(data: Fields, kind: str):
 
 
 def _page(data: Fields):
+    return data.id("before", required=False), data.integer("limit")
+
+
+def _history_page(data: Fields):
     """(before, limit, after_id): page backwards with ``before``, or resync with
     ``after_id`` (the last message id the client has)."""
-    return (data.id("before", required=False), data.integer("limit"),
-            data.id("after_id", required=False))
+    return (*_page(data), data.id("after_id", required=False))
 
 
 # -- user frames ----------------------------------------------------------------
@@ -144,7 +147,7 @@ def user_send(kind: str):
 
 def user_history(conn, req, live):
     who = _signed_in(conn)
-    entries = history.user_messages(who.user_id, *_page(req.data))
+    entries = history.user_messages(who.user_id, *_history_page(req.data))
     items = [codec.history_item(e) for e in entries]
     conn.send(frame("message_history", items, req.op_id, None, who.person))
     return []
@@ -261,7 +264,7 @@ def waiter_history(conn, req, live):
     # One answer for "no such user" and "not yours": a waiter learns nothing it may not.
     if user_id is None or not history.has_served(who.kefu_id, user_id):
         raise Forbidden("You have not served this user")
-    entries = history.user_messages(user_id, *_page(req.data))
+    entries = history.user_messages(user_id, *_history_page(req.data))
     items = [codec.history_item(e) for e in entries]
     conn.send(frame("message_history", items, req.op_id, None, who.person))
     return []

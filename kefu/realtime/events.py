@@ -7,6 +7,7 @@ model objects, so rendering never touches the database and a broker can carry th
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cached_property
 
 
 def user_key(user_id: int) -> str:
@@ -126,18 +127,29 @@ class ConversationRequeued:
 
 @dataclass(frozen=True)
 class QueueChanged:
-    """The waiting queue after a change, in order (index 0 is served next)."""
+    """The waiting queue after a change, in order (index 0 is served next), as
+    (conversation id, user id) pairs: only signed-in users queue (visitors name their
+    agent). Kept this small because every waiting person receives it on every change."""
 
-    waiting: tuple[ConversationRef, ...] = field(default_factory=tuple)
+    waiting: tuple[tuple[int, int], ...] = field(default_factory=tuple)
 
     def audience(self):
-        return [*(c.customer_key for c in self.waiting), AGENTS]
+        return [*(user_key(user_id) for _, user_id in self.waiting), AGENTS]
+
+    @cached_property
+    def _places(self) -> dict[int, int]:
+        return {conversation_id: n for n, (conversation_id, _) in enumerate(self.waiting, 1)}
+
+    @cached_property
+    def _by_user(self) -> dict[int, int]:
+        return {user_id: conversation_id for conversation_id, user_id in self.waiting}
 
     def position_of(self, conversation_id: int) -> int | None:
-        for index, conv in enumerate(self.waiting):
-            if conv.id == conversation_id:
-                return index + 1
-        return None
+        """1-based place in the queue, or None if it is not waiting."""
+        return self._places.get(conversation_id)
+
+    def waiting_conversation_of(self, user_id: int) -> int | None:
+        return self._by_user.get(user_id)
 
 
 @dataclass(frozen=True)
