@@ -10,7 +10,8 @@ from kefu.errors import Conflict, Invalid
 from kefu.models import FILE, IMAGE, SENDER_USER, TEXT, Conversation, Message
 from kefu.realtime.events import MessageCreated, MessageView
 from kefu.services.conversations import visible
-from kefu.services.snapshots import cached_select, conversation_ref, load, message_view
+from kefu.services.snapshots import conversation_ref, load, message_view
+from kefu.sqlcache import cached_select, cached_write
 
 LIMITS = {"content_chars": 5000, "page_size_max": 100}
 SAFE_URL_PREFIXES = ("https://", "http://", "/")
@@ -158,30 +159,6 @@ _INSERT_PROBES = (
     _PROBE_TIME,
 )
 _BUMP_PROBES = (_PROBE_TIME, -770011)
-_PREPARED: dict = {}
-
-
-def prepared(name: str, build, args: tuple, probes: tuple):
-    """Execute the write ``build(*args)`` with its SQL generated only once (SQLite).
-
-    peewee spends more CPU generating an INSERT or UPDATE than SQLite spends running
-    it. The first call builds the query from ``probes`` and maps each parameter to the
-    argument it came from (or keeps it as a constant); later calls reuse the text.
-    Arguments must be values the fields store unchanged (ints, text, datetimes)."""
-    entry = _PREPARED.get(name)
-    if entry is None:
-        sql, params = build(*probes).sql()
-        slots = []
-        for value in params:
-            hits = [i for i, p in enumerate(probes) if type(value) is type(p) and value == p]
-            slots.append(hits[0] if len(hits) == 1 else (value,))
-        if any(i not in slots for i in range(len(probes))):
-            return db.database.execute(build(*args))  # not mappable: build it every time
-        entry = _PREPARED[name] = (sql, slots)
-    sql, slots = entry
-    return db.database.execute_sql(sql, [args[s] if type(s) is int else s[0] for s in slots])
-
-
 def _locked_query(conversation_id: int):
     return db.locked(Conversation.select().where(Conversation.id == conversation_id))
 
@@ -226,7 +203,7 @@ def append_locked(
     try:
         with db.database.atomic():  # a savepoint: a duplicate op_id must not poison the txn
             if fast:
-                message_id = prepared(
+                message_id = cached_write(
                     "insert_message", _insert_query, row, _INSERT_PROBES
                 ).lastrowid
             else:
@@ -235,7 +212,7 @@ def append_locked(
         raise DuplicateOp(op_id) from None
     to_agent = sender_type == SENDER_USER
     if fast:
-        prepared(f"bump:{to_agent}", _bump_query(to_agent), (now, conv.id), _BUMP_PROBES)
+        cached_write(f"bump:{to_agent}", _bump_query(to_agent), (now, conv.id), _BUMP_PROBES)
     else:
         _bump_query(to_agent)(now, conv.id).execute()
     view = MessageView(

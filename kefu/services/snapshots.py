@@ -2,10 +2,10 @@
 
 from peewee import JOIN
 
-from kefu import db
 from kefu.errors import NotFound
 from kefu.models import Agent, Conversation, Message, User, Visitor
 from kefu.realtime.events import ConversationRef, MessageView, Person
+from kefu.sqlcache import cached_select
 
 AgentUser = User.alias()
 
@@ -35,43 +35,6 @@ def load(conversation_id: int) -> Conversation:
 
 def _load_query(conversation_id):
     return with_people().where(Conversation.id == conversation_id).limit(1)
-
-
-_SQL: dict = {}
-
-
-def cached_select(name: str, build, *args) -> list:
-    """The rows of ``build(*args)``, a SELECT whose SQL text is generated once.
-
-    Generating the SQL of ``with_people``'s four-way join costs peewee about a
-    millisecond of CPU, several times what SQLite needs to run it, and it is the same
-    text every time for one kind of database. So it is built once per dialect and run
-    again with new parameters. Rows are decoded by the first run's cursor wrapper,
-    whose column-to-model mapping (another large share of the cost) depends only on
-    the SQL. ``build``'s parameters must be ``args`` followed by constants; that is
-    checked the first time, and a query that does not fit is simply built every time.
-    """
-    database = db.database.obj
-    key = (name, type(database))
-    entry = _SQL.get(key)
-    if entry is None:
-        query = build(*args)
-        sql, params = query.sql()
-        if list(params[: len(args)]) != list(args):
-            return list(query)
-        entry = _SQL[key] = [query, sql, tuple(params[len(args) :]), None]
-    query, sql, constants, decoder = entry
-    cursor = database.execute_sql(sql, (*args, *constants))
-    if decoder is None:
-        wrapper = query._get_cursor_wrapper(cursor)
-        rows = list(wrapper)
-        if wrapper.initialized:  # only a cursor that returned a row has the mapping
-            entry[3] = wrapper
-        return rows
-    try:
-        return [decoder.process_row(row) for row in cursor.fetchall()]
-    finally:
-        cursor.close()
 
 
 def person(user: User | None) -> Person | None:
