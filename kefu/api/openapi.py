@@ -160,6 +160,13 @@ PATHS = {
                     {"type": "integer", "minimum": 1, "maximum": 100, "default": 10},
                     "Messages per page (at most KEFU_PAGE_SIZE_MAX, 100 by default)",
                 ),
+                _query(
+                    "after_id",
+                    {"type": "integer", "minimum": 0, "maximum": 2**63 - 1},
+                    "Resync cursor: the messages after this one (0: from the first), oldest "
+                    "first, at most `page_size`; `page` is ignored. 422 if it is not a "
+                    "message of this conversation.",
+                ),
             ],
             "responses": {
                 "200": _ok({"type": "array", "items": _ref("Message")}, "Messages"),
