@@ -77,12 +77,16 @@ def end_locked(conv: Conversation, operator_type: int, operator_id: int) -> list
     )
     if not changed:
         return []  # already ended: nothing to announce, no counter to touch
-    events = [ConversationEnded(conversation_ref(load(conv.id)), operator_type, operator_id)]
-    if conv.agent_id is None:
+    # Read the agent again now that the UPDATE holds the row: ``conv`` may have been read
+    # while it was queued, and another transaction may have assigned it since (the
+    # counter would drift by one; seen with two assigners on PostgreSQL).
+    ended = load(conv.id)
+    events = [ConversationEnded(conversation_ref(ended), operator_type, operator_id)]
+    if ended.agent_id is None:
         events.append(routing.queue_snapshot_locked())  # it left the queue
         return events
     Agent.update(current_concurrent=Agent.current_concurrent - 1).where(
-        Agent.id == conv.agent_id
+        Agent.id == ended.agent_id
     ).execute()
     assigned = routing.assign_waiting_locked()
     if assigned:
