@@ -67,6 +67,8 @@ def from_environment() -> dict:
         "WS_LOGIN_TIMEOUT_SECONDS": _float("KEFU_WS_LOGIN_TIMEOUT_SECONDS", 30.0),
         # How often open sockets are checked against disabled accounts / changed passwords.
         "REVALIDATE_SECONDS": _float("KEFU_REVALIDATE_SECONDS", 10.0),
+        # Queue positions go out at most this often (the latest place, read fresh).
+        "QUEUE_UPDATE_SECONDS": _float("KEFU_QUEUE_UPDATE_SECONDS", 0.05),
         # Origins besides this host allowed to open the pages' cookie-authenticated socket.
         "WS_ALLOWED_ORIGINS": frozenset(
             o.strip().rstrip("/")

@@ -19,7 +19,7 @@ import gevent
 from kefu import clock
 from kefu.errors import TooManyRequests
 from kefu.realtime.broker import MemoryBroker
-from kefu.realtime.events import AGENTS, SignedOut, user_key, visitor_key
+from kefu.realtime.events import AGENTS, QueueChanged, SignedOut, user_key, visitor_key
 from kefu.realtime.hub import Hub
 from kefu.realtime.limits import KeyedBuckets, TokenBucket
 from kefu.services import accounts, presence, routing
@@ -38,6 +38,7 @@ DEFAULT_LIMITS = {
     "MAX_CONNECTIONS_PER_IDENTITY": 20,
     "WS_LOGIN_TIMEOUT_SECONDS": 30.0,
     "REVALIDATE_SECONDS": 10.0,
+    "QUEUE_UPDATE_SECONDS": 0.05,
 }
 
 
@@ -56,6 +57,8 @@ class Live:
         self.visitor_messages = KeyedBuckets(per_minute / 60.0, max(1.0, per_minute / 3))
         self._away: dict[int, gevent.Greenlet] = {}
         self._revalidator = None
+        self.queue_delay = self.limits["QUEUE_UPDATE_SECONDS"]
+        self._queue_flush = None
         if registry is None:
             presence.use(self.hub.online_agent_ids)
         else:
@@ -100,7 +103,25 @@ class Live:
             self._registered.pop(conn, None)
 
     def publish(self, events, origin: str | None = None) -> None:
+        if any(isinstance(e, QueueChanged) for e in events):
+            events = [e for e in events if not isinstance(e, QueueChanged)]
+            self._queue_changed()
         self.hub.publish(events, origin)
+
+    def _queue_changed(self) -> None:
+        """Queue positions are coalesced: at most one snapshot per ``queue_delay``, read
+        fresh from the database when it goes out. A burst (a thousand arrivals, a fast
+        drain) then sends each waiting person its latest place, not every step between:
+        re-sending all places on every change is O(n^2) frames for n waiting."""
+        if self._queue_flush is None:
+            self._queue_flush = gevent.spawn_later(self.queue_delay, self._flush_queue)
+
+    def _flush_queue(self) -> None:
+        self._queue_flush = None
+        try:
+            self.hub.publish([routing.queue_snapshot()], None)
+        except Exception:
+            log.exception("publishing the queue failed")
 
     def open(self, conn) -> None:
         """A socket opened: count it, limit its frame rate, and give it a deadline to

@@ -90,6 +90,11 @@ def queue_snapshot_locked() -> QueueChanged:
     return QueueChanged(tuple((cid, uid) for cid, uid in waiting))
 
 
+def queue_snapshot() -> QueueChanged:
+    with db.read():
+        return queue_snapshot_locked()
+
+
 def dispatch() -> list:
     """Fill free capacity from the queue: an agent came online or ready, a limit rose."""
     with db.write():
