@@ -1,6 +1,8 @@
 """REST: the ds/kefu HTTP API. Envelope ``{"code": 200, "data": …}``; errors
 ``{"code": N, "message": …}`` with the same HTTP status."""
 
+import json
+
 from flask import Blueprint, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException
 
@@ -19,16 +21,23 @@ def principal():
     return auth.authenticate(header)
 
 
-def int_arg(name: str, default: int | None = None) -> int:
+ID_MAX = 2**63 - 1  # a BIGINT: larger values would overflow the database driver
+PAGE_MAX = 1_000_000  # keeps page * page_size far from any OFFSET overflow
+
+
+def int_arg(name: str, default: int | None = None, high: int = ID_MAX) -> int:
     raw = request.args.get(name)
     if raw is None or raw == "":
         if default is None:
             raise Invalid(f"{name} is required")
         return default
     try:
-        return int(raw)
+        value = int(raw)
     except ValueError:
         raise Invalid(f"{name} must be an integer") from None
+    if value > high:
+        raise Invalid(f"{name} is too large (max {high})")
+    return value
 
 
 def envelope(data, code: int = 200):
@@ -51,7 +60,7 @@ def message_list():
     if request.args.get("after_id") is not None:  # resync: everything after the last seen
         rows = messages.after_message(who, conversation_id, int_arg("after_id"), page_size)
     else:
-        rows = messages.page(who, conversation_id, int_arg("page", 1), page_size)
+        rows = messages.page(who, conversation_id, int_arg("page", 1, PAGE_MAX), page_size)
     return envelope([message_json(m) for m in rows])
 
 
@@ -64,7 +73,10 @@ def http_error(exc: HTTPException):
     """Every HTTP error under /api/ (unknown route, wrong method, …) in the API's envelope."""
     if not request.path.startswith("/api/"):
         return exc
-    return jsonify({"code": exc.code, "message": exc.description}), exc.code
+    response = exc.get_response()  # keeps headers such as a 405's Allow
+    response.set_data(json.dumps({"code": exc.code, "message": exc.description}))
+    response.content_type = "application/json"
+    return response
 
 
 def init_app(app) -> None:

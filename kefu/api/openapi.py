@@ -6,7 +6,7 @@ a route under ``/api/`` changes, change this document in the same commit.
 
 from flask import jsonify
 
-from kefu.api import bp
+from kefu.api import ID_MAX, PAGE_MAX, bp
 
 TIME = {
     "type": ["string", "null"],
@@ -14,7 +14,7 @@ TIME = {
     "description": "UTC, `YYYY-MM-DD HH:MM:SS`",
     "examples": ["2025-01-01 10:00:00"],
 }
-ID = {"type": "integer", "minimum": 1, "maximum": 2**63 - 1}
+ID = {"type": "integer", "minimum": 1, "maximum": ID_MAX}
 
 
 def _ref(name: str) -> dict:
@@ -152,7 +152,7 @@ PATHS = {
                 _query("conversation_id", ID, "The conversation", required=True),
                 _query(
                     "page",
-                    {"type": "integer", "minimum": 1, "default": 1},
+                    {"type": "integer", "minimum": 1, "maximum": PAGE_MAX, "default": 1},
                     "1 = the newest messages",
                 ),
                 _query(
@@ -162,7 +162,7 @@ PATHS = {
                 ),
                 _query(
                     "after_id",
-                    {"type": "integer", "minimum": 0, "maximum": 2**63 - 1},
+                    {"type": "integer", "minimum": 0, "maximum": ID_MAX},
                     "Resync cursor: the messages after this one (0: from the first), oldest "
                     "first, at most `page_size`; `page` is ignored. 422 if it is not a "
                     "message of this conversation.",

@@ -21,9 +21,25 @@ def parse_frame(raw, max_bytes: int) -> dict:
         frame = json.loads(raw)
     except ValueError:
         raise FrameError("Invalid JSON") from None
+    except RecursionError:
+        raise FrameError("Frame is nested too deeply") from None
     if not isinstance(frame, dict):
         raise FrameError("Frame must be a JSON object")
+    if "\\u" in raw and _has_lone_surrogate(frame):
+        # JSON may escape half a surrogate pair ("\ud800"): such a string is not Unicode
+        # text, cannot be stored or sent back, and would break the reply that echoes it.
+        raise FrameError("Frame contains invalid Unicode (a lone surrogate)")
     return frame
+
+
+def _has_lone_surrogate(frame: dict) -> bool:
+    try:
+        json.dumps(frame, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    except RecursionError:
+        return True
+    return False
 
 
 def _is_int(value) -> bool:

@@ -246,8 +246,7 @@ def page(who: Principal, conversation_id: int, page_number: int = 1, page_size: 
     """Page 1 holds the newest ``page_size`` messages; each page runs oldest → newest."""
     if page_number < 1:
         raise Invalid("page must be 1 or more")
-    if not 1 <= page_size <= LIMITS["page_size_max"]:
-        raise Invalid(f"page_size must be from 1 to {LIMITS['page_size_max']}")
+    _check_page_size(page_size)
     with db.read():
         visible(conversation_id, who)
         newest_first = (
@@ -258,6 +257,11 @@ def page(who: Principal, conversation_id: int, page_number: int = 1, page_size: 
         return [message_view(m) for m in reversed(list(newest_first))]
 
 
+def _check_page_size(page_size: int) -> None:
+    if not 1 <= page_size <= LIMITS["page_size_max"]:
+        raise Invalid(f"page_size must be from 1 to {LIMITS['page_size_max']}")
+
+
 def after_message(who: Principal, conversation_id: int, after_id: int, limit: int = 100):
     """The resync cursor: every message after ``after_id`` (0: from the start), oldest
     first. Ids are handed out before commit on PostgreSQL and MySQL, so "id > N" could
@@ -266,6 +270,7 @@ def after_message(who: Principal, conversation_id: int, after_id: int, limit: in
     grows in commit order."""
     if after_id < 0:
         raise Invalid("after_id must be 0 or more")
+    _check_page_size(limit)
     with db.read():
         visible(conversation_id, who)
         after_seq = 0
