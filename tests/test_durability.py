@@ -2,6 +2,9 @@
 
 import signal
 import threading
+import time
+
+import websocket
 
 from tests.support import Server
 from tests.test_queue import concurrent_of, login, open_conversation
@@ -94,3 +97,21 @@ def test_hundreds_of_concurrent_writers_never_see_a_locked_database(make_server)
     assert concurrent_of(server, agent["kefu_id"]) == (200, 200)
     assert "database is locked" not in server.log()
     agent_ws.close()
+
+
+def test_sigterm_closes_sockets_with_going_away(make_server):
+    server = make_server()
+    agent = server.create_agent("shutdown-agent")
+    ws = login(server, agent["token"])
+    silent_peer = login(server, Server.host_jwt("never-reads"))  # never answers the close
+    started = time.monotonic()
+    server.proc.send_signal(signal.SIGTERM)
+    ws.sock.settimeout(10)
+    opcode, payload = ws.sock.recv_data(control_frame=True)
+    assert opcode == websocket.ABNF.OPCODE_CLOSE
+    assert int.from_bytes(payload[:2], "big") == 1001
+    assert payload[2:].decode() == "Server shutting down"
+    server.proc.wait(15)
+    # Well inside gunicorn's graceful timeout (10 s), though one peer never answered.
+    assert time.monotonic() - started < 6
+    silent_peer.close()
