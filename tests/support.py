@@ -8,6 +8,7 @@ or host-signed JWTs. ``WS`` is a small JSON wrapper over websocket-client.
 import contextlib
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -25,6 +26,28 @@ from kefu.db import make_database
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 JWT_SECRET = "test-jwt-secret-0123456789abcdef0123"
+
+WIRE_TIME = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d$")
+
+
+class Any:
+    """Matches any value of a type (and optional pattern) inside a whole-object comparison."""
+
+    def __init__(self, kind=object, pattern=None):
+        self.kind, self.pattern = kind, pattern
+
+    def __eq__(self, other):
+        if not isinstance(other, self.kind):
+            return False
+        return self.pattern is None or bool(self.pattern.match(other))
+
+    def __repr__(self):
+        return f"Any({self.kind.__name__})"
+
+
+TIME = Any(str, WIRE_TIME)
+INT = Any(int)
+
 # Which database the suite runs on: sqlite (default), postgresql or mysql (the machine's
 # own servers on 127.0.0.1; every Server gets a fresh database).
 TEST_DATABASE = os.environ.get("KEFU_TEST_DATABASE", "sqlite")

@@ -1,29 +1,8 @@
 """The ds/kefu guide end to end: REST + /ws + pushes, whole JSON objects compared."""
 
-import re
-
 import pytest
 
-WIRE_TIME = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d$")
-
-
-class Any:
-    """Matches any value of a type (and optional pattern) inside a whole-object comparison."""
-
-    def __init__(self, kind=object, pattern=None):
-        self.kind, self.pattern = kind, pattern
-
-    def __eq__(self, other):
-        if not isinstance(other, self.kind):
-            return False
-        return self.pattern is None or bool(self.pattern.match(other))
-
-    def __repr__(self):
-        return f"Any({self.kind.__name__})"
-
-
-TIME = Any(str, WIRE_TIME)
-INT = Any(int)
+from tests.support import INT, TIME, WIRE_TIME
 
 
 @pytest.fixture(scope="module")

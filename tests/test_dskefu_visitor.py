@@ -1,6 +1,6 @@
 """Visitors on ds/kefu: bind, send, agent reply, end — in the guide's exact shapes."""
 
-from tests.test_dskefu_flow import INT, TIME
+from tests.support import INT, TIME
 
 
 def _agent(server, name):

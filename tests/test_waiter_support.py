@@ -2,31 +2,12 @@
 sockets, and matchers for whole-frame comparisons."""
 
 import itertools
-import re
+
+from tests.support import INT, TIME, Any  # noqa: F401  (re-exported for the waiter tests)
 
 USER_PATH = "/v1/ws/connect/user"
 WAITER_PATH = "/v1/ws/connect/waiter"
-WIRE_TIME = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d$")
 _names = itertools.count(1)
-
-
-class Any:
-    """Matches any value of a type (and optional pattern) inside a whole-object comparison."""
-
-    def __init__(self, kind=object, pattern=None):
-        self.kind, self.pattern = kind, pattern
-
-    def __eq__(self, other):
-        if not isinstance(other, self.kind):
-            return False
-        return self.pattern is None or bool(self.pattern.match(other))
-
-    def __repr__(self):
-        return f"Any({self.kind.__name__})"
-
-
-TIME = Any(str, WIRE_TIME)
-INT = Any(int)
 
 
 def unique(prefix: str) -> str:

@@ -132,15 +132,21 @@ def user_disconnect(conn, req, live):
     return events
 
 
+def _send_with_receipt(conn, req, kind, who, ref, body, sender, receiver):
+    """Store the message (idempotent by op_id), answer ``<kind>_success`` with its id."""
+    msg, events, _ = messages.send(who, ref.id, *body, _op(req))
+    payload = codec.message_payload(msg, msg.conversation_id)
+    conn.send(frame(f"{kind}_success", payload, req.op_id, sender, receiver))
+    return events
+
+
 def user_send(kind: str):
     def handler(conn, req, live):
         who = _signed_in(conn)
         content, message_type, file_url = _body(req.data, kind)
         ref = _current(who)  # a waiting conversation takes messages too (spec README)
-        msg, events, _ = messages.send(who, ref.id, content, message_type, file_url, _op(req))
-        payload = codec.message_payload(msg, msg.conversation_id)
-        conn.send(frame(f"{kind}_success", payload, req.op_id, ref.customer, ref.agent))
-        return events
+        body = (content, message_type, file_url)
+        return _send_with_receipt(conn, req, kind, who, ref, body, ref.customer, ref.agent)
 
     return handler
 
@@ -234,10 +240,8 @@ def waiter_send(kind: str):
         if req.to is None:
             raise Invalid("to is required: the uuid of one of your users")
         ref = _own_user(who, req.to)
-        msg, events, _ = messages.send(who, ref.id, content, message_type, file_url, _op(req))
-        payload = codec.message_payload(msg, msg.conversation_id)
-        conn.send(frame(f"{kind}_success", payload, req.op_id, ref.agent, ref.customer))
-        return events
+        body = (content, message_type, file_url)
+        return _send_with_receipt(conn, req, kind, who, ref, body, ref.agent, ref.customer)
 
     return handler
 
