@@ -32,13 +32,14 @@ from gevent.socket import wait_read
 
 from kefu import db
 from kefu.realtime import wire
-from kefu.realtime.events import MessageCreated
+from kefu.realtime.events import MessageCreated, QueueChanged
 
 log = logging.getLogger(__name__)
 
 CHANNEL = "kefu_events"
 KEEP_SECONDS = 300.0  # stored events older than this are pruned (a late fetch is minutes off)
 PRUNE_EVERY = 60.0
+PUBLISH_LOCK = 0x6B656676  # advisory lock key: one publishing transaction at a time
 MAX_IDS_PER_NOTIFY = 200  # 200 ids of ≤ 19 digits and commas stay under NOTIFY's 8000 bytes
 
 
@@ -126,6 +127,15 @@ def transient_write():
         yield
 
 
+def _fresh_queue(events: tuple) -> tuple:
+    if not any(isinstance(e, QueueChanged) for e in events):
+        return events
+    from kefu.services import routing  # the queue's truth is the database
+
+    fresh = routing.queue_snapshot_locked()
+    return tuple(fresh if isinstance(e, QueueChanged) else e for e in events)
+
+
 class PgBroker:
     """The two-method broker interface over LISTEN/NOTIFY; see the module docstring."""
 
@@ -135,7 +145,7 @@ class PgBroker:
         self.order = SeqOrder(hold_seconds)
         self._subscribers = []
         self._listener = None
-        self._outbox: deque[str] = deque()  # serialised batches waiting to be published
+        self._outbox: deque[tuple] = deque()  # (events, origin) waiting to be published
         self._publisher = None
         self._last_id = None  # highest id delivered: catch-up after a lost connection
         self._pruned_at = 0.0
@@ -148,7 +158,7 @@ class PgBroker:
     def publish(self, events, origin: str | None) -> None:
         """Queue the batch for this worker's publisher greenlet; never waits for the
         database, so a handler's reply is not held up by the fan-out."""
-        self._outbox.append(wire.dumps(events, origin))
+        self._outbox.append((tuple(events), origin))
         if self._publisher is None or self._publisher.dead:
             self._publisher = gevent.spawn(self._publish_pending)
 
@@ -156,17 +166,23 @@ class PgBroker:
         """One transaction per burst: many rows, one NOTIFY naming them all (in order).
         Under load this turns a transaction per event into one per burst."""
         while self._outbox:
-            payloads = [self._outbox.popleft()
-                        for _ in range(min(len(self._outbox), MAX_IDS_PER_NOTIFY))]
+            batches = [self._outbox.popleft()
+                       for _ in range(min(len(self._outbox), MAX_IDS_PER_NOTIFY))]
             try:
-                self._store_and_notify(payloads)
+                self._store_and_notify(batches)
             except Exception:  # the clients concerned resync when they reconnect
-                log.exception("publishing %d event batches failed", len(payloads))
+                log.exception("publishing %d event batches failed", len(batches))
 
     @staticmethod
-    def _store_and_notify(payloads: list[str]) -> None:
-        rows = ", ".join(["(%s, extract(epoch from now()))"] * len(payloads))
+    def _store_and_notify(batches: list[tuple]) -> None:
+        """Publishers of all workers take turns (an advisory lock), so notifications go
+        out in the order the transactions took the lock. A queue snapshot is read again
+        here, under that lock: a snapshot read earlier on one worker could otherwise be
+        delivered after a newer one from another worker and leave stale places shown."""
+        rows = ", ".join(["(%s, extract(epoch from now()))"] * len(batches))
         with transient_write():
+            db.database.execute_sql("SELECT pg_advisory_xact_lock(%s)", (PUBLISH_LOCK,))
+            payloads = [wire.dumps(_fresh_queue(events), origin) for events, origin in batches]
             cursor = db.database.execute_sql(
                 f"INSERT INTO broker_event (payload, created_at) VALUES {rows} RETURNING id",
                 payloads,
