@@ -63,8 +63,11 @@ def make_database(url: str, pool_size: int = 8):
         # READ COMMITTED, as on PostgreSQL: a locking read and the plain reads after it in
         # one transaction see the same committed rows.
         options.setdefault("init_command", "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
+        # DATETIME(6): plain DATETIME drops the microseconds, and "changed after you
+        # signed in" or "newest first" must not depend on which second things fell in.
         return PooledMySQLDatabase(
-            name, port=parsed.port or 3306, charset="utf8mb4", **common, **options
+            name, port=parsed.port or 3306, charset="utf8mb4",
+            field_types={"DATETIME": "DATETIME(6)"}, **common, **options
         )
     raise ValueError(f"Unsupported KEFU_DATABASE_URL scheme: {parsed.scheme!r}")
 

@@ -169,8 +169,8 @@ def _user_requeued(event: ConversationRequeued, conn, origin):
 
 def _user_queue(event: QueueChanged, conn, origin):
     who = conn.principal
-    if who is None or who.is_agent:
-        return
+    if who is None or who.is_agent or "connect_op" not in conn.state:
+        return  # places go only to sockets whose ``connect`` has been answered
     conversation_id = event.waiting_conversation_of(who.user_id)
     place = event.position_of(conversation_id) if conversation_id else None
     if place is not None and conn.state.get("location") != place:

@@ -97,7 +97,6 @@ def user_connect(conn, req, live):
     """Open (or resume) the user's conversation: its agent, or its place in the queue."""
     who = _signed_in(conn)
     conv, events = conversations.open_for_user(who)
-    conn.state["connect_op"] = req.op_id
     ref = conversation_ref(conv)
     place = None if ref.agent else history.queue_place(ref.id)
     if ref.agent is None and place is None:  # served or ended in between: look again
@@ -113,6 +112,9 @@ def user_connect(conn, req, live):
     else:
         conn.state["location"] = place
         conn.send(frame("connect_queue", {"location": place}, req.op_id, None, ref.customer))
+    # Only now may queue pushes follow: the reply is queued first even where the database
+    # driver yields (PostgreSQL, MySQL) and a coalesced queue update runs in between.
+    conn.state["connect_op"] = req.op_id
     return events
 
 
