@@ -54,6 +54,8 @@ def test_raised_limit_serves_the_queue_head_first(app):
     assert [(f["type"], f["from"]) for f in frames] == [("new_connection", second.uuid)]
     assert [f["type"] for f in rendered(waiting, events)] == ["connect_success"]
     behind = socket_of(third, USER)
+    assert rendered(behind, events) == []  # no place before its connect was answered
+    behind.state["connect_op"] = None  # its connect (without op_id) has been answered
     assert rendered(behind, events) == [
         {
             "op_id": None,
