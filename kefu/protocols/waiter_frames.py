@@ -153,12 +153,16 @@ def user_send(kind: str):
     return handler
 
 
-def user_history(conn, req, live):
-    who = _signed_in(conn)
-    entries = history.user_messages(who.user_id, *_history_page(req.data))
+def _send_history(conn, req, who, user_id: int) -> list:
+    entries = history.user_messages(user_id, *_history_page(req.data))
     items = [codec.history_item(e) for e in entries]
     conn.send(frame("message_history", items, req.op_id, None, who.person))
     return []
+
+
+def user_history(conn, req, live):
+    who = _signed_in(conn)
+    return _send_history(conn, req, who, who.user_id)
 
 
 def user_rate(conn, req, live):
@@ -270,10 +274,7 @@ def waiter_history(conn, req, live):
     # One answer for "no such user" and "not yours": a waiter learns nothing it may not.
     if user_id is None or not history.has_served(who.kefu_id, user_id):
         raise Forbidden("You have not served this user")
-    entries = history.user_messages(user_id, *_history_page(req.data))
-    items = [codec.history_item(e) for e in entries]
-    conn.send(frame("message_history", items, req.op_id, None, who.person))
-    return []
+    return _send_history(conn, req, who, user_id)
 
 
 def waiter_sessions(conn, req, live):
