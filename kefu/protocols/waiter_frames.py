@@ -105,6 +105,10 @@ def user_connect(conn, req, live):
             raise NotConnected(NOT_CONNECTED)
         ref = conversation_ref(conv)
         place = None if ref.agent else (history.queue_place(ref.id) or 1)
+    if ref.agent is None and conn.state.get("served", (None,))[0] == ref.id:
+        # Assigned while we looked (drivers that yield): the push said connect_success,
+        # so the reply must not say the queue. Read the conversation once more.
+        ref = conversation_ref(conversations.current_for_user(who.user_id) or conv)
     if ref.agent is not None:
         conn.state["served"] = (ref.id, ref.kefu_id)
         conn.state.pop("location", None)
