@@ -92,6 +92,14 @@ def sign_in_agent(page, kefu, username: str, password: str) -> None:
     wait_live(page)
 
 
+def open_widget(host_page):
+    """Open the visitor widget on a host page; returns its iframe once its socket is live."""
+    host_page.locator("#kefu-widget .bubble").click()
+    widget = host_page.frame_locator("#kefu-widget iframe")
+    wait_live(widget)
+    return widget
+
+
 def wait_live(page, timeout: float = 10000) -> None:
     """The page's live channel is open (and has said hello)."""
     from playwright.sync_api import expect

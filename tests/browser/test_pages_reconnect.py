@@ -2,7 +2,7 @@
 
 from playwright.sync_api import expect
 
-from tests.browser.conftest import sign_in_agent, wait_live
+from tests.browser.conftest import open_widget, sign_in_agent, wait_live
 
 
 def test_agent_page_reconnects_after_restart_and_fetches_missed(kefu, host_site, new_page):
@@ -11,9 +11,7 @@ def test_agent_page_reconnects_after_restart_and_fetches_missed(kefu, host_site,
     sign_in_agent(desk, kefu, "bob", "bob-pass-1")
     shop = new_page()
     shop.goto(host_site(agent["kefu_id"]))
-    shop.locator("#kefu-widget .bubble").click()
-    widget = shop.frame_locator("#kefu-widget iframe")
-    expect(widget.locator("body")).to_have_attribute("data-live", "open", timeout=10000)
+    widget = open_widget(shop)
     widget.locator("textarea").fill("first")
     widget.locator("textarea").press("Enter")
     desk.locator("#open-list .conv-row").click()

@@ -4,7 +4,7 @@ import re
 
 from playwright.sync_api import expect
 
-from tests.browser.conftest import sign_in_agent
+from tests.browser.conftest import open_widget, sign_in_agent
 
 
 def test_visitor_on_another_origin_chats_with_agent(kefu, host_site, new_page):
@@ -16,9 +16,7 @@ def test_visitor_on_another_origin_chats_with_agent(kefu, host_site, new_page):
     shop = new_page()
     shop.goto(host_site(agent["kefu_id"]))
     assert shop.evaluate("location.hostname") == "localhost"  # kefu is on 127.0.0.1
-    shop.locator("#kefu-widget .bubble").click()
-    widget = shop.frame_locator("#kefu-widget iframe")
-    expect(widget.locator("body")).to_have_attribute("data-live", "open", timeout=10000)
+    widget = open_widget(shop)
     widget.locator("textarea").fill("Hello, do you ship to Norway?")
     widget.locator("textarea").press("Enter")
     expect(widget.locator(".msg.mine")).to_contain_text("ship to Norway")
@@ -66,9 +64,7 @@ def test_visitor_sends_an_image_link(kefu, host_site, new_page, tmp_path):
     sign_in_agent(desk, kefu, "vic", "vic-pass-1")
     shop = new_page()
     shop.goto(host_site(agent["kefu_id"]))
-    shop.locator("#kefu-widget .bubble").click()
-    widget = shop.frame_locator("#kefu-widget iframe")
-    expect(widget.locator("body")).to_have_attribute("data-live", "open", timeout=10000)
+    widget = open_widget(shop)
     image = tmp_path / "shot.png"
     image.write_bytes(PNG)
     widget.locator("#attach").set_input_files(str(image))
