@@ -1,9 +1,10 @@
 """One notion of time: naive UTC datetimes in the database, two wire formats."""
 
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
-WIRE_FORMAT = "%Y-%m-%d %H:%M:%S"
+_EPOCH = datetime(1970, 1, 1)
+_SECOND = timedelta(seconds=1)
 
 
 def now() -> datetime:
@@ -11,12 +12,13 @@ def now() -> datetime:
 
 
 def wire(value: datetime | None) -> str | None:
-    """The guide's "2025-01-01 10:00:00" (UTC), or None."""
-    return value.strftime(WIRE_FORMAT) if value else None
+    """The guide's "2025-01-01 10:00:00" (UTC), or None. (isoformat is several times
+    cheaper than strftime, and every message pushed is stamped with it.)"""
+    return value.isoformat(" ", "seconds") if value else None
 
 
 def unix(value: datetime | None = None) -> int:
-    """Unix seconds of a stored UTC datetime, or of now."""
+    """Unix seconds of a stored (naive UTC) datetime, or of now."""
     if value is None:
         return int(time.time())
-    return int(value.replace(tzinfo=UTC).timestamp())
+    return (value - _EPOCH) // _SECOND
