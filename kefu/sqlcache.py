@@ -8,7 +8,7 @@ _SQL: dict = {}
 _WRITES: dict = {}
 
 
-def cached_select(name: str, build, *args) -> list:
+def cached_select(name: str, build, *args, decode=None) -> list:
     """The rows of ``build(*args)``, a SELECT whose SQL text is generated once.
 
     Generating the SQL of ``with_people``'s four-way join costs peewee about a
@@ -18,6 +18,8 @@ def cached_select(name: str, build, *args) -> list:
     whose column-to-model mapping (another large share of the cost) depends only on
     the SQL. ``build``'s parameters must be ``args`` followed by constants; that is
     checked the first time, and a query that does not fit is simply built every time.
+    ``decode(cursor)`` may offer a faster row decoder for this SQL's columns instead
+    (or return None to keep peewee's).
     """
     database = db.database.obj
     key = (name, type(database))
@@ -31,13 +33,17 @@ def cached_select(name: str, build, *args) -> list:
     query, sql, constants, decoder = entry
     cursor = database.execute_sql(sql, (*args, *constants))
     if decoder is None:
-        wrapper = query._get_cursor_wrapper(cursor)
-        rows = list(wrapper)
-        if wrapper.initialized:  # only a cursor that returned a row has the mapping
-            entry[3] = wrapper
-        return rows
+        fast = decode(cursor) if decode is not None else None
+        if fast is not None:
+            decoder = entry[3] = fast
+        else:
+            wrapper = query._get_cursor_wrapper(cursor)
+            rows = list(wrapper)
+            if wrapper.initialized:  # only a cursor that returned a row has the mapping
+                entry[3] = wrapper.process_row
+            return rows
     try:
-        return [decoder.process_row(row) for row in cursor.fetchall()]
+        return [decoder(row) for row in cursor.fetchall()]
     finally:
         cursor.close()
 
