@@ -8,7 +8,7 @@ import logging
 
 from flask import Blueprint, current_app
 
-from kefu import auth
+from kefu import auth, clock
 from kefu.errors import Invalid, KefuError, Unauthorized
 from kefu.models import SENDER_AGENT, SENDER_USER, TEXT
 from kefu.protocols import dskefu_codec as codec
@@ -60,7 +60,7 @@ def on_send(conn, data: Fields, op_id, live):
     )
     return (
         "Message sent successfully",
-        {"message_id": msg.id, "created_at": codec.message_json(msg)["created_at"]},
+        {"message_id": msg.id, "created_at": clock.wire(msg.created_at)},
         events,
     )
 

@@ -4,7 +4,7 @@ from datetime import datetime
 
 from peewee import IntegrityError
 
-from kefu import clock, db
+from kefu import clock, db, groupcommit
 from kefu.auth import Principal
 from kefu.errors import Conflict, Invalid
 from kefu.models import FILE, IMAGE, SENDER_USER, TEXT, Conversation, Message
@@ -55,29 +55,33 @@ def send(
     returns the first message and announces nothing.
     """
     content, message_type, file_url = check_body(content, message_type, file_url)
+    body = (content, message_type, file_url, op_id)
+    return groupcommit.run(_send_locked, who, conversation_id, *body)
+
+
+def _send_locked(who, conversation_id, content, message_type, file_url, op_id):
     sender_type, sender_id, sender_key = who.sender
-    with db.write():
-        first = _first_with_op(sender_key, op_id)
-        if first is not None:
-            return first, [], True
-        conv = visible(conversation_id, who)
-        if not conv.is_open:
-            raise Conflict("Conversation has ended")
-        try:
-            view, events = append_locked(
-                conv,
-                sender_type,
-                sender_id,
-                sender_key,
-                content,
-                message_type,
-                file_url,
-                op_id,
-                with_people=True,
-            )
-        except DuplicateOp:  # a concurrent retry won the race (row locks, not SQLite)
-            return _first_with_op(sender_key, op_id), [], True
-        return view, events, False
+    first = _first_with_op(sender_key, op_id)
+    if first is not None:
+        return first, [], True
+    conv = visible(conversation_id, who)
+    if not conv.is_open:
+        raise Conflict("Conversation has ended")
+    try:
+        view, events = append_locked(
+            conv,
+            sender_type,
+            sender_id,
+            sender_key,
+            content,
+            message_type,
+            file_url,
+            op_id,
+            with_people=True,
+        )
+    except DuplicateOp:  # a concurrent retry won the race (row locks, not SQLite)
+        return _first_with_op(sender_key, op_id), [], True
+    return view, events, False
 
 
 class DuplicateOp(Exception):
@@ -159,8 +163,19 @@ _INSERT_PROBES = (
     _PROBE_TIME,
 )
 _BUMP_PROBES = (_PROBE_TIME, -770011)
+
+
 def _locked_query(conversation_id: int):
     return db.locked(Conversation.select().where(Conversation.id == conversation_id))
+
+
+def _locked_row(conversation_id) -> Conversation:
+    if type(conversation_id) is not int:
+        return _locked_query(conversation_id).get()
+    rows = cached_select(f"locked:{db.is_sqlite()}", _locked_query, conversation_id)
+    if not rows:
+        raise Conversation.DoesNotExist
+    return rows[0]
 
 
 def _same_people(loaded: Conversation, row: Conversation) -> bool:
@@ -190,23 +205,19 @@ def append_locked(
     loading the conversation again."""
     now = clock.now()
     loaded = conv
-    if type(conv.id) is int:
-        rows = cached_select(f"locked:{db.is_sqlite()}", _locked_query, conv.id)
-        if not rows:
-            raise Conversation.DoesNotExist
-        conv = rows[0]
-    else:
-        conv = _locked_query(conv.id).get()
+    # On SQLite a conversation loaded in this transaction is current: the writer lock
+    # has been held since. Elsewhere its row must be locked and read again.
+    if not (with_people and db.is_sqlite()):
+        conv = _locked_row(conv.id)
     fast = db.is_sqlite() and type(conv.id) is int and type(conv.last_seq) is int
     row = (conv.id, conv.last_seq + 1, sender_type, sender_id, sender_key, content)
     row += (message_type, file_url, op_id, now)
     try:
-        with db.database.atomic():  # a savepoint: a duplicate op_id must not poison the txn
-            if fast:
-                message_id = cached_write(
-                    "insert_message", _insert_query, row, _INSERT_PROBES
-                ).lastrowid
-            else:
+        if fast:  # no savepoint: the writer lock and the op_id check rule out a duplicate
+            message_id = cached_write("insert_message", _insert_query, row, _INSERT_PROBES)
+            message_id = message_id.lastrowid
+        else:
+            with db.database.atomic():  # a savepoint: a duplicate must not poison the txn
                 message_id = _insert_query(*row).execute()
     except IntegrityError:
         raise DuplicateOp(op_id) from None

@@ -6,7 +6,7 @@ that agent directly instead of through the queue, and counts against the agent's
 
 import time
 
-from kefu import db
+from kefu import db, groupcommit
 from kefu.errors import Invalid, NotFound
 from kefu.models import SENDER_USER, TEXT, Agent, Conversation, Message, Visitor
 from kefu.realtime.events import ConversationAssigned
@@ -44,27 +44,30 @@ def send(visitor_id: str, kefu_id: int, content: str, op_id: str | None = None):
     Returns (MessageView, events, duplicate)."""
     check_visitor_id(visitor_id)
     content, _, _ = messages.check_body(content, TEXT, None)
-    with db.write():
-        agent = _agent(kefu_id)
-        visitor = _visitor(visitor_id)
-        sender_key = f"v:{visitor.id}"
-        if op_id is not None:
-            first = Message.by_op(sender_key, op_id).first()
-            if first is not None:
-                return message_view(first), [], True
-        events = []
-        conv, created = Conversation.get_or_create(
-            open_key=_open_key(visitor, kefu_id), defaults={"visitor": visitor, "agent": agent}
-        )
-        if created:
-            Agent.update(
-                current_concurrent=Agent.current_concurrent + 1, last_assigned_at=time.time()
-            ).where(Agent.id == agent.id).execute()
-            events.append(ConversationAssigned(conversation_ref(load(conv.id))))
-        view, created = messages.append_locked(
-            conv, SENDER_USER, visitor.id, sender_key, content, TEXT, None, op_id
-        )
-        return view, events + created, False
+    return groupcommit.run(_send_locked, visitor_id, kefu_id, content, op_id)
+
+
+def _send_locked(visitor_id: str, kefu_id: int, content: str, op_id: str | None):
+    agent = _agent(kefu_id)
+    visitor = _visitor(visitor_id)
+    sender_key = f"v:{visitor.id}"
+    if op_id is not None:
+        first = Message.by_op(sender_key, op_id).first()
+        if first is not None:
+            return message_view(first), [], True
+    events = []
+    conv, created = Conversation.get_or_create(
+        open_key=_open_key(visitor, kefu_id), defaults={"visitor": visitor, "agent": agent}
+    )
+    if created:
+        Agent.update(
+            current_concurrent=Agent.current_concurrent + 1, last_assigned_at=time.time()
+        ).where(Agent.id == agent.id).execute()
+        events.append(ConversationAssigned(conversation_ref(load(conv.id))))
+    view, created = messages.append_locked(
+        conv, SENDER_USER, visitor.id, sender_key, content, TEXT, None, op_id
+    )
+    return view, events + created, False
 
 
 def end(visitor_id: str, kefu_id: int) -> list:

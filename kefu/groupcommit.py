@@ -1,0 +1,111 @@
+"""Group commit: the write jobs of many greenlets in one SQLite transaction.
+
+Committing is the largest single cost of storing a message on SQLite (more of the
+worker's one core than the INSERT and UPDATE together). SQLite never yields to gevent,
+so the writer lock is never contended and every send would otherwise commit alone. A
+job handed to ``run`` waits instead for a batcher greenlet, which the hub runs after
+every greenlet that was already ready (the other sockets with a frame waiting) has
+handed in its own job. The batcher runs them all in one transaction, each in its own
+savepoint, commits once, and wakes each caller with its own result or exception.
+
+A job must only touch the database and return what it did (events are published by the
+caller after the commit): a job that raises is rolled back to its savepoint and the
+others are kept, so every caller sees what it would have seen alone. A batch stops
+taking jobs after ``MAX_SECONDS`` of work, so it never holds the hub much longer than
+one slow request would.
+
+On PostgreSQL and MySQL each greenlet has its own connection and yields while the
+server works, so ``run`` is a plain ``db.write()`` there, as it is outside gevent.
+"""
+
+import time
+from collections import deque
+
+import gevent
+from gevent import monkey
+from gevent.event import AsyncResult
+
+from kefu import db
+
+MAX_SECONDS = 0.004  # of jobs per transaction, then commit and let the hub serve others
+
+
+def run(job, *args):
+    """``job(*args)`` inside a write transaction, possibly shared with other jobs."""
+    batcher = _batcher()
+    if batcher is None or db.database.in_transaction():
+        with db.write():
+            return job(*args)
+    return batcher.submit(job, args)
+
+
+_state = {"batcher": None, "checked_for": None}
+
+
+def _batcher():
+    database = db.database.obj
+    if _state["checked_for"] is not database:  # once per configured database
+        _state["checked_for"] = database
+        patched = monkey.is_module_patched("threading")
+        _state["batcher"] = Batcher() if db.is_sqlite() and patched else None
+    return _state["batcher"]
+
+
+class Batcher:
+    def __init__(self):
+        self._pending = deque()
+        self._running = False
+
+    def submit(self, job, args):
+        result = AsyncResult()
+        self._pending.append((job, args, result))
+        if not self._running:
+            self._running = True
+            gevent.spawn(self._drain)  # scheduled behind the greenlets already ready
+        return result.get()
+
+    def _drain(self) -> None:
+        try:
+            while self._pending:
+                self._run_batch()
+                if self._pending:
+                    gevent.sleep(0)  # serve other sockets between transactions
+        finally:
+            self._running = False
+
+    def _run_batch(self) -> None:
+        done = []
+        started = time.perf_counter()
+        try:
+            with db.write():
+                connection = db.database.connection()
+                while self._pending and time.perf_counter() - started < MAX_SECONDS:
+                    job, args, result = self._pending.popleft()
+                    done.append((result, *_in_savepoint(connection, job, args)))
+        except Exception as exc:
+            # BEGIN or COMMIT failed: nothing of the batch was stored. The jobs still
+            # waiting would meet the same database, and must not be retried forever.
+            failed = [result for result, _, _ in done]
+            failed += [result for _, _, result in self._pending]
+            self._pending.clear()
+            for result in failed:
+                result.set_exception(exc)
+            return
+        for result, value, error in done:
+            if error is None:
+                result.set(value)
+            else:
+                result.set_exception(error)
+
+
+def _in_savepoint(connection, job, args):
+    """(value, None), or (None, exception) with the job's writes undone."""
+    connection.execute("SAVEPOINT kefu_job")
+    try:
+        value = job(*args)
+    except Exception as exc:
+        connection.execute("ROLLBACK TO kefu_job")
+        connection.execute("RELEASE kefu_job")
+        return None, exc
+    connection.execute("RELEASE kefu_job")
+    return value, None
