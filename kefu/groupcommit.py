@@ -55,6 +55,8 @@ class Batcher:
     def __init__(self):
         self._pending = deque()
         self._running = False
+        self.transactions = 0  # committed batches, and the jobs they carried (tests read them)
+        self.jobs = 0
 
     def submit(self, job, args):
         result = AsyncResult()
@@ -91,6 +93,8 @@ class Batcher:
             for result in failed:
                 result.set_exception(exc)
             return
+        self.transactions += 1
+        self.jobs += len(done)
         for result, value, error in done:
             if error is None:
                 result.set(value)

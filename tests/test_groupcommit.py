@@ -1,0 +1,162 @@
+"""Group commit (kefu/groupcommit.py) on a real SQLite file, in a real gevent process.
+
+Each case runs a small script in a subprocess, because gevent must patch ``threading``
+before peewee is imported (kefu.db refuses otherwise) and the test process is not
+patched. The script builds the app on a fresh database file, creates a table of its
+own, and has 50 callers hand a job each to ``groupcommit.run``: most insert a row and
+return its id, a few insert rows and then raise, and one raises ``Conflict`` before
+writing. What the callers got back is printed as JSON; what was committed is read from
+the file by this process after the script has exited.
+"""
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+CALLERS = 50
+BAD = {3, 17, 28, 49}  # insert two rows, then raise
+CONFLICT = 11  # raises kefu.errors.Conflict before writing
+GOOD = set(range(CALLERS)) - BAD - {CONFLICT}
+
+SCRIPT = r"""
+import json
+import sys
+
+mode, path, uploads, callers, bad, conflict = sys.argv[1:7]
+if mode == "gevent":
+    from gevent import monkey
+
+    monkey.patch_all()
+
+import gevent
+
+import kefu
+from kefu import db, groupcommit
+from kefu.errors import Conflict
+
+callers, conflict = int(callers), int(conflict)
+bad = {int(n) for n in bad.split(",")}
+app = kefu.create_app({"DATABASE_URL": "sqlite:///" + path, "JWT_SECRET": "x",
+                       "UPLOAD_DIR": uploads})
+
+
+class Boom(Exception):
+    pass
+
+
+caller_of = {}  # n -> the greenlet that called run() for job n
+raised = {}  # n -> the exception job n raised
+
+
+def insert(n, tag):
+    sql = "INSERT INTO gc_row (n, tag) VALUES (?, ?)"
+    return db.database.execute_sql(sql, (n, tag)).lastrowid
+
+
+def good(n):
+    return {"n": n, "rowid": insert(n, "good"),
+            "in_transaction": db.database.in_transaction(),
+            "in_caller": gevent.getcurrent() is caller_of[n]}
+
+
+def broken(n):
+    insert(n, "bad")
+    insert(n, "bad again")
+    raised[n] = Boom(f"boom {n}")
+    raise raised[n]
+
+
+def conflicting(n):
+    raised[n] = Conflict(f"conversation {n} ended")
+    raise raised[n]
+
+
+def call(n):
+    caller_of[n] = gevent.getcurrent()
+    job = conflicting if n == conflict else broken if n in bad else good
+    try:
+        value = groupcommit.run(job, n)
+    except Exception as exc:
+        return {"n": n, "error": type(exc).__name__, "message": str(exc),
+                "same_object": exc is raised.get(n)}
+    return {"n": n, "value": value}
+
+
+with app.app_context():
+    with db.write():
+        db.database.execute_sql(
+            "CREATE TABLE gc_row (id INTEGER PRIMARY KEY, n INTEGER NOT NULL, tag TEXT NOT NULL)")
+    batcher = groupcommit._batcher()
+    if mode == "gevent":
+        greenlets = [gevent.spawn(call, n) for n in range(callers)]
+        gevent.joinall(greenlets, raise_error=True)
+        outcomes = [g.value for g in greenlets]
+    else:
+        outcomes = [call(n) for n in range(callers)]
+app.extensions["kefu.db"].close_all()
+print(json.dumps({
+    "outcomes": outcomes,
+    "batcher": None if batcher is None else {"transactions": batcher.transactions,
+                                             "jobs": batcher.jobs},
+}))
+"""
+
+
+def run_script(tmp_path, mode):
+    script = tmp_path / "groupcommit_script.py"
+    script.write_text(SCRIPT)
+    path = tmp_path / f"{mode}.db"
+    args = [str(path), str(tmp_path / "uploads"), str(CALLERS),
+            ",".join(map(str, sorted(BAD))), str(CONFLICT)]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}  # the script's own folder is tmp_path
+    proc = subprocess.run([sys.executable, str(script), mode, *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    with sqlite3.connect(path) as conn:  # what was committed, read from the file
+        rows = conn.execute("SELECT id, n, tag FROM gc_row ORDER BY id").fetchall()
+    return result, rows
+
+
+def check_outcomes(outcomes, rows, in_caller):
+    by_n = {o["n"]: o for o in outcomes}
+    assert sorted(by_n) == list(range(CALLERS))
+    # Every good job's row is stored exactly once, and nothing of the failed jobs.
+    assert sorted(n for _, n, _ in rows) == sorted(GOOD)
+    assert {tag for _, _, tag in rows} == {"good"}
+    # Each good caller got its own job's return value: the id of its own row.
+    stored = {row_id: n for row_id, n, _ in rows}
+    for n in GOOD:
+        assert by_n[n] == {"n": n, "value": {"n": n, "rowid": by_n[n]["value"]["rowid"],
+                                             "in_transaction": True, "in_caller": in_caller}}
+        assert stored[by_n[n]["value"]["rowid"]] == n
+    # Each failing caller got exactly the exception its own job raised.
+    for n in BAD:
+        assert by_n[n] == {"n": n, "error": "Boom", "message": f"boom {n}",
+                           "same_object": True}
+    assert by_n[CONFLICT] == {"n": CONFLICT, "error": "Conflict",
+                              "message": f"conversation {CONFLICT} ended",
+                              "same_object": True}
+
+
+def test_gevent_jobs_share_transactions_and_fail_alone(tmp_path):
+    result, rows = run_script(tmp_path, "gevent")
+    # Jobs ran in the batcher's greenlet, not their callers'.
+    check_outcomes(result["outcomes"], rows, in_caller=False)
+    batcher = result["batcher"]
+    assert batcher is not None, "monkey-patched SQLite must use the batcher"
+    assert batcher["jobs"] == CALLERS
+    assert 1 <= batcher["transactions"] < CALLERS, batcher
+
+
+def test_without_gevent_run_is_a_plain_transaction(tmp_path):
+    result, rows = run_script(tmp_path, "plain")
+    assert result["batcher"] is None
+    # Each job ran inline in its caller, in its own transaction: a failing job's
+    # rows are rolled back with that transaction, the others are committed.
+    check_outcomes(result["outcomes"], rows, in_caller=True)
