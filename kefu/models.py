@@ -141,7 +141,10 @@ class Conversation(BaseModel):
 
 
 class Message(BaseModel):
-    conversation = ForeignKeyField(Conversation, backref="messages", on_delete="CASCADE")
+    # No index of its own: the unique (conversation, seq) index below serves it.
+    conversation = ForeignKeyField(
+        Conversation, backref="messages", on_delete="CASCADE", index=False
+    )
     seq = IntegerField()
     sender_type = SmallIntegerField()
     sender_id = IntegerField()  # user id, kefu_id for agents, visitor row id for visitors
