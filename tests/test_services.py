@@ -105,6 +105,10 @@ def test_send_rules_and_idempotency(app):
     conversations.end(conv.id, a)
     with pytest.raises(Conflict):
         messages.send(u, conv.id, "late")
+    resent, events, dup = messages.send(u, conv.id, "hi", op_id="op-1")  # answered, not refused
+    assert dup and resent.id == view.id and events == []
+    with pytest.raises(Conflict):
+        messages.send(u, conv.id, "late", op_id="op-new")
 
 
 def test_visitor_conversations_go_to_the_named_agent(app):

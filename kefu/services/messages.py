@@ -6,7 +6,7 @@ from peewee import IntegrityError
 
 from kefu import clock, db, groupcommit
 from kefu.auth import Principal
-from kefu.errors import Conflict, Invalid
+from kefu.errors import Conflict, Invalid, KefuError
 from kefu.models import FILE, IMAGE, SENDER_USER, TEXT, Conversation, Message
 from kefu.realtime.events import MessageCreated, MessageView
 from kefu.services.conversations import visible
@@ -61,13 +61,10 @@ def send(
 
 def _send_locked(who, conversation_id, content, message_type, file_url, op_id):
     sender_type, sender_id, sender_key = who.sender
-    first = _first_with_op(sender_key, op_id)
-    if first is not None:
-        return first, [], True
-    conv = visible(conversation_id, who)
-    if not conv.is_open:
-        raise Conflict("Conversation has ended")
     try:
+        conv = visible(conversation_id, who)
+        if not conv.is_open:
+            raise Conflict("Conversation has ended")
         view, events = append_locked(
             conv,
             sender_type,
@@ -79,8 +76,14 @@ def _send_locked(who, conversation_id, content, message_type, file_url, op_id):
             op_id,
             with_people=True,
         )
-    except DuplicateOp:  # a concurrent retry won the race (row locks, not SQLite)
-        return _first_with_op(sender_key, op_id), [], True
+    except (KefuError, DuplicateOp):
+        # A resend of a stored message is answered with it, even if the conversation
+        # has ended since. Looked up only now: the unique (sender, op_id) index makes
+        # the INSERT fail for a resend, so a new message costs no extra query.
+        first = _first_with_op(sender_key, op_id)
+        if first is None:
+            raise
+        return first, [], True
     return view, events, False
 
 
@@ -213,7 +216,7 @@ def append_locked(
     row = (conv.id, conv.last_seq + 1, sender_type, sender_id, sender_key, content)
     row += (message_type, file_url, op_id, now)
     try:
-        if fast:  # no savepoint: the writer lock and the op_id check rule out a duplicate
+        if fast:  # no savepoint: SQLite undoes just the failed statement
             message_id = cached_write("insert_message", _insert_query, row, _INSERT_PROBES)
             message_id = message_id.lastrowid
         else:
