@@ -1,9 +1,11 @@
 """One live socket: who it belongs to, and a single writer fed by an outbox.
 
-Nothing that publishes ever writes to a socket itself: it renders frames and puts them
-in the outbox, which never blocks. One writer greenlet per connection drains it in
-order, so a slow client delays only itself. A client too slow to keep up (outbox over
-its limit) is disconnected; it reconnects and resyncs from the database.
+Nothing that publishes ever waits for a socket: a frame for an idle socket is written
+at once if the kernel takes it without waiting (the usual case, and no greenlet is
+needed); otherwise it goes into the outbox, which never blocks. One writer greenlet per
+connection drains the outbox in order, so a slow client delays only itself. A client
+too slow to keep up (outbox over its limit) is disconnected; it reconnects and resyncs
+from the database.
 
 The writer exists only while there is something to write: it is started by the frame
 that finds the outbox idle and ends when the outbox is empty. An idle socket therefore
@@ -53,6 +55,13 @@ class Connection:
             log.warning("connection %s too slow, dropping it", self.id)
             self.close(1008, "Client too slow")
             return
+        if self._writer is None and not self._outbox:  # idle: write it now if it fits
+            try:
+                if self.ws.send_now(frame):
+                    return
+            except (ConnectionClosed, OSError):
+                self.closed = True
+                return
         self._outbox.append(frame)
         if self._writer is None:
             self._writer = gevent.spawn(self._write_loop)

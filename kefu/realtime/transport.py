@@ -12,9 +12,12 @@ accepts it only when ``KEFU_WS_DEFLATE`` is on.
 import threading
 
 import flask_sock
+import gevent
+import gevent.socket
 import simple_websocket
 from flask_sock import Sock
-from wsproto.events import AcceptConnection, Request
+from simple_websocket import ConnectionClosed
+from wsproto.events import AcceptConnection, Request, TextMessage
 from wsproto.extensions import PerMessageDeflate
 
 sock = Sock()
@@ -26,11 +29,44 @@ class WholeFrameSocket:
     def __init__(self, sock):
         self._sock = sock
         self._lock = threading.Lock()  # a greenlet lock once gevent has patched threading
+        self._can_try = isinstance(sock, gevent.socket.socket)  # send(timeout=0) exists
 
     def send(self, data: bytes) -> int:
         with self._lock:
             self._sock.sendall(data)
         return len(data)
+
+    def send_now(self, encode) -> bool:
+        """Write the frame ``encode()`` makes without waiting, if no other write is under
+        way; False (nothing encoded, nothing written) if one is.
+
+        ``encode`` runs only once the lock is held: wsproto's encoder has state (the
+        deflate context), so a frame it made must be written. What the kernel does not
+        take at once is finished by a greenlet that holds the lock until it is written,
+        so no other frame can start in the middle of this one."""
+        if not self._can_try or not self._lock.acquire(blocking=False):
+            return False
+        try:
+            data = encode()
+            sent = self._sock.send(data, 0, timeout=0.0) if data else 0
+        except BlockingIOError:
+            sent = 0
+        except BaseException:
+            self._lock.release()
+            raise
+        if sent == len(data):
+            self._lock.release()
+        else:
+            gevent.spawn(self._finish, data[sent:])
+        return True
+
+    def _finish(self, rest: bytes) -> None:
+        try:
+            self._sock.sendall(rest)
+        except OSError:
+            pass  # the reader sees the socket closed and ends the connection
+        finally:
+            self._lock.release()
 
     def __getattr__(self, name):
         return getattr(self._sock, name)
@@ -97,6 +133,13 @@ class WaitReadable:
 
 class KefuServer(simple_websocket.Server):
     deflate = False
+
+    def send_now(self, text: str) -> bool:
+        """Write a text frame at once if the socket takes it without waiting (see
+        ``WholeFrameSocket.send_now``); False if another write is under way."""
+        if not self.connected:
+            raise ConnectionClosed(self.close_reason, self.close_message)
+        return self.sock.send_now(lambda: self.ws.send(TextMessage(data=text)))
 
     def handshake(self):
         self.sock = WholeFrameSocket(self.sock)
