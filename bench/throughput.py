@@ -20,6 +20,7 @@ import asyncio
 import concurrent.futures
 import json
 import math
+import os
 import random
 import subprocess
 import sys
@@ -201,6 +202,7 @@ async def run(args, relay: bool) -> dict:
                     "record",
                     "--format",
                     "raw",
+                    *(["--native"] if os.environ.get("SPY_NATIVE") else []),
                     "-r",
                     "200",
                     "-d",
