@@ -31,16 +31,18 @@ SQLITE_PRAGMAS = {
 _state = {"writer_lock": None}
 
 
-def make_database(url: str, pool_size: int = 8):
-    """A pooled peewee database for ``sqlite:///path``, ``postgresql://…`` or ``mysql://…``."""
+def make_database(url: str, pool_size: int = 8, own_checkpoints: bool = False):
+    """A pooled peewee database for ``sqlite:///path``, ``postgresql://…`` or ``mysql://…``.
+    ``own_checkpoints``: SQLite leaves WAL checkpoints to ``kefu.checkpoint``."""
     parsed = urlparse(url)
     scheme = parsed.scheme.split("+")[0]
     if scheme == "sqlite":
         # sqlite:///kefu.db is relative to the working directory, sqlite:////abs/path absolute.
         path = unquote(parsed.path[1:])
+        pragmas = {**SQLITE_PRAGMAS, "wal_autocheckpoint": 0} if own_checkpoints else SQLITE_PRAGMAS
         return PooledSqliteDatabase(
             path or ":memory:",
-            pragmas=SQLITE_PRAGMAS,
+            pragmas=pragmas,
             lock_type="IMMEDIATE",
             check_same_thread=False,
             max_connections=pool_size,
@@ -74,7 +76,9 @@ def make_database(url: str, pool_size: int = 8):
 
 def init_app(app) -> None:
     """Bind the proxy to the configured database (once per process)."""
-    db = make_database(app.config["DATABASE_URL"], app.config["DB_POOL_SIZE"])
+    url = app.config["DATABASE_URL"]
+    own_checkpoints = gevent_patched() and _sqlite_file(url)
+    db = make_database(url, app.config["DB_POOL_SIZE"], own_checkpoints)
     _check_greenlet_local(db)
     if isinstance(db, PooledPostgresqlDatabase):
         _cooperate_with_gevent()
@@ -82,15 +86,32 @@ def init_app(app) -> None:
     # Created here, after gunicorn's gevent worker patched threading, so it is a
     # greenlet lock in the server and a thread lock in plain unit tests.
     _state["writer_lock"] = threading.RLock() if is_sqlite() else None
+    if own_checkpoints:
+        from kefu.checkpoint import Checkpointer
+
+        app.extensions["kefu.checkpoint"] = Checkpointer(
+            db.database, _state["writer_lock"]
+        ).start()
     app.extensions["kefu.db"] = db
+
+
+def gevent_patched() -> bool:
+    """True in the server's worker (gevent has patched ``threading``)."""
+    from gevent import monkey
+
+    return monkey.is_module_patched("threading")
+
+
+def _sqlite_file(url: str) -> bool:
+    parsed = urlparse(url)
+    path = unquote(parsed.path[1:])
+    return parsed.scheme.split("+")[0] == "sqlite" and path not in ("", ":memory:")
 
 
 def _check_greenlet_local(db) -> None:
     """Under gevent each greenlet must have its own connection state. That holds only
     if peewee was imported after gevent patched ``threading``; fail loudly otherwise."""
-    from gevent import monkey
-
-    if monkey.is_module_patched("threading"):
+    if gevent_patched():
         import gevent.local
 
         if not isinstance(db._state, gevent.local.local):

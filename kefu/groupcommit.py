@@ -22,7 +22,6 @@ import time
 from collections import deque
 
 import gevent
-from gevent import monkey
 from gevent.event import AsyncResult
 
 from kefu import db
@@ -46,8 +45,7 @@ def _batcher():
     database = db.database.obj
     if _state["checked_for"] is not database:  # once per configured database
         _state["checked_for"] = database
-        patched = monkey.is_module_patched("threading")
-        _state["batcher"] = Batcher() if db.is_sqlite() and patched else None
+        _state["batcher"] = Batcher() if db.is_sqlite() and db.gevent_patched() else None
     return _state["batcher"]
 
 
