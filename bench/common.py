@@ -119,6 +119,15 @@ class Server:
         t = self.worker.cpu_times()
         return t.user + t.system
 
+    def hub_cpu_seconds(self) -> float:
+        """CPU of the worker's main thread only: the gevent hub, where every socket is
+        served. The rest of the worker's CPU is its thread pool (password hashes, SQLite
+        checkpoints), which runs beside the hub on another core."""
+        for thread in self.worker.threads():
+            if thread.id == self.worker.pid:
+                return thread.user_time + thread.system_time
+        return self.cpu_seconds()
+
     def stall(self, reset: bool = False) -> dict:
         q = "?reset=1" if reset else ""
         with urllib.request.urlopen(self.url(f"/_kefu/stall{q}"), timeout=5) as r:

@@ -194,6 +194,7 @@ async def run(args, relay: bool) -> dict:
         await asyncio.sleep(args.warmup)
         server.stall(reset=True)
         cpu0, me_cpu0 = server.cpu_seconds(), sum(me.cpu_times()[:2])
+        hub0 = server.hub_cpu_seconds()
         spy = None
         if args.profile:
             spy = subprocess.Popen(
@@ -223,6 +224,7 @@ async def run(args, relay: bool) -> dict:
             await asyncio.to_thread(spy.wait)
         elapsed = time.perf_counter() - t0
         server_cpu = server.cpu_seconds() - cpu0
+        hub_cpu = server.hub_cpu_seconds() - hub0
         client_cpu = sum(me.cpu_times()[:2]) - me_cpu0
         stall = server.stall()
         rss = server.rss()
@@ -249,6 +251,7 @@ async def run(args, relay: bool) -> dict:
             "max_ms": lat[-1] if lat else float("nan"),
             "server_cpu_pct": 100 * server_cpu / elapsed,
             "cpu_us_per_msg": 1e6 * server_cpu / max(1, stats.delivered),
+            "hub_us_per_msg": 1e6 * hub_cpu / max(1, stats.delivered),
             "client_cpu_pct": 100 * client_cpu / elapsed,
             "worst_stall_ms": stall["worst_ms"],
             "gc_worst_ms": stall.get("gc_worst_ms", float("nan")),
@@ -269,6 +272,7 @@ FIELDS = [
     ("max_ms", "latency max ms", "{:.1f}"),
     ("server_cpu_pct", "server CPU %", "{:.0f}"),
     ("cpu_us_per_msg", "server CPU us/msg", "{:.0f}"),
+    ("hub_us_per_msg", "hub thread us/msg", "{:.0f}"),
     ("client_cpu_pct", "load client CPU %", "{:.0f}"),
     ("worst_stall_ms", "worst hub stall ms", "{:.1f}"),
     ("gc_worst_ms", "longest GC ms", "{:.1f}"),
