@@ -126,6 +126,19 @@ class ConversationRequeued:
 
 
 @dataclass(frozen=True)
+class QueueMoved:
+    """The waiting queue changed: who is where is read later, once, by the live layer.
+
+    Services used to read the whole queue into every arrival's and every ending's
+    transaction, O(n) each and so O(n^2) for a burst of n arrivals, only for all but
+    the last of those snapshots to be dropped by the coalescing that follows. The live
+    layer turns these into one ``QueueChanged`` per coalescing window instead."""
+
+    def audience(self):
+        return []  # never delivered as such
+
+
+@dataclass(frozen=True)
 class QueueChanged:
     """The waiting queue after a change, in order (index 0 is served next), as
     (conversation id, user id) pairs: only signed-in users queue (visitors name their

@@ -19,7 +19,7 @@ import gevent
 from kefu import clock
 from kefu.errors import TooManyRequests
 from kefu.realtime.broker import MemoryBroker
-from kefu.realtime.events import AGENTS, QueueChanged, SignedOut, user_key, visitor_key
+from kefu.realtime.events import AGENTS, QueueMoved, SignedOut, user_key, visitor_key
 from kefu.realtime.hub import Hub
 from kefu.realtime.limits import KeyedBuckets, TokenBucket
 from kefu.services import accounts, presence, routing
@@ -103,8 +103,8 @@ class Live:
             self._registered.pop(conn, None)
 
     def publish(self, events, origin: str | None = None) -> None:
-        if any(isinstance(e, QueueChanged) for e in events):
-            events = [e for e in events if not isinstance(e, QueueChanged)]
+        if any(isinstance(e, QueueMoved) for e in events):
+            events = [e for e in events if not isinstance(e, QueueMoved)]
             self._queue_changed()
         self.hub.publish(events, origin)
 

@@ -3,7 +3,7 @@
 from peewee import IntegrityError
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from kefu import clock, db
+from kefu import clock, db, groupcommit
 from kefu.auth import new_token_for
 from kefu.errors import Conflict, Invalid, NotFound
 from kefu.models import Agent, User
@@ -55,16 +55,19 @@ def provision_host_user(external_id: str, name: str | None, avatar: str | None) 
     if user is not None:
         return user
     try:
-        with db.write():
-            return User.create(
-                username=f"host-{external_id}"[:150],
-                nickname=(name or f"user {external_id}")[:150],
-                avatar=(avatar or "")[:500],
-                external_id=external_id,
-            )
+        return groupcommit.run(_create_host_user, external_id, name, avatar)
     except IntegrityError:  # another request provisioned it first
         with db.read():
             return User.get(User.external_id == external_id)
+
+
+def _create_host_user(external_id: str, name: str | None, avatar: str | None) -> User:
+    return User.create(
+        username=f"host-{external_id}"[:150],
+        nickname=(name or f"user {external_id}")[:150],
+        avatar=(avatar or "")[:500],
+        external_id=external_id,
+    )
 
 
 def verify_password(username: str, password: str) -> User | None:

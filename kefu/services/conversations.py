@@ -2,7 +2,7 @@
 
 import time
 
-from kefu import clock, db
+from kefu import clock, db, groupcommit
 from kefu.auth import Principal
 from kefu.errors import Conflict, Forbidden, Invalid, NotFound
 from kefu.models import ENDED, OPEN, SENDER_AGENT, SENDER_USER, Agent, Conversation, Message
@@ -37,18 +37,20 @@ def open_for_user(who: Principal):
     Returns (Conversation, events)."""
     if who.is_agent:
         raise Forbidden("Agents cannot open customer conversations")
-    with db.write():
-        # get_or_create: a concurrent first request (row-lock databases) loses the race
-        # on the unique open_key and reads the winner's conversation.
-        conv, created = Conversation.get_or_create(
-            open_key=f"u:{who.user_id}",
-            defaults={"user": who.user_id, "queued_at": time.time()},
-        )
-        if not created:
-            return load(conv.id), []
-        events = routing.assign_waiting_locked()
-        events.append(routing.queue_snapshot_locked())
-        return load(conv.id), events
+    return groupcommit.run(_open_for_user_locked, who.user_id)
+
+
+def _open_for_user_locked(user_id: int):
+    # get_or_create: a concurrent first request (row-lock databases) loses the race on
+    # the unique open_key and reads the winner's conversation.
+    conv, created = Conversation.get_or_create(
+        open_key=f"u:{user_id}", defaults={"user": user_id, "queued_at": time.time()}
+    )
+    if not created:
+        return load(conv.id), []
+    events = routing.assign_waiting_locked()
+    events.append(routing.queue_moved())
+    return load(conv.id), events
 
 
 def current_for_user(user_id: int) -> Conversation | None:
@@ -59,10 +61,13 @@ def current_for_user(user_id: int) -> Conversation | None:
 
 def end(conversation_id: int, who: Principal) -> list:
     """End a conversation its customer or agent is in. Ending twice succeeds quietly."""
-    with db.write():
-        conv = visible(conversation_id, who)
-        operator_type, operator_id, _ = who.sender
-        return end_locked(conv, operator_type, operator_id)
+    return groupcommit.run(_end_locked, conversation_id, who)
+
+
+def _end_locked(conversation_id: int, who: Principal) -> list:
+    conv = visible(conversation_id, who)
+    operator_type, operator_id, _ = who.sender
+    return end_locked(conv, operator_type, operator_id)
 
 
 def end_locked(conv: Conversation, operator_type: int, operator_id: int) -> list:
@@ -83,14 +88,14 @@ def end_locked(conv: Conversation, operator_type: int, operator_id: int) -> list
     ended = load(conv.id)
     events = [ConversationEnded(conversation_ref(ended), operator_type, operator_id)]
     if ended.agent_id is None:
-        events.append(routing.queue_snapshot_locked())  # it left the queue
+        events.append(routing.queue_moved())  # it left the queue
         return events
     Agent.update(current_concurrent=Agent.current_concurrent - 1).where(
         Agent.id == ended.agent_id
     ).execute()
     assigned = routing.assign_waiting_locked()
     if assigned:
-        events += [*assigned, routing.queue_snapshot_locked()]
+        events += [*assigned, routing.queue_moved()]
     return events
 
 
@@ -105,12 +110,11 @@ def mark_read(conversation_id: int, who: Principal, message_ids: list[int], send
     if sender_type != expected:
         side = "an agent" if who.is_agent else "a user"
         raise Invalid(f"sender_type must be {expected} when {side} marks messages as read")
-    with db.write():
-        conv = visible(conversation_id, who)
-        return _mark_read_locked(conv, message_ids, sender_type)
+    return groupcommit.run(_mark_read_locked, conversation_id, who, message_ids, sender_type)
 
 
-def _mark_read_locked(conv: Conversation, message_ids: list[int], sender_type: int):
+def _mark_read_locked(conversation_id, who: Principal, message_ids: list[int], sender_type: int):
+    conv = visible(conversation_id, who)
     now = clock.now()
     unread = Message.in_conversation(conv.id).where(
         Message.sender_type == sender_type, Message.is_read == 0

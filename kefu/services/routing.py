@@ -21,6 +21,7 @@ from kefu.realtime.events import (
     ConversationAssigned,
     ConversationRequeued,
     QueueChanged,
+    QueueMoved,
 )
 from kefu.services import presence
 from kefu.services.snapshots import conversation_ref, load, person
@@ -84,6 +85,11 @@ def assign_locked(conversation_id: int, kefu_id: int) -> ConversationAssigned:
     return ConversationAssigned(conversation_ref(load(conversation_id)))
 
 
+def queue_moved() -> QueueMoved:
+    """What a service returns when the queue changed (see ``QueueMoved``)."""
+    return QueueMoved()
+
+
 def queue_snapshot_locked() -> QueueChanged:
     """The queue as (conversation id, user id) pairs: one narrow query, no joins."""
     waiting = Conversation.waiting().select(Conversation.id, Conversation.user).tuples()
@@ -100,7 +106,7 @@ def dispatch() -> list:
     with db.write():
         events = assign_waiting_locked()
         if events:
-            events.append(queue_snapshot_locked())
+            events.append(queue_moved())
         return events
 
 
@@ -168,5 +174,5 @@ def requeue_agent(kefu_id: int) -> list:
         previous = person(Agent.get_by_id(kefu_id).user)
         events = [ConversationRequeued(conversation_ref(load(i)), previous) for i in ids]
         events += assign_waiting_locked()
-        events.append(queue_snapshot_locked())
+        events.append(queue_moved())
         return events
