@@ -10,6 +10,7 @@ from kefu import create_app
 from kefu.auth import Principal
 from kefu.protocols.pages_codec import PagesCodec
 from kefu.realtime.events import (
+    ConversationAssigned,
     ConversationEnded,
     ConversationRef,
     MessageCreated,
@@ -83,3 +84,15 @@ def test_end_shows_the_rating_form_to_the_customer_with_its_csrf_token():
     html = render(ConversationEnded(ref(2), 2, 3), customer_conn())
     assert 'id="footer-5" hx-swap-oob="innerHTML"' in html
     assert 'name="csrf_token" value="tok"' in html and 'hx-post="/chat/rate"' in html
+
+
+def test_a_queue_place_older_than_the_assignment_is_not_shown():
+    # Pushes from different publishers can cross (a broadcast to thousands takes turns
+    # with other sockets): after the "assigned" header, a snapshot that still lists
+    # the conversation as waiting must not turn the header back into a queue place.
+    customer = customer_conn()
+    assigned = ConversationAssigned(ConversationRef(6, 1, CUSTOMER, None, 3, AGENT, 0, 0))
+    assert "Mei" in render(assigned, customer)
+    stale = QueueChanged(((8, 1), (6, CUSTOMER.user_id)))
+    assert render(stale, customer) == ""
+    assert "number 2 in the queue" in render(stale, customer_conn())  # a fresh socket

@@ -12,7 +12,9 @@ from kefu import create_app
 from kefu.auth import principal_for
 from kefu.migrate import upgrade
 from kefu.protocols.waiter_codec import USER, WAITER, WaiterCodec
+from kefu.realtime.events import ConversationRequeued, QueueMoved
 from kefu.services import accounts, conversations, history, messages, presence, routing
+from kefu.services.snapshots import conversation_ref
 from tests.support import drop_database, fresh_database_url
 
 
@@ -32,7 +34,10 @@ def socket_of(principal, role):
 
 
 def rendered(conn, events):
-    return [json.loads(f) for e in events for f in conn.codec.render(e, conn, None)]
+    """The frames ``conn`` gets for ``events`` once published: as the live layer does,
+    a QueueMoved goes out as a snapshot of the queue read then."""
+    published = [routing.queue_snapshot() if isinstance(e, QueueMoved) else e for e in events]
+    return [json.loads(f) for e in published for f in conn.codec.render(e, conn, None)]
 
 
 def people(count):
@@ -48,11 +53,19 @@ def test_raised_limit_serves_the_queue_head_first(app):
     assert [c.agent_id for c in convs] == [agent_row.id, None, None]
     assert history.queue_place(convs[1].id) == 1 and history.queue_place(convs[2].id) == 2
 
+    stale = routing.queue_snapshot()  # read before the assignment below
     events = routing.set_max_concurrent(agent_row.id, 2)
     desk, waiting = socket_of(waiter, WAITER), socket_of(second, USER)
     frames = rendered(desk, events)
     assert [(f["type"], f["from"]) for f in frames] == [("new_connection", second.uuid)]
+    waiting.state["connect_op"] = None  # its connect was answered: places may follow
     assert [f["type"] for f in rendered(waiting, events)] == ["connect_success"]
+    # Pushes from different publishers can cross (a broadcast to thousands takes turns
+    # with other sockets): a place read before the assignment is not sent after it.
+    assert rendered(waiting, [stale]) == []
+    requeued = ConversationRequeued(conversation_ref(convs[1]), None)
+    rendered(waiting, [requeued])  # had its agent left, places would count again
+    assert [f["type"] for f in rendered(waiting, [stale])] == ["connect_queue"]
     behind = socket_of(third, USER)
     assert rendered(behind, events) == []  # no place before its connect was answered
     behind.state["connect_op"] = None  # its connect (without op_id) has been answered

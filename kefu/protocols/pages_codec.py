@@ -145,6 +145,9 @@ def _user_header(event, conn) -> str:
     position = None
     if conv.kefu_id is None:
         position = desk.queue_position(conv.id)
+        conn.state.pop("served", None)
+    else:
+        conn.state["served"] = conv.id
     return partial("parts/chat_header.html", c=conv, position=position, oob=True)
 
 
@@ -161,8 +164,8 @@ def _user_ended(event: ConversationEnded, conn) -> str:
 def _user_queue(event: QueueChanged, conn) -> str:
     who = conn.principal
     conversation_id = event.waiting_conversation_of(who.user_id) if who else None
-    if conversation_id is None:
-        return ""
+    if conversation_id is None or conn.state.get("served") == conversation_id:
+        return ""  # not waiting, or a snapshot older than the "assigned" header sent
     waiting = ConversationRef(conversation_id, OPEN, who.person, None, None, None)
     position = event.position_of(conversation_id)
     return partial("parts/chat_header.html", c=waiting, position=position, oob=True)

@@ -172,6 +172,8 @@ def _user_queue(event: QueueChanged, conn, origin):
     if who is None or who.is_agent or "connect_op" not in conn.state:
         return  # places go only to sockets whose ``connect`` has been answered
     conversation_id = event.waiting_conversation_of(who.user_id)
+    if conversation_id is not None and conn.state.get("served", (None,))[0] == conversation_id:
+        return  # a snapshot older than the connect_success already sent (until requeued)
     place = event.position_of(conversation_id) if conversation_id else None
     if place is not None and conn.state.get("location") != place:
         conn.state["location"] = place

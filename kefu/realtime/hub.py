@@ -6,11 +6,16 @@ broker hands them to every hub, and each hub gives each event to the connections
 """
 
 import logging
+import time
 from collections import defaultdict
+
+import gevent
 
 from kefu.realtime.broker import Broker
 
 log = logging.getLogger(__name__)
+CHECK_EVERY = 32  # deliveries between looks at the clock
+TURN_SECONDS = 0.003  # of one broadcast before other greenlets get a turn
 
 
 class Hub:
@@ -70,11 +75,18 @@ class Hub:
             targets = set()
             for key in event.audience():
                 targets.update(self._by_key.get(key, ()))
-            for conn in targets:
+            turn = time.perf_counter()
+            for n, conn in enumerate(targets, 1):
                 try:
                     conn.deliver(event, origin)
                 except Exception:  # one broken codec must not starve the others
                     log.exception("delivering %s to %s failed", type(event).__name__, conn)
+                if n % CHECK_EVERY == 0 and time.perf_counter() - turn > TURN_SECONDS:
+                    # A broadcast to thousands (queue places) takes turns with the other
+                    # sockets instead of holding the hub until every frame is written.
+                    # Codecs drop what such a delay can make stale (see waiter_codec).
+                    gevent.sleep(0)
+                    turn = time.perf_counter()
 
     @staticmethod
     def _discard(table: dict, key, conn) -> None:
