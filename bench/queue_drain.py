@@ -191,6 +191,8 @@ async def run(args) -> dict:
             "server_cpu_s": server_cpu,
             "rss_mb": rss / 2**20,
             "worst_stall_ms": stall["worst_ms"],
+            "stalls": stall["overshoot_histogram"],
+            "gc_worst_ms": stall.get("gc_worst_ms", float("nan")),
         }
     finally:
         server.stop()
@@ -218,7 +220,8 @@ def main() -> None:
         f"p99 {r['wait_p99_s']:.2f} s\n"
         f"queue position updates received (connect_queue): {r['queue_updates']}\n"
         f"server CPU {r['server_cpu_s']:.1f} s, RSS {r['rss_mb']:.0f} MB, "
-        f"worst hub stall {r['worst_stall_ms']:.1f} ms"
+        f"worst hub stall {r['worst_stall_ms']:.1f} ms (longest GC {r['gc_worst_ms']:.1f} ms)\n"
+        f"stalls over each bound: {r['stalls']}"
     )
     for key in ("first_failure", "first_user_error"):
         if r[key]:
