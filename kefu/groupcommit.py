@@ -10,7 +10,9 @@ savepoint, commits once, and wakes each caller with its own result or exception.
 
 A job must only touch the database and return what it did (events are published by the
 caller after the commit): a job that raises is rolled back to its savepoint and the
-others are kept, so every caller sees what it would have seen alone. A batch stops
+others are kept, so every caller sees what it would have seen alone. Jobs run in the
+batcher's greenlet, so they must not reach for the caller's Flask request or app
+context (services never do). A batch stops
 taking jobs after ``MAX_SECONDS`` of work, so it never holds the hub much longer than
 one slow request would.
 
