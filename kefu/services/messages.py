@@ -65,17 +65,8 @@ def _send_locked(who, conversation_id, content, message_type, file_url, op_id):
         conv = visible(conversation_id, who)
         if not conv.is_open:
             raise Conflict("Conversation has ended")
-        view, events = append_locked(
-            conv,
-            sender_type,
-            sender_id,
-            sender_key,
-            content,
-            message_type,
-            file_url,
-            op_id,
-            with_people=True,
-        )
+        row = (sender_type, sender_id, sender_key, content, message_type, file_url, op_id)
+        view, events = append_locked(conv, *row, with_people=True)
     except (KefuError, DuplicateOp):
         # A resend of a stored message is answered with it, even if the conversation
         # has ended since. Looked up only now: the unique (sender, op_id) index makes
