@@ -25,6 +25,7 @@ from simple_websocket import ConnectionClosed
 log = logging.getLogger(__name__)
 _ids = itertools.count(1)
 _CLOSE = object()
+_NOTHING_QUEUED = ()
 CLOSE_HANDSHAKE_SECONDS = 1.0
 
 
@@ -40,7 +41,7 @@ class Connection:
         self.rate = None  # frames allowed per second (set by Live.open)
         self.closed = False
         self._outbox_limit = outbox_limit
-        self._outbox = deque()
+        self._outbox = _NOTHING_QUEUED  # a deque only while frames wait (~600 bytes each)
         self._writer = None  # the writer greenlet while the outbox has frames
 
     @property
@@ -62,7 +63,12 @@ class Connection:
             except (ConnectionClosed, OSError):
                 self.closed = True
                 return
-        self._outbox.append(frame)
+        self._enqueue(frame)
+
+    def _enqueue(self, item) -> None:
+        if self._outbox is _NOTHING_QUEUED:
+            self._outbox = deque()
+        self._outbox.append(item)
         if self._writer is None:
             self._writer = gevent.spawn(self._write_loop)
 
@@ -74,9 +80,7 @@ class Connection:
         """Close after the frames already queued are written."""
         if not self.closed:
             self.closed = True
-            self._outbox.append((_CLOSE, code, reason))
-            if self._writer is None:
-                self._writer = gevent.spawn(self._write_loop)
+            self._enqueue((_CLOSE, code, reason))
 
     def frames(self, timeout: float | None = None):
         """Incoming messages; ``None`` when ``timeout`` passes with nothing received."""
@@ -105,6 +109,8 @@ class Connection:
                     return
         finally:
             self._writer = None
+            if not outbox:
+                self._outbox = _NOTHING_QUEUED
 
     def _drop_socket(self) -> None:
         with contextlib.suppress(OSError):
