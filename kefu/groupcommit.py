@@ -12,9 +12,8 @@ A job must only touch the database and return what it did (events are published 
 caller after the commit): a job that raises is rolled back to its savepoint and the
 others are kept, so every caller sees what it would have seen alone. Jobs run in the
 batcher's greenlet, so they must not reach for the caller's Flask request or app
-context (services never do). A batch stops
-taking jobs after ``MAX_SECONDS`` of work, so it never holds the hub much longer than
-one slow request would.
+context (services never do). A batch stops taking jobs after ``MAX_SECONDS`` of work,
+so it never holds the hub much longer than one slow request would.
 
 On PostgreSQL and MySQL each greenlet has its own connection and yields while the
 server works, so ``run`` is a plain ``db.write()`` there, as it is outside gevent.
