@@ -1,14 +1,16 @@
 """Run the suite again on PostgreSQL and MySQL (the machine's own servers).
 
-Called by ``make test`` after the SQLite run. A database server that cannot be reached is
-reported and skipped on a developer machine, and is a failure under CI (``CI=true``),
-where ``.ci/run`` starts both servers first. Browser tests run on SQLite only: they test
-pages, not storage.
+Called by ``make test`` after the SQLite run; the two passes run side by side. A
+database server that cannot be reached is reported and skipped on a developer machine,
+and is a failure under CI (``CI=true``), where ``.ci/run`` starts both servers first.
+Browser tests run on SQLite only: they test pages, not storage.
 """
 
+import contextlib
 import os
 import subprocess
 import sys
+import tempfile
 
 from tests.support import MYSQL_ADMIN, PG_ADMIN
 
@@ -30,21 +32,38 @@ def reachable(kind: str) -> str | None:
 
 
 def main() -> int:
+    """Both passes at once: each waits mostly on its servers' sockets, not the CPU, and
+    one after the other they took nine of CI's minutes. Each has its own temporary
+    folder and its own database server; its output is printed whole when it ends."""
     strict = os.environ.get("CI", "").lower() == "true"
     failed = False
-    for kind in ("postgresql", "mysql"):
-        problem = reachable(kind)
-        if problem:
-            print(f"{kind}: server not reachable ({problem}); "
-                  f"{'failing (CI)' if strict else 'skipped'}")
-            failed |= strict
-            continue
-        print(f"== the suite on {kind} ==", flush=True)
-        env = {**os.environ, "KEFU_TEST_DATABASE": kind}
-        args = [sys.executable, "-m", "pytest", "-q", "--ignore=tests/browser",
-                "-p", "no:cacheprovider"]
-        failed |= subprocess.run(args, env=env, check=False).returncode != 0
+    with contextlib.ExitStack() as stack:
+        passes = {}
+        for kind in ("postgresql", "mysql"):
+            problem = reachable(kind)
+            if problem:
+                print(f"{kind}: server not reachable ({problem}); "
+                      f"{'failing (CI)' if strict else 'skipped'}")
+                failed |= strict
+                continue
+            output = stack.enter_context(tempfile.TemporaryFile())
+            passes[kind] = (start_pass(kind, output), output)
+        for kind, (proc, output) in passes.items():
+            code = proc.wait()
+            output.seek(0)
+            print(f"== the suite on {kind} ==", flush=True)
+            sys.stdout.buffer.write(output.read())
+            sys.stdout.flush()
+            failed |= code != 0
     return 1 if failed else 0
+
+
+def start_pass(kind: str, output) -> subprocess.Popen:
+    env = {**os.environ, "KEFU_TEST_DATABASE": kind}
+    basetemp = tempfile.mkdtemp(prefix=f"kefu-{kind}-")
+    args = [sys.executable, "-m", "pytest", "-q", "--ignore=tests/browser",
+            "-p", "no:cacheprovider", f"--basetemp={basetemp}"]
+    return subprocess.Popen(args, env=env, stdout=output, stderr=subprocess.STDOUT)
 
 
 if __name__ == "__main__":
