@@ -192,7 +192,7 @@ async def run(args, relay: bool) -> dict:
                 for _ in range(args.window):
                     await user.send(conv)
         await asyncio.sleep(args.warmup)
-        server.stall(reset=True)
+        commits0 = _commits(server.stall(reset=True))
         cpu0, me_cpu0 = server.cpu_seconds(), sum(me.cpu_times()[:2])
         hub0 = server.hub_cpu_seconds()
         spy = None
@@ -227,6 +227,7 @@ async def run(args, relay: bool) -> dict:
         hub_cpu = server.hub_cpu_seconds() - hub0
         client_cpu = sum(me.cpu_times()[:2]) - me_cpu0
         stall = server.stall()
+        commits = [b - a for a, b in zip(commits0, _commits(stall), strict=True)]
         rss = server.rss()
         for s in sides:
             s.answer = False
@@ -255,12 +256,18 @@ async def run(args, relay: bool) -> dict:
             "client_cpu_pct": 100 * client_cpu / elapsed,
             "worst_stall_ms": stall["worst_ms"],
             "gc_worst_ms": stall.get("gc_worst_ms", float("nan")),
+            "jobs_per_commit": commits[0] / commits[1] if commits[1] else float("nan"),
             "rss_mb": rss / 2**20,
             "errors": len(stats.errors),
             "first_error": stats.errors[0] if stats.errors else None,
         }
     finally:
         server.stop()
+
+
+def _commits(stall: dict) -> tuple[int, int]:
+    """(jobs, transactions) of SQLite's group commit so far; zeros without one."""
+    return stall.get("group_commit_jobs", 0), stall.get("group_commit_transactions", 0)
 
 
 FIELDS = [
@@ -276,6 +283,7 @@ FIELDS = [
     ("client_cpu_pct", "load client CPU %", "{:.0f}"),
     ("worst_stall_ms", "worst hub stall ms", "{:.1f}"),
     ("gc_worst_ms", "longest GC ms", "{:.1f}"),
+    ("jobs_per_commit", "writes per commit", "{:.1f}"),
     ("rss_mb", "server RSS MB", "{:.0f}"),
     ("errors", "error replies", "{}"),
 ]

@@ -42,6 +42,12 @@ def run(job, *args):
 _state = {"batcher": None, "checked_for": None}
 
 
+def active_batcher():
+    """The batcher of the configured database, if it has one (the stall monitor reads
+    its counters)."""
+    return _state["batcher"] if _state["checked_for"] is db.database.obj else None
+
+
 def _batcher():
     database = db.database.obj
     if _state["checked_for"] is not database:  # once per configured database

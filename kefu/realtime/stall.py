@@ -17,6 +17,8 @@ from collections import Counter
 
 import gevent
 
+from kefu import groupcommit
+
 PATH = "/_kefu/stall"
 BUCKETS_MS = (1, 2, 5, 10, 20, 50, 100, 250, 1000)
 
@@ -86,7 +88,16 @@ class StallMonitor:
             "gc_total_ms": round(self.gc_total * 1000, 3),
             "gc_tracked_objects": len(gc.get_objects()),
             "gc_frozen_objects": gc.get_freeze_count(),
+            **_group_commit(),
         }
+
+
+def _group_commit() -> dict:
+    """Jobs and transactions of SQLite's group commit since the worker started."""
+    batcher = groupcommit.active_batcher()
+    if batcher is None:
+        return {}
+    return {"group_commit_jobs": batcher.jobs, "group_commit_transactions": batcher.transactions}
 
 
 class _Endpoint:
