@@ -20,11 +20,12 @@ def is_party(conv: Conversation, who: Principal) -> bool:
     return conv.user_id == who.user_id
 
 
-def visible(conversation_id: int, who: Principal) -> Conversation:
-    """The conversation with its people, if ``who`` may see it; NotFound otherwise
-    (a stranger learns nothing, not even that the id exists)."""
+def visible(conversation_id: int, who: Principal, loader=load):
+    """The conversation with its people (as ``loader`` reads it: ``load`` or
+    ``load_target``), if ``who`` may see it; NotFound otherwise (a stranger learns
+    nothing, not even that the id exists)."""
     try:
-        conv = load(conversation_id)
+        conv = loader(conversation_id)
     except NotFound:
         raise NotFound(NO_ACCESS) from None
     if not is_party(conv, who):

@@ -10,7 +10,7 @@ from kefu.errors import Conflict, Invalid, KefuError
 from kefu.models import FILE, IMAGE, SENDER_USER, TEXT, Conversation, Message
 from kefu.realtime.events import MessageCreated, MessageView
 from kefu.services.conversations import visible
-from kefu.services.snapshots import conversation_ref, load, message_view
+from kefu.services.snapshots import Target, conversation_ref, load, load_target, message_view
 from kefu.sqlcache import cached_select, cached_write
 
 LIMITS = {"content_chars": 5000, "page_size_max": 100}
@@ -62,11 +62,11 @@ def send(
 def _send_locked(who, conversation_id, content, message_type, file_url, op_id):
     sender_type, sender_id, sender_key = who.sender
     try:
-        conv = visible(conversation_id, who)
-        if not conv.is_open:
+        target = visible(conversation_id, who, load_target)
+        if not target.is_open:
             raise Conflict("Conversation has ended")
         row = (sender_type, sender_id, sender_key, content, message_type, file_url, op_id)
-        view, events = append_locked(conv, *row, with_people=True)
+        view, events = append_locked(target, *row)
     except (KefuError, DuplicateOp):
         # A resend of a stored message is answered with it, even if the conversation
         # has ended since. Looked up only now: the unique (sender, op_id) index makes
@@ -172,17 +172,17 @@ def _locked_row(conversation_id) -> Conversation:
     return rows[0]
 
 
-def _same_people(loaded: Conversation, row: Conversation) -> bool:
+def _same_people(target: Target, row: Conversation) -> bool:
     return (
-        loaded.status == row.status
-        and loaded.user_id == row.user_id
-        and loaded.visitor_id == row.visitor_id
-        and loaded.agent_id == row.agent_id
+        target.status == row.status
+        and target.user_id == row.user_id
+        and target.visitor_id == row.visitor_id
+        and target.agent_id == row.agent_id
     )
 
 
 def append_locked(
-    conv: Conversation,
+    conv: Conversation | Target,
     sender_type: int,
     sender_id: int,
     sender_key: str,
@@ -190,18 +190,16 @@ def append_locked(
     message_type: int,
     file_url: str | None,
     op_id: str | None,
-    with_people: bool = False,
 ):
     """Write the message, bump the sequence and the other side's unread counter.
 
-    ``with_people``: ``conv`` was loaded by ``snapshots.load`` in this transaction, so
-    the event's snapshot is made from it and the locked row's counters instead of
-    loading the conversation again."""
+    A ``Target`` read in this transaction also gives the event's people, so the
+    conversation is not loaded again for the snapshot."""
     now = clock.now()
-    loaded = conv
-    # On SQLite a conversation loaded in this transaction is current: the writer lock
-    # has been held since. Elsewhere its row must be locked and read again.
-    if not (with_people and db.is_sqlite()):
+    target = conv if type(conv) is Target else None
+    # On SQLite a target read in this transaction is current: the writer lock has been
+    # held since. Elsewhere its row must be locked and read again.
+    if target is None or not db.is_sqlite():
         conv = _locked_row(conv.id)
     fast = db.is_sqlite() and type(conv.id) is int and type(conv.last_seq) is int
     row = (conv.id, conv.last_seq + 1, sender_type, sender_id, sender_key, content)
@@ -234,14 +232,11 @@ def append_locked(
         created_at=now,
         updated_at=now,
     )
-    if with_people and _same_people(loaded, conv):
+    if target is not None and _same_people(target, conv):
         # The row is locked (or SQLite's writer lock is held): the counters are the
-        # locked row's plus the increments just written.
-        loaded.last_seq = conv.last_seq + 1
-        loaded.last_message_at = loaded.updated_at = now
-        loaded.unread_count = conv.unread_count + (sender_type != SENDER_USER)
-        loaded.kefu_unread_count = conv.kefu_unread_count + (sender_type == SENDER_USER)
-        ref = conversation_ref(loaded)
+        # row's plus the increments just written.
+        unread = conv.unread_count + (not to_agent)
+        ref = target.ref(unread, conv.kefu_unread_count + to_agent)
     else:
         ref = conversation_ref(load(conv.id))
     return view, [MessageCreated(ref, view)]

@@ -1,5 +1,6 @@
 """Loading conversations with their people, and freezing rows into event snapshots."""
 
+from dataclasses import dataclass
 from datetime import datetime
 
 from peewee import (
@@ -13,7 +14,7 @@ from peewee import (
 )
 
 from kefu.errors import NotFound
-from kefu.models import Agent, Conversation, Message, User, Visitor
+from kefu.models import OPEN, Agent, Conversation, Message, User, Visitor
 from kefu.realtime.events import ConversationRef, MessageView, Person
 from kefu.sqlcache import cached_select
 
@@ -117,6 +118,84 @@ def _instances(row) -> list:
         }
         made.append(instance)
     return made
+
+
+@dataclass(slots=True)
+class Target:
+    """What storing a message needs of its conversation: who is in it, its state and
+    counters, and the people its event names. Read by one narrow query into plain
+    values (no model instances, no dates), for about a third of ``load``'s CPU."""
+
+    id: int
+    status: int
+    user_id: int | None
+    visitor_id: int | None
+    agent_id: int | None
+    last_seq: int
+    unread_count: int
+    kefu_unread_count: int
+    customer: Person | None
+    visitor_key: str | None
+    agent: Person | None
+
+    @property
+    def is_open(self) -> bool:
+        return self.status == OPEN
+
+    def ref(self, unread_count: int, kefu_unread_count: int) -> ConversationRef:
+        return ConversationRef(
+            self.id,
+            self.status,
+            self.customer,
+            self.visitor_key,
+            self.agent_id,
+            self.agent,
+            unread_count,
+            kefu_unread_count,
+        )
+
+
+def load_target(conversation_id: int) -> Target:
+    if type(conversation_id) is int:
+        rows = cached_select("target", _target_query, conversation_id, decode=_decode_target)
+    else:
+        rows = [_target_from_row(r) for r in _target_query(conversation_id).tuples()]
+    if not rows:
+        raise NotFound("Conversation not found")
+    return rows[0]
+
+
+def _target_query(conversation_id):
+    people = (AgentUser.id, AgentUser.uuid, AgentUser.username, AgentUser.nickname)
+    return (
+        Conversation.select(
+            *(getattr(Conversation, name) for name in _TARGET_STATE),
+            *(User.id, User.uuid, User.username, User.nickname, User.avatar),
+            Visitor.key,
+            *(*people, AgentUser.avatar),
+        )
+        .join_from(Conversation, User, JOIN.LEFT_OUTER)
+        .join_from(Conversation, Visitor, JOIN.LEFT_OUTER)
+        .join_from(Conversation, Agent, JOIN.LEFT_OUTER)
+        .join_from(Agent, AgentUser, JOIN.LEFT_OUTER, on=(Agent.user == AgentUser.id))
+        .where(Conversation.id == conversation_id)
+        .limit(1)
+    )
+
+
+_TARGET_STATE = ("id", "status", "user", "visitor", "agent", "last_seq", "unread_count")
+_TARGET_STATE += ("kefu_unread_count",)
+
+
+def _decode_target(cursor):
+    """The columns are the query's own, in its order, on every database."""
+    return _target_from_row
+
+
+def _target_from_row(row) -> Target:
+    customer = Person(*row[8:13]) if row[8] is not None else None
+    agent = Person(*row[14:19]) if row[14] is not None else None
+    return Target(*row[:8], customer, row[13], agent)
 
 
 def person(user: User | None) -> Person | None:
