@@ -202,8 +202,10 @@ def append_locked(
     if target is None or not db.is_sqlite():
         conv = _locked_row(conv.id)
     fast = db.is_sqlite() and type(conv.id) is int and type(conv.last_seq) is int
+    # The text SQLite's datetime adapter would store, without its Python call per use.
+    stamp = now.isoformat(" ") if fast else now
     row = (conv.id, conv.last_seq + 1, sender_type, sender_id, sender_key, content)
-    row += (message_type, file_url, op_id, now)
+    row += (message_type, file_url, op_id, stamp)
     try:
         if fast:  # no savepoint: SQLite undoes just the failed statement
             message_id = cached_write("insert_message", _insert_query, row, _INSERT_PROBES)
@@ -215,7 +217,7 @@ def append_locked(
         raise DuplicateOp(op_id) from None
     to_agent = sender_type == SENDER_USER
     if fast:
-        cached_write(f"bump:{to_agent}", _bump_query(to_agent), (now, conv.id), _BUMP_PROBES)
+        cached_write(f"bump:{to_agent}", _bump_query(to_agent), (stamp, conv.id), _BUMP_PROBES)
     else:
         _bump_query(to_agent)(now, conv.id).execute()
     view = MessageView(
