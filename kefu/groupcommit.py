@@ -23,7 +23,7 @@ import time
 from collections import deque
 
 import gevent
-from gevent.event import AsyncResult
+from gevent.hub import Waiter, get_hub
 
 from kefu import db
 
@@ -64,12 +64,14 @@ class Batcher:
         self.jobs = 0
 
     def submit(self, job, args):
-        result = AsyncResult()
-        self._pending.append((job, args, result))
+        # A bare Waiter rather than an AsyncResult: one caller, woken once, and no link
+        # machinery on the path of every message.
+        waiter = Waiter()
+        self._pending.append((job, args, waiter))
         if not self._running:
             self._running = True
             gevent.spawn(self._drain)  # scheduled behind the greenlets already ready
-        return result.get()
+        return waiter.get()
 
     def _drain(self) -> None:
         try:
@@ -87,24 +89,30 @@ class Batcher:
             with db.write():
                 connection = db.database.connection()
                 while self._pending and time.perf_counter() - started < MAX_SECONDS:
-                    job, args, result = self._pending.popleft()
-                    done.append((result, *_in_savepoint(connection, job, args)))
+                    job, args, waiter = self._pending.popleft()
+                    done.append((waiter, *_in_savepoint(connection, job, args)))
         except Exception as exc:
             # BEGIN or COMMIT failed: nothing of the batch was stored. The jobs still
             # waiting would meet the same database, and must not be retried forever.
-            failed = [result for result, _, _ in done]
-            failed += [result for _, _, result in self._pending]
+            failed = [waiter for waiter, _, _ in done]
+            failed += [waiter for _, _, waiter in self._pending]
             self._pending.clear()
-            for result in failed:
-                result.set_exception(exc)
+            for waiter in failed:
+                _wake(waiter, None, exc)
             return
         self.transactions += 1
         self.jobs += len(done)
-        for result, value, error in done:
-            if error is None:
-                result.set(value)
-            else:
-                result.set_exception(error)
+        for waiter, value, error in done:
+            _wake(waiter, value, error)
+
+
+def _wake(waiter: Waiter, value, error) -> None:
+    """Resume the caller from the hub (a Waiter is switched to only from there); a
+    caller killed meanwhile has left the waiter, which then just keeps the result."""
+    if error is None:
+        get_hub().loop.run_callback(waiter.switch, value)
+    else:
+        get_hub().loop.run_callback(waiter.throw, error)
 
 
 def _in_savepoint(connection, job, args):
