@@ -26,6 +26,7 @@ import gevent
 from gevent.hub import Waiter, get_hub
 
 from kefu import db
+from kefu.realtime.turns import turns
 
 MAX_SECONDS = 0.004  # of jobs per transaction, then commit and let the hub serve others
 
@@ -71,14 +72,19 @@ class Batcher:
         if not self._running:
             self._running = True
             gevent.spawn(self._drain)  # scheduled behind the greenlets already ready
-        return waiter.get()
+        try:
+            return waiter.get()
+        finally:
+            # Every caller of a batch wakes in the same loop iteration: what each does
+            # next (replies, pushes) takes turns with the rest of the hub.
+            turns.take()
 
     def _drain(self) -> None:
         try:
             while self._pending:
                 self._run_batch()
                 if self._pending:
-                    gevent.sleep(0)  # serve other sockets between transactions
+                    turns.take()  # serve other sockets between transactions
         finally:
             self._running = False
 

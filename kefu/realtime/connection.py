@@ -22,6 +22,8 @@ from collections import deque
 import gevent
 from simple_websocket import ConnectionClosed
 
+from kefu.realtime.turns import turns
+
 log = logging.getLogger(__name__)
 _ids = itertools.count(1)
 _CLOSE = object()
@@ -86,7 +88,10 @@ class Connection:
         """Incoming messages; ``None`` when ``timeout`` passes with nothing received."""
         try:
             while not self.closed:
-                yield self.ws.receive(timeout=timeout)
+                raw = self.ws.receive(timeout=timeout)
+                if raw is not None:
+                    turns.take()  # a burst of frames is spread over loop iterations
+                yield raw
         except ConnectionClosed:
             return
 

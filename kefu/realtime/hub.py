@@ -9,9 +9,8 @@ import logging
 import time
 from collections import defaultdict
 
-import gevent
-
 from kefu.realtime.broker import Broker
+from kefu.realtime.turns import turns
 
 log = logging.getLogger(__name__)
 CHECK_EVERY = 32  # deliveries between looks at the clock
@@ -85,7 +84,7 @@ class Hub:
                     # A broadcast to thousands (queue places) takes turns with the other
                     # sockets instead of holding the hub until every frame is written.
                     # Codecs drop what such a delay can make stale (see waiter_codec).
-                    gevent.sleep(0)
+                    turns.pass_turn()
                     turn = time.perf_counter()
 
     @staticmethod

@@ -18,6 +18,7 @@ from collections import Counter
 import gevent
 
 from kefu import groupcommit
+from kefu.realtime.turns import turns
 
 PATH = "/_kefu/stall"
 BUCKETS_MS = (1, 2, 5, 10, 20, 50, 100, 250, 1000)
@@ -88,16 +89,19 @@ class StallMonitor:
             "gc_total_ms": round(self.gc_total * 1000, 3),
             "gc_tracked_objects": len(gc.get_objects()),
             "gc_frozen_objects": gc.get_freeze_count(),
-            **_group_commit(),
+            **_counters(),
         }
 
 
-def _group_commit() -> dict:
-    """Jobs and transactions of SQLite's group commit since the worker started."""
+def _counters() -> dict:
+    """Since the worker started: handlers that waited for a later loop iteration, and
+    the jobs and transactions of SQLite's group commit."""
+    counters = {"turns_deferred": turns.deferred}
     batcher = groupcommit.active_batcher()
-    if batcher is None:
-        return {}
-    return {"group_commit_jobs": batcher.jobs, "group_commit_transactions": batcher.transactions}
+    if batcher is not None:
+        counters["group_commit_jobs"] = batcher.jobs
+        counters["group_commit_transactions"] = batcher.transactions
+    return counters
 
 
 class _Endpoint:

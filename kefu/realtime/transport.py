@@ -20,6 +20,8 @@ from simple_websocket import ConnectionClosed
 from wsproto.events import AcceptConnection, Request, TextMessage
 from wsproto.extensions import PerMessageDeflate
 
+from kefu.realtime.turns import turns
+
 sock = Sock()
 
 
@@ -142,6 +144,7 @@ class KefuServer(simple_websocket.Server):
         return self.sock.send_now(lambda: self.ws.send(TextMessage(data=text)))
 
     def handshake(self):
+        turns.take()  # an arrival burst's upgrades wait their turn like frames
         self.sock = WholeFrameSocket(self.sock)
         lines = [b"GET / HTTP/1.1\r\n"]
         for key, value in self.environ.items():
@@ -175,5 +178,6 @@ def install(app) -> None:
     from gevent import monkey
 
     if monkey.is_module_patched("threading"):
+        turns.enabled = True
         app.config["SOCK_SERVER_OPTIONS"]["thread_class"] = GreenletReader
         app.config["SOCK_SERVER_OPTIONS"]["selector_class"] = WaitReadable
