@@ -293,7 +293,7 @@ def report(result: dict, base: dict | None = None) -> None:
     print(f"app={result['app']} pairs={result['pairs']}")
     for key, label, fmt in FIELDS:
         line = f"  {label:<20} {fmt.format(result[key])}"
-        if base and base.get(key):
+        if base and base.get(key) and not math.isnan(base[key]):
             line += f"   ({result[key] / base[key]:.2f}x relay {fmt.format(base[key])})"
         print(line)
     if result["first_error"]:
