@@ -72,12 +72,11 @@ class Batcher:
         if not self._running:
             self._running = True
             gevent.spawn(self._drain)  # scheduled behind the greenlets already ready
-        try:
-            return waiter.get()
-        finally:
-            # Every caller of a batch wakes in the same loop iteration: what each does
-            # next (replies, pushes) takes turns with the rest of the hub.
-            turns.take()
+        value = waiter.get()
+        # Every caller of a batch wakes in the same loop iteration: what each does next
+        # (replies, pushes) takes turns with the rest of the hub.
+        turns.take()
+        return value
 
     def _drain(self) -> None:
         try:
