@@ -166,13 +166,13 @@ def load_target(conversation_id: int) -> Target:
 
 
 def _target_query(conversation_id):
-    people = (AgentUser.id, AgentUser.uuid, AgentUser.username, AgentUser.nickname)
+    state = ("id", "status", "user", "visitor", "agent", "last_seq", "unread_count")
     return (
         Conversation.select(
-            *(getattr(Conversation, name) for name in _TARGET_STATE),
-            *(User.id, User.uuid, User.username, User.nickname, User.avatar),
+            *(getattr(Conversation, name) for name in (*state, "kefu_unread_count")),
+            *_person_columns(User),
             Visitor.key,
-            *(*people, AgentUser.avatar),
+            *_person_columns(AgentUser),
         )
         .join_from(Conversation, User, JOIN.LEFT_OUTER)
         .join_from(Conversation, Visitor, JOIN.LEFT_OUTER)
@@ -183,8 +183,9 @@ def _target_query(conversation_id):
     )
 
 
-_TARGET_STATE = ("id", "status", "user", "visitor", "agent", "last_seq", "unread_count")
-_TARGET_STATE += ("kefu_unread_count",)
+def _person_columns(model) -> list:
+    """A ``Person``'s fields, in its order, from ``User`` or an alias of it."""
+    return [getattr(model, name) for name in ("id", "uuid", "username", "nickname", "avatar")]
 
 
 def _decode_target(cursor):
