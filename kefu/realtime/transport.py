@@ -20,6 +20,7 @@ from simple_websocket import ConnectionClosed
 from wsproto.events import AcceptConnection, Request, TextMessage
 from wsproto.extensions import PerMessageDeflate
 
+from kefu.realtime.frames import LeanFrames
 from kefu.realtime.turns import turns
 
 sock = Sock()
@@ -143,6 +144,19 @@ class KefuServer(simple_websocket.Server):
             raise ConnectionClosed(self.close_reason, self.close_message)
         return self.sock.send_now(lambda: self.ws.send(TextMessage(data=text)))
 
+    def _handle_events(self):
+        """simple-websocket's, with the whole text messages the lean path parsed put
+        straight into the input buffer (no event objects, no isinstance chain)."""
+        ws = self.ws
+        if type(ws) is LeanFrames:
+            texts = ws.take_texts(self.max_message_size)
+            if texts:
+                self.input_buffer.extend(texts)
+                self.event.set()
+            if not ws.pending():
+                return True
+        return super()._handle_events()
+
     def handshake(self):
         turns.take()  # an arrival burst's upgrades wait their turn like frames
         self.sock = WholeFrameSocket(self.sock)
@@ -164,6 +178,8 @@ class KefuServer(simple_websocket.Server):
             # The HTTP/1.1 parser of the upgrade request is never used again; wsproto
             # keeps it (buffers and state, a few KB) for the life of the socket.
             self.ws.handshake._h11_connection = None
+            if not self.deflate:  # no extension: whole text frames take the fast path
+                self.ws = LeanFrames(self.ws)
 
 
 def install(app) -> None:
