@@ -26,7 +26,6 @@ wait in one queue that ``events()`` drains in order.
 """
 
 import struct
-from collections import deque
 
 from wsproto.connection import ConnectionState
 from wsproto.events import CloseConnection, TextMessage
@@ -61,10 +60,14 @@ def unmask(data, start: int, stop: int, key) -> bytes:
 class LeanFrames:
     """wsproto's ``WSConnection`` with whole text frames parsed and built here."""
 
+    __slots__ = ("_queue", "_tail", "_ws", "_wsproto_only")  # one per socket: no dict
+
     def __init__(self, ws):
         self._ws = ws
         self._tail = b""  # the start of a frame not yet whole
-        self._queue = deque()  # str (a whole text message), or bytes for wsproto, in order
+        # str (a whole text message) or bytes for wsproto, in order; a list, not a deque
+        # (600 bytes each even when empty): it holds a frame or two and is emptied at once.
+        self._queue = []
         self._wsproto_only = False
 
     def __getattr__(self, name):
@@ -146,9 +149,13 @@ class LeanFrames:
     def take_texts(self, limit: int | None) -> list[str]:
         """The whole text messages at the head of the queue, none longer than ``limit``
         (one that is stays for ``events()``, so the caller's own size check sees it)."""
-        queue, texts = self._queue, []
-        while queue and type(queue[0]) is str and not (limit and len(queue[0]) > limit):
-            texts.append(queue.popleft())
+        queue, count = self._queue, 0
+        for item in queue:
+            if type(item) is not str or (limit and len(item) > limit):
+                break
+            count += 1
+        texts = queue[:count]
+        del queue[:count]
         return texts
 
     def pending(self) -> bool:
@@ -158,7 +165,7 @@ class LeanFrames:
     def events(self):
         queue = self._queue
         while queue:
-            item = queue.popleft()
+            item = queue.pop(0)
             if type(item) is str:
                 yield TextMessage(data=item)
                 continue
