@@ -129,3 +129,6 @@ class Connection:
         if writer is not None:
             writer.join(timeout=5)
             writer.kill(block=False)
+        # Our close frame is out: take the peer's answer before the socket is closed
+        # (a handler that reads its own socket; see transport.KefuServer).
+        self.ws.await_close_reply(CLOSE_HANDSHAKE_SECONDS)

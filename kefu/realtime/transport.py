@@ -1,24 +1,31 @@
 """The WebSocket transport under flask-sock: whole-frame writes, deflate only on request.
 
 simple-websocket 1.1.0 writes with ``socket.send``, which may write part of a frame
-under back-pressure, and its reader greenlet (pongs, close replies) writes to the same
-socket as the sender. Both would corrupt the stream. ``WholeFrameSocket`` turns every
+under back-pressure, and whoever reads (its reader thread, or under gevent the handler
+itself, see ``KefuServer``) writes pongs and close replies to the same socket as the
+greenlets that push. Both would corrupt the stream. ``WholeFrameSocket`` turns every
 write into one ``sendall`` under a lock, so a frame is always written whole and frames
 from different greenlets never interleave. simple-websocket also always accepts
 permessage-deflate, which costs tens of KB of zlib state per socket; ``KefuServer``
 accepts it only when ``KEFU_WS_DEFLATE`` is on.
 """
 
+import contextlib
 import threading
+from time import monotonic
 
 import flask_sock
 import gevent
 import gevent.socket
 import simple_websocket
 from flask_sock import Sock
+from gevent.socket import wait as wait_on_watcher
 from simple_websocket import ConnectionClosed
-from wsproto.events import AcceptConnection, Request, TextMessage
+from wsproto.connection import ConnectionState
+from wsproto.events import AcceptConnection, Ping, Request, TextMessage
 from wsproto.extensions import PerMessageDeflate
+from wsproto.frame_protocol import CloseReason
+from wsproto.utilities import LocalProtocolError
 
 from kefu.realtime.frames import LeanFrames
 from kefu.realtime.turns import turns
@@ -32,7 +39,7 @@ class WholeFrameSocket:
     def __init__(self, sock):
         self._sock = sock
         self._lock = threading.Lock()  # a greenlet lock once gevent has patched threading
-        self._can_try = isinstance(sock, gevent.socket.socket)  # send(timeout=0) exists
+        self.can_try = isinstance(sock, gevent.socket.socket)  # send(timeout=0) exists
 
     def send(self, data: bytes) -> int:
         with self._lock:
@@ -47,7 +54,7 @@ class WholeFrameSocket:
         deflate context), so a frame it made must be written. What the kernel does not
         take at once is finished by a greenlet that holds the lock until it is written,
         so no other frame can start in the middle of this one."""
-        if not self._can_try or not self._lock.acquire(blocking=False):
+        if not self.can_try or not self._lock.acquire(blocking=False):
             return False
         try:
             data = encode()
@@ -75,67 +82,47 @@ class WholeFrameSocket:
         return getattr(self._sock, name)
 
 
-class GreenletReader:
-    """simple-websocket's reader "thread" as a bare greenlet.
+class NoReader:
+    """simple-websocket's reader "thread", which under gevent is never started: the
+    handler reads its own socket (``KefuServer.receive``)."""
 
-    Under gevent a patched ``threading.Thread`` is a greenlet plus a name, a started
-    event, locks and an entry in ``threading._active``: some 2 KB and a dozen objects
-    per socket that every full garbage collection walks. The reader needs only the
-    greenlet. Used only once gevent has patched ``threading``."""
+    name = "simple_websocket reader (none: the handler reads)"
 
     def __init__(self, target):
-        self._target = target
-        self._greenlet = None
-        self.name = "simple_websocket reader"
+        pass
 
     def start(self) -> None:
-        import gevent
-
-        self._greenlet = gevent.spawn(self._target)
+        pass
 
     def join(self, timeout: float | None = None) -> None:
-        if self._greenlet is not None:
-            self._greenlet.join(timeout)
+        pass
 
     def is_alive(self) -> bool:
-        return self._greenlet is not None and not self._greenlet.dead
+        return False
 
 
 class _NotReadable(Exception):
     """The wait for a readable socket timed out."""
 
 
-class WaitReadable:
-    """The one use simple-websocket makes of a selector, without keeping one per socket.
+class KefuServer(simple_websocket.Server):
+    """simple-websocket's server with whole-frame writes, deflate only on request, the
+    lean text-frame path, and, under gevent, no reader greenlet.
 
-    Its reader registers the socket once and then waits "readable, or time to ping".
-    gevent's selector keeps a watcher table and a result set per instance for the life
-    of the socket; this waits with a watcher made for each wait. Used only under gevent.
+    simple-websocket reads each socket in a greenlet of its own that parses what
+    arrives and hands each message to the handler through an Event: per frame a wake-up
+    of the reader, an Event callback and a switch to the handler, and per socket a
+    second suspended greenlet that every full collection walks. With ``inline`` the
+    handler itself reads in ``receive``: it tries the socket first and waits only when
+    nothing is there, and sends the heartbeat pings while it waits. While the handler
+    is busy nothing is read, so a fast client fills the kernel's buffer (TCP pushes
+    back) instead of the process's memory.
     """
 
-    def __init__(self):
-        self._fd = None
-
-    def register(self, fileobj, events, data=None) -> None:
-        self._fd = fileobj.fileno()
-
-    def select(self, timeout: float | None = None) -> list:
-        # Not gevent.select.select: it first polls with the real select(), which
-        # refuses file descriptors above 1023.
-        from gevent.socket import wait_read
-
-        try:
-            wait_read(self._fd, timeout, _NotReadable)  # a class: a new instance each time
-        except _NotReadable:
-            return []
-        return [(self._fd, True)]
-
-    def close(self) -> None:
-        self._fd = None
-
-
-class KefuServer(simple_websocket.Server):
     deflate = False
+    inline = False  # set by install() once gevent has patched threading
+    _next_ping = None
+    _socket_closed = False
 
     def send_now(self, text: str) -> bool:
         """Write a text frame at once if the socket takes it without waiting (see
@@ -143,6 +130,100 @@ class KefuServer(simple_websocket.Server):
         if not self.connected:
             raise ConnectionClosed(self.close_reason, self.close_message)
         return self.sock.send_now(lambda: self.ws.send(TextMessage(data=text)))
+
+    def receive(self, timeout: float | None = None):
+        if not self.inline:
+            return super().receive(timeout)
+        deadline = None if timeout is None else monotonic() + timeout
+        while not self.input_buffer:
+            if not self.connected:
+                self.await_close_reply()
+                raise ConnectionClosed(self.close_reason, self.close_message)
+            if not self._read(deadline):
+                return None
+        return self.input_buffer.pop(0)
+
+    def await_close_reply(self, seconds: float = 1.0) -> None:
+        """After our close frame, read until the peer's close frame (or the end of the
+        stream, or ``seconds``), then close the socket. Closing it with the answer
+        unread would make the kernel reset the connection instead of ending it."""
+        if not self.inline or self._socket_closed:
+            return
+        deadline = monotonic() + seconds
+        while self.ws.state is ConnectionState.LOCAL_CLOSING and not self._socket_closed:
+            if not self._read(deadline):
+                break
+        self._close_socket()
+
+    def _read(self, deadline: float | None) -> bool:
+        """Parse what the socket has, waiting for it if need be; False once
+        ``deadline`` has passed with nothing read."""
+        gsock = self.sock._sock
+        try:
+            data = gsock._sock.recv(self.receive_bytes)  # the OS socket: never waits
+        except BlockingIOError:
+            return self._wait(gsock, deadline)
+        except OSError:
+            data = b""
+        if not data:  # the peer is gone (or the socket was closed under us)
+            self._lost()
+            return True
+        try:
+            self.ws.receive_data(data)
+            if not self._handle_events():  # never True again once closing
+                self.connected = False
+        except (OSError, LocalProtocolError):
+            self._lost()
+            return True
+        if not self.connected:
+            self._close_socket()
+        return True
+
+    def _wait(self, gsock, deadline: float | None) -> bool:
+        """Until the socket is readable (True), the deadline passes (False) or a ping
+        is due (sent, True)."""
+        until = deadline if self._next_ping is None else self._next_ping
+        if deadline is not None and until > deadline:
+            until = deadline
+        wait = None if until is None else max(0.0, until - monotonic())
+        try:
+            # The socket's own watcher: closing the socket wakes this wait with an error.
+            wait_on_watcher(gsock._read_event, wait, _NotReadable)
+            return True
+        except _NotReadable:
+            pass
+        except OSError:
+            self._lost()
+            return True
+        if self._next_ping is not None and monotonic() >= self._next_ping:
+            self._ping()
+            return True
+        return False
+
+    def _ping(self) -> None:
+        """simple-websocket's heartbeat: a ping per interval; no pong since the last
+        one closes the socket with 1008."""
+        if not self.pong_received:
+            with contextlib.suppress(OSError):
+                self.close(reason=CloseReason.POLICY_VIOLATION, message="Ping/Pong timeout")
+            self._lost()
+            return
+        self.pong_received = False
+        try:
+            self.sock.send(self.ws.send(Ping()))
+        except OSError:
+            self._lost()
+            return
+        self._next_ping = max(monotonic(), self._next_ping) + self.ping_interval
+
+    def _lost(self) -> None:
+        self.connected = False
+        self._close_socket()
+
+    def _close_socket(self) -> None:
+        self._socket_closed = True
+        with contextlib.suppress(OSError):
+            self.sock.close()
 
     def _handle_events(self):
         """simple-websocket's, with the whole text messages the lean path parsed put
@@ -152,7 +233,8 @@ class KefuServer(simple_websocket.Server):
             texts = ws.take_texts(self.max_message_size)
             if texts:
                 self.input_buffer.extend(texts)
-                self.event.set()
+                if not self.inline:  # a reader greenlet wakes the handler
+                    self.event.set()
             if not ws.pending():
                 return True
         return super()._handle_events()
@@ -180,6 +262,9 @@ class KefuServer(simple_websocket.Server):
             self.ws.handshake._h11_connection = None
             if not self.deflate:  # no extension: whole text frames take the fast path
                 self.ws = LeanFrames(self.ws)
+            self.inline = self.inline and self.sock.can_try
+            if self.inline and self.ping_interval:
+                self._next_ping = monotonic() + self.ping_interval
 
 
 def install(app) -> None:
@@ -195,5 +280,5 @@ def install(app) -> None:
 
     if monkey.is_module_patched("threading"):
         turns.enabled = True
-        app.config["SOCK_SERVER_OPTIONS"]["thread_class"] = GreenletReader
-        app.config["SOCK_SERVER_OPTIONS"]["selector_class"] = WaitReadable
+        KefuServer.inline = True
+        app.config["SOCK_SERVER_OPTIONS"]["thread_class"] = NoReader

@@ -1,0 +1,115 @@
+"""The handler reads its own socket (kefu/realtime/transport.py, ``KefuServer.inline``):
+heartbeat pings while it waits, the 1008 close of a peer that never answers them, and
+a socket closed under a waiting handler."""
+
+import base64
+import json
+import os
+import socket
+import struct
+import time
+
+import websocket
+
+
+def raw_upgrade(base: str, path: str = "/ws") -> socket.socket:
+    """A WebSocket that answers nothing: the upgrade by hand on a bare TCP socket."""
+    host, port = base.rsplit(":", 1)
+    sock = socket.create_connection((host, int(port)), timeout=10)
+    key = base64.b64encode(os.urandom(16)).decode()
+    sock.sendall(
+        f"GET {path} HTTP/1.1\r\nHost: {base}\r\nUpgrade: websocket\r\n"
+        f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+        "Sec-WebSocket-Version: 13\r\n\r\n".encode()
+    )
+    head = b""
+    while b"\r\n\r\n" not in head:
+        head += sock.recv(1)
+    assert head.startswith(b"HTTP/1.1 101"), head
+    return sock
+
+
+def server_frames(data: bytes) -> list[tuple[int, bytes]]:
+    """(opcode, payload) of each unmasked server frame in ``data``."""
+    frames, pos = [], 0
+    while pos + 2 <= len(data):
+        opcode, size, pos = data[pos] & 0x0F, data[pos + 1] & 0x7F, pos + 2
+        if size == 126:
+            size, pos = struct.unpack("!H", data[pos : pos + 2])[0], pos + 2
+        frames.append((opcode, data[pos : pos + size]))
+        pos += size
+    return frames
+
+
+def test_a_peer_that_answers_pings_stays_and_one_that_does_not_gets_1008(make_server):
+    srv = make_server(ws_ping_seconds=0.4)
+    answering = websocket.create_connection(f"ws://{srv.base}/ws", timeout=5)
+    silent = raw_upgrade(srv.base)
+
+    pings = 0
+    started = time.monotonic()
+    while time.monotonic() - started < 1.5:
+        opcode, _ = answering.recv_data(control_frame=True)  # pongs go back by themselves
+        pings += opcode == websocket.ABNF.OPCODE_PING
+    assert pings >= 2
+
+    silent.settimeout(5)
+    received = b""
+    while chunk := silent.recv(4096):  # until the server closes the TCP connection
+        received += chunk
+    frames = server_frames(received)
+    assert frames[0][0] == 0x9  # a ping, never answered
+    opcode, payload = frames[-1]
+    assert (opcode, struct.unpack("!H", payload[:2])[0]) == (0x8, 1008)
+    assert payload[2:] == b"Ping/Pong timeout"
+
+    # The answering socket is still served after the silent one was dropped.
+    answering.send('{"action": "ping", "op_id": 1}')
+    while (reply := answering.recv_data(control_frame=True))[0] != websocket.ABNF.OPCODE_TEXT:
+        pass
+    assert b'"pong"' in reply[1]
+    answering.close()
+
+
+def connections(srv) -> int:
+    return srv.get("/healthz").json()["connections"]
+
+
+def wait_for(check, seconds: float = 5.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while not check():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def test_a_peer_gone_while_the_handler_waits_ends_the_handler(server):
+    """No close frame, no heartbeat due: the waiting handler sees the end of the stream
+    and the socket leaves the hub at once."""
+    base = connections(server)
+    sock = raw_upgrade(server.base)
+    assert wait_for(lambda: connections(server) == base + 1)
+    sock.close()
+    assert wait_for(lambda: connections(server) == base)
+
+
+def test_a_close_frame_mid_stream_gets_its_answer_and_ends_the_handler(server):
+    """Frames before the close are served in order, or not at all once the close is
+    answered (no data frame may follow it, RFC 6455 5.5.1); the handler then ends."""
+    agent = server.create_agent("transport-agent")
+    ws = websocket.create_connection(f"ws://{server.base}/ws", timeout=5)
+    base = connections(server)
+    ws.send(json.dumps({"action": "login", "op_id": 1, "data": {"token": agent["token"]}}))
+    ws.send(json.dumps({"action": "ping", "op_id": 2}))
+    ws.send_close()
+    replies = []
+    while True:
+        opcode, payload = ws.recv_data(control_frame=True)
+        if opcode == websocket.ABNF.OPCODE_CLOSE:
+            break
+        replies.append(json.loads(payload))
+    assert struct.unpack("!H", payload[:2])[0] == 1000
+    assert [r["op_id"] for r in replies] == [1, 2][: len(replies)]
+    assert all(r["success"] for r in replies)
+    assert wait_for(lambda: connections(server) == base - 1)
