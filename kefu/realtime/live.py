@@ -22,6 +22,7 @@ from kefu.realtime.broker import MemoryBroker
 from kefu.realtime.events import AGENTS, QueueMoved, SignedOut, user_key, visitor_key
 from kefu.realtime.hub import Hub
 from kefu.realtime.limits import KeyedBuckets, TokenBucket
+from kefu.realtime.turns import turns
 from kefu.services import accounts, presence, routing
 
 log = logging.getLogger(__name__)
@@ -230,7 +231,8 @@ class Live:
 
     def revalidate(self) -> None:
         signed_in = [c for c in self.hub.all_connections() if c.principal and not c.closed]
-        changes = accounts.credential_changes({c.principal.user_id for c in signed_in})
+        user_ids = {c.principal.user_id for c in signed_in}
+        changes = accounts.credential_changes(user_ids, between=turns.pass_turn)
         for conn in signed_in:
             change = changes.get(conn.principal.user_id)
             if change is None:
