@@ -112,6 +112,7 @@ async def run(args) -> dict:
             "hold_cpu_pct": 100 * hold_cpu / args.hold,
             "worst_stall_ms": stall["worst_ms"],
             "gc_worst_ms": stall.get("gc_worst_ms", float("nan")),
+            "gc_worst_cpu_ms": stall.get("gc_worst_cpu_ms", float("nan")),
             "gc_runs": stall.get("gc_runs_by_generation"),
             "objects_per_conn": (stall["gc_tracked_objects"] - objects0) / max(1, len(conns)),
             "objects": stall["gc_tracked_objects"],
@@ -149,7 +150,8 @@ def main() -> None:
         f"p99 {r['ping_p99_ms']:.1f} ms; server CPU while held {r['hold_cpu_pct']:.0f}%; "
         f"worst hub stall {r['worst_stall_ms']:.1f} ms\n"
         f"garbage collections while held (gen 0/1/2): {r['gc_runs']}, "
-        f"longest {r['gc_worst_ms']:.1f} ms; tracked objects {r['objects']} "
+        f"longest {r['gc_worst_ms']:.1f} ms (CPU {r['gc_worst_cpu_ms']:.1f} ms); "
+        f"tracked objects {r['objects']} "
         f"({r['objects_per_conn']:.0f} per connection, {r['frozen']} frozen)"
     )
     if "first_error" in r:

@@ -193,6 +193,7 @@ async def run(args) -> dict:
             "worst_stall_ms": stall["worst_ms"],
             "stalls": stall["overshoot_histogram"],
             "gc_worst_ms": stall.get("gc_worst_ms", float("nan")),
+            "gc_worst_cpu_ms": stall.get("gc_worst_cpu_ms", float("nan")),
             "turns_deferred": stall.get("turns_deferred", 0),
             "writes_per_commit": stall.get("group_commit_jobs", 0)
             / max(1, stall.get("group_commit_transactions", 0)),
@@ -223,7 +224,8 @@ def main() -> None:
         f"p99 {r['wait_p99_s']:.2f} s\n"
         f"queue position updates received (connect_queue): {r['queue_updates']}\n"
         f"server CPU {r['server_cpu_s']:.1f} s, RSS {r['rss_mb']:.0f} MB, "
-        f"worst hub stall {r['worst_stall_ms']:.1f} ms (longest GC {r['gc_worst_ms']:.1f} ms)\n"
+        f"worst hub stall {r['worst_stall_ms']:.1f} ms (longest GC {r['gc_worst_ms']:.1f} ms, "
+        f"CPU {r['gc_worst_cpu_ms']:.1f} ms)\n"
         f"stalls over each bound: {r['stalls']}\n"
         f"handlers that waited for a later loop iteration: {r['turns_deferred']}; "
         f"writes per commit {r['writes_per_commit']:.1f}"
