@@ -162,9 +162,12 @@ class KefuServer(simple_websocket.Server):
         try:
             data = gsock._sock.recv(self.receive_bytes)  # the OS socket: never waits
         except BlockingIOError:
-            return self._wait(gsock, deadline)
+            data = None  # waited for below: inside this clause the exception and its
+            # traceback would stay alive for the whole wait, in every young collection
         except OSError:
             data = b""
+        if data is None:
+            return self._wait(gsock, deadline)
         if not data:  # the peer is gone (or the socket was closed under us)
             self._lost()
             return True
