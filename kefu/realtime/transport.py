@@ -19,6 +19,9 @@ import gevent
 import gevent.socket
 import simple_websocket
 from flask_sock import Sock
+from gevent import getcurrent
+from gevent.exceptions import ConcurrentObjectUseError
+from gevent.hub import get_hub
 from gevent.socket import wait as wait_on_watcher
 from simple_websocket import ConnectionClosed
 from wsproto.connection import ConnectionState
@@ -28,6 +31,7 @@ from wsproto.frame_protocol import CloseReason
 from wsproto.utilities import LocalProtocolError
 
 from kefu.realtime.frames import LeanFrames
+from kefu.realtime.heartbeat import heartbeat
 from kefu.realtime.turns import turns
 
 sock = Sock()
@@ -114,15 +118,16 @@ class KefuServer(simple_websocket.Server):
     of the reader, an Event callback and a switch to the handler, and per socket a
     second suspended greenlet that every full collection walks. With ``inline`` the
     handler itself reads in ``receive``: it tries the socket first and waits only when
-    nothing is there, and sends the heartbeat pings while it waits. While the handler
+    nothing is there; one greenlet pings every socket (heartbeat.py). While the handler
     is busy nothing is read, so a fast client fills the kernel's buffer (TCP pushes
     back) instead of the process's memory.
     """
 
     deflate = False
     inline = False  # set by install() once gevent has patched threading
-    _next_ping = None
+    next_ping = None  # when the heartbeat pings next (handlers that read only)
     _socket_closed = False
+    _switch = None  # the handler greenlet's switch, for waits that allocate nothing
 
     def send_now(self, text: str) -> bool:
         """Write a text frame at once if the socket takes it without waiting (see
@@ -183,41 +188,53 @@ class KefuServer(simple_websocket.Server):
         return True
 
     def _wait(self, gsock, deadline: float | None) -> bool:
-        """Until the socket is readable (True), the deadline passes (False) or a ping
-        is due (sent, True)."""
-        until = deadline if self._next_ping is None else self._next_ping
-        if deadline is not None and until > deadline:
-            until = deadline
-        wait = None if until is None else max(0.0, until - monotonic())
+        """Until the socket is readable (True) or the deadline passes (False). The
+        socket's own watcher: closing the socket wakes the wait with an error."""
         try:
-            # The socket's own watcher: closing the socket wakes this wait with an error.
-            wait_on_watcher(gsock._read_event, wait, _NotReadable)
+            if deadline is None:
+                self._park(gsock._read_event)
+            else:
+                wait_on_watcher(gsock._read_event, max(0.0, deadline - monotonic()), _NotReadable)
             return True
         except _NotReadable:
-            pass
+            return False
         except OSError:
             self._lost()
             return True
-        if self._next_ping is not None and monotonic() >= self._next_ping:
-            self._ping()
-            return True
-        return False
 
-    def _ping(self) -> None:
-        """simple-websocket's heartbeat: a ping per interval; no pong since the last
-        one closes the socket with 1008."""
+    def _park(self, watcher) -> None:
+        """gevent's wait on ``watcher`` without its Waiter, bound methods and tuple:
+        an idle socket waits here for as long as it is idle (see heartbeat.py)."""
+        if watcher.callback is not None:
+            raise ConcurrentObjectUseError(f"socket already waited on by {watcher.callback!r}")
+        current = getcurrent()
+        if self._switch is None or self._switch.__self__ is not current:
+            self._switch = current.switch
+        watcher.start(self._switch)
+        try:
+            get_hub().switch()  # back when readable, or with the error of a close
+        finally:
+            watcher.stop()
+
+    def heartbeat(self, now: float) -> None:
+        """simple-websocket's heartbeat, called by heartbeat.py: a ping per interval;
+        no pong since the last one closes the socket with 1008."""
+        if not self.connected or self._socket_closed:
+            self.next_ping = None
+            return
         if not self.pong_received:
+            self.next_ping = None
             with contextlib.suppress(OSError):
                 self.close(reason=CloseReason.POLICY_VIOLATION, message="Ping/Pong timeout")
-            self._lost()
+            self._lost()  # wakes the handler's wait with an error
             return
         self.pong_received = False
+        self.next_ping = max(now, self.next_ping) + self.ping_interval
         try:
             self.sock.send(self.ws.send(Ping()))
-        except OSError:
+        except (OSError, LocalProtocolError):
+            self.next_ping = None
             self._lost()
-            return
-        self._next_ping = max(monotonic(), self._next_ping) + self.ping_interval
 
     def _lost(self) -> None:
         self.connected = False
@@ -267,7 +284,8 @@ class KefuServer(simple_websocket.Server):
                 self.ws = LeanFrames(self.ws)
             self.inline = self.inline and self.sock.can_try
             if self.inline and self.ping_interval:
-                self._next_ping = monotonic() + self.ping_interval
+                self.next_ping = monotonic() + self.ping_interval
+                heartbeat.add(self, self.ping_interval)
 
 
 def install(app) -> None:

@@ -1,0 +1,49 @@
+"""Heartbeat pings for the sockets whose handlers read them: one greenlet for all.
+
+A handler that waited "readable, or time to ping" gave gevent a Timeout, a timer, a
+Waiter and their bound methods and argument tuples for every wait. A wait lasts as long
+as the socket is idle, and a dying Timeout of one socket made room in the young
+generation's count for the new one of another, so on 10,000 idle sockets some 90,000
+of these objects sat in the young generation and each young collection walked them
+(70-120 ms, measured with the stall monitor). Now a handler with no deadline of its own
+waits on its socket alone (``KefuServer._park``, which allocates nothing), and this
+greenlet sends each socket its ping when it is due, and closes with 1008 a socket
+whose last ping got no pong, as simple-websocket's reader did.
+"""
+
+import weakref
+from time import monotonic
+
+import gevent
+
+from kefu.realtime.turns import turns
+
+CHECK_EVERY = 500  # sockets between turns, so a pass over 10,000 never holds the hub
+
+
+class Heartbeat:
+    def __init__(self):
+        self._servers = weakref.WeakSet()
+        self._greenlet = None
+        self.tick = 1.0
+
+    def add(self, server, interval: float) -> None:
+        """Ping ``server`` (a ``KefuServer``) every ``interval`` seconds from now on."""
+        self._servers.add(server)
+        self.tick = min(self.tick, interval / 4)
+        if self._greenlet is None:
+            self._greenlet = gevent.spawn(self._run)
+
+    def _run(self) -> None:
+        while True:
+            gevent.sleep(self.tick)
+            now = monotonic()
+            for n, server in enumerate(list(self._servers), 1):
+                due = server.next_ping
+                if due is not None and due <= now:
+                    server.heartbeat(now)
+                if n % CHECK_EVERY == 0:
+                    turns.pass_turn()
+
+
+heartbeat = Heartbeat()
