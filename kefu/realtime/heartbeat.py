@@ -11,6 +11,7 @@ greenlet sends each socket its ping when it is due, and closes with 1008 a socke
 whose last ping got no pong, as simple-websocket's reader did.
 """
 
+import logging
 import weakref
 from time import monotonic
 
@@ -18,6 +19,7 @@ import gevent
 
 from kefu.realtime.turns import turns
 
+log = logging.getLogger(__name__)
 CHECK_EVERY = 500  # sockets between turns, so a pass over 10,000 never holds the hub
 
 
@@ -41,7 +43,11 @@ class Heartbeat:
             for n, server in enumerate(list(self._servers), 1):
                 due = server.next_ping
                 if due is not None and due <= now:
-                    server.heartbeat(now)
+                    try:
+                        server.heartbeat(now)
+                    except Exception:  # one broken socket must not stop every ping
+                        log.exception("heartbeat of a socket failed")
+                        server.next_ping = None
                 if n % CHECK_EVERY == 0:
                     turns.pass_turn()
 
