@@ -99,12 +99,12 @@ class LeanFrames:
         else:
             buf = data
         pos = self._parse(buf)
-        if pos < 0:
+        if pos < 0:  # wsproto took the rest
             self._tail = b""
-        elif pos == 0 and buf is self._tail:
-            pass
-        else:
+        elif pos:
             self._tail = bytearray(buf[pos:]) if pos < len(buf) else b""
+        elif buf is not self._tail:  # nothing whole yet in fresh data: keep all of it
+            self._tail = bytearray(buf)
 
     def _parse(self, buf) -> int:
         """Queue the whole frames at the start of ``buf``; the offset where the rest
