@@ -178,13 +178,11 @@ class KefuServer(simple_websocket.Server):
             return True
         try:
             self.ws.receive_data(data)
-            if not self._handle_events():  # never True again once closing
-                self.connected = False
+            keep_going = self._handle_events()
         except (OSError, LocalProtocolError):
+            keep_going = False
+        if not keep_going:  # the peer closed, broke the protocol, or the socket failed
             self._lost()
-            return True
-        if not self.connected:
-            self._close_socket()
         return True
 
     def _wait(self, gsock, deadline: float | None) -> bool:
