@@ -154,7 +154,7 @@ async def run(args, relay: bool) -> dict:
     # One bench agent socket carries pairs/agents conversations at full speed: far above
     # the per-socket frame limit meant for people (20/s), so lift it for the bench.
     settings.update(ws_rate_per_second=1000000, ws_rate_burst=1000000)
-    server = Server(app, **settings).start()
+    server = Server(app, count=args.count_instructions, **settings).start()
     stats = Stats()
     try:
         setup = setup_relay if relay else setup_kefu
@@ -220,9 +220,9 @@ async def run(args, relay: bool) -> dict:
         stats.measuring = True
         await asyncio.sleep(args.duration)
         stats.measuring = False
+        elapsed = time.perf_counter() - t0
         if spy is not None:
             await asyncio.to_thread(spy.wait)
-        elapsed = time.perf_counter() - t0
         server_cpu = server.cpu_seconds() - cpu0
         hub_cpu = server.hub_cpu_seconds() - hub0
         client_cpu = sum(me.cpu_times()[:2]) - me_cpu0
@@ -241,6 +241,9 @@ async def run(args, relay: bool) -> dict:
         for s in sides:
             s.ws.transport.abort()
         lat = sorted(stats.latencies)
+        if server.counter:
+            await asyncio.to_thread(server.stop)  # callgrind writes its totals at exit
+            return {"sent": stats.sent, "instructions": server.counter.instructions}
         return {
             "app": "relay" if relay else "kefu",
             "pairs": args.pairs,
@@ -314,6 +317,12 @@ def parser(doc: str) -> argparse.ArgumentParser:
     p.add_argument(
         "--profile", metavar="FILE", help="py-spy the worker (raw stacks) while measuring"
     )
+    p.add_argument(
+        "--count-instructions",
+        action="store_true",
+        help="only count the worker's instructions per message: two runs under valgrind's\n"
+        "callgrind, the second three times as long (use a light load: --rate 40)",
+    )
     return p
 
 
@@ -324,7 +333,26 @@ def main() -> None:
     print(f"machine: {machine()}")
     mode = f"open loop {args.rate:.0f}/s" if args.rate else f"closed loop, window {args.window}"
     print(f"load: {args.pairs} pairs, {args.agents} agents, {mode}, {args.duration:.0f} s")
+    if args.count_instructions:
+        count_instructions(args)
+        return
     report(asyncio.run(run(args, relay=args.relay)))
+
+
+def count_instructions(args) -> None:
+    """Instructions per message from the difference of a run and one three times as
+    long: what start-up, sign-in and warm-up cost is the same in both."""
+    runs = []
+    for duration in (args.duration, 3 * args.duration):
+        args.duration = duration
+        runs.append(asyncio.run(run(args, relay=args.relay)))
+        print(
+            f"  {duration:.0f} s: {runs[-1]['sent']} messages, "
+            f"{runs[-1]['instructions']:,} instructions"
+        )
+    short, long = runs
+    per = (long["instructions"] - short["instructions"]) / (long["sent"] - short["sent"])
+    print(f"  instructions/msg     {per:,.0f}")
 
 
 if __name__ == "__main__":
