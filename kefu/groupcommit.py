@@ -80,10 +80,13 @@ class Batcher:
 
     def _drain(self) -> None:
         try:
-            while self._pending:
-                self._run_batch()
-                if self._pending:
-                    turns.take()  # serve other sockets between transactions
+            with db.read():  # one pooled connection for the whole drain, not one per batch
+                while self._pending:
+                    self._run_batch()
+                    if self._pending:
+                        turns.take()  # serve other sockets between transactions
+        except Exception as exc:  # no connection to be had: nothing can be stored
+            self._fail([], exc)
         finally:
             self._running = False
 
@@ -97,18 +100,21 @@ class Batcher:
                     job, args, waiter = self._pending.popleft()
                     done.append((waiter, *_in_savepoint(connection, job, args)))
         except Exception as exc:
-            # BEGIN or COMMIT failed: nothing of the batch was stored. The jobs still
-            # waiting would meet the same database, and must not be retried forever.
-            failed = [waiter for waiter, _, _ in done]
-            failed += [waiter for _, _, waiter in self._pending]
-            self._pending.clear()
-            for waiter in failed:
-                _wake(waiter, None, exc)
+            # BEGIN or COMMIT failed: nothing of the batch was stored.
+            self._fail([waiter for waiter, _, _ in done], exc)
             return
         self.transactions += 1
         self.jobs += len(done)
         for waiter, value, error in done:
             _wake(waiter, value, error)
+
+    def _fail(self, waiters: list, exc: Exception) -> None:
+        """Wake ``waiters`` and every job still pending with ``exc``: those would meet
+        the same database, and must not be retried forever."""
+        waiters += [waiter for _, _, waiter in self._pending]
+        self._pending.clear()
+        for waiter in waiters:
+            _wake(waiter, None, exc)
 
 
 def _wake(waiter: Waiter, value, error) -> None:

@@ -111,11 +111,23 @@ def run_script(tmp_path, mode):
     script = tmp_path / "groupcommit_script.py"
     script.write_text(SCRIPT)
     path = tmp_path / f"{mode}.db"
-    args = [str(path), str(tmp_path / "uploads"), str(CALLERS),
-            ",".join(map(str, sorted(BAD))), str(CONFLICT)]
+    args = [
+        str(path),
+        str(tmp_path / "uploads"),
+        str(CALLERS),
+        ",".join(map(str, sorted(BAD))),
+        str(CONFLICT),
+    ]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}  # the script's own folder is tmp_path
-    proc = subprocess.run([sys.executable, str(script), mode, *args], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=60, check=False)
+    proc = subprocess.run(
+        [sys.executable, str(script), mode, *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     with sqlite3.connect(path) as conn:  # what was committed, read from the file
@@ -132,16 +144,25 @@ def check_outcomes(outcomes, rows, in_caller):
     # Each good caller got its own job's return value: the id of its own row.
     stored = {row_id: n for row_id, n, _ in rows}
     for n in GOOD:
-        assert by_n[n] == {"n": n, "value": {"n": n, "rowid": by_n[n]["value"]["rowid"],
-                                             "in_transaction": True, "in_caller": in_caller}}
+        assert by_n[n] == {
+            "n": n,
+            "value": {
+                "n": n,
+                "rowid": by_n[n]["value"]["rowid"],
+                "in_transaction": True,
+                "in_caller": in_caller,
+            },
+        }
         assert stored[by_n[n]["value"]["rowid"]] == n
     # Each failing caller got exactly the exception its own job raised.
     for n in BAD:
-        assert by_n[n] == {"n": n, "error": "Boom", "message": f"boom {n}",
-                           "same_object": True}
-    assert by_n[CONFLICT] == {"n": CONFLICT, "error": "Conflict",
-                              "message": f"conversation {CONFLICT} ended",
-                              "same_object": True}
+        assert by_n[n] == {"n": n, "error": "Boom", "message": f"boom {n}", "same_object": True}
+    assert by_n[CONFLICT] == {
+        "n": CONFLICT,
+        "error": "Conflict",
+        "message": f"conversation {CONFLICT} ended",
+        "same_object": True,
+    }
 
 
 def test_gevent_jobs_share_transactions_and_fail_alone(tmp_path):
@@ -160,3 +181,83 @@ def test_without_gevent_run_is_a_plain_transaction(tmp_path):
     # Each job ran inline in its caller, in its own transaction: a failing job's
     # rows are rolled back with that transaction, the others are committed.
     check_outcomes(result["outcomes"], rows, in_caller=True)
+
+
+FAILING_COMMIT_SCRIPT = r"""
+import json
+import sys
+
+from gevent import monkey
+
+monkey.patch_all()
+
+import gevent
+
+import kefu
+from kefu import db, groupcommit
+
+path, uploads = sys.argv[1:3]
+app = kefu.create_app({"DATABASE_URL": "sqlite:///" + path, "JWT_SECRET": "x",
+                       "UPLOAD_DIR": uploads})
+groupcommit.MAX_SECONDS = 60  # each round's jobs in one batch, however slow the machine
+
+
+def insert(n, parent):
+    return db.database.execute_sql(
+        "INSERT INTO gc_child (n, parent) VALUES (?, ?)", (n, parent)).lastrowid
+
+
+def call(n, parent):
+    try:
+        return {"n": n, "rowid": groupcommit.run(insert, n, parent)}
+    except Exception as exc:
+        return {"n": n, "error": type(exc).__name__}
+
+
+def round_of(calls):
+    greenlets = [gevent.spawn(call, n, parent) for n, parent in calls]
+    gevent.joinall(greenlets, raise_error=True)
+    return [g.value for g in greenlets]
+
+
+with app.app_context():
+    with db.write():
+        db.database.execute_sql("CREATE TABLE gc_parent (id INTEGER PRIMARY KEY)")
+        db.database.execute_sql(
+            "CREATE TABLE gc_child (id INTEGER PRIMARY KEY, n INTEGER NOT NULL, parent INTEGER"
+            " REFERENCES gc_parent (id) DEFERRABLE INITIALLY DEFERRED)")
+        db.database.execute_sql("INSERT INTO gc_parent (id) VALUES (1)")
+    # Round one shares one transaction; job 4's row has no parent, which a deferred
+    # key reports only at COMMIT. Round two comes after.
+    first = round_of([(n, 99 if n == 4 else 1) for n in range(8)])
+    second = round_of([(n, 1) for n in range(100, 105)])
+    batcher = groupcommit._batcher()
+app.extensions["kefu.db"].close_all()
+print(json.dumps({"first": first, "second": second, "transactions": batcher.transactions}))
+"""
+
+
+def test_a_failed_commit_fails_every_job_of_its_batch_and_the_next_batch_commits(tmp_path):
+    script = tmp_path / "failing_commit_script.py"
+    script.write_text(FAILING_COMMIT_SCRIPT)
+    path = tmp_path / "failing.db"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run(
+        [sys.executable, str(script), str(path), str(tmp_path / "up")],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    # Every caller of the failed batch heard of the failure, none was left waiting.
+    assert result["first"] == [{"n": n, "error": "IntegrityError"} for n in range(8)]
+    assert [o["n"] for o in result["second"]] == list(range(100, 105))
+    assert all("rowid" in o for o in result["second"]), result["second"]
+    assert result["transactions"] == 1  # only the second round's batch committed
+    with sqlite3.connect(path) as conn:
+        stored = [n for (n,) in conn.execute("SELECT n FROM gc_child ORDER BY n")]
+    assert stored == list(range(100, 105))

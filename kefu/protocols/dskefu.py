@@ -155,14 +155,15 @@ def _echoable(op_id):
 
 @sock.route("/ws", bp=bp)
 def serve(ws) -> None:
-    app = current_app
-    live = app.extensions["kefu.live"]
-    conn = Connection(ws, codec.DsKefuCodec(), app.config["WS_OUTBOX_LIMIT"])
+    config = current_app.config  # looked up once: the proxy costs a lookup per use
+    live = current_app.extensions["kefu.live"]
+    max_bytes = config["MAX_FRAME_BYTES"]
+    conn = Connection(ws, codec.DsKefuCodec(), config["WS_OUTBOX_LIMIT"])
     live.open(conn)
     try:
         for raw in conn.frames():
             if raw is not None:
-                handle(conn, raw, live, app.config["MAX_FRAME_BYTES"])
+                handle(conn, raw, live, max_bytes)
     finally:
         live.close(conn)
         conn.finish()

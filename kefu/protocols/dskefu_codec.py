@@ -5,20 +5,15 @@ pushes an agent appears as its ``kefu_id`` (spec README); every push about a
 conversation carries ``conversation_id``.
 """
 
-import json
-
 from kefu import clock
 from kefu.models import SENDER_USER
+from kefu.protocols import compact_json
 from kefu.realtime.events import (
     ConversationAssigned,
     ConversationEnded,
     ConversationRef,
     MessageCreated,
 )
-
-
-def dumps(obj) -> str:
-    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
 
 
 def conversation_json(conv) -> dict:
@@ -52,11 +47,11 @@ def message_json(msg) -> dict:
 
 
 def ok(message: str, data, op_id) -> str:
-    return dumps({"success": True, "message": message, "data": data, "op_id": op_id})
+    return compact_json({"success": True, "message": message, "data": data, "op_id": op_id})
 
 
 def fail(message: str, op_id) -> str:
-    return dumps({"success": False, "message": message, "op_id": op_id})
+    return compact_json({"success": False, "message": message, "op_id": op_id})
 
 
 def _is_party(conn, conv: ConversationRef) -> bool:
@@ -162,9 +157,9 @@ class DsKefuCodec:
             # The sending socket already has its response; every other socket of both
             # people gets the push (multi-device, and the sender's other tabs stay in step).
             if origin != conn.id and _is_party(conn, event.conversation):
-                yield dumps(_message_push(event))
+                yield compact_json(_message_push(event))
         elif isinstance(event, ConversationEnded):
             if _is_party(conn, event.conversation):
-                yield dumps(_end_push(event))
+                yield compact_json(_end_push(event))
         elif isinstance(event, ConversationAssigned) and _to_assignee(conn, event.conversation):
-            yield dumps(_assigned_push(event))
+            yield compact_json(_assigned_push(event))

@@ -10,10 +10,9 @@ already told: the last queue place sent, the conversation announced as served, t
 conversations a waiter was told about.
 """
 
-import json
-
 from kefu import clock
 from kefu.models import IMAGE, SENDER_USER
+from kefu.protocols import compact_json
 from kefu.realtime.events import (
     AgentChanged,
     ConversationAssigned,
@@ -35,7 +34,7 @@ def frame(type_: str, payload=None, op_id=None, sender=None, to=None) -> str:
         "type": type_,
         "payload": payload,
     }
-    return json.dumps(body, ensure_ascii=False, separators=(",", ":"))
+    return compact_json(body)
 
 
 def error(message: str, op_id=None, to=None) -> str:

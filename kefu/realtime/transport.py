@@ -134,7 +134,10 @@ class KefuServer(simple_websocket.Server):
         ``WholeFrameSocket.send_now``); False if another write is under way."""
         if not self.connected:
             raise ConnectionClosed(self.close_reason, self.close_message)
-        return self.sock.send_now(lambda: self.ws.send(TextMessage(data=text)))
+        ws = self.ws
+        if type(ws) is LeanFrames:
+            return self.sock.send_now(lambda: ws.send_text(text))
+        return self.sock.send_now(lambda: ws.send(TextMessage(data=text)))
 
     def receive(self, timeout: float | None = None):
         if not self.inline:
