@@ -22,13 +22,13 @@ from collections import deque
 import gevent
 from simple_websocket import ConnectionClosed
 
+from kefu.realtime.transport import CLOSE_HANDSHAKE_SECONDS
 from kefu.realtime.turns import turns
 
 log = logging.getLogger(__name__)
 _ids = itertools.count(1)
 _CLOSE = object()
 _NOTHING_QUEUED = ()
-CLOSE_HANDSHAKE_SECONDS = 1.0
 
 
 class Connection:
@@ -131,4 +131,4 @@ class Connection:
             writer.kill(block=False)
         # Our close frame is out: take the peer's answer before the socket is closed
         # (a handler that reads its own socket; see transport.KefuServer).
-        self.ws.await_close_reply(CLOSE_HANDSHAKE_SECONDS)
+        self.ws.await_close_reply()

@@ -81,14 +81,15 @@ class LeanFrames:
         # wsproto picks the opcode by the data's type: bytes in a TextMessage (the echo
         # endpoint's binary messages) go out as binary, so they are left to it.
         if type(event) is TextMessage and type(event.data) is str and event.message_finished:
-            return self.send_text(event.data)
+            return self.send_message(event.data)
         return self._ws.send(event)
 
-    def send_text(self, text: str) -> bytes:
-        """The bytes of one whole text message (replies and pushes: no event object)."""
-        if self._ws.state is _OPEN:
-            return text_frame(text)
-        return self._ws.send(TextMessage(data=text))
+    def send_message(self, data: str | bytes) -> bytes:
+        """The bytes of one whole message, without an event object (replies and pushes):
+        text for ``str``, binary for ``bytes`` (as wsproto does for a TextMessage)."""
+        if type(data) is str and self._ws.state is _OPEN:
+            return text_frame(data)
+        return self._ws.send(TextMessage(data=data))
 
     def receive_data(self, data) -> None:
         if self._wsproto_only or data is None or self._ws.state is not _OPEN:

@@ -35,6 +35,8 @@ from kefu.realtime.heartbeat import heartbeat
 from kefu.realtime.turns import turns
 
 sock = Sock()
+# How long a peer may take to answer our close frame before its socket is dropped.
+CLOSE_HANDSHAKE_SECONDS = 1.0
 
 
 class WholeFrameSocket:
@@ -129,15 +131,16 @@ class KefuServer(simple_websocket.Server):
     _socket_closed = False
     _switch = None  # the handler greenlet's switch, for waits that allocate nothing
 
-    def send_now(self, text: str) -> bool:
-        """Write a text frame at once if the socket takes it without waiting (see
-        ``WholeFrameSocket.send_now``); False if another write is under way."""
+    def send_now(self, data: str | bytes) -> bool:
+        """Write a message (text for ``str``, binary for ``bytes``) at once if the socket
+        takes it without waiting (see ``WholeFrameSocket.send_now``); False if another
+        write is under way."""
         if not self.connected:
             raise ConnectionClosed(self.close_reason, self.close_message)
         ws = self.ws
         if type(ws) is LeanFrames:
-            return self.sock.send_now(lambda: ws.send_text(text))
-        return self.sock.send_now(lambda: ws.send(TextMessage(data=text)))
+            return self.sock.send_now(lambda: ws.send_message(data))
+        return self.sock.send_now(lambda: ws.send(TextMessage(data=data)))
 
     def receive(self, timeout: float | None = None):
         if not self.inline:
@@ -151,7 +154,7 @@ class KefuServer(simple_websocket.Server):
                 return None
         return self.input_buffer.pop(0)
 
-    def await_close_reply(self, seconds: float = 1.0) -> None:
+    def await_close_reply(self, seconds: float = CLOSE_HANDSHAKE_SECONDS) -> None:
         """After our close frame, read until the peer's close frame (or the end of the
         stream, or ``seconds``), then close the socket. Closing it with the answer
         unread would make the kernel reset the connection instead of ending it."""
