@@ -1,14 +1,17 @@
 """One notion of time: naive UTC datetimes in the database, two wire formats."""
 
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 _EPOCH = datetime(1970, 1, 1)
 _SECOND = timedelta(seconds=1)
 
 
 def now() -> datetime:
-    return datetime.now(UTC).replace(tzinfo=None)
+    # The epoch plus the system clock: the same instant as
+    # datetime.now(UTC).replace(tzinfo=None), whose replace() alone costs more than
+    # this whole sum (every message is stamped with it).
+    return _EPOCH + timedelta(microseconds=time.time_ns() // 1000)
 
 
 def wire(value: datetime | None) -> str | None:

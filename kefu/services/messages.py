@@ -197,11 +197,12 @@ def append_locked(
     conversation is not loaded again for the snapshot."""
     now = clock.now()
     target = conv if type(conv) is Target else None
+    sqlite = db.is_sqlite()
     # On SQLite a target read in this transaction is current: the writer lock has been
     # held since. Elsewhere its row must be locked and read again.
-    if target is None or not db.is_sqlite():
+    if target is None or not sqlite:
         conv = _locked_row(conv.id)
-    fast = db.is_sqlite() and type(conv.id) is int and type(conv.last_seq) is int
+    fast = sqlite and type(conv.id) is int and type(conv.last_seq) is int
     # The text SQLite's datetime adapter would store, without its Python call per use.
     stamp = now.isoformat(" ") if fast else now
     row = (conv.id, conv.last_seq + 1, sender_type, sender_id, sender_key, content)

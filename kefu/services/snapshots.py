@@ -194,9 +194,25 @@ def _decode_target(cursor):
 
 
 def _target_from_row(row) -> Target:
-    customer = Person(*row[8:13]) if row[8] is not None else None
-    agent = Person(*row[14:19]) if row[14] is not None else None
+    customer = _person(row[8:13]) if row[8] is not None else None
+    agent = _person(row[14:19]) if row[14] is not None else None
     return Target(*row[:8], customer, row[13], agent)
+
+
+_PEOPLE: dict[tuple, Person] = {}
+_PEOPLE_MAX = 10_000
+
+
+def _person(fields: tuple) -> Person:
+    """The same frozen Person for the same profile: a message names two people, and a
+    dict lookup is a fraction of building them anew. Keyed by every field, so a changed
+    profile is simply a new entry; the table is emptied when full."""
+    known = _PEOPLE.get(fields)
+    if known is None:
+        if len(_PEOPLE) >= _PEOPLE_MAX:
+            _PEOPLE.clear()
+        known = _PEOPLE[fields] = Person(*fields)
+    return known
 
 
 def person(user: User | None) -> Person | None:
