@@ -11,9 +11,11 @@ sockets and the batcher commits meanwhile.
 
 A checkpoint that runs while others commit cannot catch up with the log's end, and the
 log is only rewound once one has, so under sustained writes it would grow without
-bound. When it has grown past ``rewind_pages`` the next checkpoint holds the in-process
-writer lock (writes wait, the hub does not), catches up, and the next commit rewinds
-the log.
+bound. When it has grown past ``rewind_pages``, a second checkpoint follows at once
+under the in-process writer lock (writes wait, the hub does not): it has only the
+commits made while the first one copied to catch up with, and the next commit rewinds
+the log. (Taking the lock for the whole copy instead held every send for 14-22 ms at
+4,000 messages/s, twice every 1.4 s: the slowest one percent of the messages.)
 """
 
 import logging
@@ -49,20 +51,23 @@ class Checkpointer:
                 log.exception("WAL checkpoint failed")
 
     def run(self) -> None:
+        self._log_pages, _copied = off_hub(self._checkpoint)
         if self._log_pages < self.rewind_pages:
-            self._log_pages = off_hub(self._checkpoint)
             return
         with self.writer_lock:  # no commit can add to the log: this one catches up
-            self._log_pages = off_hub(self._checkpoint)
+            log_pages, copied = off_hub(self._checkpoint)
+        # Caught up (no reader held it back): the next commit starts the log over.
+        self._log_pages = 0 if copied >= log_pages else log_pages
 
-    def _checkpoint(self) -> int:
-        """In a pool thread: one PASSIVE checkpoint; the log's length in pages."""
+    def _checkpoint(self) -> tuple[int, int]:
+        """In a pool thread: one PASSIVE checkpoint. The log's length in pages when it
+        started, and how many of them are now copied back into the database."""
         if self._connection is None:
             self._connection = sqlite3.connect(
                 self.path, isolation_level=None, check_same_thread=False, timeout=5
             )
-        _busy, log_pages, _copied = self._connection.execute(
+        _busy, log_pages, copied = self._connection.execute(
             "PRAGMA wal_checkpoint(PASSIVE)"
         ).fetchone()
         self.runs += 1
-        return log_pages if log_pages > 0 else 0
+        return max(log_pages, 0), max(copied, 0)

@@ -25,10 +25,17 @@ if mode == "gevent":
 
     monkey.patch_all()
 
+import sqlite3
+
 import gevent
 
 import kefu
 from kefu import db
+
+
+def log_length():  # pages in the write-ahead log, read on a connection of its own
+    with sqlite3.connect(path) as conn:
+        return conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()[1]
 
 
 def keep_writing():
@@ -52,21 +59,26 @@ with app.app_context():
             for _ in range(20):
                 db.database.execute_sql("INSERT INTO blob_row (data) VALUES (?)", (b"x" * 4000,))
     if checkpointer is not None:
-        checkpointer.rewind_pages = 200
-        checkpointer.run()  # PASSIVE: copies the log, which stays as long as it was
-        out["log_after_first"] = checkpointer._log_pages
-        writer = gevent.spawn(keep_writing)  # would keep the log from ever being caught up
+        # A writer commits while the pool thread copies, so no PASSIVE run catches up
+        # with the log, and the log is never rewound.
+        writer = gevent.spawn(keep_writing)
         gevent.sleep(0)
-        checkpointer.run()  # past rewind_pages: under the writer lock, so it catches up
+        checkpointer.rewind_pages = 10 * int(rows)
+        checkpointer.run()  # below rewind_pages: one PASSIVE run, without the lock
+        out["log_after_first"] = checkpointer._log_pages
+        out["runs_after_first"] = checkpointer.runs
+        # Past rewind_pages: a second run follows under the writer lock.
+        checkpointer.rewind_pages = 200
+        checkpointer.run()
+        out["left_after_rewind_run"] = checkpointer._log_pages
+        out["runs"] = checkpointer.runs
         writer.kill()
         with db.read():
             out["extra_rows"] = db.database.execute_sql(
                 "SELECT count(*) FROM blob_row WHERE data = ?", (b"w" * 4000,)).fetchone()[0]
         with db.write():  # the first commit after a complete checkpoint rewinds the log
             db.database.execute_sql("INSERT INTO blob_row (data) VALUES (?)", (b"y",))
-        checkpointer.run()
-        out["log_after_rewind"] = checkpointer._log_pages
-        out["runs"] = checkpointer.runs
+        out["log_after_rewind"] = log_length()
 app.extensions["kefu.db"].close_all()
 print(json.dumps(out))
 """
@@ -89,14 +101,14 @@ def test_checkpoints_leave_the_hub_and_keep_the_log_bounded(tmp_path):
     out, path = run_script(tmp_path, "gevent")
     assert out["checkpointer"] is True
     assert out["autocheckpoint"] == 0  # commits never checkpoint on the hub's thread
-    assert out["log_after_first"] >= ROWS  # a passive run cannot rewind the log
-    # The locked run caught up although a writer was committing, so the next commit
-    # rewound the log: what is left is the last few commits.
-    # The writer committed once before the run, then waited for the lock until the
-    # run was over (it is stopped right after): no commit can race the locked run.
-    assert 1 <= out["extra_rows"] <= 2
-    assert out["log_after_rewind"] <= 10
+    assert out["log_after_first"] >= ROWS  # a PASSIVE run does not shorten the log
+    assert out["runs_after_first"] == 1
+    # The locked run caught up although the writer kept committing (it waited for the
+    # lock), so the next commit rewound the log: what is left is that one commit.
     assert out["runs"] == 3
+    assert out["left_after_rewind_run"] == 0
+    assert out["extra_rows"] >= 1
+    assert out["log_after_rewind"] <= 10
     with sqlite3.connect(path) as conn:  # nothing lost on the way
         total = ROWS + out["extra_rows"] + 1
         assert conn.execute("SELECT count(*) FROM blob_row").fetchone() == (total,)
