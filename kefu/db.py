@@ -68,8 +68,12 @@ def make_database(url: str, pool_size: int = 8, own_checkpoints: bool = False):
         # DATETIME(6): plain DATETIME drops the microseconds, and "changed after you
         # signed in" or "newest first" must not depend on which second things fell in.
         return PooledMySQLDatabase(
-            name, port=parsed.port or 3306, charset="utf8mb4",
-            field_types={"DATETIME": "DATETIME(6)"}, **common, **options
+            name,
+            port=parsed.port or 3306,
+            charset="utf8mb4",
+            field_types={"DATETIME": "DATETIME(6)"},
+            **common,
+            **options,
         )
     raise ValueError(f"Unsupported KEFU_DATABASE_URL scheme: {parsed.scheme!r}")
 
@@ -89,9 +93,7 @@ def init_app(app) -> None:
     if own_checkpoints:
         from kefu.checkpoint import Checkpointer
 
-        app.extensions["kefu.checkpoint"] = Checkpointer(
-            db.database, _state["writer_lock"]
-        ).start()
+        app.extensions["kefu.checkpoint"] = Checkpointer(db.database, _state["writer_lock"]).start()
     app.extensions["kefu.db"] = db
 
 
@@ -115,8 +117,10 @@ def _check_greenlet_local(db) -> None:
         import gevent.local
 
         if not isinstance(db._state, gevent.local.local):
-            raise RuntimeError("peewee was imported before gevent patched threading; "
-                               "its connections would be shared between greenlets")
+            raise RuntimeError(
+                "peewee was imported before gevent patched threading; "
+                "its connections would be shared between greenlets"
+            )
 
 
 def _cooperate_with_gevent() -> None:
@@ -132,6 +136,10 @@ def _cooperate_with_gevent() -> None:
 
 def is_sqlite() -> bool:
     return isinstance(database.obj, PooledSqliteDatabase)
+
+
+def is_postgres() -> bool:
+    return isinstance(database.obj, PooledPostgresqlDatabase)
 
 
 @contextmanager

@@ -10,7 +10,13 @@ from kefu.errors import Conflict, Invalid, KefuError
 from kefu.models import FILE, IMAGE, SENDER_USER, TEXT, Conversation, Message
 from kefu.realtime.events import MessageCreated, MessageView
 from kefu.services.conversations import visible
-from kefu.services.snapshots import Target, conversation_ref, load, load_target, message_view
+from kefu.services.snapshots import (
+    Target,
+    conversation_ref,
+    load,
+    load_current_target,
+    message_view,
+)
 from kefu.sqlcache import cached_select, cached_write
 
 LIMITS = {"content_chars": 5000, "page_size_max": 100}
@@ -62,7 +68,7 @@ def send(
 def _send_locked(who, conversation_id, content, message_type, file_url, op_id):
     sender_type, sender_id, sender_key = who.sender
     try:
-        target = visible(conversation_id, who, load_target)
+        target = visible(conversation_id, who, load_current_target)
         if not target.is_open:
             raise Conflict("Conversation has ended")
         row = (sender_type, sender_id, sender_key, content, message_type, file_url, op_id)
@@ -122,6 +128,9 @@ def _insert_query(
         created_at=now,
         updated_at=now,
     )
+
+
+_OP_KEY = [Message.sender_key, Message.op_id]  # the unique index of idempotent sends
 
 
 def _bump_query(to_agent: bool):
@@ -198,9 +207,7 @@ def append_locked(
     now = clock.now()
     target = conv if type(conv) is Target else None
     sqlite = db.is_sqlite()
-    # On SQLite a target read in this transaction is current: the writer lock has been
-    # held since. Elsewhere its row must be locked and read again.
-    if target is None or not sqlite:
+    if target is None or not target.current:  # lock the row and read it again
         conv = _locked_row(conv.id)
     fast = sqlite and type(conv.id) is int and type(conv.last_seq) is int
     # The text SQLite's datetime adapter would store, without its Python call per use.
@@ -211,6 +218,11 @@ def append_locked(
         if fast:  # no savepoint: SQLite undoes just the failed statement
             message_id = cached_write("insert_message", _insert_query, row, _INSERT_PROBES)
             message_id = message_id.lastrowid
+        elif db.is_postgres():  # a duplicate neither raises nor aborts: no savepoint
+            insert = _insert_query(*row).on_conflict(action="IGNORE", conflict_target=_OP_KEY)
+            message_id = insert.execute()
+            if message_id is None:
+                raise DuplicateOp(op_id)
         else:
             with db.database.atomic():  # a savepoint: a duplicate must not poison the txn
                 message_id = _insert_query(*row).execute()

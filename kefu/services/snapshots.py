@@ -13,6 +13,7 @@ from peewee import (
     TextField,
 )
 
+from kefu import db
 from kefu.errors import NotFound
 from kefu.models import OPEN, Agent, Conversation, Message, User, Visitor
 from kefu.realtime.events import ConversationRef, MessageView, Person
@@ -137,6 +138,8 @@ class Target:
     customer: Person | None
     visitor_key: str | None
     agent: Person | None
+    # Stays as read until the transaction ends (see load_current_target).
+    current: bool = False
 
     @property
     def is_open(self) -> bool:
@@ -163,6 +166,31 @@ def load_target(conversation_id: int) -> Target:
     if not rows:
         raise NotFound("Conversation not found")
     return rows[0]
+
+
+def load_current_target(conversation_id: int) -> Target:
+    """A ``Target`` that no other transaction can change before this one ends. On
+    SQLite the writer lock, held since before the read, sees to that; on PostgreSQL
+    the conversation's row is locked by the same query (FOR UPDATE OF: one round trip
+    instead of a read and a locking read). Elsewhere (MySQL) it is a plain read, and
+    ``current`` is False: the caller locks the row itself."""
+    if db.is_sqlite():
+        target = load_target(conversation_id)
+    elif db.is_postgres() and type(conversation_id) is int:
+        rows = cached_select(
+            "target_locked", _locked_target_query, conversation_id, decode=_decode_target
+        )
+        if not rows:
+            raise NotFound("Conversation not found")
+        target = rows[0]
+    else:
+        return load_target(conversation_id)
+    target.current = True
+    return target
+
+
+def _locked_target_query(conversation_id):
+    return _target_query(conversation_id).for_update(of=Conversation)
 
 
 def _target_query(conversation_id):
