@@ -258,6 +258,8 @@ async def run(args, relay: bool) -> dict:
             "hub_us_per_msg": 1e6 * hub_cpu / max(1, stats.delivered),
             "client_cpu_pct": 100 * client_cpu / elapsed,
             "worst_stall_ms": stall["worst_ms"],
+            "stalls_over_10ms": _over(stall, 10),
+            "stalls_over_20ms": _over(stall, 20),
             "gc_worst_ms": stall.get("gc_worst_ms", float("nan")),
             "gc_us_per_msg": 1e3 * stall.get("gc_total_ms", float("nan")) / max(1, stats.delivered),
             "jobs_per_commit": commits[0] / commits[1] if commits[1] else float("nan"),
@@ -267,6 +269,17 @@ async def run(args, relay: bool) -> dict:
         }
     finally:
         server.stop()
+
+
+def _over(stall: dict, bound_ms: int) -> int:
+    """How many loop iterations overshot by more than ``bound_ms`` (a bucket bound)."""
+    histogram = stall["overshoot_histogram"]
+    return sum(n for label, n in histogram.items() if _bound(label) > bound_ms)
+
+
+def _bound(label: str) -> float:
+    """The upper bound of a histogram bucket label ("<=20ms", or ">1000ms": infinite)."""
+    return float("inf") if label.startswith(">") else float(label[2:-2])
 
 
 def _commits(stall: dict) -> tuple[int, int]:
@@ -286,6 +299,8 @@ FIELDS = [
     ("hub_us_per_msg", "hub thread us/msg", "{:.0f}"),
     ("client_cpu_pct", "load client CPU %", "{:.0f}"),
     ("worst_stall_ms", "worst hub stall ms", "{:.1f}"),
+    ("stalls_over_10ms", "stalls over 10 ms", "{}"),
+    ("stalls_over_20ms", "stalls over 20 ms", "{}"),
     ("gc_worst_ms", "longest GC ms", "{:.1f}"),
     ("gc_us_per_msg", "GC us/msg", "{:.1f}"),
     ("jobs_per_commit", "writes per commit", "{:.1f}"),
