@@ -60,7 +60,8 @@ def _batcher():
 class Batcher:
     def __init__(self):
         self._pending = deque()
-        self._running = False
+        self._greenlet = None  # the batcher's greenlet, started by the first job
+        self._idle = None  # the Waiter it sleeps on while no job is pending
         self.transactions = 0  # committed batches, and the jobs they carried (tests read them)
         self.jobs = 0
 
@@ -69,28 +70,49 @@ class Batcher:
         # machinery on the path of every message.
         waiter = Waiter()
         self._pending.append((job, args, waiter))
-        if not self._running:
-            self._running = True
-            gevent.spawn(self._drain)  # scheduled behind the greenlets already ready
+        if self._greenlet is None:
+            self._greenlet = gevent.spawn(self._serve)  # behind the greenlets already ready
+        elif self._idle is not None:
+            idle, self._idle = self._idle, None
+            get_hub().loop.run_callback(idle.switch, None)  # likewise
         value = waiter.get()
         # Every caller of a batch wakes in the same loop iteration: what each does next
         # (replies, pushes) takes turns with the rest of the hub.
         turns.take()
         return value
 
-    def _drain(self) -> None:
+    def _serve(self) -> None:
+        """The batcher, for the worker's life. It keeps one pooled connection from batch
+        to batch (checking one out and back in for each cost about as much as one of
+        its statements), and takes a fresh one after a batch failed."""
         try:
-            with db.read():  # one pooled connection for the whole drain, not one per batch
-                while self._pending:
-                    self._run_batch()
-                    if self._pending:
-                        turns.take()  # serve other sockets between transactions
-        except Exception as exc:  # no connection to be had: nothing can be stored
-            self._fail([], exc)
-        finally:
-            self._running = False
+            while True:
+                try:
+                    with db.read():
+                        while self._drain():
+                            self._sleep()
+                except Exception as exc:  # no connection to be had: nothing can be stored
+                    self._fail([], exc)
+                if not self._pending:
+                    self._sleep()
+        finally:  # killed: fail what waits, and let the next job start a new batcher
+            self._greenlet = self._idle = None
+            self._fail([], RuntimeError("the group-commit batcher stopped"))
 
-    def _run_batch(self) -> None:
+    def _sleep(self) -> None:
+        self._idle = Waiter()
+        self._idle.get()
+
+    def _drain(self) -> bool:
+        """Run batches until no job is pending; False once one failed to commit."""
+        while self._pending:
+            if not self._run_batch():
+                return False
+            if self._pending:
+                turns.take()  # serve other sockets between transactions
+        return True
+
+    def _run_batch(self) -> bool:
         done = []
         started = time.perf_counter()
         try:
@@ -102,11 +124,12 @@ class Batcher:
         except Exception as exc:
             # BEGIN or COMMIT failed: nothing of the batch was stored.
             self._fail([waiter for waiter, _, _ in done], exc)
-            return
+            return False
         self.transactions += 1
         self.jobs += len(done)
         for waiter, value, error in done:
             _wake(waiter, value, error)
+        return True
 
     def _fail(self, waiters: list, exc: Exception) -> None:
         """Wake ``waiters`` and every job still pending with ``exc``: those would meet
