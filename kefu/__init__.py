@@ -5,7 +5,7 @@ def create_app(config: dict | None = None):
     """Build the Flask app. ``config`` overrides settings read from the environment."""
     from flask import Flask
 
-    from kefu import api, cli, db
+    from kefu import api, cli, db, groupcommit
     from kefu.config import from_environment
     from kefu.protocols import dskefu, waiter
     from kefu.realtime import live, transport
@@ -26,6 +26,7 @@ def create_app(config: dict | None = None):
     transport.install(app)
     live.init_app(app)
     messages.configure(app.config["MAX_CONTENT_CHARS"], app.config["PAGE_SIZE_MAX"])
+    groupcommit.configure(app.config["GROUP_COMMIT_GAP_MS"] / 1000)
     api.init_app(app)
     app.register_blueprint(dskefu.bp)
     app.register_blueprint(waiter.bp)

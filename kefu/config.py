@@ -28,6 +28,8 @@ def from_environment() -> dict:
     return {
         "DATABASE_URL": os.environ.get("KEFU_DATABASE_URL", "sqlite:///kefu.db"),
         "DB_POOL_SIZE": _int("KEFU_DB_POOL_SIZE", 8),
+        # SQLite under load: the least time between two group commits (more writes share one).
+        "GROUP_COMMIT_GAP_MS": _float("KEFU_GROUP_COMMIT_GAP_MS", 2.0),
         # memory: one worker, the hub in-process. postgres: N workers/hosts share one
         # PostgreSQL database (LISTEN/NOTIFY, presence in tables). docs/deployment.md.
         "BROKER": os.environ.get("KEFU_BROKER", "memory").strip().lower(),
@@ -98,12 +100,16 @@ def deployment_problem(broker: str, workers: int, database_url: str) -> str | No
     if broker not in ("memory", "postgres"):
         return f"KEFU_BROKER={broker!r}: use 'memory' (one worker) or 'postgres'"
     if broker == "postgres" and scheme not in ("postgres", "postgresql"):
-        return (f"KEFU_BROKER=postgres needs a PostgreSQL KEFU_DATABASE_URL (got {scheme}://): "
-                "it uses LISTEN/NOTIFY. With SQLite or MySQL run one worker with "
-                "KEFU_BROKER=memory (docs/deployment.md).")
+        return (
+            f"KEFU_BROKER=postgres needs a PostgreSQL KEFU_DATABASE_URL (got {scheme}://): "
+            "it uses LISTEN/NOTIFY. With SQLite or MySQL run one worker with "
+            "KEFU_BROKER=memory (docs/deployment.md)."
+        )
     if broker == "memory" and workers > 1:
-        return (f"KEFU_WORKERS={workers} with KEFU_BROKER=memory: each worker would hold its "
-                "own hub, and an agent and a customer on different workers would not hear "
-                "each other. Run one worker, or KEFU_BROKER=postgres on PostgreSQL "
-                "(docs/deployment.md).")
+        return (
+            f"KEFU_WORKERS={workers} with KEFU_BROKER=memory: each worker would hold its "
+            "own hub, and an agent and a customer on different workers would not hear "
+            "each other. Run one worker, or KEFU_BROKER=postgres on PostgreSQL "
+            "(docs/deployment.md)."
+        )
     return None
