@@ -107,20 +107,13 @@ print(json.dumps({
 """
 
 
-def run_script(tmp_path, mode):
+def run_python(tmp_path, source: str, *args) -> dict:
+    """Run ``source`` as a script in a fresh process; the JSON its last line prints."""
     script = tmp_path / "groupcommit_script.py"
-    script.write_text(SCRIPT)
-    path = tmp_path / f"{mode}.db"
-    args = [
-        str(path),
-        str(tmp_path / "uploads"),
-        str(CALLERS),
-        ",".join(map(str, sorted(BAD))),
-        str(CONFLICT),
-    ]
+    script.write_text(source)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}  # the script's own folder is tmp_path
     proc = subprocess.run(
-        [sys.executable, str(script), mode, *args],
+        [sys.executable, str(script), *args],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -129,7 +122,22 @@ def run_script(tmp_path, mode):
         check=False,
     )
     assert proc.returncode == 0, proc.stderr
-    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def run_script(tmp_path, mode):
+    path = tmp_path / f"{mode}.db"
+    bad = ",".join(map(str, sorted(BAD)))
+    result = run_python(
+        tmp_path,
+        SCRIPT,
+        mode,
+        str(path),
+        str(tmp_path / "uploads"),
+        str(CALLERS),
+        bad,
+        str(CONFLICT),
+    )
     with sqlite3.connect(path) as conn:  # what was committed, read from the file
         rows = conn.execute("SELECT id, n, tag FROM gc_row ORDER BY id").fetchall()
     return result, rows
@@ -238,21 +246,8 @@ print(json.dumps({"first": first, "second": second, "transactions": batcher.tran
 
 
 def test_a_failed_commit_fails_every_job_of_its_batch_and_the_next_batch_commits(tmp_path):
-    script = tmp_path / "failing_commit_script.py"
-    script.write_text(FAILING_COMMIT_SCRIPT)
     path = tmp_path / "failing.db"
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.run(
-        [sys.executable, str(script), str(path), str(tmp_path / "up")],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr
-    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    result = run_python(tmp_path, FAILING_COMMIT_SCRIPT, str(path), str(tmp_path / "up"))
     # Every caller of the failed batch heard of the failure, none was left waiting.
     assert result["first"] == [{"n": n, "error": "IntegrityError"} for n in range(8)]
     assert [o["n"] for o in result["second"]] == list(range(100, 105))
