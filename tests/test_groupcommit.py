@@ -256,3 +256,65 @@ def test_a_failed_commit_fails_every_job_of_its_batch_and_the_next_batch_commits
     with sqlite3.connect(path) as conn:
         stored = [n for (n,) in conn.execute("SELECT n FROM gc_child ORDER BY n")]
     assert stored == list(range(100, 105))
+
+
+GAP_SCRIPT = r"""
+import json
+import sys
+import time
+
+from gevent import monkey
+
+monkey.patch_all()
+
+import gevent
+
+import kefu
+from kefu import db, groupcommit
+
+path, uploads = sys.argv[1:3]
+app = kefu.create_app({"DATABASE_URL": "sqlite:///" + path, "JWT_SECRET": "x",
+                       "UPLOAD_DIR": uploads, "GROUP_COMMIT_GAP_MS": 500})
+
+
+def insert(n):
+    return db.database.execute_sql("INSERT INTO gc_gap (n) VALUES (?)", (n,)).lastrowid
+
+
+def timed(n):
+    started = time.monotonic()
+    groupcommit.run(insert, n)
+    return time.monotonic() - started
+
+
+with app.app_context():
+    with db.write():
+        db.database.execute_sql("CREATE TABLE gc_gap (id INTEGER PRIMARY KEY, n INTEGER)")
+    batcher = groupcommit._batcher()
+    first = timed(1)  # the batcher's first job: committed at once
+    # Two jobs 0.1 s apart, right after that commit: both wait for the 0.5 s gap and
+    # share one commit.
+    second = gevent.spawn(timed, 2)
+    gevent.sleep(0.1)
+    third = gevent.spawn(timed, 3)
+    gevent.joinall([second, third], raise_error=True)
+    after_burst = batcher.transactions
+    gevent.sleep(0.8)  # a quiet spell, longer than the gap
+    quiet = timed(4)
+app.extensions["kefu.db"].close_all()
+print(json.dumps({"first": first, "second": second.value, "third": third.value,
+                  "after_burst": after_burst, "quiet": quiet,
+                  "transactions": batcher.transactions}))
+"""
+
+
+def test_under_load_jobs_gather_for_the_gap_and_after_a_quiet_spell_run_at_once(tmp_path):
+    path = tmp_path / "gap.db"
+    result = run_python(tmp_path, GAP_SCRIPT, str(path), str(tmp_path / "up"))
+    assert result["after_burst"] == 2  # the first job alone, then the two together
+    assert result["second"] >= 0.4  # waited for the gap (0.5 s after the first commit)
+    assert result["third"] >= 0.3
+    assert result["transactions"] == 3  # the job after the quiet spell: its own commit
+    assert result["quiet"] < result["second"]  # ran without waiting for a gap
+    with sqlite3.connect(path) as conn:
+        assert [n for (n,) in conn.execute("SELECT n FROM gc_gap ORDER BY id")] == [1, 2, 3, 4]
