@@ -78,15 +78,14 @@ class LeanFrames:
         return self._ws.state
 
     def send(self, event) -> bytes:
-        # wsproto picks the opcode by the data's type: bytes in a TextMessage (the echo
-        # endpoint's binary messages) go out as binary, so they are left to it.
-        if type(event) is TextMessage and type(event.data) is str and event.message_finished:
+        if type(event) is TextMessage and event.message_finished:
             return self.send_message(event.data)
         return self._ws.send(event)
 
     def send_message(self, data: str | bytes) -> bytes:
         """The bytes of one whole message, without an event object (replies and pushes):
-        text for ``str``, binary for ``bytes`` (as wsproto does for a TextMessage)."""
+        text for ``str``. wsproto picks the opcode by the data's type, so ``bytes`` (the
+        echo endpoint's binary messages) are left to it and go out as binary."""
         if type(data) is str and self._ws.state is _OPEN:
             return text_frame(data)
         return self._ws.send(TextMessage(data=data))
