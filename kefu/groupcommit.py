@@ -5,12 +5,15 @@ worker's one core than the INSERT and UPDATE together). SQLite never yields to g
 so the writer lock is never contended and every send would otherwise commit alone. A
 job handed to ``run`` waits instead for a batcher greenlet, which the hub runs after
 every greenlet that was already ready (the other sockets with a frame waiting) has
-handed in its own job. The batcher runs them all in one transaction, each in its own
-savepoint, commits once, and wakes each caller with its own result or exception.
+handed in its own job. The batcher runs them all in one transaction, commits once, and
+wakes each caller with its own result or exception.
 
 A job must only touch the database and return what it did (events are published by the
-caller after the commit): a job that raises is rolled back to its savepoint and the
-others are kept, so every caller sees what it would have seen alone. Jobs run in the
+caller after the commit): a job that raises has its writes undone and the others are
+kept, so every caller sees what it would have seen alone. Jobs run without savepoints
+(two statements per job) as long as every job that fails has written nothing; when one
+did, the batch is rolled back and run again with each job in its own savepoint (see
+``_bare``), so a job may run twice and must not act outside the database. Jobs run in the
 batcher's greenlet, so they must not reach for the caller's Flask request or app
 context (services never do). A batch stops taking jobs after ``MAX_SECONDS`` of work,
 so it never holds the hub much longer than one slow request would. Under load, a batch
@@ -75,6 +78,7 @@ class Batcher:
         self._committed = 0.0  # when the last batch committed
         self.transactions = 0  # committed batches, and the jobs they carried (tests read them)
         self.jobs = 0
+        self.redos = 0  # batches run a second time, in savepoints (see _bare)
 
     def submit(self, job, args):
         # A bare Waiter rather than an AsyncResult: one caller, woken once, and no link
@@ -135,24 +139,39 @@ class Batcher:
         return True
 
     def _run_batch(self) -> bool:
-        done = []
-        started = time.perf_counter()
+        taken = []  # (job, args, waiter), in the order they ran
         try:
-            with db.write():
-                connection = db.database.connection()
-                while self._pending and time.perf_counter() - started < MAX_SECONDS:
-                    job, args, waiter = self._pending.popleft()
-                    done.append((waiter, *_in_savepoint(connection, job, args)))
+            try:
+                results = self._transaction(taken, savepoints=False)
+            except _Redo:  # rolled back: the same jobs again, each in a savepoint
+                self.redos += 1
+                results = self._transaction(taken, savepoints=True)
         except Exception as exc:
             # BEGIN or COMMIT failed: nothing of the batch was stored.
-            self._fail([waiter for waiter, _, _ in done], exc)
+            self._fail([waiter for _, _, waiter in taken], exc)
             return False
         self.transactions += 1
-        self.jobs += len(done)
+        self.jobs += len(taken)
         self._committed = time.perf_counter()
-        for waiter, value, error in done:
+        for (_, _, waiter), (value, error) in zip(taken, results, strict=True):
             _wake(waiter, value, error)
         return True
+
+    def _transaction(self, taken: list, savepoints: bool) -> list:
+        """One transaction: the jobs in ``taken`` (a second run, in savepoints), or on a
+        first run as many pending jobs as fit in ``MAX_SECONDS``, each appended to
+        ``taken``. Returns each job's (value, error)."""
+        results = []
+        with db.write():
+            connection = db.database.connection()
+            if savepoints:
+                return [_in_savepoint(connection, job, args) for job, args, _ in taken]
+            started = time.perf_counter()
+            while self._pending and time.perf_counter() - started < MAX_SECONDS:
+                item = self._pending.popleft()
+                taken.append(item)
+                results.append(_bare(connection, item[0], item[1]))
+        return results
 
     def _fail(self, waiters: list, exc: Exception) -> None:
         """Wake ``waiters`` and every job still pending with ``exc``: those would meet
@@ -170,6 +189,28 @@ def _wake(waiter: Waiter, value, error) -> None:
         get_hub().loop.run_callback(waiter.switch, value)
     else:
         get_hub().loop.run_callback(waiter.throw, error)
+
+
+class _Redo(Exception):
+    """A job failed after it had written, outside a savepoint: the batch must be rolled
+    back and run again with each job in its own savepoint."""
+
+
+def _bare(connection, job, args):
+    """(value, None), or (None, exception) for a job that failed having changed no row.
+
+    Most jobs fail, if at all, before they write (a check, or the INSERT a unique index
+    refuses, which SQLite undoes by itself), so no savepoint is set: two statements
+    fewer per job. ``total_changes`` counts every row a completed statement changed, so
+    a job that did write before it failed is caught, and undone by running the batch
+    again (``_Redo``); jobs only touch the database, so running one twice is safe."""
+    before = connection.total_changes
+    try:
+        return job(*args), None
+    except Exception as exc:
+        if connection.total_changes != before or not connection.in_transaction:
+            raise _Redo from exc
+        return None, exc
 
 
 def _in_savepoint(connection, job, args):
