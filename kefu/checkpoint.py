@@ -35,7 +35,7 @@ class Checkpointer:
         self.interval = interval
         self.rewind_pages = rewind_pages
         self._connection = None
-        self._log_pages = 0  # pages in the log after the last checkpoint
+        self.log_pages = 0  # pages the last run left in the log (tests read it)
         self.runs = 0
 
     def start(self) -> "Checkpointer":
@@ -51,13 +51,13 @@ class Checkpointer:
                 log.exception("WAL checkpoint failed")
 
     def run(self) -> None:
-        self._log_pages, _copied = off_hub(self._checkpoint)
-        if self._log_pages < self.rewind_pages:
-            return
-        with self.writer_lock:  # no commit can add to the log: this one catches up
-            log_pages, copied = off_hub(self._checkpoint)
-        # Caught up (no reader held it back): the next commit starts the log over.
-        self._log_pages = 0 if copied >= log_pages else log_pages
+        log_pages, _copied = off_hub(self._checkpoint)
+        if log_pages >= self.rewind_pages:
+            with self.writer_lock:  # no commit can add to the log: this one catches up
+                log_pages, copied = off_hub(self._checkpoint)
+            if copied >= log_pages:  # caught up: the next commit starts the log over
+                log_pages = 0
+        self.log_pages = log_pages
 
     def _checkpoint(self) -> tuple[int, int]:
         """In a pool thread: one PASSIVE checkpoint. The log's length in pages when it

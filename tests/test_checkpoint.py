@@ -65,12 +65,12 @@ with app.app_context():
         gevent.sleep(0)
         checkpointer.rewind_pages = 10 * int(rows)
         checkpointer.run()  # below rewind_pages: one PASSIVE run, without the lock
-        out["log_after_first"] = checkpointer._log_pages
+        out["log_after_first"] = checkpointer.log_pages
         out["runs_after_first"] = checkpointer.runs
         # Past rewind_pages: a second run follows under the writer lock.
         checkpointer.rewind_pages = 200
         checkpointer.run()
-        out["left_after_rewind_run"] = checkpointer._log_pages
+        out["left_after_rewind_run"] = checkpointer.log_pages
         out["runs"] = checkpointer.runs
         writer.kill()
         with db.read():
@@ -91,7 +91,12 @@ def run_script(tmp_path, mode):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.run(
         [sys.executable, str(script), mode, str(path), str(tmp_path / "uploads"), str(ROWS)],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=60, check=False,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     assert proc.returncode == 0, proc.stderr
     return json.loads(proc.stdout.strip().splitlines()[-1]), path

@@ -158,35 +158,31 @@ class Target:
         )
 
 
-def load_target(conversation_id: int) -> Target:
-    if type(conversation_id) is int:
-        rows = cached_select("target", _target_query, conversation_id, decode=_decode_target)
-    else:
-        rows = [_target_from_row(r) for r in _target_query(conversation_id).tuples()]
-    if not rows:
-        raise NotFound("Conversation not found")
-    return rows[0]
+def load_target(conversation_id: int, current: bool = False) -> Target:
+    """The conversation's ``Target``; NotFound if there is none.
 
-
-def load_current_target(conversation_id: int) -> Target:
-    """A ``Target`` that no other transaction can change before this one ends. On
+    ``current``: one that no other transaction can change before this one ends. On
     SQLite the writer lock, held since before the read, sees to that; on PostgreSQL
     the conversation's row is locked by the same query (FOR UPDATE OF: one round trip
     instead of a read and a locking read). Elsewhere (MySQL) it is a plain read, and
-    ``current`` is False: the caller locks the row itself."""
-    if db.is_sqlite():
-        target = load_target(conversation_id)
-    elif db.is_postgres() and type(conversation_id) is int:
-        rows = cached_select(
-            "target_locked", _locked_target_query, conversation_id, decode=_decode_target
-        )
-        if not rows:
-            raise NotFound("Conversation not found")
-        target = rows[0]
+    the ``Target``'s ``current`` stays False: the caller locks the row itself."""
+    locking = current and db.is_postgres()
+    build = _locked_target_query if locking else _target_query
+    if type(conversation_id) is int:
+        name = "target_locked" if locking else "target"
+        rows = cached_select(name, build, conversation_id, decode=_decode_target)
     else:
-        return load_target(conversation_id)
-    target.current = True
+        rows = [_target_from_row(r) for r in build(conversation_id).tuples()]
+    if not rows:
+        raise NotFound("Conversation not found")
+    target = rows[0]
+    target.current = locking or (current and db.is_sqlite())
     return target
+
+
+def load_current_target(conversation_id: int) -> Target:
+    """``load_target(conversation_id, current=True)``, as a loader for ``visible``."""
+    return load_target(conversation_id, current=True)
 
 
 def _locked_target_query(conversation_id):
