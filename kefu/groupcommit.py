@@ -33,7 +33,7 @@ from gevent.hub import Waiter, get_hub
 from kefu import db
 from kefu.realtime.turns import turns
 
-MAX_SECONDS = 0.004  # of jobs per transaction, then commit and let the hub serve others
+MAX_SECONDS = 0.003  # of jobs per transaction, then commit and let the hub serve others
 
 
 # Under load, the least time from one commit to the next: jobs gather meanwhile.

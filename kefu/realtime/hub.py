@@ -14,7 +14,7 @@ from kefu.realtime.turns import turns
 
 log = logging.getLogger(__name__)
 CHECK_EVERY = 32  # deliveries between looks at the clock
-TURN_SECONDS = 0.003  # of one broadcast before other greenlets get a turn
+TURN_SECONDS = 0.002  # of one broadcast before other greenlets get a turn
 
 
 class Hub:

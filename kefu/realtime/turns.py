@@ -24,7 +24,7 @@ import gevent
 from gevent.hub import Waiter, get_hub
 from greenlet import getcurrent
 
-BUDGET = 0.005  # seconds of handler work per loop iteration before others get a turn
+BUDGET = 0.003  # seconds of handler work per loop iteration before others get a turn
 
 
 class Turns:
