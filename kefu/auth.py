@@ -11,6 +11,7 @@ from kefu import db
 from kefu.errors import Unauthorized
 from kefu.models import SENDER_AGENT, SENDER_USER, Agent, Token, User
 from kefu.realtime.events import Person, user_key
+from kefu.sqlcache import cached_first
 
 
 @dataclass(frozen=True)
@@ -46,7 +47,7 @@ class Principal:
 
 
 def principal_for(user: User) -> Principal:
-    agent = Agent.get_or_none(Agent.user == user.id)
+    agent = cached_first("agent_of_user", _agent_of_user, user.id)
     return Principal(
         user_id=user.id,
         uuid=user.uuid,
@@ -55,6 +56,10 @@ def principal_for(user: User) -> Principal:
         avatar=user.avatar,
         kefu_id=agent.id if agent else None,
     )
+
+
+def _agent_of_user(user_id: int):
+    return Agent.select().where(Agent.user == user_id).limit(1)
 
 
 def hash_token(raw: str) -> str:

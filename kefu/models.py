@@ -127,11 +127,15 @@ class Conversation(BaseModel):
         return self.status == OPEN
 
     @classmethod
-    def waiting(cls):
-        """The shared FIFO queue: open conversations without an agent, oldest first."""
+    def waiting(cls, *conditions):
+        """The shared FIFO queue: open conversations without an agent, oldest first
+        (those of them that also meet ``conditions``, which come first in the SQL, so
+        their parameters lead: see ``kefu.sqlcache``)."""
         return (
             cls.select()
-            .where(cls.status == OPEN, cls.agent.is_null(), cls.queued_at.is_null(False))
+            .where(
+                *conditions, cls.status == OPEN, cls.agent.is_null(), cls.queued_at.is_null(False)
+            )
             .order_by(cls.queued_at, cls.id)
         )
 

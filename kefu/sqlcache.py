@@ -50,6 +50,13 @@ def cached_select(name: str, build, *args, decode=None) -> list:
         cursor.close()
 
 
+def cached_first(name: str, build, *args):
+    """The first row of ``build(*args)`` (see ``cached_select``), or None: the lookups
+    every arrival makes (its account, its open conversation, the queue's head)."""
+    rows = cached_select(name, build, *args)
+    return rows[0] if rows else None
+
+
 def cached_write(name: str, build, args: tuple, probes: tuple):
     """Execute the write ``build(*args)`` with its SQL generated only once (SQLite).
 

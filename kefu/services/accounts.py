@@ -8,6 +8,7 @@ from kefu.auth import new_token_for
 from kefu.errors import Conflict, Invalid, NotFound
 from kefu.models import Agent, User
 from kefu.offload import off_hub
+from kefu.sqlcache import cached_first
 
 # PBKDF2 (OWASP's 600k rounds) rather than werkzeug's default scrypt: OpenSSL's PBKDF2
 # releases the GIL, so a check in the thread pool leaves every socket running; scrypt
@@ -51,7 +52,7 @@ def create_agent(
 def provision_host_user(external_id: str, name: str | None, avatar: str | None) -> User:
     """The user a host-signed JWT names, created on first use."""
     with db.read():
-        user = User.get_or_none(User.external_id == external_id)
+        user = cached_first("user_by_external_id", _by_external_id, external_id)
     if user is not None:
         return user
     try:
@@ -59,6 +60,10 @@ def provision_host_user(external_id: str, name: str | None, avatar: str | None) 
     except IntegrityError:  # another request provisioned it first
         with db.read():
             return User.get(User.external_id == external_id)
+
+
+def _by_external_id(external_id: str):
+    return User.select().where(User.external_id == external_id).limit(1)
 
 
 def _create_host_user(external_id: str, name: str | None, avatar: str | None) -> User:

@@ -9,6 +9,7 @@ from kefu.models import ENDED, OPEN, SENDER_AGENT, SENDER_USER, Agent, Conversat
 from kefu.realtime.events import ConversationEnded, MessagesRead
 from kefu.services import routing
 from kefu.services.snapshots import conversation_ref, load
+from kefu.sqlcache import cached_first
 
 NO_ACCESS = "Conversation not found or no permission"
 
@@ -42,6 +43,9 @@ def open_for_user(who: Principal):
 
 
 def _open_for_user_locked(user_id: int):
+    conv = _open_conversation(user_id)
+    if conv is not None:
+        return load(conv.id), []
     # get_or_create: a concurrent first request (row-lock databases) loses the race on
     # the unique open_key and reads the winner's conversation.
     conv, created = Conversation.get_or_create(
@@ -56,8 +60,16 @@ def _open_for_user_locked(user_id: int):
 
 def current_for_user(user_id: int) -> Conversation | None:
     with db.read():
-        conv = Conversation.get_or_none(Conversation.open_key == f"u:{user_id}")
+        conv = _open_conversation(user_id)
         return load(conv.id) if conv else None
+
+
+def _open_conversation(user_id: int) -> Conversation | None:
+    return cached_first("open_conversation", _by_open_key, f"u:{user_id}")
+
+
+def _by_open_key(open_key: str):
+    return Conversation.select().where(Conversation.open_key == open_key).limit(1)
 
 
 def end(conversation_id: int, who: Principal) -> list:

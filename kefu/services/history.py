@@ -8,11 +8,14 @@ adapter can render them without touching the database.
 from dataclasses import dataclass
 from datetime import datetime
 
+from peewee import fn
+
 from kefu import db
 from kefu.errors import Invalid
 from kefu.models import ENDED, SENDER_AGENT, Agent, Conversation, Message, User
 from kefu.realtime.events import ConversationRef, MessageView, Person
 from kefu.services.snapshots import conversation_ref, load, message_view, person, with_people
+from kefu.sqlcache import cached_first
 
 LIMIT_DEFAULT = 100
 LIMIT_MAX = 100
@@ -51,8 +54,9 @@ def check_page(before, limit) -> tuple[int | None, int]:
     return before, limit
 
 
-def user_messages(user_id: int, before: int | None = None, limit: int | None = None,
-                  after_id: int | None = None):
+def user_messages(
+    user_id: int, before: int | None = None, limit: int | None = None, after_id: int | None = None
+):
     """The user's messages in all its conversations, oldest → newest: the latest ``limit``
     with an id below ``before`` (so a client pages backwards with its oldest id), or with
     ``after_id`` the first ``limit`` after that message (resync after a reconnect)."""
@@ -190,11 +194,20 @@ def latest_ended(user_id: int) -> int | None:
 def queue_place(conversation_id: int) -> int | None:
     """The 1-based place of a waiting conversation in the shared queue, or None."""
     with db.read():
-        mine = Conversation.waiting().where(Conversation.id == conversation_id).first()
+        mine = cached_first("waiting_by_id", _waiting_by_id, conversation_id)
         if mine is None:
             return None
-        ahead = Conversation.waiting().where(
-            (Conversation.queued_at < mine.queued_at)
-            | ((Conversation.queued_at == mine.queued_at) & (Conversation.id < mine.id))
-        )
-        return ahead.count() + 1
+        ahead = cached_first("waiting_ahead", _ahead_of, mine.queued_at, mine.queued_at, mine.id)
+        return ahead[0] + 1
+
+
+def _waiting_by_id(conversation_id: int):
+    return Conversation.waiting(Conversation.id == conversation_id).limit(1)
+
+
+def _ahead_of(queued_at: float, same_queued_at: float, conversation_id: int):
+    """How many wait ahead of the conversation queued at ``queued_at`` (ties by id)."""
+    ahead = (Conversation.queued_at < queued_at) | (
+        (Conversation.queued_at == same_queued_at) & (Conversation.id < conversation_id)
+    )
+    return Conversation.waiting(ahead).select(fn.COUNT(Conversation.id)).order_by().tuples()

@@ -25,6 +25,7 @@ from kefu.realtime.events import (
 )
 from kefu.services import presence
 from kefu.services.snapshots import conversation_ref, load, person
+from kefu.sqlcache import cached_first
 
 # Key of the PostgreSQL advisory lock that makes one assigner at a time (any worker).
 ASSIGN_LOCK = 0x6B656675  # "kefu"
@@ -37,14 +38,22 @@ def assign_waiting_locked() -> list:
     online = presence.online_agent_ids()
     events = []
     while online:
-        conv = db.locked(Conversation.waiting().limit(1), skip_locked=True).first()
+        conv = cached_first("queue_head", _queue_head)
         if conv is None:
             break
-        agent = db.locked(Agent.with_capacity(online).limit(1)).first()
+        agent = cached_first(f"free_agent:{len(online)}", _free_agent, *online)
         if agent is None:
             break
         events.append(assign_locked(conv.id, agent.id))
     return events
+
+
+def _queue_head():
+    return db.locked(Conversation.waiting().limit(1), skip_locked=True)
+
+
+def _free_agent(*kefu_ids: int):
+    return db.locked(Agent.with_capacity(kefu_ids).limit(1))
 
 
 def _assign_serialised() -> list:
