@@ -22,6 +22,7 @@ serve: $(STAMP)  ## serve on KEFU_BIND (127.0.0.1:8000), migrating the database 
 
 test: $(STAMP)  ## lint, then every test (end-to-end against a live gunicorn)
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/pytest -q
 	$(BIN)/python -m tests.other_databases
 
@@ -33,7 +34,7 @@ chromium:
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/ruff format --check kefu tests
+	$(BIN)/ruff format --check .
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

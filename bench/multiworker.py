@@ -51,11 +51,19 @@ class Side:
 
     async def send(self, conversation_id: int) -> None:
         self.op += 1
-        await self.ws.send(json.dumps({
-            "action": "kefu_message_send", "op_id": f"{self.sender_type}-{self.op}",
-            "data": {"conversation_id": conversation_id, "sender_type": self.sender_type,
-                     "content": f"bench {self.op} t={time.perf_counter_ns()}"},
-        }))
+        await self.ws.send(
+            json.dumps(
+                {
+                    "action": "kefu_message_send",
+                    "op_id": f"{self.sender_type}-{self.op}",
+                    "data": {
+                        "conversation_id": conversation_id,
+                        "sender_type": self.sender_type,
+                        "content": f"bench {self.op} t={time.perf_counter_ns()}",
+                    },
+                }
+            )
+        )
 
     async def read(self) -> None:
         try:
@@ -111,8 +119,10 @@ def worker_cpu(server: Server) -> float:
 async def measure(server: Server, args) -> dict:
     stats = Stats()
     per_agent = math.ceil(args.pairs / args.agents)
-    agents = [server.cli("kefu", "create-agent", f"agent{i}", "--max-concurrent", str(per_agent))
-              for i in range(args.agents)]
+    agents = [
+        server.cli("kefu", "create-agent", f"agent{i}", "--max-concurrent", str(per_agent))
+        for i in range(args.agents)
+    ]
     sides = {a["kefu_id"]: Side(await connect(server, a["token"]), 2, stats) for a in agents}
     pairs = []
     for i in range(args.pairs):
@@ -139,27 +149,37 @@ async def measure(server: Server, args) -> dict:
     lat = sorted(stats.latencies)
     return {
         "msgs_per_s": stats.delivered / elapsed,
-        "p50_ms": percentile(lat, 50), "p99_ms": percentile(lat, 99),
-        "worker_cpu_pct": 100 * cpu / elapsed, "client_cpu_pct": 100 * client / elapsed,
+        "p50_ms": percentile(lat, 50),
+        "p99_ms": percentile(lat, 99),
+        "worker_cpu_pct": 100 * cpu / elapsed,
+        "client_cpu_pct": 100 * client / elapsed,
         "errors": len(stats.errors),
     }
 
 
 def run(label: str, workers: int, broker: str, args) -> dict:
     name = fresh_database()
-    server = Server(workers=workers, broker=broker, log_level="warning",
-                    database_url=f"postgresql://postgres@127.0.0.1:5432/{name}",
-                    ws_rate_per_second=100000, ws_rate_burst=100000)
+    server = Server(
+        workers=workers,
+        broker=broker,
+        log_level="warning",
+        database_url=f"postgresql://postgres@127.0.0.1:5432/{name}",
+        ws_rate_per_second=100000,
+        ws_rate_burst=100000,
+    )
     try:
         server.start()
         result = asyncio.run(measure(server, args))
     finally:
         server.stop()
         drop_database(name)
-    print(f"{label:12} {result['msgs_per_s']:8.0f} msg/s   p50 {result['p50_ms']:6.1f} ms   "
-          f"p99 {result['p99_ms']:6.1f} ms   workers' CPU {result['worker_cpu_pct']:4.0f}%   "
-          f"load client CPU {result['client_cpu_pct']:4.0f}%   "
-          f"errors {result['errors']}", flush=True)
+    print(
+        f"{label:12} {result['msgs_per_s']:8.0f} msg/s   p50 {result['p50_ms']:6.1f} ms   "
+        f"p99 {result['p99_ms']:6.1f} ms   workers' CPU {result['worker_cpu_pct']:4.0f}%   "
+        f"load client CPU {result['client_cpu_pct']:4.0f}%   "
+        f"errors {result['errors']}",
+        flush=True,
+    )
     return result
 
 
@@ -172,8 +192,11 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=3.0)
     args = parser.parse_args()
     raise_nofile()
-    print(f"# {machine()}; {args.pairs} pairs, {args.agents} agents, window {args.window}, "
-          f"{args.duration:g} s", flush=True)
+    print(
+        f"# {machine()}; {args.pairs} pairs, {args.agents} agents, window {args.window}, "
+        f"{args.duration:g} s",
+        flush=True,
+    )
     run("1w memory", 1, "memory", args)
     run("1w postgres", 1, "postgres", args)
     run("2w postgres", 2, "postgres", args)

@@ -10,8 +10,8 @@ def migrate(migrator: Migrator, database: pw.Database, *, fake=False):
         id = pw.AutoField()
         uuid = pw.CharField(max_length=36, unique=True)
         username = pw.CharField(max_length=150, unique=True)
-        nickname = pw.CharField(default='', max_length=150)
-        avatar = pw.CharField(default='', max_length=500)
+        nickname = pw.CharField(default="", max_length=150)
+        avatar = pw.CharField(default="", max_length=500)
         external_id = pw.CharField(max_length=150, null=True, unique=True)
         password_hash = pw.CharField(max_length=255, null=True)
         is_active = pw.BooleanField(default=True)
@@ -23,7 +23,13 @@ def migrate(migrator: Migrator, database: pw.Database, *, fake=False):
     @migrator.create_model
     class Agent(pw.Model):
         id = pw.AutoField()
-        user = pw.ForeignKeyField(column_name='user_id', field='id', model=migrator.orm['user'], on_delete='CASCADE', unique=True)
+        user = pw.ForeignKeyField(
+            column_name="user_id",
+            field="id",
+            model=migrator.orm["user"],
+            on_delete="CASCADE",
+            unique=True,
+        )
         max_concurrent = pw.IntegerField(default=5)
         current_concurrent = pw.IntegerField(default=0)
         accepting = pw.BooleanField(default=True)
@@ -44,9 +50,23 @@ def migrate(migrator: Migrator, database: pw.Database, *, fake=False):
     @migrator.create_model
     class Conversation(pw.Model):
         id = pw.AutoField()
-        user = pw.ForeignKeyField(column_name='user_id', field='id', model=migrator.orm['user'], null=True, on_delete='CASCADE')
-        visitor = pw.ForeignKeyField(column_name='visitor_id', field='id', model=migrator.orm['visitor'], null=True, on_delete='CASCADE')
-        agent = pw.ForeignKeyField(column_name='kefu_id', field='id', model=migrator.orm['agent'], null=True)
+        user = pw.ForeignKeyField(
+            column_name="user_id",
+            field="id",
+            model=migrator.orm["user"],
+            null=True,
+            on_delete="CASCADE",
+        )
+        visitor = pw.ForeignKeyField(
+            column_name="visitor_id",
+            field="id",
+            model=migrator.orm["visitor"],
+            null=True,
+            on_delete="CASCADE",
+        )
+        agent = pw.ForeignKeyField(
+            column_name="kefu_id", field="id", model=migrator.orm["agent"], null=True
+        )
         status = pw.SmallIntegerField(default=1)
         open_key = pw.CharField(max_length=200, null=True, unique=True)
         queued_at = pw.DoubleField(index=True, null=True)
@@ -65,11 +85,16 @@ def migrate(migrator: Migrator, database: pw.Database, *, fake=False):
     @migrator.create_model
     class Message(pw.Model):
         id = pw.AutoField()
-        conversation = pw.ForeignKeyField(column_name='conversation_id', field='id', model=migrator.orm['conversation'], on_delete='CASCADE')
+        conversation = pw.ForeignKeyField(
+            column_name="conversation_id",
+            field="id",
+            model=migrator.orm["conversation"],
+            on_delete="CASCADE",
+        )
         seq = pw.IntegerField()
         sender_type = pw.SmallIntegerField()
         sender_id = pw.IntegerField()
-        content = pw.TextField(default='')
+        content = pw.TextField(default="")
         message_type = pw.SmallIntegerField(default=1)
         file_url = pw.CharField(max_length=1000, null=True)
         is_read = pw.SmallIntegerField(default=0)
@@ -81,12 +106,14 @@ def migrate(migrator: Migrator, database: pw.Database, *, fake=False):
 
         class Meta:
             table_name = "message"
-            indexes = [(('conversation', 'seq'), True), (('sender_key', 'op_id'), True)]
+            indexes = [(("conversation", "seq"), True), (("sender_key", "op_id"), True)]
 
     @migrator.create_model
     class Token(pw.Model):
         id = pw.AutoField()
-        user = pw.ForeignKeyField(column_name='user_id', field='id', model=migrator.orm['user'], on_delete='CASCADE')
+        user = pw.ForeignKeyField(
+            column_name="user_id", field="id", model=migrator.orm["user"], on_delete="CASCADE"
+        )
         token_hash = pw.CharField(max_length=64, unique=True)
         created_at = pw.DateTimeField()
 
@@ -95,14 +122,14 @@ def migrate(migrator: Migrator, database: pw.Database, *, fake=False):
 
 
 def rollback(migrator: Migrator, database: pw.Database, *, fake=False):
-    migrator.remove_model('token')
+    migrator.remove_model("token")
 
-    migrator.remove_model('message')
+    migrator.remove_model("message")
 
-    migrator.remove_model('conversation')
+    migrator.remove_model("conversation")
 
-    migrator.remove_model('visitor')
+    migrator.remove_model("visitor")
 
-    migrator.remove_model('agent')
+    migrator.remove_model("agent")
 
-    migrator.remove_model('user')
+    migrator.remove_model("user")

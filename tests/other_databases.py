@@ -42,8 +42,10 @@ def main() -> int:
         for kind in ("postgresql", "mysql"):
             problem = reachable(kind)
             if problem:
-                print(f"{kind}: server not reachable ({problem}); "
-                      f"{'failing (CI)' if strict else 'skipped'}")
+                print(
+                    f"{kind}: server not reachable ({problem}); "
+                    f"{'failing (CI)' if strict else 'skipped'}"
+                )
                 failed |= strict
                 continue
             output = stack.enter_context(tempfile.TemporaryFile())
@@ -61,8 +63,16 @@ def main() -> int:
 def start_pass(kind: str, output) -> subprocess.Popen:
     env = {**os.environ, "KEFU_TEST_DATABASE": kind}
     basetemp = tempfile.mkdtemp(prefix=f"kefu-{kind}-")
-    args = [sys.executable, "-m", "pytest", "-q", "--ignore=tests/browser",
-            "-p", "no:cacheprovider", f"--basetemp={basetemp}"]
+    args = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "-q",
+        "--ignore=tests/browser",
+        "-p",
+        "no:cacheprovider",
+        f"--basetemp={basetemp}",
+    ]
     return subprocess.Popen(args, env=env, stdout=output, stderr=subprocess.STDOUT)
 
 

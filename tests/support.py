@@ -135,7 +135,10 @@ class Server:
         with open(self.log_path, "ab") as log:  # the child keeps its own copy of the fd
             self.proc = subprocess.Popen(
                 [str(BIN / "gunicorn"), "-c", "gunicorn.conf.py", "app:app"],
-                cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+                cwd=ROOT,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
             )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -151,8 +154,9 @@ class Server:
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> None:
         """SIGTERM: a graceful stop. SIGKILL: master and workers die at once, mid-write."""
         if self.proc and self.proc.poll() is None:
-            workers = subprocess.run(["pgrep", "-P", str(self.proc.pid)],
-                                     capture_output=True, text=True, check=False).stdout.split()
+            workers = subprocess.run(
+                ["pgrep", "-P", str(self.proc.pid)], capture_output=True, text=True, check=False
+            ).stdout.split()
             if sig == signal.SIGKILL:
                 for pid in workers:
                     with contextlib.suppress(ProcessLookupError):
@@ -176,7 +180,11 @@ class Server:
     def cli(self, *args: str) -> dict:
         out = subprocess.run(
             [str(BIN / "flask"), "--app", "app", *args, "--json"],
-            cwd=ROOT, env=self.env, capture_output=True, text=True, check=True,
+            cwd=ROOT,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            check=True,
         )
         return json.loads(out.stdout)
 

@@ -24,8 +24,12 @@ def test_stalled_reader_gets_every_frame_whole_and_in_order(server):
 
     sent = []
     for i in range(COUNT):
-        reply = user.request({"action": "kefu_message_send",
-                              "data": {"conversation_id": cid, "content": f"{i}:{BIG}"}})
+        reply = user.request(
+            {
+                "action": "kefu_message_send",
+                "data": {"conversation_id": cid, "content": f"{i}:{BIG}"},
+            }
+        )
         assert reply["success"], reply
         sent.append(reply["data"]["message_id"])
         # The healthy socket is served at once, whatever the stalled one has pending.

@@ -12,13 +12,16 @@ def test_message_list_after_id(server):
     ws = login(server, token)
     ids = []
     for n in range(12):
-        ws.send({"action": "kefu_message_send", "data": {"conversation_id": cid,
-                                                         "content": f"c{n}"}})
+        ws.send(
+            {"action": "kefu_message_send", "data": {"conversation_id": cid, "content": f"c{n}"}}
+        )
         ids.append(ws.recv_until(lambda f: "success" in f)["data"]["message_id"])
 
     def after(after_id, size=100):
-        reply = server.get(f"/api/kefu/message/list?conversation_id={cid}"
-                           f"&after_id={after_id}&page_size={size}", token)
+        reply = server.get(
+            f"/api/kefu/message/list?conversation_id={cid}&after_id={after_id}&page_size={size}",
+            token,
+        )
         return reply
 
     assert [m["content"] for m in after(0).json()["data"]] == [f"c{n}" for n in range(12)]
@@ -27,9 +30,13 @@ def test_message_list_after_id(server):
     assert after(ids[-1]).json()["data"] == []
     foreign = after(10**9)
     assert (foreign.status_code, foreign.json()["message"]) == (
-        422, "after_id is not a message of this conversation")
-    stranger = server.get(f"/api/kefu/message/list?conversation_id={cid}&after_id=0",
-                          Server.host_jwt("cursor-stranger"))
+        422,
+        "after_id is not a message of this conversation",
+    )
+    stranger = server.get(
+        f"/api/kefu/message/list?conversation_id={cid}&after_id=0",
+        Server.host_jwt("cursor-stranger"),
+    )
     assert stranger.status_code == 404
     ws.close()
 
@@ -40,12 +47,15 @@ def test_waiter_history_after_id_spans_conversations(server):
     w.request("ready")
     u = user(server)
     u.request("connect")
-    sent = [u.request("message_text", {"text": f"first-{n}"})["payload"]["message_id"]
-            for n in range(3)]
+    sent = [
+        u.request("message_text", {"text": f"first-{n}"})["payload"]["message_id"] for n in range(3)
+    ]
     assert u.request("disconnect")["type"] == "disconnected"
     assert u.request("connect")["type"] == "connect_success"
-    sent += [u.request("message_text", {"text": f"second-{n}"})["payload"]["message_id"]
-             for n in range(2)]
+    sent += [
+        u.request("message_text", {"text": f"second-{n}"})["payload"]["message_id"]
+        for n in range(2)
+    ]
 
     history = u.request("get_history", {"after_id": sent[1]}, op_id="resync")
     assert history["type"] == "message_history" and history["op_id"] == "resync"

@@ -22,13 +22,21 @@ def setup(server):
     ws.request({"action": "login", "data": {"token": owner}})
     ws.request({"action": "kefu_message_send", "data": {"conversation_id": cid, "content": "ok"}})
     agent_ws.recv()
-    yield {"agent": agent, "other_agent": other_agent, "owner": owner, "stranger": stranger,
-           "cid": cid, "ws": ws, "agent_ws": agent_ws}
+    yield {
+        "agent": agent,
+        "other_agent": other_agent,
+        "owner": owner,
+        "stranger": stranger,
+        "cid": cid,
+        "ws": ws,
+        "agent_ws": agent_ws,
+    }
 
 
 def stored(server, setup):
-    reply = server.get(f"/api/kefu/message/list?conversation_id={setup['cid']}&page_size=100",
-                       setup["owner"])
+    reply = server.get(
+        f"/api/kefu/message/list?conversation_id={setup['cid']}&page_size=100", setup["owner"]
+    )
     return reply.json()["data"]
 
 
@@ -41,53 +49,143 @@ FRAME_CASES = [
     ({"action": "bogus", "op_id": "a"}, "Unknown action: bogus", "a"),
     ({"action": "kefu_message_send", "data": [], "op_id": "b"}, "data must be an object", "b"),
     ({"action": "kefu_message_send", "data": {}, "op_id": 3}, "conversation_id is required", 3),
-    ({"action": "kefu_message_send", "data": {"conversation_id": "x", "content": "a"}},
-     "conversation_id must be a positive integer", None),
-    ({"action": "kefu_message_send", "data": {"conversation_id": True, "content": "a"}},
-     "conversation_id must be a positive integer", None),
-    ({"action": "kefu_message_send", "data": {"conversation_id": -1, "content": "a"}},
-     "conversation_id must be a positive integer", None),
-    ({"action": "kefu_message_send", "data": {"conversation_id": "CID"}},
-     "content is required", None),
-    ({"action": "kefu_message_send", "data": {"conversation_id": "CID", "content": "   "}},
-     "content is required", None),
-    ({"action": "kefu_message_send", "data": {"conversation_id": "CID", "content": 5}},
-     "content must be a string", None),
-    ({"action": "kefu_message_send", "data": {"conversation_id": "CID", "content": "a",
-                                              "message_type": 9}},
-     "message_type must be 1 (text), 2 (image) or 3 (file)", None),
-    ({"action": "kefu_message_send", "data": {"conversation_id": "CID", "message_type": 2}},
-     "file_url is required for image and file messages", None),
-    ({"action": "kefu_message_send", "data": {"conversation_id": "CID", "message_type": 2,
-                                              "file_url": "javascript:alert(1)"}},
-     "file_url must be an http(s) URL or a path on this server", None),
-    ({"action": "kefu_message_send", "data": {"conversation_id": "CID", "message_type": 2,
-                                              "file_url": "//evil.example/x.png"}},
-     "file_url must be an http(s) URL or a path on this server", None),
-    ({"action": "kefu_message_send", "data": {"conversation_id": "CID", "content": "x" * 5001}},
-     "content is too long (max 5000 characters)", None),
-    ({"action": "kefu_message_send", "data": {"conversation_id": "CID", "content": "a",
-                                              "sender_type": 2}},
-     "Only agents can send messages with sender_type 2", None),
-    ({"action": "kefu_message_send", "data": {"conversation_id": "CID", "content": "a",
-                                              "sender_type": 7}},
-     "sender_type must be one of 1, 2", None),
-    ({"action": "kefu_message_send", "data": {"conversation_id": "CID", "content": "a"},
-      "op_id": {"x": 1}}, "op_id must be a string", None),
-    ({"action": "kefu_message_send", "data": {"conversation_id": "CID", "content": "a"},
-      "op_id": "o" * 65}, "op_id is too long (max 64 characters)", "o" * 65),
-    ({"action": "kefu_message_send", "data": {"conversation_id": 999999, "content": "a"}},
-     "Conversation not found or no permission", None),
-    ({"action": "kefu_message_read", "data": {"conversation_id": "CID", "message_ids": "1",
-                                              "sender_type": 2}},
-     "message_ids must be an array of integers", None),
-    ({"action": "kefu_message_read", "data": {"conversation_id": "CID", "message_ids": [1]}},
-     "sender_type is required", None),
-    ({"action": "kefu_message_read", "data": {"conversation_id": "CID", "message_ids": [1],
-                                              "sender_type": 1}},
-     "sender_type must be 2 when a user marks messages as read", None),
-    ({"action": "kefu_message_end", "data": {"conversation_id": 999999}},
-     "Failed to end conversation. Conversation not found or no permission.", None),
+    (
+        {"action": "kefu_message_send", "data": {"conversation_id": "x", "content": "a"}},
+        "conversation_id must be a positive integer",
+        None,
+    ),
+    (
+        {"action": "kefu_message_send", "data": {"conversation_id": True, "content": "a"}},
+        "conversation_id must be a positive integer",
+        None,
+    ),
+    (
+        {"action": "kefu_message_send", "data": {"conversation_id": -1, "content": "a"}},
+        "conversation_id must be a positive integer",
+        None,
+    ),
+    (
+        {"action": "kefu_message_send", "data": {"conversation_id": "CID"}},
+        "content is required",
+        None,
+    ),
+    (
+        {"action": "kefu_message_send", "data": {"conversation_id": "CID", "content": "   "}},
+        "content is required",
+        None,
+    ),
+    (
+        {"action": "kefu_message_send", "data": {"conversation_id": "CID", "content": 5}},
+        "content must be a string",
+        None,
+    ),
+    (
+        {
+            "action": "kefu_message_send",
+            "data": {"conversation_id": "CID", "content": "a", "message_type": 9},
+        },
+        "message_type must be 1 (text), 2 (image) or 3 (file)",
+        None,
+    ),
+    (
+        {"action": "kefu_message_send", "data": {"conversation_id": "CID", "message_type": 2}},
+        "file_url is required for image and file messages",
+        None,
+    ),
+    (
+        {
+            "action": "kefu_message_send",
+            "data": {
+                "conversation_id": "CID",
+                "message_type": 2,
+                "file_url": "javascript:alert(1)",
+            },
+        },
+        "file_url must be an http(s) URL or a path on this server",
+        None,
+    ),
+    (
+        {
+            "action": "kefu_message_send",
+            "data": {
+                "conversation_id": "CID",
+                "message_type": 2,
+                "file_url": "//evil.example/x.png",
+            },
+        },
+        "file_url must be an http(s) URL or a path on this server",
+        None,
+    ),
+    (
+        {"action": "kefu_message_send", "data": {"conversation_id": "CID", "content": "x" * 5001}},
+        "content is too long (max 5000 characters)",
+        None,
+    ),
+    (
+        {
+            "action": "kefu_message_send",
+            "data": {"conversation_id": "CID", "content": "a", "sender_type": 2},
+        },
+        "Only agents can send messages with sender_type 2",
+        None,
+    ),
+    (
+        {
+            "action": "kefu_message_send",
+            "data": {"conversation_id": "CID", "content": "a", "sender_type": 7},
+        },
+        "sender_type must be one of 1, 2",
+        None,
+    ),
+    (
+        {
+            "action": "kefu_message_send",
+            "data": {"conversation_id": "CID", "content": "a"},
+            "op_id": {"x": 1},
+        },
+        "op_id must be a string",
+        None,
+    ),
+    (
+        {
+            "action": "kefu_message_send",
+            "data": {"conversation_id": "CID", "content": "a"},
+            "op_id": "o" * 65,
+        },
+        "op_id is too long (max 64 characters)",
+        "o" * 65,
+    ),
+    (
+        {"action": "kefu_message_send", "data": {"conversation_id": 999999, "content": "a"}},
+        "Conversation not found or no permission",
+        None,
+    ),
+    (
+        {
+            "action": "kefu_message_read",
+            "data": {"conversation_id": "CID", "message_ids": "1", "sender_type": 2},
+        },
+        "message_ids must be an array of integers",
+        None,
+    ),
+    (
+        {"action": "kefu_message_read", "data": {"conversation_id": "CID", "message_ids": [1]}},
+        "sender_type is required",
+        None,
+    ),
+    (
+        {
+            "action": "kefu_message_read",
+            "data": {"conversation_id": "CID", "message_ids": [1], "sender_type": 1},
+        },
+        "sender_type must be 2 when a user marks messages as read",
+        None,
+    ),
+    (
+        {"action": "kefu_message_end", "data": {"conversation_id": 999999}},
+        "Failed to end conversation. Conversation not found or no permission.",
+        None,
+    ),
     ({"action": "login", "data": {}}, "token is required", None),
 ]
 
@@ -96,8 +194,10 @@ FRAME_CASES = [
 def test_bad_frames_get_precise_errors(server, setup, frame, message, op_id):
     before = stored(server, setup)
     if isinstance(frame, dict) and frame.get("data", {}) and isinstance(frame["data"], dict):
-        frame = {**frame, "data": {k: setup["cid"] if v == "CID" else v
-                                   for k, v in frame["data"].items()}}
+        frame = {
+            **frame,
+            "data": {k: setup["cid"] if v == "CID" else v for k, v in frame["data"].items()},
+        }
     reply = setup["ws"].request(frame)
     assert reply == {"success": False, "message": message, "op_id": op_id}
     assert setup["ws"].request({"action": "ping", "op_id": "alive"})["op_id"] == "alive"
@@ -107,8 +207,9 @@ def test_bad_frames_get_precise_errors(server, setup, frame, message, op_id):
 def test_actions_before_login_are_refused(server, setup):
     ws = server.ws()
     for action in ("kefu_message_send", "kefu_message_read", "kefu_message_end"):
-        reply = ws.request({"action": action, "data": {"conversation_id": setup["cid"]},
-                            "op_id": action})
+        reply = ws.request(
+            {"action": action, "data": {"conversation_id": setup["cid"]}, "op_id": action}
+        )
         assert reply == {"success": False, "message": "Please login first", "op_id": action}
     bad = ws.request({"action": "login", "data": {"token": "nope"}})
     assert bad == {"success": False, "message": "Invalid or expired token", "op_id": None}
@@ -122,25 +223,36 @@ def test_foreign_conversations_are_invisible(server, setup):
     before = stored(server, setup)
     for action, data in [
         ("kefu_message_send", {"conversation_id": setup["cid"], "content": "intrude"}),
-        ("kefu_message_read", {"conversation_id": setup["cid"], "message_ids": [1],
-                               "sender_type": 2}),
+        (
+            "kefu_message_read",
+            {"conversation_id": setup["cid"], "message_ids": [1], "sender_type": 2},
+        ),
     ]:
         reply = ws.request({"action": action, "data": data})
-        assert reply == {"success": False, "message": "Conversation not found or no permission",
-                         "op_id": None}
+        assert reply == {
+            "success": False,
+            "message": "Conversation not found or no permission",
+            "op_id": None,
+        }
     ended = ws.request({"action": "kefu_message_end", "data": {"conversation_id": setup["cid"]}})
     assert ended["message"] == (
-        "Failed to end conversation. Conversation not found or no permission.")
+        "Failed to end conversation. Conversation not found or no permission."
+    )
     assert stored(server, setup) == before
-    listing = server.get(f"/api/kefu/message/list?conversation_id={setup['cid']}",
-                         setup["stranger"])
+    listing = server.get(
+        f"/api/kefu/message/list?conversation_id={setup['cid']}", setup["stranger"]
+    )
     assert listing.status_code == 404
     assert listing.json() == {"code": 404, "message": "Conversation not found or no permission"}
     # An agent the conversation is not assigned to cannot speak in it either.
     other = server.ws()
     other.request({"action": "login", "data": {"token": setup["other_agent"]["token"]}})
-    reply = other.request({"action": "kefu_message_send", "data": {
-        "conversation_id": setup["cid"], "content": "not mine", "sender_type": 2}})
+    reply = other.request(
+        {
+            "action": "kefu_message_send",
+            "data": {"conversation_id": setup["cid"], "content": "not mine", "sender_type": 2},
+        }
+    )
     assert reply["message"] == "Conversation not found or no permission"
     assert stored(server, setup) == before
     ws.close()
@@ -150,10 +262,15 @@ def test_foreign_conversations_are_invisible(server, setup):
 def test_oversized_frames(server, setup):
     ws = setup["ws"]
     before = stored(server, setup)
-    big = {"action": "kefu_message_send",
-           "data": {"conversation_id": setup["cid"], "content": "x" * 70_000}}
-    assert ws.request(big) == {"success": False, "message": "Frame too large (max 65536 bytes)",
-                               "op_id": None}
+    big = {
+        "action": "kefu_message_send",
+        "data": {"conversation_id": setup["cid"], "content": "x" * 70_000},
+    }
+    assert ws.request(big) == {
+        "success": False,
+        "message": "Frame too large (max 65536 bytes)",
+        "op_id": None,
+    }
     assert ws.request({"action": "ping"})["success"]
     # Beyond the transport limit (1 MiB) the socket is closed with 1009; the server lives on.
     huge = server.ws()
@@ -168,20 +285,27 @@ def test_oversized_frames(server, setup):
 
 def test_rest_errors(server, setup):
     assert server.get("/api/kefu/message/getConversation").json() == {
-        "code": 401, "message": "Authorization header with a Bearer token is required"}
+        "code": 401,
+        "message": "Authorization header with a Bearer token is required",
+    }
     bad = server.get("/api/kefu/message/getConversation", "garbage")
     assert (bad.status_code, bad.json()["message"]) == (401, "Invalid or expired token")
     no_id = server.get("/api/kefu/message/list", setup["owner"])
-    assert (no_id.status_code, no_id.json()) == (422, {"code": 422,
-                                                       "message": "conversation_id is required"})
+    assert (no_id.status_code, no_id.json()) == (
+        422,
+        {"code": 422, "message": "conversation_id is required"},
+    )
     wrong = server.get("/api/kefu/message/list?conversation_id=abc", setup["owner"])
     assert wrong.json() == {"code": 422, "message": "conversation_id must be an integer"}
-    page0 = server.get(f"/api/kefu/message/list?conversation_id={setup['cid']}&page=0",
-                       setup["owner"])
+    page0 = server.get(
+        f"/api/kefu/message/list?conversation_id={setup['cid']}&page=0", setup["owner"]
+    )
     assert page0.json() == {"code": 422, "message": "page must be 1 or more"}
     agent_open = server.get("/api/kefu/message/getConversation", setup["agent"]["token"])
-    assert agent_open.json() == {"code": 403,
-                                 "message": "Agents cannot open customer conversations"}
+    assert agent_open.json() == {
+        "code": 403,
+        "message": "Agents cannot open customer conversations",
+    }
     missing = server.get("/api/kefu/nothing-here", setup["owner"])
     assert missing.status_code == 404 and missing.json()["code"] == 404
 
@@ -200,7 +324,10 @@ def test_host_jwt_sign_in(server):
     assert reply.json() == {"code": 401, "message": "Token signature is invalid"}
     ws = server.ws()
     assert ws.request({"action": "login", "data": {"token": expired}}) == {
-        "success": False, "message": "Token has expired", "op_id": None}
+        "success": False,
+        "message": "Token has expired",
+        "op_id": None,
+    }
     assert ws.request({"action": "login", "data": {"token": f"Bearer {token}"}})["success"]
     ws.close()
 

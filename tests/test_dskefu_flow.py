@@ -13,10 +13,15 @@ def desk(server):
     agent_ws = server.ws()
     assert agent_ws.request({"action": "login", "data": {"token": agent["token"]}})["success"]
     user_ws = server.ws()
-    login = user_ws.request({"action": "login", "data": {"token": f"Bearer {user['token']}"},
-                             "op_id": "login-1"})
-    assert login == {"success": True, "message": "Login successful",
-                     "data": {"user_id": user["id"], "kefu_id": None}, "op_id": "login-1"}
+    login = user_ws.request(
+        {"action": "login", "data": {"token": f"Bearer {user['token']}"}, "op_id": "login-1"}
+    )
+    assert login == {
+        "success": True,
+        "message": "Login successful",
+        "data": {"user_id": user["id"], "kefu_id": None},
+        "op_id": "login-1",
+    }
     yield {"agent": agent, "user": user, "agent_ws": agent_ws, "user_ws": user_ws}
     agent_ws.close()
     user_ws.close()
@@ -30,17 +35,37 @@ def test_get_conversation_assigns_and_pushes(server, desk):
     assert body == {
         "code": 200,
         "data": {
-            "id": INT, "kefu_id": agent["kefu_id"], "user_id": user["id"], "status": 1,
-            "last_message_at": None, "unread_count": 0, "kefu_unread_count": 0,
-            "created_at": TIME, "updated_at": TIME,
+            "id": INT,
+            "kefu_id": agent["kefu_id"],
+            "user_id": user["id"],
+            "status": 1,
+            "last_message_at": None,
+            "unread_count": 0,
+            "kefu_unread_count": 0,
+            "created_at": TIME,
+            "updated_at": TIME,
         },
     }
-    assert list(body["data"]) == ["id", "kefu_id", "user_id", "status", "last_message_at",
-                                  "unread_count", "kefu_unread_count", "created_at", "updated_at"]
+    assert list(body["data"]) == [
+        "id",
+        "kefu_id",
+        "user_id",
+        "status",
+        "last_message_at",
+        "unread_count",
+        "kefu_unread_count",
+        "created_at",
+        "updated_at",
+    ]
     conversation_id = body["data"]["id"]
-    assigned = {"type": "push_message", "action": "kefu_conversation_assigned",
-                "conversation_id": conversation_id, "kefu_id": agent["kefu_id"],
-                "user_id": user["id"], "timestamp": INT}
+    assigned = {
+        "type": "push_message",
+        "action": "kefu_conversation_assigned",
+        "conversation_id": conversation_id,
+        "kefu_id": agent["kefu_id"],
+        "user_id": user["id"],
+        "timestamp": INT,
+    }
     assert desk["agent_ws"].recv() == assigned
     assert desk["user_ws"].recv() == assigned
     # Asking again reuses the open conversation and announces nothing.
@@ -52,19 +77,38 @@ def test_get_conversation_assigns_and_pushes(server, desk):
 
 def test_user_message_reaches_agent(server, desk):
     cid, user, agent = desk["conversation_id"], desk["user"], desk["agent"]
-    reply = desk["user_ws"].request({
-        "action": "kefu_message_send",
-        "data": {"conversation_id": cid, "content": "你好", "message_type": 1, "file_url": None},
+    reply = desk["user_ws"].request(
+        {
+            "action": "kefu_message_send",
+            "data": {
+                "conversation_id": cid,
+                "content": "你好",
+                "message_type": 1,
+                "file_url": None,
+            },
+            "op_id": "send-1",
+        }
+    )
+    assert reply == {
+        "success": True,
+        "message": "Message sent successfully",
+        "data": {"message_id": INT, "created_at": TIME},
         "op_id": "send-1",
-    })
-    assert reply == {"success": True, "message": "Message sent successfully",
-                     "data": {"message_id": INT, "created_at": TIME}, "op_id": "send-1"}
+    }
     push = desk["agent_ws"].recv()
     assert push == {
-        "type": "push_message", "action": "kefu_message", "conversation_id": cid,
-        "message_id": reply["data"]["message_id"], "sender_id": user["id"], "sender_type": 1,
-        "from_uid": user["id"], "to_uid": agent["kefu_id"], "content": "你好",
-        "message_type": 1, "file_url": None, "created_at": reply["data"]["created_at"],
+        "type": "push_message",
+        "action": "kefu_message",
+        "conversation_id": cid,
+        "message_id": reply["data"]["message_id"],
+        "sender_id": user["id"],
+        "sender_type": 1,
+        "from_uid": user["id"],
+        "to_uid": agent["kefu_id"],
+        "content": "你好",
+        "message_type": 1,
+        "file_url": None,
+        "created_at": reply["data"]["created_at"],
         "timestamp": INT,
     }
     assert desk["user_ws"].silent()  # the sender has its response, not an echo
@@ -72,25 +116,44 @@ def test_user_message_reaches_agent(server, desk):
 
 def test_agent_reply_reaches_user_and_lists_in_order(server, desk):
     cid, user, agent = desk["conversation_id"], desk["user"], desk["agent"]
-    reply = desk["agent_ws"].request({
-        "action": "kefu_message_send",
-        "data": {"conversation_id": cid, "content": "您好，有什么可以帮您的吗？", "sender_type": 2},
-        "op_id": "agent-1",
-    })
+    reply = desk["agent_ws"].request(
+        {
+            "action": "kefu_message_send",
+            "data": {
+                "conversation_id": cid,
+                "content": "您好，有什么可以帮您的吗？",
+                "sender_type": 2,
+            },
+            "op_id": "agent-1",
+        }
+    )
     assert reply["success"] is True
     push = desk["user_ws"].recv()
     assert push["action"] == "kefu_message"
     assert (push["sender_id"], push["sender_type"], push["from_uid"], push["to_uid"]) == (
-        agent["kefu_id"], 2, agent["kefu_id"], user["id"])
+        agent["kefu_id"],
+        2,
+        agent["kefu_id"],
+        user["id"],
+    )
 
-    listing = server.get(f"/api/kefu/message/list?conversation_id={cid}&page=1&page_size=20",
-                         user["token"]).json()
+    listing = server.get(
+        f"/api/kefu/message/list?conversation_id={cid}&page=1&page_size=20", user["token"]
+    ).json()
     assert listing["code"] == 200
     assert [m["content"] for m in listing["data"]] == ["你好", "您好，有什么可以帮您的吗？"]
     assert listing["data"][1] == {
-        "id": reply["data"]["message_id"], "conversation_id": cid, "sender_id": agent["kefu_id"],
-        "sender_type": 2, "content": "您好，有什么可以帮您的吗？", "message_type": 1,
-        "file_url": None, "is_read": 0, "read_at": None, "created_at": TIME, "updated_at": TIME,
+        "id": reply["data"]["message_id"],
+        "conversation_id": cid,
+        "sender_id": agent["kefu_id"],
+        "sender_type": 2,
+        "content": "您好，有什么可以帮您的吗？",
+        "message_type": 1,
+        "file_url": None,
+        "is_read": 0,
+        "read_at": None,
+        "created_at": TIME,
+        "updated_at": TIME,
     }
     conv = server.get("/api/kefu/message/getConversation", user["token"]).json()["data"]
     assert (conv["unread_count"], conv["kefu_unread_count"]) == (1, 1)
@@ -103,55 +166,85 @@ def test_read_marks_update_counters(server, desk):
     agent_ids = [m["id"] for m in messages["data"] if m["sender_type"] == 2]
     user_ids = [m["id"] for m in messages["data"] if m["sender_type"] == 1]
 
-    reply = desk["user_ws"].request({
-        "action": "kefu_message_read",
-        "data": {"conversation_id": cid, "message_ids": agent_ids + user_ids, "sender_type": 2},
+    reply = desk["user_ws"].request(
+        {
+            "action": "kefu_message_read",
+            "data": {"conversation_id": cid, "message_ids": agent_ids + user_ids, "sender_type": 2},
+            "op_id": "read-1",
+        }
+    )
+    assert reply == {
+        "success": True,
+        "message": "Messages marked as read",
+        "data": {"updated_count": len(agent_ids)},
         "op_id": "read-1",
-    })
-    assert reply == {"success": True, "message": "Messages marked as read",
-                     "data": {"updated_count": len(agent_ids)}, "op_id": "read-1"}
+    }
     conv = server.get("/api/kefu/message/getConversation", user["token"]).json()["data"]
     assert (conv["unread_count"], conv["kefu_unread_count"]) == (0, 1)
 
-    agent_read = desk["agent_ws"].request({
-        "action": "kefu_message_read",
-        "data": {"conversation_id": cid, "message_ids": user_ids, "sender_type": 1},
-    })
+    agent_read = desk["agent_ws"].request(
+        {
+            "action": "kefu_message_read",
+            "data": {"conversation_id": cid, "message_ids": user_ids, "sender_type": 1},
+        }
+    )
     assert agent_read["data"] == {"updated_count": len(user_ids)}
     listing = server.get(f"/api/kefu/message/list?conversation_id={cid}", user["token"]).json()
     assert all(m["is_read"] == 1 and WIRE_TIME.match(m["read_at"]) for m in listing["data"])
     conv = server.get("/api/kefu/message/getConversation", user["token"]).json()["data"]
     assert (conv["unread_count"], conv["kefu_unread_count"]) == (0, 0)
     # Marking again changes nothing.
-    again = desk["user_ws"].request({"action": "kefu_message_read", "data": {
-        "conversation_id": cid, "message_ids": agent_ids, "sender_type": 2}})
+    again = desk["user_ws"].request(
+        {
+            "action": "kefu_message_read",
+            "data": {"conversation_id": cid, "message_ids": agent_ids, "sender_type": 2},
+        }
+    )
     assert again["data"] == {"updated_count": 0}
 
 
 def test_ping_gets_pong(desk):
     assert desk["user_ws"].request({"action": "ping", "op_id": 7}) == {
-        "success": True, "message": "pong", "data": None, "op_id": 7}
+        "success": True,
+        "message": "pong",
+        "data": None,
+        "op_id": 7,
+    }
 
 
 def test_end_pushes_to_both_and_is_idempotent(server, desk):
     cid, user, agent = desk["conversation_id"], desk["user"], desk["agent"]
     reply = desk["user_ws"].request(
-        {"action": "kefu_message_end", "data": {"conversation_id": cid}, "op_id": "end-1"})
-    assert reply == {"success": True, "message": "Conversation ended successfully",
-                     "data": {"conversation_id": cid}, "op_id": "end-1"}
-    expected = {"type": "push_message", "action": "kefu_message_end", "conversation_id": cid,
-                "operator_id": user["id"], "operator_type": 1, "from_uid": user["id"],
-                "to_uid": [user["id"], agent["kefu_id"]], "timestamp": INT}
+        {"action": "kefu_message_end", "data": {"conversation_id": cid}, "op_id": "end-1"}
+    )
+    assert reply == {
+        "success": True,
+        "message": "Conversation ended successfully",
+        "data": {"conversation_id": cid},
+        "op_id": "end-1",
+    }
+    expected = {
+        "type": "push_message",
+        "action": "kefu_message_end",
+        "conversation_id": cid,
+        "operator_id": user["id"],
+        "operator_type": 1,
+        "from_uid": user["id"],
+        "to_uid": [user["id"], agent["kefu_id"]],
+        "timestamp": INT,
+    }
     assert desk["user_ws"].recv() == expected
     assert desk["agent_ws"].recv() == expected
     # Ending an ended conversation succeeds quietly.
-    again = desk["user_ws"].request({"action": "kefu_message_end",
-                                     "data": {"conversation_id": cid}})
+    again = desk["user_ws"].request(
+        {"action": "kefu_message_end", "data": {"conversation_id": cid}}
+    )
     assert again["success"] is True
     assert desk["agent_ws"].silent()
     # Sending into it is refused, and the next getConversation opens a new one.
-    refused = desk["user_ws"].request({"action": "kefu_message_send",
-                                       "data": {"conversation_id": cid, "content": "late"}})
+    refused = desk["user_ws"].request(
+        {"action": "kefu_message_send", "data": {"conversation_id": cid, "content": "late"}}
+    )
     assert refused == {"success": False, "message": "Conversation has ended", "op_id": None}
     fresh = server.get("/api/kefu/message/getConversation", user["token"]).json()["data"]
     assert fresh["id"] != cid and fresh["status"] == 1
@@ -166,21 +259,27 @@ def test_paging_newest_page_first_oldest_first_inside(server):
     user_ws = server.ws()
     user_ws.request({"action": "login", "data": {"token": token}})
     for n in range(1, 26):
-        sent = user_ws.request({"action": "kefu_message_send",
-                                "data": {"conversation_id": cid, "content": f"m{n}"}})
+        sent = user_ws.request(
+            {"action": "kefu_message_send", "data": {"conversation_id": cid, "content": f"m{n}"}}
+        )
         assert sent["success"], sent
 
     def contents(page, size):
-        reply = server.get(f"/api/kefu/message/list?conversation_id={cid}&page={page}"
-                           f"&page_size={size}", token)
+        reply = server.get(
+            f"/api/kefu/message/list?conversation_id={cid}&page={page}&page_size={size}", token
+        )
         return [m["content"] for m in reply.json()["data"]]
 
     assert contents(1, 10) == [f"m{n}" for n in range(16, 26)]
     assert contents(2, 10) == [f"m{n}" for n in range(6, 16)]
     assert contents(3, 10) == [f"m{n}" for n in range(1, 6)]
     assert contents(4, 10) == []
-    assert server.get(f"/api/kefu/message/list?conversation_id={cid}", token).json()["data"][-1][
-        "content"] == "m25"  # default page_size 10, newest last
+    assert (
+        server.get(f"/api/kefu/message/list?conversation_id={cid}", token).json()["data"][-1][
+            "content"
+        ]
+        == "m25"
+    )  # default page_size 10, newest last
     too_big = server.get(f"/api/kefu/message/list?conversation_id={cid}&page_size=101", token)
     assert too_big.status_code == 422
     assert too_big.json() == {"code": 422, "message": "page_size must be from 1 to 100"}
@@ -201,16 +300,21 @@ def test_multi_device_delivery(server):
     for tab in user_tabs:
         tab.request({"action": "login", "data": {"token": token}})
 
-    sent = user_tabs[0].request({"action": "kefu_message_send",
-                                 "data": {"conversation_id": cid, "content": "from tab 0"}})
+    sent = user_tabs[0].request(
+        {"action": "kefu_message_send", "data": {"conversation_id": cid, "content": "from tab 0"}}
+    )
     message_id = sent["data"]["message_id"]
     for tab in agent_tabs + user_tabs[1:]:  # the agent everywhere, the user's other tabs too
         push = tab.recv()
         assert (push["action"], push["message_id"]) == ("kefu_message", message_id)
     assert user_tabs[0].silent()
 
-    reply = agent_tabs[1].request({"action": "kefu_message_send", "data": {
-        "conversation_id": cid, "content": "to all tabs", "sender_type": 2}})
+    reply = agent_tabs[1].request(
+        {
+            "action": "kefu_message_send",
+            "data": {"conversation_id": cid, "content": "to all tabs", "sender_type": 2},
+        }
+    )
     for tab in user_tabs + agent_tabs[:1]:
         assert tab.recv()["message_id"] == reply["data"]["message_id"]
     for tab in agent_tabs + user_tabs:
@@ -223,8 +327,11 @@ def test_idempotent_send_by_op_id(server):
     cid = server.get("/api/kefu/message/getConversation", token).json()["data"]["id"]
     ws = server.ws()
     ws.request({"action": "login", "data": {"token": token}})
-    frame = {"action": "kefu_message_send", "data": {"conversation_id": cid, "content": "once"},
-             "op_id": "retry-me"}
+    frame = {
+        "action": "kefu_message_send",
+        "data": {"conversation_id": cid, "content": "once"},
+        "op_id": "retry-me",
+    }
     first = ws.request(frame)
     ws.close()
     ws = server.ws()  # the retry arrives on a new socket after a reconnect

@@ -15,53 +15,126 @@ def test_visitor_round_trip(server):
     kefu = str(agent["kefu_id"])
     visitor, other_tab = server.ws(), server.ws()
     for tab in (visitor, other_tab):
-        bound = tab.request({"action": "kefu_message_visitor_bind_fd",
-                             "data": {"bind_key": "visitor_123456"}, "op_id": "b"})
-        assert bound == {"success": True, "message": "Bind key successfully", "data": None,
-                         "op_id": "b"}
+        bound = tab.request(
+            {
+                "action": "kefu_message_visitor_bind_fd",
+                "data": {"bind_key": "visitor_123456"},
+                "op_id": "b",
+            }
+        )
+        assert bound == {
+            "success": True,
+            "message": "Bind key successfully",
+            "data": None,
+            "op_id": "b",
+        }
 
-    sent = visitor.request({"action": "kefu_message_visitor_send", "op_id": "v1",
-                            "data": {"visitor_id": "visitor_123456", "kefu_id": kefu,
-                                     "content": "你好，我需要帮助"}})
-    assert sent == {"success": True, "message": "Visitor message sent successfully",
-                    "data": {"message_id": INT}, "op_id": "v1"}
+    sent = visitor.request(
+        {
+            "action": "kefu_message_visitor_send",
+            "op_id": "v1",
+            "data": {
+                "visitor_id": "visitor_123456",
+                "kefu_id": kefu,
+                "content": "你好，我需要帮助",
+            },
+        }
+    )
+    assert sent == {
+        "success": True,
+        "message": "Visitor message sent successfully",
+        "data": {"message_id": INT},
+        "op_id": "v1",
+    }
     assigned = agent_ws.recv()
     cid = assigned["conversation_id"]
-    assert assigned == {"type": "push_message", "action": "kefu_conversation_assigned",
-                        "conversation_id": cid, "kefu_id": agent["kefu_id"], "user_id": None,
-                        "timestamp": INT, "visitor_id": "visitor_123456"}
-    to_agent = {"type": "push_message", "action": "kefu_visitor_message",
-                "visitor_id": "visitor_123456", "kefu_id": kefu,
-                "message_id": sent["data"]["message_id"], "content": "你好，我需要帮助",
-                "sender_type": 1, "created_at": TIME, "timestamp": INT, "conversation_id": cid}
+    assert assigned == {
+        "type": "push_message",
+        "action": "kefu_conversation_assigned",
+        "conversation_id": cid,
+        "kefu_id": agent["kefu_id"],
+        "user_id": None,
+        "timestamp": INT,
+        "visitor_id": "visitor_123456",
+    }
+    to_agent = {
+        "type": "push_message",
+        "action": "kefu_visitor_message",
+        "visitor_id": "visitor_123456",
+        "kefu_id": kefu,
+        "message_id": sent["data"]["message_id"],
+        "content": "你好，我需要帮助",
+        "sender_type": 1,
+        "created_at": TIME,
+        "timestamp": INT,
+        "conversation_id": cid,
+    }
     assert agent_ws.recv() == to_agent
     assert other_tab.recv() == to_agent  # the visitor's other tab stays in step
 
-    reply = agent_ws.request({"action": "kefu_message_send", "data": {
-        "conversation_id": cid, "content": "您好，有什么可以帮您的吗？", "sender_type": 2}})
+    reply = agent_ws.request(
+        {
+            "action": "kefu_message_send",
+            "data": {
+                "conversation_id": cid,
+                "content": "您好，有什么可以帮您的吗？",
+                "sender_type": 2,
+            },
+        }
+    )
     assert reply["success"] is True
-    expected = {"type": "push_message", "action": "kefu_visitor_message",
-                "visitor_id": "visitor_123456", "kefu_id": kefu,
-                "message_id": reply["data"]["message_id"],
-                "content": "您好，有什么可以帮您的吗？", "sender_type": 2, "created_at": TIME,
-                "timestamp": INT, "conversation_id": cid}
+    expected = {
+        "type": "push_message",
+        "action": "kefu_visitor_message",
+        "visitor_id": "visitor_123456",
+        "kefu_id": kefu,
+        "message_id": reply["data"]["message_id"],
+        "content": "您好，有什么可以帮您的吗？",
+        "sender_type": 2,
+        "created_at": TIME,
+        "timestamp": INT,
+        "conversation_id": cid,
+    }
     assert visitor.recv() == expected
     assert other_tab.recv() == expected
 
     # Same op_id again: same answer, nothing new stored or pushed.
-    again = visitor.request({"action": "kefu_message_visitor_send", "op_id": "v1",
-                             "data": {"visitor_id": "visitor_123456", "kefu_id": kefu,
-                                      "content": "你好，我需要帮助"}})
+    again = visitor.request(
+        {
+            "action": "kefu_message_visitor_send",
+            "op_id": "v1",
+            "data": {
+                "visitor_id": "visitor_123456",
+                "kefu_id": kefu,
+                "content": "你好，我需要帮助",
+            },
+        }
+    )
     assert again == sent
     assert agent_ws.silent()
 
-    ended = visitor.request({"action": "kefu_message_visitor_end", "op_id": "e",
-                             "data": {"visitor_id": "visitor_123456", "kefu_id": kefu}})
-    assert ended == {"success": True, "message": "Visitor conversation ended successfully",
-                     "data": {}, "op_id": "e"}
-    end_push = {"type": "push_message", "action": "kefu_visitor_conversation_end",
-                "visitor_id": "visitor_123456", "kefu_id": kefu, "sender_type": 1,
-                "timestamp": INT, "conversation_id": cid}
+    ended = visitor.request(
+        {
+            "action": "kefu_message_visitor_end",
+            "op_id": "e",
+            "data": {"visitor_id": "visitor_123456", "kefu_id": kefu},
+        }
+    )
+    assert ended == {
+        "success": True,
+        "message": "Visitor conversation ended successfully",
+        "data": {},
+        "op_id": "e",
+    }
+    end_push = {
+        "type": "push_message",
+        "action": "kefu_visitor_conversation_end",
+        "visitor_id": "visitor_123456",
+        "kefu_id": kefu,
+        "sender_type": 1,
+        "timestamp": INT,
+        "conversation_id": cid,
+    }
     assert agent_ws.recv() == end_push
     assert visitor.recv() == end_push
     assert other_tab.recv() == end_push
@@ -73,8 +146,12 @@ def test_agent_ends_visitor_conversation(server):
     agent, agent_ws = _agent(server, "visitor-agent-2")
     visitor = server.ws()
     visitor.request({"action": "kefu_message_visitor_bind_fd", "data": {"bind_key": "vis-2"}})
-    visitor.request({"action": "kefu_message_visitor_send", "data": {
-        "visitor_id": "vis-2", "kefu_id": agent["kefu_id"], "content": "hello"}})
+    visitor.request(
+        {
+            "action": "kefu_message_visitor_send",
+            "data": {"visitor_id": "vis-2", "kefu_id": agent["kefu_id"], "content": "hello"},
+        }
+    )
     cid = agent_ws.recv()["conversation_id"]
     agent_ws.recv()  # the message
     done = agent_ws.request({"action": "kefu_message_end", "data": {"conversation_id": cid}})
@@ -82,10 +159,17 @@ def test_agent_ends_visitor_conversation(server):
     assert agent_ws.recv()["action"] == "kefu_visitor_conversation_end"
     push = visitor.recv()
     assert (push["action"], push["sender_type"], push["conversation_id"]) == (
-        "kefu_visitor_conversation_end", 2, cid)
+        "kefu_visitor_conversation_end",
+        2,
+        cid,
+    )
     # A new message after the end opens a new conversation with the same agent.
-    visitor.request({"action": "kefu_message_visitor_send", "data": {
-        "visitor_id": "vis-2", "kefu_id": agent["kefu_id"], "content": "me again"}})
+    visitor.request(
+        {
+            "action": "kefu_message_visitor_send",
+            "data": {"visitor_id": "vis-2", "kefu_id": agent["kefu_id"], "content": "me again"},
+        }
+    )
     assert agent_ws.recv()["conversation_id"] != cid
 
 
@@ -96,19 +180,27 @@ def test_visitor_errors(server):
         ({"visitor_id": "", "kefu_id": "1", "content": "x"}, "visitor_id is required"),
         ({"kefu_id": "1", "content": "x"}, "visitor_id is required"),
         ({"visitor_id": "v", "content": "x"}, "kefu_id is required"),
-        ({"visitor_id": "v", "kefu_id": "abc", "content": "x"},
-         "kefu_id must be a positive integer"),
+        (
+            {"visitor_id": "v", "kefu_id": "abc", "content": "x"},
+            "kefu_id must be a positive integer",
+        ),
         ({"visitor_id": "v", "kefu_id": "999999", "content": "x"}, "Kefu not found"),
         ({"visitor_id": "v", "kefu_id": agent["kefu_id"]}, "content is required"),
-        ({"visitor_id": "v" * 129, "kefu_id": 1, "content": "x"},
-         "visitor_id is too long (max 128 characters)"),
+        (
+            {"visitor_id": "v" * 129, "kefu_id": 1, "content": "x"},
+            "visitor_id is too long (max 128 characters)",
+        ),
         ({"visitor_id": 5, "kefu_id": 1, "content": "x"}, "visitor_id must be a string"),
     ]
     for data, message in cases:
         reply = ws.request({"action": "kefu_message_visitor_send", "data": data, "op_id": "x"})
         assert reply == {"success": False, "message": message, "op_id": "x"}, data
-    never = ws.request({"action": "kefu_message_visitor_end",
-                        "data": {"visitor_id": "nobody-here", "kefu_id": agent["kefu_id"]}})
+    never = ws.request(
+        {
+            "action": "kefu_message_visitor_end",
+            "data": {"visitor_id": "nobody-here", "kefu_id": agent["kefu_id"]},
+        }
+    )
     assert never == {"success": False, "message": "Visitor conversation not found", "op_id": None}
     unbound = ws.request({"action": "kefu_message_visitor_bind_fd", "data": {}})
     assert unbound == {"success": False, "message": "bind_key is required", "op_id": None}

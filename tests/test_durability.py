@@ -24,8 +24,13 @@ def test_sigkill_loses_no_acknowledged_message(make_server):
         n = 0
         try:
             while not stop.is_set():
-                reply = ws.request({"action": "kefu_message_send", "op_id": f"{cid}:{n}",
-                                    "data": {"conversation_id": cid, "content": f"m{n}"}})
+                reply = ws.request(
+                    {
+                        "action": "kefu_message_send",
+                        "op_id": f"{cid}:{n}",
+                        "data": {"conversation_id": cid, "content": f"m{n}"},
+                    }
+                )
                 if reply.get("success"):
                     acked[cid].append(reply["data"]["message_id"])
                 n += 1
@@ -45,21 +50,33 @@ def test_sigkill_loses_no_acknowledged_message(make_server):
 
     server.start()
     for cid, ids in acked.items():
-        stored = {row[0] for row in server.sql(
-            "SELECT id FROM message WHERE conversation_id = ?", cid)}
+        stored = {
+            row[0] for row in server.sql("SELECT id FROM message WHERE conversation_id = ?", cid)
+        }
         assert set(ids) <= stored, f"acknowledged messages lost in {cid}"
         [(count, last_seq, unread)] = server.sql(
             "SELECT (SELECT COUNT(*) FROM message WHERE conversation_id = c.id), c.last_seq, "
-            "c.kefu_unread_count FROM conversation c WHERE c.id = ?", cid)
+            "c.kefu_unread_count FROM conversation c WHERE c.id = ?",
+            cid,
+        )
         assert count == last_seq == unread  # every counter agrees with the rows
     assert concurrent_of(server, agent["kefu_id"]) == (3, 3)
-    assert [r[0] for r in server.sql("SELECT id FROM conversation WHERE kefu_id IS NULL "
-                                     "AND status = 1 ORDER BY queued_at")] == convs[3:]
+    assert [
+        r[0]
+        for r in server.sql(
+            "SELECT id FROM conversation WHERE kefu_id IS NULL AND status = 1 ORDER BY queued_at"
+        )
+    ] == convs[3:]
     # The resent op_id of the last acknowledged message is recognised after the restart.
     ws = login(server, tokens[0])
     last = len(acked[convs[0]]) - 1
-    again = ws.request({"action": "kefu_message_send", "op_id": f"{convs[0]}:{last}",
-                        "data": {"conversation_id": convs[0], "content": f"m{last}"}})
+    again = ws.request(
+        {
+            "action": "kefu_message_send",
+            "op_id": f"{convs[0]}:{last}",
+            "data": {"conversation_id": convs[0], "content": f"m{last}"},
+        }
+    )
     assert again["data"]["message_id"] == acked[convs[0]][-1]
     ws.close()
 
@@ -78,8 +95,12 @@ def test_hundreds_of_concurrent_writers_never_see_a_locked_database(make_server)
             barrier.wait(30)  # everyone opens and writes at the same moment
             cid = server.get("/api/kefu/message/getConversation", token).json()["data"]["id"]
             for n in range(5):
-                ws.send({"action": "kefu_message_send",
-                         "data": {"conversation_id": cid, "content": f"{n}"}})
+                ws.send(
+                    {
+                        "action": "kefu_message_send",
+                        "data": {"conversation_id": cid, "content": f"{n}"},
+                    }
+                )
                 reply = ws.recv_until(lambda f: "success" in f, timeout=30)
                 if not reply.get("success"):
                     failures.append(reply)

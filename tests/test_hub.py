@@ -28,8 +28,12 @@ class Ping:
 def test_delivers_once_per_connection_to_every_key():
     hub = Hub(MemoryBroker())
     agent_tab, agent_tab2, user_tab, bystander = (Recorder(n) for n in "abcd")
-    for conn, keys in [(agent_tab, [user_key(1), AGENTS]), (agent_tab2, [user_key(1)]),
-                       (user_tab, [user_key(2)]), (bystander, [user_key(3)])]:
+    for conn, keys in [
+        (agent_tab, [user_key(1), AGENTS]),
+        (agent_tab2, [user_key(1)]),
+        (user_tab, [user_key(2)]),
+        (bystander, [user_key(3)]),
+    ]:
         hub.join(conn)
         for key in keys:
             hub.attach(conn, key)

@@ -19,16 +19,24 @@ def assert_closed_within(ws, seconds: float) -> None:
 
 @pytest.fixture
 def strict(make_server):
-    return make_server(ws_rate_per_second=5, ws_rate_burst=5, visitor_messages_per_minute=6,
-                       max_connections_per_identity=2, ws_login_timeout_seconds=1)
+    return make_server(
+        ws_rate_per_second=5,
+        ws_rate_burst=5,
+        visitor_messages_per_minute=6,
+        max_connections_per_identity=2,
+        ws_login_timeout_seconds=1,
+    )
 
 
 def test_frame_rate_limit_answers_and_recovers(strict):
     ws = strict.ws()
     replies = [ws.request({"action": "ping", "op_id": n}) for n in range(8)]
     assert [r["success"] for r in replies[:5]] == [True] * 5
-    assert replies[5] == {"success": False, "op_id": 5,
-                          "message": "Rate limit exceeded: too many frames, slow down"}
+    assert replies[5] == {
+        "success": False,
+        "op_id": 5,
+        "message": "Rate limit exceeded: too many frames, slow down",
+    }
     time.sleep(0.5)  # the bucket refills at 5 frames a second
     assert ws.request({"action": "ping", "op_id": "later"})["success"] is True
 
@@ -39,8 +47,18 @@ def test_visitor_message_rate_limit(strict):
     sent = []
     for n in range(4):
         time.sleep(0.25)  # stay under the frame rate; only the visitor limit applies
-        sent.append(ws.request({"action": "kefu_message_visitor_send", "data": {
-            "visitor_id": "noisy-visitor", "kefu_id": agent["kefu_id"], "content": f"{n}"}}))
+        sent.append(
+            ws.request(
+                {
+                    "action": "kefu_message_visitor_send",
+                    "data": {
+                        "visitor_id": "noisy-visitor",
+                        "kefu_id": agent["kefu_id"],
+                        "content": f"{n}",
+                    },
+                }
+            )
+        )
     assert [r["success"] for r in sent] == [True, True, False, False]
     assert sent[2]["message"] == "Too many messages from this visitor; wait a moment"
     assert strict.sql("SELECT COUNT(*) FROM message") == [(2,)]

@@ -43,12 +43,16 @@ def _postgres_url() -> str | None:
 @pytest.fixture(scope="module")
 def db_url():
     if TEST_DATABASE != "sqlite":
-        pytest.skip("the multi-worker tests make their own PostgreSQL database whatever "
-                    "KEFU_TEST_DATABASE says; they run once, in the default pass")
+        pytest.skip(
+            "the multi-worker tests make their own PostgreSQL database whatever "
+            "KEFU_TEST_DATABASE says; they run once, in the default pass"
+        )
     url = _postgres_url()
     if url is None:
-        pytest.skip("PostgreSQL is not reachable on 127.0.0.1:5432 (user postgres); "
-                    "the multi-worker tests need it")
+        pytest.skip(
+            "PostgreSQL is not reachable on 127.0.0.1:5432 (user postgres); "
+            "the multi-worker tests need it"
+        )
     yield url
     drop_database(url)
 
@@ -58,8 +62,9 @@ def pair(db_url, tmp_path_factory):
     """Servers A and B: separate processes sharing one database."""
     servers = []
     for name in ("a", "b"):
-        servers.append(Server(tmp_path_factory.mktemp(name), database_url=db_url,
-                              **SETTINGS).start())
+        servers.append(
+            Server(tmp_path_factory.mktemp(name), database_url=db_url, **SETTINGS).start()
+        )
     yield servers
     for srv in servers:
         srv.stop()
@@ -110,15 +115,28 @@ def test_dskefu_agent_and_user_on_different_workers(pair):
     for ws in (agent_ws, user_ws):  # the assignment reaches both workers
         assert push(ws, "kefu_conversation_assigned")["conversation_id"] == cid
 
-    sent = user_ws.request({"action": "kefu_message_send", "op_id": "u1", "data": {
-        "conversation_id": cid, "content": "hello from B"}})
+    sent = user_ws.request(
+        {
+            "action": "kefu_message_send",
+            "op_id": "u1",
+            "data": {"conversation_id": cid, "content": "hello from B"},
+        }
+    )
     assert sent["success"], sent
     got = push(agent_ws, "kefu_message")
     assert (got["content"], got["from_uid"], got["to_uid"]) == (
-        "hello from B", user["id"], agent["kefu_id"])
+        "hello from B",
+        user["id"],
+        agent["kefu_id"],
+    )
 
-    reply = agent_ws.request({"action": "kefu_message_send", "op_id": "a1", "data": {
-        "conversation_id": cid, "content": "hello from A", "sender_type": 2}})
+    reply = agent_ws.request(
+        {
+            "action": "kefu_message_send",
+            "op_id": "a1",
+            "data": {"conversation_id": cid, "content": "hello from A", "sender_type": 2},
+        }
+    )
     assert reply["success"], reply
     got = push(user_ws, "kefu_message")
     assert (got["content"], got["from_uid"]) == ("hello from A", agent["kefu_id"])
@@ -127,8 +145,9 @@ def test_dskefu_agent_and_user_on_different_workers(pair):
     listed = b.get(f"/api/kefu/message/list?conversation_id={cid}", user["token"]).json()
     assert [m["content"] for m in listed["data"]] == ["hello from B", "hello from A"]
 
-    ended = agent_ws.request({"action": "kefu_message_end", "op_id": "e",
-                              "data": {"conversation_id": cid}})
+    ended = agent_ws.request(
+        {"action": "kefu_message_end", "op_id": "e", "data": {"conversation_id": cid}}
+    )
     assert ended["success"], ended
     assert push(user_ws, "kefu_message_end")["conversation_id"] == cid
     assert push(agent_ws, "kefu_message_end")["conversation_id"] == cid
@@ -148,14 +167,20 @@ def test_pushes_of_one_conversation_arrive_in_order_from_two_workers(pair):
     push(user_ws, "kefu_conversation_assigned", conversation_id=cid)
     for i in range(20):
         for name, ws in (("a", on_a), ("b", on_b)):
-            ws.send({"action": "kefu_message_send", "op_id": f"{name}{i}", "data": {
-                "conversation_id": cid, "content": f"{name}{i}", "sender_type": 2}})
+            ws.send(
+                {
+                    "action": "kefu_message_send",
+                    "op_id": f"{name}{i}",
+                    "data": {"conversation_id": cid, "content": f"{name}{i}", "sender_type": 2},
+                }
+            )
     heard = [push(user_ws, "kefu_message", conversation_id=cid)["content"] for _ in range(40)]
     stored = a.sql("SELECT content FROM message WHERE conversation_id = ? ORDER BY seq", cid)
     assert heard == [content for (content,) in stored]
     assert user_ws.silent(0.3)
-    assert ask(user_ws, {"action": "kefu_message_end", "op_id": "end",
-                         "data": {"conversation_id": cid}})["success"]
+    assert ask(
+        user_ws, {"action": "kefu_message_end", "op_id": "end", "data": {"conversation_id": cid}}
+    )["success"]
     for ws in (on_a, on_b, user_ws):
         ws.close()
 
@@ -167,24 +192,46 @@ def test_dskefu_visitor_across_workers(pair):
     agent_ws = ds_login(a, agent["token"])
     visitor_id = unique("mw-visitor")
     visitor = b.ws()
-    assert visitor.request({"action": "kefu_message_visitor_bind_fd",
-                            "data": {"bind_key": visitor_id}})["success"]
-    sent = visitor.request({"action": "kefu_message_visitor_send", "op_id": "v1", "data": {
-        "visitor_id": visitor_id, "kefu_id": kefu, "content": "visitor says hi"}})
+    assert visitor.request(
+        {"action": "kefu_message_visitor_bind_fd", "data": {"bind_key": visitor_id}}
+    )["success"]
+    sent = visitor.request(
+        {
+            "action": "kefu_message_visitor_send",
+            "op_id": "v1",
+            "data": {"visitor_id": visitor_id, "kefu_id": kefu, "content": "visitor says hi"},
+        }
+    )
     assert sent["success"], sent
     got = push(agent_ws, "kefu_visitor_message")
     assert (got["visitor_id"], got["content"], got["sender_type"]) == (
-        visitor_id, "visitor says hi", 1)
+        visitor_id,
+        "visitor says hi",
+        1,
+    )
 
-    answer = agent_ws.request({"action": "kefu_message_send", "op_id": "a1", "data": {
-        "conversation_id": got["conversation_id"], "content": "agent answers",
-        "sender_type": 2}})
+    answer = agent_ws.request(
+        {
+            "action": "kefu_message_send",
+            "op_id": "a1",
+            "data": {
+                "conversation_id": got["conversation_id"],
+                "content": "agent answers",
+                "sender_type": 2,
+            },
+        }
+    )
     assert answer["success"], answer
     reply = push(visitor, "kefu_visitor_message")
     assert (reply["content"], reply["sender_type"]) == ("agent answers", 2)
 
-    assert visitor.request({"action": "kefu_message_visitor_end", "op_id": "e", "data": {
-        "visitor_id": visitor_id, "kefu_id": kefu}})["success"]
+    assert visitor.request(
+        {
+            "action": "kefu_message_visitor_end",
+            "op_id": "e",
+            "data": {"visitor_id": visitor_id, "kefu_id": kefu},
+        }
+    )["success"]
     end = push(agent_ws, "kefu_visitor_conversation_end")
     assert (end["visitor_id"], end["sender_type"]) == (visitor_id, 1)
     agent_ws.close()
@@ -271,9 +318,13 @@ def _drain_queue_in_order(a, b, w1, w2, users):
     assert users[4].expect("connect_success")["from"] == w1.uuid
     assert _last_place(users[5], 5.0) == 1
 
-    counts = a.sql("SELECT a.current_concurrent, (SELECT COUNT(*) FROM conversation c "
-                   "WHERE c.kefu_id = a.id AND c.status = 1) FROM agent a "
-                   "JOIN \"user\" u ON u.id = a.user_id WHERE u.uuid IN (?, ?)", w1.uuid, w2.uuid)
+    counts = a.sql(
+        "SELECT a.current_concurrent, (SELECT COUNT(*) FROM conversation c "
+        "WHERE c.kefu_id = a.id AND c.status = 1) FROM agent a "
+        'JOIN "user" u ON u.id = a.user_id WHERE u.uuid IN (?, ?)',
+        w1.uuid,
+        w2.uuid,
+    )
     assert counts == [(2, 2), (2, 2)]
 
 
@@ -292,8 +343,9 @@ def _last_place(user, timeout=1.0) -> int:
     place = None
     with contextlib.suppress(TimeoutError, Exception):
         while True:
-            got = user.ws.recv_until(lambda f: f["type"] == "connect_queue",
-                                     timeout if place is None else 0.5)
+            got = user.ws.recv_until(
+                lambda f: f["type"] == "connect_queue", timeout if place is None else 0.5
+            )
             place = got["payload"]["location"]
     return place
 
@@ -329,8 +381,13 @@ def test_visitor_message_rate_counts_every_worker(pair):
     results = []
     for i in range(12):  # the limit is 10 a minute, alternating workers
         ws = (a, b)[i % 2].ws()
-        reply = ws.request({"action": "kefu_message_visitor_send", "op_id": f"r{i}", "data": {
-            "visitor_id": visitor_id, "kefu_id": kefu, "content": f"m{i}"}})
+        reply = ws.request(
+            {
+                "action": "kefu_message_visitor_send",
+                "op_id": f"r{i}",
+                "data": {"visitor_id": visitor_id, "kefu_id": kefu, "content": f"m{i}"},
+            }
+        )
         results.append(reply["success"])
         ws.close()
     assert results == [True] * 10 + [False, False]
@@ -354,8 +411,13 @@ def test_sigkill_clients_resume_on_the_other_worker(pair, db_url, tmp_path):
         push(user_ws, "kefu_conversation_assigned", conversation_id=cid)
 
         def agent_send(ws, i):
-            ws.send({"action": "kefu_message_send", "op_id": f"k{i}", "data": {
-                "conversation_id": cid, "content": f"agent {i}", "sender_type": 2}})
+            ws.send(
+                {
+                    "action": "kefu_message_send",
+                    "op_id": f"k{i}",
+                    "data": {"conversation_id": cid, "content": f"agent {i}", "sender_type": 2},
+                }
+            )
 
         for i in range(10):  # fired without waiting; the kill lands somewhere among them
             agent_send(agent_ws, i)
@@ -363,8 +425,14 @@ def test_sigkill_clients_resume_on_the_other_worker(pair, db_url, tmp_path):
         agent_ws.close()
 
         # Meanwhile the user keeps talking on A.
-        assert ask(user_ws, {"action": "kefu_message_send", "op_id": "u1", "data": {
-            "conversation_id": cid, "content": "are you there?"}})["success"]
+        assert ask(
+            user_ws,
+            {
+                "action": "kefu_message_send",
+                "op_id": "u1",
+                "data": {"conversation_id": cid, "content": "are you there?"},
+            },
+        )["success"]
 
         # C's presence is gone within the TTL (+ one heartbeat).
         alive = "SELECT COUNT(*) FROM worker_presence WHERE expires_at > extract(epoch from now())"
@@ -376,8 +444,9 @@ def test_sigkill_clients_resume_on_the_other_worker(pair, db_url, tmp_path):
             agent_send(agent_ws, i)
             op_id = f"k{i}"
             assert agent_ws.recv_until(lambda f, op_id=op_id: f.get("op_id") == op_id)["success"]
-        listed = a.get(f"/api/kefu/message/list?conversation_id={cid}&page_size=100",
-                       agent["token"]).json()["data"]
+        listed = a.get(
+            f"/api/kefu/message/list?conversation_id={cid}&page_size=100", agent["token"]
+        ).json()["data"]
         agent_lines = [m["content"] for m in listed if m["sender_type"] == 2]
         assert agent_lines == [f"agent {i}" for i in range(10)]  # each once, in order
         assert [m["content"] for m in listed if m["sender_type"] == 1] == ["are you there?"]
@@ -391,8 +460,10 @@ def test_sigkill_clients_resume_on_the_other_worker(pair, db_url, tmp_path):
                 heard.append(push(user_ws, "kefu_message", timeout=1.0)["content"])
         assert len(heard) == len(set(heard))
         assert heard == [line for line in agent_lines if line in heard]
-        assert ask(user_ws, {"action": "kefu_message_end", "op_id": "end",
-                             "data": {"conversation_id": cid}})["success"]
+        assert ask(
+            user_ws,
+            {"action": "kefu_message_end", "op_id": "end", "data": {"conversation_id": cid}},
+        )["success"]
         agent_ws.close()
         user_ws.close()
     finally:

@@ -111,17 +111,30 @@ def test_deployment_problems():
     assert "KEFU_BROKER" in deployment_problem("redis", 1, "sqlite:///k.db")
 
 
-@pytest.mark.parametrize("env, says", [
-    ({"KEFU_WORKERS": "2"}, "KEFU_WORKERS=2 with KEFU_BROKER=memory"),
-    ({"KEFU_BROKER": "postgres", "KEFU_DATABASE_URL": "mysql://root@127.0.0.1/x"},
-     "KEFU_BROKER=postgres needs a PostgreSQL"),
-])
+@pytest.mark.parametrize(
+    "env, says",
+    [
+        ({"KEFU_WORKERS": "2"}, "KEFU_WORKERS=2 with KEFU_BROKER=memory"),
+        (
+            {"KEFU_BROKER": "postgres", "KEFU_DATABASE_URL": "mysql://root@127.0.0.1/x"},
+            "KEFU_BROKER=postgres needs a PostgreSQL",
+        ),
+    ],
+)
 def test_gunicorn_refuses_to_start(tmp_path, env, says):
     done = subprocess.run(
         [str(BIN / "gunicorn"), "-c", "gunicorn.conf.py", "app:app"],
-        cwd=ROOT, capture_output=True, text=True, timeout=30, check=False,
-        env={**os.environ, "KEFU_DATABASE_URL": f"sqlite:///{tmp_path}/k.db",
-             "KEFU_BIND": f"127.0.0.1:{free_port()}", **env},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+        env={
+            **os.environ,
+            "KEFU_DATABASE_URL": f"sqlite:///{tmp_path}/k.db",
+            "KEFU_BIND": f"127.0.0.1:{free_port()}",
+            **env,
+        },
     )
     assert done.returncode != 0
     assert says in done.stdout + done.stderr

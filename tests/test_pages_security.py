@@ -19,7 +19,9 @@ PNG = bytes.fromhex(
 def srv(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("pages-sec")
     server = Server(
-        workdir, upload_dir=str(workdir / "up"), upload_max_bytes=4000,
+        workdir,
+        upload_dir=str(workdir / "up"),
+        upload_max_bytes=4000,
         upload_visitor_max_bytes=1000,
     ).start()
     yield server
@@ -64,7 +66,8 @@ def test_sign_in_needs_csrf_and_right_password(srv, agents):
     bad = s.post(srv.url("/agent/sign-in"), data={**form, "password": "x", "csrf_token": token})
     assert bad.status_code == 401 and "Wrong username or password" in bad.text
     good = s.post(
-        srv.url("/agent/sign-in"), data={**form, "csrf_token": token, "next": "//evil.example/"},
+        srv.url("/agent/sign-in"),
+        data={**form, "csrf_token": token, "next": "//evil.example/"},
         allow_redirects=False,
     )
     assert good.status_code == 302
@@ -80,9 +83,12 @@ def test_agent_pages_refuse_others(srv, agents):
     assert anonymous.post(srv.url("/agent/ready"), data={"accepting": "0"}).status_code == 403
     user = user_session(srv, "cust-1")
     assert user.get(srv.url("/agent"), allow_redirects=False).status_code == 302
-    assert user.post(
-        srv.url("/agent/ready"), data={"accepting": "0", "csrf_token": user.csrf}
-    ).status_code == 403
+    assert (
+        user.post(
+            srv.url("/agent/ready"), data={"accepting": "0", "csrf_token": user.csrf}
+        ).status_code
+        == 403
+    )
     # An agent's token does not open the customer page.
     agent_token = agents[0]["token"]
     assert requests.get(srv.url("/chat?token=" + agent_token)).status_code == 403

@@ -20,7 +20,8 @@ def concurrent_of(server, kefu_id) -> tuple[int, int]:
     """(stored current_concurrent, open conversations actually assigned)."""
     [(stored,)] = server.sql("SELECT current_concurrent FROM agent WHERE id = ?", kefu_id)
     [(actual,)] = server.sql(
-        "SELECT COUNT(*) FROM conversation WHERE kefu_id = ? AND status = 1", kefu_id)
+        "SELECT COUNT(*) FROM conversation WHERE kefu_id = ? AND status = 1", kefu_id
+    )
     return stored, actual
 
 
@@ -37,24 +38,29 @@ def test_full_agent_means_fifo_wait_then_assignment_on_end(make_server):
     assert agent_ws.recv()["conversation_id"] == first["id"]
 
     # A message into a waiting conversation is kept for whoever takes it.
-    user_ws[1].request({"action": "kefu_message_send",
-                        "data": {"conversation_id": waiting[0]["id"], "content": "still here"}})
+    user_ws[1].request(
+        {
+            "action": "kefu_message_send",
+            "data": {"conversation_id": waiting[0]["id"], "content": "still here"},
+        }
+    )
     assert agent_ws.silent()
 
     served = [first["id"]]
     for position, conv in enumerate(waiting, start=1):
-        end = user_ws[position - 1].request({"action": "kefu_message_end",
-                                            "data": {"conversation_id": served[-1]}})
+        end = user_ws[position - 1].request(
+            {"action": "kefu_message_end", "data": {"conversation_id": served[-1]}}
+        )
         assert end["success"]
         assigned = agent_ws.recv_until(lambda f: f["action"] == "kefu_conversation_assigned")
         assert assigned["conversation_id"] == conv["id"]  # strictly in arrival order
-        pushed = user_ws[position].recv_until(
-            lambda f: f["action"] == "kefu_conversation_assigned")
+        pushed = user_ws[position].recv_until(lambda f: f["action"] == "kefu_conversation_assigned")
         assert pushed["kefu_id"] == agent["kefu_id"]
         served.append(conv["id"])
         assert concurrent_of(server, agent["kefu_id"]) == (1, 1)
-    history = server.get(f"/api/kefu/message/list?conversation_id={waiting[0]['id']}",
-                         agent["token"]).json()["data"]
+    history = server.get(
+        f"/api/kefu/message/list?conversation_id={waiting[0]['id']}", agent["token"]
+    ).json()["data"]
     assert [m["content"] for m in history] == ["still here"]
 
 
@@ -83,7 +89,8 @@ def test_agent_coming_online_drains_the_queue_in_order(make_server):
     assert got == ids[:2]
     assert agent_ws.silent()
     assert server.sql("SELECT id FROM conversation WHERE kefu_id IS NULL AND status = 1") == [
-        (ids[2],)]
+        (ids[2],)
+    ]
 
 
 def test_queue_order_survives_a_restart(make_server):
@@ -106,16 +113,18 @@ def test_agent_gone_past_grace_requeues_users_to_the_head(make_server):
     assert queued["kefu_id"] is None
     leaving_ws.close()
     # Within the grace period nothing moves.
-    assert server.sql("SELECT COUNT(*) FROM conversation WHERE kefu_id = ? AND status = 1",
-                      leaving["kefu_id"]) == [(2,)]
+    assert server.sql(
+        "SELECT COUNT(*) FROM conversation WHERE kefu_id = ? AND status = 1", leaving["kefu_id"]
+    ) == [(2,)]
     other_ws = login(server, other["token"])  # capacity 1: takes the head of the queue
     first = other_ws.recv_until(lambda f: f["action"] == "kefu_conversation_assigned", timeout=5)
     assert first["conversation_id"] == queued["id"]
     other_ws.request({"action": "kefu_message_end", "data": {"conversation_id": queued["id"]}})
     nxt = other_ws.recv_until(lambda f: f["action"] == "kefu_conversation_assigned", timeout=5)
     assert nxt["conversation_id"] == mine[0]  # re-queued at the head, in their order
-    waiting = server.sql("SELECT id FROM conversation WHERE kefu_id IS NULL AND status = 1 "
-                         "ORDER BY queued_at")
+    waiting = server.sql(
+        "SELECT id FROM conversation WHERE kefu_id IS NULL AND status = 1 ORDER BY queued_at"
+    )
     assert waiting == [(mine[1],)]
     assert concurrent_of(server, leaving["kefu_id"]) == (0, 0)
 
@@ -132,8 +141,13 @@ def test_concurrent_senders_keep_counters_exact(make_server):
         try:
             ws = login(server, token)
             for n in range(25):
-                reply = ws.request({"action": "kefu_message_send", "op_id": f"{cid}-{n}",
-                                    "data": {"conversation_id": cid, "content": f"#{n}"}})
+                reply = ws.request(
+                    {
+                        "action": "kefu_message_send",
+                        "op_id": f"{cid}-{n}",
+                        "data": {"conversation_id": cid, "content": f"#{n}"},
+                    }
+                )
                 assert reply["success"], reply
             ws.close()
         except Exception as exc:  # surfaced below

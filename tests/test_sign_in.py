@@ -19,8 +19,11 @@ def srv(make_server):
 def attempt(srv, username, password):
     s = requests.Session()
     token = csrf_of(s.get(srv.url("/agent/sign-in")).text)
-    return s.post(srv.url("/agent/sign-in"), allow_redirects=False,
-                  data={"username": username, "password": password, "csrf_token": token})
+    return s.post(
+        srv.url("/agent/sign-in"),
+        allow_redirects=False,
+        data={"username": username, "password": password, "csrf_token": token},
+    )
 
 
 def test_guessing_one_account_is_throttled(srv):
@@ -40,8 +43,9 @@ def test_sign_out_closes_the_persons_sockets(srv):
     ws = srv.ws()
     assert ws.request({"action": "login", "data": {"token": agent["token"]}})["success"]
     session = agent_session(srv, "leaver", "leaver-password")
-    out = session.post(srv.url("/agent/sign-out"), data={"csrf_token": session.csrf},
-                       allow_redirects=False)
+    out = session.post(
+        srv.url("/agent/sign-out"), data={"csrf_token": session.csrf}, allow_redirects=False
+    )
     assert out.status_code == 302
     assert_closed_within(ws, 5)
 

@@ -39,8 +39,13 @@ FILES = {
     "doc": {"application/msword"},
     "xls": {"application/vnd.ms-excel"},
 }
-SERVE_TYPES = {"png": "image/png", "jpg": "image/jpeg", "jpeg": "image/jpeg",
-               "gif": "image/gif", "webp": "image/webp"}
+SERVE_TYPES = {
+    "png": "image/png",
+    "jpg": "image/jpeg",
+    "jpeg": "image/jpeg",
+    "gif": "image/gif",
+    "webp": "image/webp",
+}
 
 
 def _uploader() -> str:
@@ -124,8 +129,11 @@ def serve(name: str):
     ext = name.rsplit(".", 1)[-1]
     image = ext in SERVE_TYPES
     response = send_from_directory(
-        current_app.config["UPLOAD_DIR"], name, as_attachment=not image,
-        mimetype=SERVE_TYPES.get(ext, "application/octet-stream"), max_age=86400,
+        current_app.config["UPLOAD_DIR"],
+        name,
+        as_attachment=not image,
+        mimetype=SERVE_TYPES.get(ext, "application/octet-stream"),
+        max_age=86400,
     )
     response.headers["X-Content-Type-Options"] = "nosniff"
     response.headers["Content-Security-Policy"] = "default-src 'none'; sandbox"

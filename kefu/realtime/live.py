@@ -44,8 +44,14 @@ DEFAULT_LIMITS = {
 
 
 class Live:
-    def __init__(self, agent_grace_seconds: float = 60.0, broker=None, limits=None,
-                 registry=None, worker_id: str | None = None):
+    def __init__(
+        self,
+        agent_grace_seconds: float = 60.0,
+        broker=None,
+        limits=None,
+        registry=None,
+        worker_id: str | None = None,
+    ):
         self.hub = Hub(broker or MemoryBroker())
         self.worker_id = worker_id or str(os.getpid())
         self.registry = registry  # None: one worker, the hub answers everything
@@ -140,8 +146,9 @@ class Live:
 
     def admit_visitor_message(self, visitor_id: str) -> None:
         if self.registry is not None:  # counted across workers, per minute
-            allowed = self.registry.admit(visitor_key(visitor_id),
-                                          self.limits["VISITOR_MESSAGES_PER_MINUTE"])
+            allowed = self.registry.admit(
+                visitor_key(visitor_id), self.limits["VISITOR_MESSAGES_PER_MINUTE"]
+            )
         else:
             allowed = self.visitor_messages.allow(visitor_id)
         if not allowed:
@@ -271,13 +278,21 @@ def init_app(app) -> Live:
         from kefu.realtime import pg_broker, presence_db
 
         worker_id = presence_db.new_worker_id()
-        broker = pg_broker.PgBroker(app.config["DATABASE_URL"],
-                                    hold_seconds=app.config["BROKER_HOLD_SECONDS"])
+        broker = pg_broker.PgBroker(
+            app.config["DATABASE_URL"], hold_seconds=app.config["BROKER_HOLD_SECONDS"]
+        )
         registry = presence_db.DbRegistry(
-            worker_id, ttl=app.config["PRESENCE_TTL_SECONDS"],
+            worker_id,
+            ttl=app.config["PRESENCE_TTL_SECONDS"],
             beat=app.config["PRESENCE_TTL_SECONDS"] / 3,
-            grace=app.config["AGENT_GRACE_SECONDS"])
-    live = Live(agent_grace_seconds=app.config["AGENT_GRACE_SECONDS"], limits=limits,
-                broker=broker, registry=registry, worker_id=worker_id)
+            grace=app.config["AGENT_GRACE_SECONDS"],
+        )
+    live = Live(
+        agent_grace_seconds=app.config["AGENT_GRACE_SECONDS"],
+        limits=limits,
+        broker=broker,
+        registry=registry,
+        worker_id=worker_id,
+    )
     app.extensions["kefu.live"] = live
     return live

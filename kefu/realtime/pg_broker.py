@@ -166,8 +166,9 @@ class PgBroker:
         """One transaction per burst: many rows, one NOTIFY naming them all (in order).
         Under load this turns a transaction per event into one per burst."""
         while self._outbox:
-            batches = [self._outbox.popleft()
-                       for _ in range(min(len(self._outbox), MAX_IDS_PER_NOTIFY))]
+            batches = [
+                self._outbox.popleft() for _ in range(min(len(self._outbox), MAX_IDS_PER_NOTIFY))
+            ]
             try:
                 self._store_and_notify(batches)
             except Exception:  # the clients concerned resync when they reconnect
@@ -188,8 +189,7 @@ class PgBroker:
                 payloads,
             )
             ids = sorted(row[0] for row in cursor.fetchall())  # serial: insertion order
-            db.database.execute_sql("SELECT pg_notify(%s, %s)",
-                                    (CHANNEL, ",".join(map(str, ids))))
+            db.database.execute_sql("SELECT pg_notify(%s, %s)", (CHANNEL, ",".join(map(str, ids))))
 
     def stop(self) -> None:
         if self._listener is not None:
@@ -216,8 +216,9 @@ class PgBroker:
         with conn.cursor() as cur:
             cur.execute(f"LISTEN {CHANNEL}")
             if self._last_id is not None:  # reconnected: what was sent meanwhile
-                cur.execute("SELECT id FROM broker_event WHERE id > %s ORDER BY id",
-                            (self._last_id,))
+                cur.execute(
+                    "SELECT id FROM broker_event WHERE id > %s ORDER BY id", (self._last_id,)
+                )
                 self._fetch_and_deliver(cur, [row[0] for row in cur.fetchall()])
             while True:
                 timeout = 0.05 if self.order.holding() else self.tick
@@ -263,5 +264,7 @@ class PgBroker:
         if now - self._pruned_at < PRUNE_EVERY:
             return
         self._pruned_at = now
-        cur.execute("DELETE FROM broker_event WHERE created_at < extract(epoch from now()) - %s",
-                    (KEEP_SECONDS,))
+        cur.execute(
+            "DELETE FROM broker_event WHERE created_at < extract(epoch from now()) - %s",
+            (KEEP_SECONDS,),
+        )

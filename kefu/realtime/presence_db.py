@@ -43,8 +43,7 @@ def _sql(query: str, params=()):
 
 
 class DbRegistry:
-    def __init__(self, worker_id: str, ttl: float = 15.0, beat: float = 5.0,
-                 grace: float = 60.0):
+    def __init__(self, worker_id: str, ttl: float = 15.0, beat: float = 5.0, grace: float = 60.0):
         self.worker_id, self.ttl, self.beat, self.grace = worker_id, ttl, beat, grace
         self.publish = None  # set by start(): Live.publish
         self._mine: Counter[str] = Counter()  # what this worker wrote to live_key
@@ -61,40 +60,55 @@ class DbRegistry:
         self._ensure_registered()
         self._mine[key] += 1
         with transient_write():
-            _sql("INSERT INTO live_key (worker_id, key, connections) VALUES (%s, %s, 1) "
-                 "ON CONFLICT (worker_id, key) "
-                 "DO UPDATE SET connections = live_key.connections + 1",
-                 (self.worker_id, key))
+            _sql(
+                "INSERT INTO live_key (worker_id, key, connections) VALUES (%s, %s, 1) "
+                "ON CONFLICT (worker_id, key) "
+                "DO UPDATE SET connections = live_key.connections + 1",
+                (self.worker_id, key),
+            )
 
     def disconnected(self, key: str) -> None:
         self._mine[key] -= 1
         if self._mine[key] <= 0:
             del self._mine[key]
         with transient_write():
-            _sql("UPDATE live_key SET connections = connections - 1 "
-                 "WHERE worker_id = %s AND key = %s", (self.worker_id, key))
-            _sql("DELETE FROM live_key WHERE worker_id = %s AND key = %s AND connections <= 0",
-                 (self.worker_id, key))
+            _sql(
+                "UPDATE live_key SET connections = connections - 1 "
+                "WHERE worker_id = %s AND key = %s",
+                (self.worker_id, key),
+            )
+            _sql(
+                "DELETE FROM live_key WHERE worker_id = %s AND key = %s AND connections <= 0",
+                (self.worker_id, key),
+            )
 
     # -- what every worker sees ----------------------------------------------------
     def count(self, key: str) -> int:
         with db.read():
-            row = _sql(f"SELECT COALESCE(SUM(k.connections), 0) FROM live_key k {_ALIVE} "
-                       "WHERE k.key = %s", (key,)).fetchone()
+            row = _sql(
+                f"SELECT COALESCE(SUM(k.connections), 0) FROM live_key k {_ALIVE} WHERE k.key = %s",
+                (key,),
+            ).fetchone()
         return int(row[0])
 
     def online_agent_ids(self) -> frozenset[int]:
         with db.read():
-            rows = _sql(f"SELECT DISTINCT k.key FROM live_key k {_ALIVE} "
-                        "WHERE k.key LIKE %s AND k.connections > 0", ("a:%",)).fetchall()
+            rows = _sql(
+                f"SELECT DISTINCT k.key FROM live_key k {_ALIVE} "
+                "WHERE k.key LIKE %s AND k.connections > 0",
+                ("a:%",),
+            ).fetchall()
         return frozenset(int(key[2:]) for (key,) in rows)
 
     def admit(self, key: str, per_minute: float) -> bool:
         """One more hit in this minute's window for ``key``; False past the limit."""
         with transient_write():
-            hits = _sql("INSERT INTO rate_window (key, minute, hits) VALUES (%s, %s, 1) "
-                        "ON CONFLICT (key, minute) DO UPDATE SET hits = rate_window.hits + 1 "
-                        "RETURNING hits", (key, int(time.time() // 60))).fetchone()[0]
+            hits = _sql(
+                "INSERT INTO rate_window (key, minute, hits) VALUES (%s, %s, 1) "
+                "ON CONFLICT (key, minute) DO UPDATE SET hits = rate_window.hits + 1 "
+                "RETURNING hits",
+                (key, int(time.time() // 60)),
+            ).fetchone()[0]
         return hits <= per_minute
 
     # -- heartbeat and sweeping ----------------------------------------------------
@@ -106,15 +120,21 @@ class DbRegistry:
         """Refresh this worker's expiry; if another worker already swept it away (this
         one stalled past the TTL), write its live sockets back."""
         with transient_write():
-            refreshed = _sql(f"UPDATE worker_presence SET expires_at = {NOW} + %s "
-                             "WHERE worker_id = %s", (self.ttl, self.worker_id)).rowcount
+            refreshed = _sql(
+                f"UPDATE worker_presence SET expires_at = {NOW} + %s WHERE worker_id = %s",
+                (self.ttl, self.worker_id),
+            ).rowcount
             if not refreshed:
-                _sql(f"INSERT INTO worker_presence (worker_id, expires_at) VALUES (%s, {NOW} + %s)",
-                     (self.worker_id, self.ttl))
+                _sql(
+                    f"INSERT INTO worker_presence (worker_id, expires_at) VALUES (%s, {NOW} + %s)",
+                    (self.worker_id, self.ttl),
+                )
                 _sql("DELETE FROM live_key WHERE worker_id = %s", (self.worker_id,))
                 for key, n in self._mine.items():
-                    _sql("INSERT INTO live_key (worker_id, key, connections) VALUES (%s, %s, %s)",
-                         (self.worker_id, key, n))
+                    _sql(
+                        "INSERT INTO live_key (worker_id, key, connections) VALUES (%s, %s, %s)",
+                        (self.worker_id, key, n),
+                    )
         self._registered = True
 
     def _beat_forever(self) -> None:
@@ -129,8 +149,10 @@ class DbRegistry:
     def sweep(self) -> None:
         """Forget long-dead workers and old rate windows; re-queue agents away too long."""
         with transient_write():
-            _sql("DELETE FROM live_key WHERE worker_id IN (SELECT worker_id FROM "
-                 f"worker_presence WHERE expires_at < {NOW} - 60)")
+            _sql(
+                "DELETE FROM live_key WHERE worker_id IN (SELECT worker_id FROM "
+                f"worker_presence WHERE expires_at < {NOW} - 60)"
+            )
             _sql(f"DELETE FROM worker_presence WHERE expires_at < {NOW} - 60")
             _sql("DELETE FROM rate_window WHERE minute < %s", (int(time.time() // 60) - 2,))
         for kefu_id in self._agents_away_too_long():
@@ -139,17 +161,28 @@ class DbRegistry:
     def _agents_away_too_long(self) -> list[int]:
         online = self.online_agent_ids()
         with transient_write():
-            holding = {row[0] for row in _sql(
-                "SELECT DISTINCT kefu_id FROM conversation "
-                "WHERE status = 1 AND kefu_id IS NOT NULL AND user_id IS NOT NULL").fetchall()}
+            holding = {
+                row[0]
+                for row in _sql(
+                    "SELECT DISTINCT kefu_id FROM conversation "
+                    "WHERE status = 1 AND kefu_id IS NOT NULL AND user_id IS NOT NULL"
+                ).fetchall()
+            }
             away = holding - online
             _sql("DELETE FROM agent_away WHERE NOT (kefu_id = ANY(%s))", (list(away),))
             for kefu_id in away:
-                _sql(f"INSERT INTO agent_away (kefu_id, since) VALUES (%s, {NOW}) "
-                     "ON CONFLICT (kefu_id) DO NOTHING", (kefu_id,))
-            due = [row[0] for row in _sql(
-                f"DELETE FROM agent_away WHERE since <= {NOW} - %s RETURNING kefu_id",
-                (self.grace,)).fetchall()]
+                _sql(
+                    f"INSERT INTO agent_away (kefu_id, since) VALUES (%s, {NOW}) "
+                    "ON CONFLICT (kefu_id) DO NOTHING",
+                    (kefu_id,),
+                )
+            due = [
+                row[0]
+                for row in _sql(
+                    f"DELETE FROM agent_away WHERE since <= {NOW} - %s RETURNING kefu_id",
+                    (self.grace,),
+                ).fetchall()
+            ]
         return due
 
     def stop(self) -> None:

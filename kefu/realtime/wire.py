@@ -46,8 +46,11 @@ def _revive(value):
 
 
 def dumps(events, origin: str | None) -> str:
-    return json.dumps({"origin": origin, "events": [_plain(e) for e in events]},
-                      ensure_ascii=False, separators=(",", ":"))
+    return json.dumps(
+        {"origin": origin, "events": [_plain(e) for e in events]},
+        ensure_ascii=False,
+        separators=(",", ":"),
+    )
 
 
 def loads(payload: str) -> tuple[list, str | None]:

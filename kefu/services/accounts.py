@@ -107,7 +107,7 @@ def credential_changes(user_ids, between=None) -> dict[int, tuple[bool, object]]
         if start and between is not None:
             between()
         with db.read():
-            for user in User.with_changed_credentials(ids[start:start + 500]):
+            for user in User.with_changed_credentials(ids[start : start + 500]):
                 found[user.id] = (user.is_active, user.credentials_changed_at)
     return found
 

@@ -50,7 +50,9 @@ def _too_many_attempts(username: str) -> bool:
 
 def _sign_in_page(error: str, status: int):
     page = render_template(
-        "agent/sign_in.html", csrf=web.csrf_token(), next=request.form.get("next", ""),
+        "agent/sign_in.html",
+        csrf=web.csrf_token(),
+        next=request.form.get("next", ""),
         error=error,
     )
     return page, status
@@ -93,8 +95,12 @@ def _conversation_context(who, conversation_id: int) -> dict:
         conv, rating = desk.thread(who, conversation_id)
     msgs = desk.before(who, conv.id, None, PAGE)
     return {
-        "c": conv, "msgs": msgs, "more": bool(msgs) and msgs[0].seq > 1,
-        "side": SENDER_AGENT, "csrf": web.csrf_token(), "rating": rating,
+        "c": conv,
+        "msgs": msgs,
+        "more": bool(msgs) and msgs[0].seq > 1,
+        "side": SENDER_AGENT,
+        "csrf": web.csrf_token(),
+        "rating": rating,
     }
 
 
@@ -105,8 +111,12 @@ def _dashboard(who, conversation_id: int | None):
         return render_template("parts/conversation.html", **context)
     with_agent = desk.agent_settings(who.kefu_id)
     context.update(
-        me=who, open_rows=open_rows, ended_rows=ended_rows, csrf=web.csrf_token(),
-        queue_length=routing.queue_length(), accepting=with_agent.accepting,
+        me=who,
+        open_rows=open_rows,
+        ended_rows=ended_rows,
+        csrf=web.csrf_token(),
+        queue_length=routing.queue_length(),
+        accepting=with_agent.accepting,
     )
     return render_template("agent/dashboard.html", **context)
 
@@ -129,7 +139,11 @@ def older(who, conversation_id):
     before_seq = request.args.get("before", type=int)
     msgs = desk.before(who, conversation_id, before_seq, PAGE)
     return render_template(
-        "parts/older.html", msgs=msgs, c_id=conversation_id, side=SENDER_AGENT, url_base="/agent",
+        "parts/older.html",
+        msgs=msgs,
+        c_id=conversation_id,
+        side=SENDER_AGENT,
+        url_base="/agent",
         more=bool(msgs) and msgs[0].seq > 1,
     )
 
@@ -139,8 +153,12 @@ def older(who, conversation_id):
 def send(who, conversation_id):
     message_type = request.form.get("message_type", TEXT, type=int)
     msg, events, _ = messages.send(
-        who, conversation_id, request.form.get("content", ""), message_type,
-        request.form.get("file_url") or None, request.form.get("op_id") or None,
+        who,
+        conversation_id,
+        request.form.get("content", ""),
+        message_type,
+        request.form.get("file_url") or None,
+        request.form.get("op_id") or None,
     )
     publish(events)
     return partial("parts/message.html", m=msg, side=SENDER_AGENT)

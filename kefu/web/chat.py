@@ -50,8 +50,14 @@ def page():
     ref = conv and desk.row_for(conv.id).conversation
     position = desk.queue_position(conv.id) if conv and conv.is_open else None
     return render_template(
-        "chat/chat.html", me=who, c=ref, rating=conv.rating if conv else None, msgs=msgs,
-        more=bool(msgs) and msgs[0].seq > 1, side=SENDER_USER, position=position,
+        "chat/chat.html",
+        me=who,
+        c=ref,
+        rating=conv.rating if conv else None,
+        msgs=msgs,
+        more=bool(msgs) and msgs[0].seq > 1,
+        side=SENDER_USER,
+        position=position,
         csrf=web.csrf_token(),
     )
 
@@ -63,9 +69,12 @@ def send(who):
     conv, events = (current, []) if current else conversations.open_for_user(who)
     publish(events)
     msg, events, _ = messages.send(
-        who, conv.id, request.form.get("content", ""),
+        who,
+        conv.id,
+        request.form.get("content", ""),
         request.form.get("message_type", TEXT, type=int),
-        request.form.get("file_url") or None, request.form.get("op_id") or None,
+        request.form.get("file_url") or None,
+        request.form.get("op_id") or None,
     )
     publish(events)
     if current is None or request.form.get("conversation_id", type=int) != conv.id:
@@ -115,7 +124,11 @@ def older(who):
     conversation_id = request.args.get("conversation_id", type=int) or 0
     msgs = desk.before(who, conversation_id, request.args.get("before", type=int), PAGE)
     return render_template(
-        "parts/older.html", msgs=msgs, c_id=conversation_id, side=SENDER_USER, url_base="/chat",
+        "parts/older.html",
+        msgs=msgs,
+        c_id=conversation_id,
+        side=SENDER_USER,
+        url_base="/chat",
         more=bool(msgs) and msgs[0].seq > 1,
     )
 

@@ -41,8 +41,9 @@ def linkify(text) -> Markup:
         end = match.start() + len(url)
         out.append(escape(text[last : match.start()]))
         out.append(
-            Markup('<a href="{0}" target="_blank" rel="noopener noreferrer nofollow">{0}</a>')
-            .format(url)
+            Markup(
+                '<a href="{0}" target="_blank" rel="noopener noreferrer nofollow">{0}</a>'
+            ).format(url)
         )
         last = end
     out.append(escape(text[last:]))
@@ -87,12 +88,20 @@ def file_name(url) -> str:
 def install(app) -> None:
     _app["app"] = app
     app.jinja_env.filters.update(
-        safe_url=safe_url, linkify=linkify, clock_time=clock_time, iso=iso, preview=preview,
+        safe_url=safe_url,
+        linkify=linkify,
+        clock_time=clock_time,
+        iso=iso,
+        preview=preview,
         file_name=file_name,
     )
     app.jinja_env.globals.update(
-        customer_name=customer_name, agent_name=agent_name,
-        IMAGE=IMAGE, FILE=FILE, SENDER_AGENT=SENDER_AGENT, SENDER_USER=SENDER_USER,
+        customer_name=customer_name,
+        agent_name=agent_name,
+        IMAGE=IMAGE,
+        FILE=FILE,
+        SENDER_AGENT=SENDER_AGENT,
+        SENDER_USER=SENDER_USER,
     )
 
 

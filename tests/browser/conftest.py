@@ -11,8 +11,12 @@ from tests.support import Server, free_port
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--no-first-run",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
 ]
 
 
@@ -30,8 +34,11 @@ def kefu(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("pages")
     # Pages tests seed conversations quickly through /ws; rate limits have their own tests.
     srv = Server(
-        workdir, upload_dir=str(workdir / "uploads"), visitor_messages_per_minute=100000,
-        ws_rate_per_second=1000, ws_rate_burst=1000,
+        workdir,
+        upload_dir=str(workdir / "uploads"),
+        visitor_messages_per_minute=100000,
+        ws_rate_per_second=1000,
+        ws_rate_burst=1000,
     ).start()
     yield srv
     srv.stop()

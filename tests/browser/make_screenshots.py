@@ -29,8 +29,12 @@ def chat_as(browser, kefu, sub, name, lines, width=1100, height=760):
 
 def visitor_says(kefu, kefu_id, visitor_id, text):
     ws = kefu.ws()
-    ws.request({"action": "kefu_message_visitor_send",
-                "data": {"visitor_id": visitor_id, "kefu_id": kefu_id, "content": text}})
+    ws.request(
+        {
+            "action": "kefu_message_visitor_send",
+            "data": {"visitor_id": visitor_id, "kefu_id": kefu_id, "content": text},
+        }
+    )
     ws.close()
 
 
@@ -55,8 +59,13 @@ def main() -> None:
             desk = browser.new_context(viewport={"width": 1280, "height": 800}).new_page()
             desk.on("dialog", lambda d: d.accept())
             sign_in_agent(desk, kefu, "mei", "mei-pass-1")
-            first = chat_as(browser, kefu, "u-1", "Lena Fischer",
-                            ["Hi! My order #48213 says delivered but nothing arrived."])
+            first = chat_as(
+                browser,
+                kefu,
+                "u-1",
+                "Lena Fischer",
+                ["Hi! My order #48213 says delivered but nothing arrived."],
+            )
             reply(desk, "Lena Fischer", "Sorry about that, Lena. Let me check with the courier.")
             first.locator("textarea").fill("Thanks! It was supposed to come on Monday.")
             first.locator("textarea").press("Enter")

@@ -132,11 +132,17 @@ def test_older_messages_load_on_demand(kefu, new_page):
     sign_in_agent(desk, kefu, "hal", "hal-pass-1")
     visitor = kefu.ws()
     for n in range(1, 46):
-        reply = visitor.request({
-            "action": "kefu_message_visitor_send", "op_id": f"m{n}",
-            "data": {"visitor_id": "v_" + "4" * 32, "kefu_id": agent["kefu_id"],
-                     "content": f"line {n}"},
-        })
+        reply = visitor.request(
+            {
+                "action": "kefu_message_visitor_send",
+                "op_id": f"m{n}",
+                "data": {
+                    "visitor_id": "v_" + "4" * 32,
+                    "kefu_id": agent["kefu_id"],
+                    "content": f"line {n}",
+                },
+            }
+        )
         assert reply["success"], reply
     visitor.close()
     desk.locator("#open-list .conv-row", has_text="line 45").click()

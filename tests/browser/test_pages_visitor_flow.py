@@ -69,7 +69,9 @@ def test_visitor_sends_an_image_link(kefu, host_site, new_page, tmp_path):
     image.write_bytes(PNG)
     widget.locator("#attach").set_input_files(str(image))
     link = widget.locator(".msg.mine a")
-    expect(link).to_have_attribute("href", re.compile(r"^http://127\.0\.0\.1:\d+/uploads/[\w-]+\.png$"))
+    expect(link).to_have_attribute(
+        "href", re.compile(r"^http://127\.0\.0\.1:\d+/uploads/[\w-]+\.png$")
+    )
     row = desk.locator("#open-list .conv-row")
     expect(row).to_contain_text("/uploads/")
     row.click()
