@@ -1,15 +1,16 @@
 """Conversations: open-or-get, who may see or act on one, ending, read marks, rating."""
 
 import time
+from datetime import datetime
 
 from kefu import clock, db, groupcommit
 from kefu.auth import Principal
 from kefu.errors import Conflict, Forbidden, Invalid, NotFound
-from kefu.models import ENDED, OPEN, SENDER_AGENT, SENDER_USER, Agent, Conversation, Message
+from kefu.models import ENDED, OPEN, SENDER_AGENT, SENDER_USER, Conversation, Message
 from kefu.realtime.events import ConversationEnded, MessagesRead
 from kefu.services import routing
 from kefu.services.snapshots import conversation_ref, load
-from kefu.sqlcache import cached_first
+from kefu.sqlcache import cached_first, cached_write
 
 NO_ACCESS = "Conversation not found or no permission"
 
@@ -83,16 +84,22 @@ def _end_locked(conversation_id: int, who: Principal) -> list:
     return end_locked(conv, operator_type, operator_id)
 
 
+# Stand-ins of the ending's arguments, to find them among its SQL's parameters once.
+_PROBE_TIME = datetime(1901, 2, 3, 4, 5, 6, 789)
+_PROBE_TIME_2 = datetime(1901, 2, 3, 4, 5, 6, 790)
+
+
+def _end_query(ended_at: datetime, updated_at: datetime, conversation_id: int):
+    return Conversation.update(
+        status=ENDED, open_key=None, queued_at=None, ended_at=ended_at, updated_at=updated_at
+    ).where(Conversation.id == conversation_id, Conversation.status == OPEN)
+
+
 def end_locked(conv: Conversation, operator_type: int, operator_id: int) -> list:
     """Close it, release the agent's slot, and refill that slot from the queue."""
     now = clock.now()
-    changed = (
-        Conversation.update(
-            status=ENDED, open_key=None, queued_at=None, ended_at=now, updated_at=now
-        )
-        .where(Conversation.id == conv.id, Conversation.status == OPEN)
-        .execute()
-    )
+    args, probes = (now, now, conv.id), (_PROBE_TIME, _PROBE_TIME_2, -772001)
+    changed = cached_write("end", _end_query, args, probes).rowcount
     if not changed:
         return []  # already ended: nothing to announce, no counter to touch
     # Read the agent again now that the UPDATE holds the row: ``conv`` may have been read
@@ -103,9 +110,7 @@ def end_locked(conv: Conversation, operator_type: int, operator_id: int) -> list
     if ended.agent_id is None:
         events.append(routing.queue_moved())  # it left the queue
         return events
-    Agent.update(current_concurrent=Agent.current_concurrent - 1).where(
-        Agent.id == ended.agent_id
-    ).execute()
+    routing.freed_one_locked(ended.agent_id)
     assigned = routing.assign_waiting_locked()
     if assigned:
         events += [*assigned, routing.queue_moved()]

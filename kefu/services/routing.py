@@ -10,6 +10,7 @@ Functions named ``*_locked`` must run inside ``db.write()``; the others open the
 """
 
 import time
+from datetime import datetime
 
 from peewee import PostgresqlDatabase
 
@@ -25,7 +26,7 @@ from kefu.realtime.events import (
 )
 from kefu.services import presence
 from kefu.services.snapshots import conversation_ref, load, person
-from kefu.sqlcache import cached_first
+from kefu.sqlcache import cached_first, cached_write
 
 # Key of the PostgreSQL advisory lock that makes one assigner at a time (any worker).
 ASSIGN_LOCK = 0x6B656675  # "kefu"
@@ -84,14 +85,41 @@ def _assign_serialised() -> list:
 
 def assign_locked(conversation_id: int, kefu_id: int) -> ConversationAssigned:
     """Give one open conversation to an agent and count it against the agent's load."""
-    now = clock.now()
-    Conversation.update(agent=kefu_id, queued_at=None, updated_at=now).where(
-        Conversation.id == conversation_id
-    ).execute()
-    Agent.update(
-        current_concurrent=Agent.current_concurrent + 1, last_assigned_at=time.time()
-    ).where(Agent.id == kefu_id).execute()
+    args = (kefu_id, clock.now(), conversation_id)
+    cached_write("assign", _assign_query, args, (-771001, _PROBE_TIME, -771002))
+    took_one_locked(kefu_id)
     return ConversationAssigned(conversation_ref(load(conversation_id)))
+
+
+def took_one_locked(kefu_id: int) -> None:
+    """One more open conversation on the agent's load (and the tie-break's clock)."""
+    cached_write("took_one", _took_one_query, (time.time(), kefu_id), (-771.25, -771003))
+
+
+def freed_one_locked(kefu_id: int) -> None:
+    """One open conversation fewer on the agent's load."""
+    cached_write("freed_one", _freed_one_query, (kefu_id,), (-771004,))
+
+
+# The arrival and ending path's writes, their SQL generated once (kefu/sqlcache.py);
+# the probes are stand-ins of the arguments' types, to find them among the parameters.
+_PROBE_TIME = datetime(1901, 2, 3, 4, 5, 6, 789)
+
+
+def _assign_query(kefu_id: int, now: datetime, conversation_id: int):
+    return Conversation.update(agent=kefu_id, queued_at=None, updated_at=now).where(
+        Conversation.id == conversation_id
+    )
+
+
+def _took_one_query(assigned_at: float, kefu_id: int):
+    return Agent.update(
+        current_concurrent=Agent.current_concurrent + 1, last_assigned_at=assigned_at
+    ).where(Agent.id == kefu_id)
+
+
+def _freed_one_query(kefu_id: int):
+    return Agent.update(current_concurrent=Agent.current_concurrent - 1).where(Agent.id == kefu_id)
 
 
 def queue_moved() -> QueueMoved:

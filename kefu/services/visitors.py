@@ -4,13 +4,11 @@ A visitor names its agent (the widget's ``data-kefu-id``), so its conversation g
 that agent directly instead of through the queue, and counts against the agent's load.
 """
 
-import time
-
 from kefu import db, groupcommit
 from kefu.errors import Invalid, NotFound
 from kefu.models import SENDER_USER, TEXT, Agent, Conversation, Message, Visitor
 from kefu.realtime.events import ConversationAssigned
-from kefu.services import conversations, messages
+from kefu.services import conversations, messages, routing
 from kefu.services.snapshots import conversation_ref, load, message_view
 
 VISITOR_ID_MAX = 128
@@ -60,9 +58,7 @@ def _send_locked(visitor_id: str, kefu_id: int, content: str, op_id: str | None)
         open_key=_open_key(visitor, kefu_id), defaults={"visitor": visitor, "agent": agent}
     )
     if created:
-        Agent.update(
-            current_concurrent=Agent.current_concurrent + 1, last_assigned_at=time.time()
-        ).where(Agent.id == agent.id).execute()
+        routing.took_one_locked(agent.id)
         events.append(ConversationAssigned(conversation_ref(load(conv.id))))
     view, created = messages.append_locked(
         conv, SENDER_USER, visitor.id, sender_key, content, TEXT, None, op_id
