@@ -205,7 +205,8 @@ async def run(args, relay: bool) -> dict:
                 for _ in range(args.window):
                     await user.send(conv)
         await asyncio.sleep(args.warmup)
-        commits0 = _commits(server.stall(reset=True))
+        stall0 = server.stall(reset=True)
+        commits0 = _commits(stall0)
         cpu0, me_cpu0 = server.cpu_seconds(), sum(me.cpu_times()[:2])
         hub0 = server.hub_cpu_seconds()
         spy = None
@@ -278,6 +279,9 @@ async def run(args, relay: bool) -> dict:
             "gc_worst_ms": stall.get("gc_worst_ms", float("nan")),
             "gc_us_per_msg": 1e3 * stall.get("gc_total_ms", float("nan")) / max(1, stats.delivered),
             "jobs_per_commit": commits[0] / commits[1] if commits[1] else float("nan"),
+            "checkpoint_locks": stall.get("checkpoint_locked_runs", 0)
+            - stall0.get("checkpoint_locked_runs", 0),
+            "checkpoint_lock_worst_ms": stall.get("checkpoint_locked_worst_ms", float("nan")),
             "rss_mb": rss / 2**20,
             "errors": len(stats.errors),
             "first_error": stats.errors[0] if stats.errors else None,
@@ -321,6 +325,8 @@ FIELDS = [
     ("gc_worst_ms", "longest GC ms", "{:.1f}"),
     ("gc_us_per_msg", "GC us/msg", "{:.1f}"),
     ("jobs_per_commit", "writes per commit", "{:.1f}"),
+    ("checkpoint_locks", "checkpoint locks", "{}"),
+    ("checkpoint_lock_worst_ms", "ckpt lock worst ms", "{:.1f}"),
     ("rss_mb", "server RSS MB", "{:.0f}"),
     ("errors", "error replies", "{}"),
 ]

@@ -20,12 +20,19 @@ the log. (Taking the lock for the whole copy instead held every send for 14-22 m
 
 import logging
 import sqlite3
+import time
 
 import gevent
 
 from kefu.offload import off_hub
 
 log = logging.getLogger(__name__)
+_active = {"checkpointer": None}
+
+
+def active_checkpointer():
+    """The worker's checkpointer, once started (the stall monitor reads its counters)."""
+    return _active["checkpointer"]
 
 
 class Checkpointer:
@@ -37,8 +44,13 @@ class Checkpointer:
         self._connection = None
         self.log_pages = 0  # pages the last run left in the log (tests read it)
         self.runs = 0
+        # How often, and at most how long, writes waited for a catch-up run (the stall
+        # monitor reports them: the hub runs meanwhile, but every send waits).
+        self.locked_runs = 0
+        self.locked_worst = 0.0
 
     def start(self) -> "Checkpointer":
+        _active["checkpointer"] = self
         gevent.spawn(self._loop)
         return self
 
@@ -54,7 +66,10 @@ class Checkpointer:
         log_pages, _copied = off_hub(self._checkpoint)
         if log_pages >= self.rewind_pages:
             with self.writer_lock:  # no commit can add to the log: this one catches up
+                started = time.perf_counter()
                 log_pages, copied = off_hub(self._checkpoint)
+                self.locked_worst = max(self.locked_worst, time.perf_counter() - started)
+                self.locked_runs += 1
             if copied >= log_pages:  # caught up: the next commit starts the log over
                 log_pages = 0
         self.log_pages = log_pages

@@ -18,6 +18,7 @@ from collections import Counter
 import gevent
 
 from kefu import groupcommit
+from kefu.checkpoint import active_checkpointer
 from kefu.realtime.turns import turns
 
 PATH = "/_kefu/stall"
@@ -107,13 +108,18 @@ class StallMonitor:
 
 
 def _counters() -> dict:
-    """Since the worker started: handlers that waited for a later loop iteration, and
-    the jobs and transactions of SQLite's group commit."""
+    """Since the worker started: handlers that waited for a later loop iteration, the
+    jobs and transactions of SQLite's group commit, and the checkpoints that held the
+    writer lock (how many, and the longest)."""
     counters = {"turns_deferred": turns.deferred}
     batcher = groupcommit.active_batcher()
     if batcher is not None:
         counters["group_commit_jobs"] = batcher.jobs
         counters["group_commit_transactions"] = batcher.transactions
+    checkpointer = active_checkpointer()
+    if checkpointer is not None:
+        counters["checkpoint_locked_runs"] = checkpointer.locked_runs
+        counters["checkpoint_locked_worst_ms"] = round(checkpointer.locked_worst * 1000, 3)
     return counters
 
 
