@@ -6,14 +6,12 @@ broker hands them to every hub, and each hub gives each event to the connections
 """
 
 import logging
-import time
 from collections import defaultdict
 
 from kefu.realtime.broker import Broker
 from kefu.realtime.turns import turns
 
 log = logging.getLogger(__name__)
-CHECK_EVERY = 32  # deliveries between looks at the clock
 TURN_SECONDS = 0.002  # of one broadcast before other greenlets get a turn
 
 
@@ -74,18 +72,14 @@ class Hub:
             targets = set()
             for key in event.audience():
                 targets.update(self._by_key.get(key, ()))
-            turn = time.perf_counter()
-            for n, conn in enumerate(targets, 1):
+            # A broadcast to thousands (queue places) takes turns with the other
+            # sockets instead of holding the hub until every frame is written.
+            # Codecs drop what such a delay can make stale (see waiter_codec).
+            for conn in turns.paced(targets, TURN_SECONDS):
                 try:
                     conn.deliver(event, origin)
                 except Exception:  # one broken codec must not starve the others
                     log.exception("delivering %s to %s failed", type(event).__name__, conn)
-                if n % CHECK_EVERY == 0 and time.perf_counter() - turn > TURN_SECONDS:
-                    # A broadcast to thousands (queue places) takes turns with the other
-                    # sockets instead of holding the hub until every frame is written.
-                    # Codecs drop what such a delay can make stale (see waiter_codec).
-                    turns.pass_turn()
-                    turn = time.perf_counter()
 
     @staticmethod
     def _discard(table: dict, key, conn) -> None:
