@@ -274,3 +274,21 @@ class WS:
     def close(self) -> None:
         with contextlib.suppress(Exception):
             self.sock.close()
+
+
+def run_python(tmp_path, source: str, *args) -> dict:
+    """Run ``source`` as a script in a fresh process; the JSON its last line prints."""
+    script = tmp_path / "script.py"
+    script.write_text(source)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}  # the script's own folder is tmp_path
+    proc = subprocess.run(
+        [sys.executable, str(script), *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout.strip().splitlines()[-1])

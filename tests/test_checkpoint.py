@@ -5,14 +5,10 @@ As in test_groupcommit, the script runs in a subprocess because gevent must patc
 about 400 pages, and drives the app's own checkpointer by hand.
 """
 
-import json
-import os
 import sqlite3
-import subprocess
-import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.support import run_python
+
 ROWS = 400  # of 4,000 bytes: about a page each
 
 SCRIPT = r"""
@@ -85,21 +81,9 @@ print(json.dumps(out))
 
 
 def run_script(tmp_path, mode):
-    script = tmp_path / "checkpoint_script.py"
-    script.write_text(SCRIPT)
     path = tmp_path / f"{mode}.db"
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.run(
-        [sys.executable, str(script), mode, str(path), str(tmp_path / "uploads"), str(ROWS)],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr
-    return json.loads(proc.stdout.strip().splitlines()[-1]), path
+    args = (mode, str(path), str(tmp_path / "uploads"), str(ROWS))
+    return run_python(tmp_path, SCRIPT, *args), path
 
 
 def test_checkpoints_leave_the_hub_and_keep_the_log_bounded(tmp_path):

@@ -29,17 +29,12 @@ def test_visitor_round_trip(server):
             "op_id": "b",
         }
 
-    sent = visitor.request(
-        {
-            "action": "kefu_message_visitor_send",
-            "op_id": "v1",
-            "data": {
-                "visitor_id": "visitor_123456",
-                "kefu_id": kefu,
-                "content": "你好，我需要帮助",
-            },
-        }
-    )
+    first_send = {
+        "action": "kefu_message_visitor_send",
+        "op_id": "v1",
+        "data": {"visitor_id": "visitor_123456", "kefu_id": kefu, "content": "你好，我需要帮助"},
+    }
+    sent = visitor.request(first_send)
     assert sent == {
         "success": True,
         "message": "Visitor message sent successfully",
@@ -99,17 +94,7 @@ def test_visitor_round_trip(server):
     assert other_tab.recv() == expected
 
     # Same op_id again: same answer, nothing new stored or pushed.
-    again = visitor.request(
-        {
-            "action": "kefu_message_visitor_send",
-            "op_id": "v1",
-            "data": {
-                "visitor_id": "visitor_123456",
-                "kefu_id": kefu,
-                "content": "你好，我需要帮助",
-            },
-        }
-    )
+    again = visitor.request(first_send)
     assert again == sent
     assert agent_ws.silent()
 

@@ -9,14 +9,9 @@ writing. What the callers got back is printed as JSON; what was committed is rea
 the file by this process after the script has exited.
 """
 
-import json
-import os
 import sqlite3
-import subprocess
-import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.support import run_python
 
 CALLERS = 50
 BAD = {3, 17, 28, 49}  # insert two rows, then raise
@@ -111,24 +106,6 @@ with app.app_context():
 app.extensions["kefu.db"].close_all()
 print(json.dumps({"outcomes": outcomes, "batcher": counters}))
 """
-
-
-def run_python(tmp_path, source: str, *args) -> dict:
-    """Run ``source`` as a script in a fresh process; the JSON its last line prints."""
-    script = tmp_path / "groupcommit_script.py"
-    script.write_text(source)
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}  # the script's own folder is tmp_path
-    proc = subprocess.run(
-        [sys.executable, str(script), *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr
-    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def run_script(tmp_path, mode):
