@@ -2,12 +2,17 @@
 needs to run the hot statements of the message path, and the text is the same every
 time for one kind of database. Keyed by (name, database class)."""
 
+from datetime import datetime
+
 from peewee import SqliteDatabase, __exception_wrapper__
 
 from kefu import db
 
 _SQL: dict = {}
 _WRITES: dict = {}
+# Stand-ins for the datetime arguments of a ``cached_write`` (probes must differ from
+# each other and from any constant of the SQL; a write may take two datetimes).
+PROBE_TIMES = (datetime(1901, 2, 3, 4, 5, 6, 789), datetime(1901, 2, 3, 4, 5, 6, 790))
 
 
 def cached_select(name: str, build, *args, decode=None) -> list:

@@ -10,7 +10,7 @@ from kefu.models import ENDED, OPEN, SENDER_AGENT, SENDER_USER, Conversation, Me
 from kefu.realtime.events import ConversationEnded, MessagesRead
 from kefu.services import routing
 from kefu.services.snapshots import conversation_ref, load
-from kefu.sqlcache import cached_first, cached_write
+from kefu.sqlcache import PROBE_TIMES, cached_first, cached_write
 
 NO_ACCESS = "Conversation not found or no permission"
 
@@ -84,11 +84,6 @@ def _end_locked(conversation_id: int, who: Principal) -> list:
     return end_locked(conv, operator_type, operator_id)
 
 
-# Stand-ins of the ending's arguments, to find them among its SQL's parameters once.
-_PROBE_TIME = datetime(1901, 2, 3, 4, 5, 6, 789)
-_PROBE_TIME_2 = datetime(1901, 2, 3, 4, 5, 6, 790)
-
-
 def _end_query(ended_at: datetime, updated_at: datetime, conversation_id: int):
     return Conversation.update(
         status=ENDED, open_key=None, queued_at=None, ended_at=ended_at, updated_at=updated_at
@@ -98,8 +93,8 @@ def _end_query(ended_at: datetime, updated_at: datetime, conversation_id: int):
 def end_locked(conv: Conversation, operator_type: int, operator_id: int) -> list:
     """Close it, release the agent's slot, and refill that slot from the queue."""
     now = clock.now()
-    args, probes = (now, now, conv.id), (_PROBE_TIME, _PROBE_TIME_2, -772001)
-    changed = cached_write("end", _end_query, args, probes).rowcount
+    probes = (*PROBE_TIMES, -772001)  # stand-ins, to find the arguments in the SQL once
+    changed = cached_write("end", _end_query, (now, now, conv.id), probes).rowcount
     if not changed:
         return []  # already ended: nothing to announce, no counter to touch
     # Read the agent again now that the UPDATE holds the row: ``conv`` may have been read

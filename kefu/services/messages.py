@@ -1,7 +1,5 @@
 """Messages: sending (idempotent by op_id), listing pages, history across conversations."""
 
-from datetime import datetime
-
 from peewee import IntegrityError
 
 from kefu import clock, db, groupcommit
@@ -17,7 +15,7 @@ from kefu.services.snapshots import (
     load_current_target,
     message_view,
 )
-from kefu.sqlcache import cached_select, cached_write
+from kefu.sqlcache import PROBE_TIMES, cached_select, cached_write
 
 LIMITS = {"content_chars": 5000, "page_size_max": 100}
 SAFE_URL_PREFIXES = ("https://", "http://", "/")
@@ -152,7 +150,6 @@ def _bump_query(to_agent: bool):
 
 # Distinct stand-ins, one per argument, to find where each argument lands in the SQL's
 # parameters (types as the real arguments; None-able text gets a string).
-_PROBE_TIME = datetime(1901, 2, 3, 4, 5, 6, 789)
 _INSERT_PROBES = (
     -770001,
     -770002,
@@ -163,9 +160,9 @@ _INSERT_PROBES = (
     -770007,
     "\x00f",
     "\x00o",
-    _PROBE_TIME,
+    PROBE_TIMES[0],
 )
-_BUMP_PROBES = (_PROBE_TIME, -770011)
+_BUMP_PROBES = (PROBE_TIMES[0], -770011)
 
 
 def _locked_query(conversation_id: int):

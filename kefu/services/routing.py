@@ -26,7 +26,7 @@ from kefu.realtime.events import (
 )
 from kefu.services import presence
 from kefu.services.snapshots import conversation_ref, load, person
-from kefu.sqlcache import cached_first, cached_write
+from kefu.sqlcache import PROBE_TIMES, cached_first, cached_write
 
 # Key of the PostgreSQL advisory lock that makes one assigner at a time (any worker).
 ASSIGN_LOCK = 0x6B656675  # "kefu"
@@ -86,7 +86,7 @@ def _assign_serialised() -> list:
 def assign_locked(conversation_id: int, kefu_id: int) -> ConversationAssigned:
     """Give one open conversation to an agent and count it against the agent's load."""
     args = (kefu_id, clock.now(), conversation_id)
-    cached_write("assign", _assign_query, args, (-771001, _PROBE_TIME, -771002))
+    cached_write("assign", _assign_query, args, (-771001, PROBE_TIMES[0], -771002))
     took_one_locked(kefu_id)
     return ConversationAssigned(conversation_ref(load(conversation_id)))
 
@@ -101,11 +101,8 @@ def freed_one_locked(kefu_id: int) -> None:
     cached_write("freed_one", _freed_one_query, (kefu_id,), (-771004,))
 
 
-# The arrival and ending path's writes, their SQL generated once (kefu/sqlcache.py);
-# the probes are stand-ins of the arguments' types, to find them among the parameters.
-_PROBE_TIME = datetime(1901, 2, 3, 4, 5, 6, 789)
-
-
+# The assigning path's writes, their SQL generated once (kefu/sqlcache.py); the probes
+# passed with them are stand-ins of the arguments, to find them among the parameters.
 def _assign_query(kefu_id: int, now: datetime, conversation_id: int):
     return Conversation.update(agent=kefu_id, queued_at=None, updated_at=now).where(
         Conversation.id == conversation_id
