@@ -5,7 +5,8 @@ inside the commit that fills the log past 1,000 pages. That copy, and the fsyncs
 it, were two thirds of the cost of committing a message, paid on the hub's thread while
 every socket waited. Under gevent the server turns that off (``wal_autocheckpoint=0``
 on its connections) and runs this instead: every ``interval`` seconds a PASSIVE
-checkpoint on a connection of its own, in gevent's thread pool. SQLite releases the GIL
+checkpoint on a connection of its own, in a native thread of its own (not gevent's
+shared pool, which a burst of password checks can fill). SQLite releases the GIL
 while it copies, and PASSIVE never waits for readers or writers, so the hub serves
 sockets and the batcher commits meanwhile.
 
@@ -63,11 +64,11 @@ class Checkpointer:
                 log.exception("WAL checkpoint failed")
 
     def run(self) -> None:
-        log_pages, _copied = off_hub(self._checkpoint)
+        log_pages, _copied = off_hub(self._checkpoint, own_thread="sqlite-checkpoint")
         if log_pages >= self.rewind_pages:
             with self.writer_lock:  # no commit can add to the log: this one catches up
                 started = time.perf_counter()
-                log_pages, copied = off_hub(self._checkpoint)
+                log_pages, copied = off_hub(self._checkpoint, own_thread="sqlite-checkpoint")
                 self.locked_worst = max(self.locked_worst, time.perf_counter() - started)
                 self.locked_runs += 1
             if copied >= log_pages:  # caught up: the next commit starts the log over

@@ -1,17 +1,46 @@
-"""CPU-heavy calls that must not freeze the gevent hub.
+"""Calls that must not freeze the gevent hub: run in its native thread pool.
 
 A password check costs hundreds of milliseconds of CPU; run inline it would stall every
-socket of the worker. Under gevent it runs in the hub's native thread pool instead (the
-hash must release the GIL for that to help: OpenSSL's PBKDF2 does, scrypt does not, see
-accounts.PASSWORD_METHOD). Outside gevent (CLI, unit tests) it simply runs.
+socket of the worker; a WAL checkpoint copies pages for milliseconds. Under
+gevent they run in the hub's native thread pool instead (the call must release the GIL
+for that to help: SQLite and OpenSSL's PBKDF2 do, scrypt does not, see
+accounts.PASSWORD_METHOD). Outside gevent (CLI, unit tests) they simply run.
 """
 
+_own_pools = {}  # name -> a pool of one thread, made in the worker at its first use
 
-def off_hub(fn, *args):
+
+def off_hub(fn, *args, own_thread: str | None = None):
+    """``fn(*args)`` in a pool thread; the calling greenlet waits, the hub does not.
+
+    ``own_thread`` names a thread of its own for such calls instead of the hub's shared
+    pool, whose ten threads a burst of password checks can fill: a checkpoint must not
+    wait behind them. A greenlet killed (or timed out) while it waits still waits for
+    ``fn`` to finish before the exception is raised in it: its cleanup must not touch
+    what ``fn`` is still using, such as a connection half-way through a checkpoint."""
     from gevent import monkey
 
     if not monkey.is_module_patched("threading"):
         return fn(*args)
     import gevent
+    from gevent.threadpool import ThreadPool
 
-    return gevent.get_hub().threadpool.apply(fn, args)
+    if own_thread is None:
+        pool = gevent.get_hub().threadpool
+    elif (pool := _own_pools.get(own_thread)) is None:
+        pool = _own_pools[own_thread] = ThreadPool(1)
+    result = pool.spawn(fn, *args)
+    interrupted = None
+    while True:
+        try:
+            value = result.get()
+        except BaseException as exc:
+            if not result.ready():  # thrown into this greenlet: fn still runs
+                interrupted = interrupted or exc
+                continue
+            if interrupted is None:
+                raise
+            raise interrupted from exc
+        if interrupted is not None:
+            raise interrupted
+        return value
