@@ -117,6 +117,7 @@ async def run(args) -> dict:
             "objects_per_conn": (stall["gc_tracked_objects"] - objects0) / max(1, len(conns)),
             "objects": stall["gc_tracked_objects"],
             "frozen": stall["gc_frozen_objects"],
+            "longest_stints": stall.get("longest_stints", []),
         }
         if errors:
             result["first_error"] = errors[0]
@@ -156,6 +157,11 @@ def main() -> None:
     )
     if "first_error" in r:
         print(f"first connect error: {r['first_error']}")
+    for stint in r["longest_stints"]:  # with KEFU_STALL_CULPRITS=1 in the environment
+        print(
+            f"  held the hub {stint['cpu_ms']:.1f} ms CPU ({stint['wall_ms']:.1f} wall): "
+            f"{stint['where']}"
+        )
 
 
 if __name__ == "__main__":

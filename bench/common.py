@@ -209,7 +209,7 @@ class Server:
         if self.proc and self.counter:
             self.counter.instructions = self.counter.total(self.worker.pid)
         self.proc = None
-        if not self.keep:
+        if not self.keep and not os.environ.get("KEFU_BENCH_KEEP"):
             shutil.rmtree(self.tmp, ignore_errors=True)
 
     def __enter__(self):

@@ -16,6 +16,8 @@ import time
 from collections import Counter
 
 import gevent
+import gevent.hub
+import greenlet
 
 from kefu import groupcommit
 from kefu.checkpoint import active_checkpointer
@@ -28,6 +30,7 @@ BUCKETS_MS = (1, 2, 5, 10, 20, 50, 100, 250, 1000)
 class StallMonitor:
     def __init__(self, tick: float = 0.005):
         self.tick = tick
+        self.culprits = None  # a Culprits tracer, when asked for
         self.reset()
         self._greenlet = None
 
@@ -45,6 +48,8 @@ class StallMonitor:
         self.worst = 0.0
         self.total = 0.0
         self.histogram = [0] * (len(BUCKETS_MS) + 1)  # overshoots above each bound
+        if getattr(self, "culprits", None) is not None:
+            self.culprits.reset()
 
     def start(self) -> "StallMonitor":
         self._greenlet = gevent.spawn(self._run)
@@ -104,7 +109,65 @@ class StallMonitor:
             "gc_tracked_objects": len(gc.get_objects()),
             "gc_frozen_objects": gc.get_freeze_count(),
             **_counters(),
+            **({"longest_stints": self.culprits.report()} if self.culprits else {}),
         }
+
+
+class Culprits:
+    """Which greenlets held the hub longest, and where they were when they let go.
+
+    A ``greenlet.settrace`` hook sees every switch; the greenlet switched away from has
+    run since the switch before. Stints are ranked by the thread's CPU time, not the
+    wall clock: the hub's own stint includes its idle wait for sockets, and any stint
+    includes time the OS gave other processes, neither of which is kefu's work. The
+    longest are kept with their wall time and the kefu frames on the stack at the
+    switch (the code that had run, the path it took). Two clock reads per switch, so it
+    is opt-in (``KEFU_STALL_CULPRITS=1``), for diagnosis rather than for figures."""
+
+    def __init__(self, keep: int = 8, threshold: float = 0.002):
+        self.keep = keep
+        self.threshold = threshold
+        self.longest = []  # (cpu seconds, wall seconds, description), longest first
+        self.reset()
+
+    def start(self) -> "Culprits":
+        greenlet.settrace(self._on_switch)
+        return self
+
+    def _on_switch(self, event, args) -> None:
+        cpu, wall = time.thread_time(), time.perf_counter()
+        stint, self._cpu = cpu - self._cpu, cpu
+        took, self._wall = wall - self._wall, wall
+        if stint < self.threshold or (
+            len(self.longest) >= self.keep and stint <= self.longest[-1][0]
+        ):
+            return
+        self.longest.append((stint, took, _describe(args[0])))
+        self.longest.sort(key=lambda item: -item[0])
+        del self.longest[self.keep :]
+
+    def report(self) -> list:
+        return [
+            {"cpu_ms": round(cpu * 1000, 3), "wall_ms": round(wall * 1000, 3), "where": where}
+            for cpu, wall, where in self.longest
+        ]
+
+    def reset(self) -> None:
+        self.longest = []
+        # From now: not the report that asked for the reset.
+        self._cpu, self._wall = time.thread_time(), time.perf_counter()
+
+
+def _describe(glet) -> str:
+    if isinstance(glet, gevent.hub.Hub):
+        return "the hub's own loop (its callbacks and watchers)"
+    frame, names = getattr(glet, "gr_frame", None), []
+    while frame is not None:
+        path = frame.f_code.co_filename
+        if "/site-packages/" not in path and "/lib/python3" not in path:  # kefu's own
+            names.append(f"{path.rsplit('/', 1)[-1]}:{frame.f_code.co_name}")
+        frame = frame.f_back
+    return " < ".join(names[:6]) or repr(glet)[:120]
 
 
 def _counters() -> dict:
@@ -161,6 +224,8 @@ def install(worker) -> StallMonitor | None:
         return None
     tick = float(os.environ.get("KEFU_STALL_TICK_MS", "5")) / 1000
     monitor = StallMonitor(tick).start()
+    if os.environ.get("KEFU_STALL_CULPRITS", "").strip().lower() in {"1", "true", "yes", "on"}:
+        monitor.culprits = Culprits().start()
     worker.wsgi = _Endpoint(worker.wsgi, monitor)
     worker.log.info("stall monitor on: GET %s (tick %.1f ms)", PATH, tick * 1000)
     return monitor
