@@ -160,3 +160,19 @@ def test_accounts(app):
     accounts.create_agent("pw-agent", password="s3cret!")
     assert accounts.verify_password("pw-agent", "s3cret!") is not None
     assert accounts.verify_password("pw-agent", "wrong") is None
+
+
+def test_credential_changes_are_found_in_every_chunk(app, monkeypatch):
+    """Chunks of one length (the last padded with a repeated id): a change in the first,
+    a middle and the padded last chunk is found, and nobody else is reported."""
+    monkeypatch.setattr(accounts, "CREDENTIAL_CHUNK", 3)
+    users = [accounts.create_user(f"chunked-{n}")[0] for n in range(8)]
+    accounts.set_password("chunked-0", "another-password")
+    accounts.set_active("chunked-4", False)
+    accounts.set_password("chunked-7", "another-password")
+    turns = []
+    changes = accounts.credential_changes([u.id for u in users], between=lambda: turns.append(1))
+    assert set(changes) == {users[0].id, users[4].id, users[7].id}
+    assert changes[users[4].id][0] is False  # disabled
+    assert changes[users[0].id][0] is True and changes[users[0].id][1] is not None
+    assert len(turns) == 2  # between the three chunks

@@ -8,7 +8,7 @@ from kefu.auth import new_token_for
 from kefu.errors import Conflict, Invalid, NotFound
 from kefu.models import Agent, User
 from kefu.offload import off_hub
-from kefu.sqlcache import cached_first
+from kefu.sqlcache import cached_first, cached_select
 
 # PBKDF2 (OWASP's 600k rounds) rather than werkzeug's default scrypt: OpenSSL's PBKDF2
 # releases the GIL, so a check in the thread pool leaves every socket running; scrypt
@@ -97,19 +97,30 @@ def set_active(username: str, active: bool) -> User:
     return _change_credentials(username, is_active=active)
 
 
+CREDENTIAL_CHUNK = 500  # user ids per query
+
+
 def credential_changes(user_ids, between=None) -> dict[int, tuple[bool, object]]:
     """user id → (is_active, credentials_changed_at) for those that were disabled or
     changed credentials; chunked so a desk of thousands stays one cheap query each,
     each its own read, with ``between()`` called between them (the caller's chance to
-    let others run: at 10,000 sockets the chunks together take about 100 ms)."""
+    let others run). Every chunk has the same length, the last one padded with a
+    repeated id, so the SQL is generated once: peewee building an IN of 500 took about
+    2 ms per chunk, and a chunk held the hub 12-27 ms at 10,000 sockets."""
     ids, found = list(user_ids), {}
-    for start in range(0, len(ids), 500):
+    for start in range(0, len(ids), CREDENTIAL_CHUNK):
         if start and between is not None:
             between()
+        chunk = ids[start : start + CREDENTIAL_CHUNK]
+        chunk += chunk[-1:] * (CREDENTIAL_CHUNK - len(chunk))
         with db.read():
-            for user in User.with_changed_credentials(ids[start : start + 500]):
+            for user in cached_select(f"changed:{CREDENTIAL_CHUNK}", _changed_query, *chunk):
                 found[user.id] = (user.is_active, user.credentials_changed_at)
     return found
+
+
+def _changed_query(*user_ids):
+    return User.with_changed_credentials(user_ids)
 
 
 def _change_credentials(username: str, **changes) -> User:
