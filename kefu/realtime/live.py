@@ -20,7 +20,7 @@ from kefu import clock
 from kefu.errors import TooManyRequests
 from kefu.realtime.broker import MemoryBroker
 from kefu.realtime.events import AGENTS, QueueMoved, SignedOut, user_key, visitor_key
-from kefu.realtime.hub import Hub
+from kefu.realtime.hub import TURN_SECONDS, Hub
 from kefu.realtime.limits import KeyedBuckets, TokenBucket
 from kefu.realtime.turns import turns
 from kefu.services import accounts, presence, routing
@@ -237,10 +237,17 @@ class Live:
                 log.exception("revalidating signed-in sockets failed")
 
     def revalidate(self) -> None:
-        signed_in = [c for c in self.hub.all_connections() if c.principal and not c.closed]
-        user_ids = {c.principal.user_id for c in signed_in}
+        # Every pass over the sockets takes turns by time: at 10,000 sockets a plain
+        # pass held the hub 12-21 ms (cold objects, one attribute chain each).
+        signed_in, user_ids = [], set()
+        for conn in turns.paced(self.hub.all_connections(), TURN_SECONDS):
+            if conn.principal and not conn.closed:
+                signed_in.append(conn)
+                user_ids.add(conn.principal.user_id)
         changes = accounts.credential_changes(user_ids, between=turns.pass_turn)
-        for conn in signed_in:
+        if not changes:
+            return
+        for conn in turns.paced(signed_in, TURN_SECONDS):
             change = changes.get(conn.principal.user_id)
             if change is None:
                 continue
