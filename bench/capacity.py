@@ -22,7 +22,7 @@ from pathlib import Path
 import websockets
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import Server, host_jwt, machine, percentile, raise_nofile
+from common import Server, host_jwt, machine, percentile, print_culprits, raise_nofile
 
 
 async def open_one(url: str, token: str, rtts: list):
@@ -157,11 +157,7 @@ def main() -> None:
     )
     if "first_error" in r:
         print(f"first connect error: {r['first_error']}")
-    for stint in r["longest_stints"]:  # with KEFU_STALL_CULPRITS=1 in the environment
-        print(
-            f"  held the hub {stint['cpu_ms']:.1f} ms CPU ({stint['wall_ms']:.1f} wall): "
-            f"{stint['where']}"
-        )
+    print_culprits(r["longest_stints"])
 
 
 if __name__ == "__main__":

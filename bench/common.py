@@ -264,3 +264,13 @@ def fmt_ratio(value: float, base: float | None) -> str:
     if not base:
         return ""
     return f" ({value / base:.2f}x relay)"
+
+
+def print_culprits(stints: list) -> None:
+    """The greenlet stints that held the server's hub longest (by CPU), when it runs
+    with ``KEFU_STALL_CULPRITS=1`` (see kefu/realtime/stall.py ``Culprits``)."""
+    for stint in stints:
+        print(
+            f"  held the hub {stint['cpu_ms']:.1f} ms CPU ({stint['wall_ms']:.1f} wall): "
+            f"{stint['where']}"
+        )

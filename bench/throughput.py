@@ -31,7 +31,15 @@ import psutil
 import websockets
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import Server, host_jwt, http_get, machine, percentile, raise_nofile
+from common import (
+    Server,
+    host_jwt,
+    http_get,
+    machine,
+    percentile,
+    print_culprits,
+    raise_nofile,
+)
 
 
 class Side:
@@ -285,6 +293,7 @@ async def run(args, relay: bool) -> dict:
             "rss_mb": rss / 2**20,
             "errors": len(stats.errors),
             "first_error": stats.errors[0] if stats.errors else None,
+            "longest_stints": stall.get("longest_stints", []),
         }
     finally:
         server.stop()
@@ -341,6 +350,7 @@ def report(result: dict, base: dict | None = None) -> None:
         print(line)
     if result["first_error"]:
         print(f"  first error reply: {result['first_error']}")
+    print_culprits(result["longest_stints"])
 
 
 def parser(doc: str) -> argparse.ArgumentParser:
