@@ -31,7 +31,7 @@ from pathlib import Path
 import websockets
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import Server, host_jwt, http_get, machine, percentile, raise_nofile
+from common import Server, host_jwt, http_get, machine, percentile, print_culprits, raise_nofile
 
 
 async def connect(url: str):
@@ -197,6 +197,7 @@ async def run(args) -> dict:
             "turns_deferred": stall.get("turns_deferred", 0),
             "writes_per_commit": stall.get("group_commit_jobs", 0)
             / max(1, stall.get("group_commit_transactions", 0)),
+            "longest_stints": stall.get("longest_stints", []),
         }
     finally:
         server.stop()
@@ -233,6 +234,7 @@ def main() -> None:
     for key in ("first_failure", "first_user_error"):
         if r[key]:
             print(f"{key}: {r[key]}")
+    print_culprits(r["longest_stints"])
 
 
 if __name__ == "__main__":

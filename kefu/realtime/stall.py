@@ -138,11 +138,12 @@ class Culprits:
         cpu, wall = time.thread_time(), time.perf_counter()
         stint, self._cpu = cpu - self._cpu, cpu
         took, self._wall = wall - self._wall, wall
+        resumed_at, self._resumed_at = self._resumed_at, getattr(args[1], "gr_frame", None)
         if stint < self.threshold or (
             len(self.longest) >= self.keep and stint <= self.longest[-1][0]
         ):
             return
-        self.longest.append((stint, took, _describe(args[0])))
+        self.longest.append((stint, took, _describe(args[0], resumed_at)))
         self.longest.sort(key=lambda item: -item[0])
         del self.longest[self.keep :]
 
@@ -156,18 +157,24 @@ class Culprits:
         self.longest = []
         # From now: not the report that asked for the reset.
         self._cpu, self._wall = time.thread_time(), time.perf_counter()
+        self._resumed_at = None  # the frame the running greenlet resumed in
 
 
-def _describe(glet) -> str:
+def _describe(glet, resumed_at) -> str:
+    """The hub, or the kefu frames on the greenlet's stack where it let go; for one that
+    let go by ending, where it had resumed (its last stretch ran from there to its end)."""
     if isinstance(glet, gevent.hub.Hub):
         return "the hub's own loop (its callbacks and watchers)"
-    frame, names = getattr(glet, "gr_frame", None), []
+    frame, prefix = getattr(glet, "gr_frame", None), ""
+    if frame is None and resumed_at is not None:
+        frame, prefix = resumed_at, "ended, having resumed in: "
+    names = []
     while frame is not None:
         path = frame.f_code.co_filename
         if "/site-packages/" not in path and "/lib/python3" not in path:  # kefu's own
             names.append(f"{path.rsplit('/', 1)[-1]}:{frame.f_code.co_name}")
         frame = frame.f_back
-    return " < ".join(names[:6]) or repr(glet)[:120]
+    return prefix + " < ".join(names[:6]) if names else repr(glet)[:120]
 
 
 def _counters() -> dict:
