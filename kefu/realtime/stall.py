@@ -174,7 +174,9 @@ def _describe(glet, resumed_at) -> str:
         if "/site-packages/" not in path and "/lib/python3" not in path:  # kefu's own
             names.append(f"{path.rsplit('/', 1)[-1]}:{frame.f_code.co_name}")
         frame = frame.f_back
-    return prefix + " < ".join(names[:6]) if names else repr(glet)[:120]
+    if len(names) > 8:  # where it let go, and the outermost calls that led there
+        names = [*names[:4], "…", *names[-4:]]
+    return prefix + " < ".join(names) if names else repr(glet)[:120]
 
 
 def _counters() -> dict:
