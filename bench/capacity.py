@@ -117,7 +117,7 @@ async def run(args) -> dict:
             "objects_per_conn": (stall["gc_tracked_objects"] - objects0) / max(1, len(conns)),
             "objects": stall["gc_tracked_objects"],
             "frozen": stall["gc_frozen_objects"],
-            "longest_stints": stall.get("longest_stints", []),
+            "longest_stints": stall.get("longest_stints", {}),
         }
         if errors:
             result["first_error"] = errors[0]

@@ -266,11 +266,17 @@ def fmt_ratio(value: float, base: float | None) -> str:
     return f" ({value / base:.2f}x relay)"
 
 
-def print_culprits(stints: list) -> None:
-    """The greenlet stints that held the server's hub longest (by CPU), when it runs
-    with ``KEFU_STALL_CULPRITS=1`` (see kefu/realtime/stall.py ``Culprits``)."""
-    for stint in stints:
+def print_culprits(stints: dict) -> None:
+    """The greenlet stints that held the server's hub longest by CPU, and those longest
+    off the CPU while holding it, when it runs with ``KEFU_STALL_CULPRITS=1`` (see
+    kefu/realtime/stall.py ``Culprits``)."""
+    for stint in stints.get("by_cpu", []):
         print(
             f"  held the hub {stint['cpu_ms']:.1f} ms CPU ({stint['wall_ms']:.1f} wall): "
             f"{stint['where']}"
+        )
+    for stint in stints.get("off_cpu", []):
+        print(
+            f"  off the CPU {stint['off_ms']:.1f} ms holding the hub "
+            f"({stint['wall_ms']:.1f} wall): {stint['where']}"
         )

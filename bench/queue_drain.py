@@ -197,7 +197,7 @@ async def run(args) -> dict:
             "turns_deferred": stall.get("turns_deferred", 0),
             "writes_per_commit": stall.get("group_commit_jobs", 0)
             / max(1, stall.get("group_commit_transactions", 0)),
-            "longest_stints": stall.get("longest_stints", []),
+            "longest_stints": stall.get("longest_stints", {}),
         }
     finally:
         server.stop()

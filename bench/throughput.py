@@ -293,7 +293,7 @@ async def run(args, relay: bool) -> dict:
             "rss_mb": rss / 2**20,
             "errors": len(stats.errors),
             "first_error": stats.errors[0] if stats.errors else None,
-            "longest_stints": stall.get("longest_stints", []),
+            "longest_stints": stall.get("longest_stints", {}),
         }
     finally:
         server.stop()

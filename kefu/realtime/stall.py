@@ -121,13 +121,15 @@ class Culprits:
     wall clock: the hub's own stint includes its idle wait for sockets, and any stint
     includes time the OS gave other processes, neither of which is kefu's work. The
     longest are kept with their wall time and the kefu frames on the stack at the
-    switch (the code that had run, the path it took). Two clock reads per switch, so it
-    is opt-in (``KEFU_STALL_CULPRITS=1``), for diagnosis rather than for figures."""
+    switch (the code that had run, the path it took). A second list keeps the stints
+    with the most wall time off the CPU (a greenlet other than the hub's, blocked in a
+    call that does not yield, or the process not scheduled): spread over any code, that
+    is the machine; gathered at one call, that call blocks. Two clock reads per switch,
+    so it is opt-in (``KEFU_STALL_CULPRITS=1``), for diagnosis rather than figures."""
 
     def __init__(self, keep: int = 8, threshold: float = 0.002):
         self.keep = keep
         self.threshold = threshold
-        self.longest = []  # (cpu seconds, wall seconds, description), longest first
         self.reset()
 
     def start(self) -> "Culprits":
@@ -139,22 +141,31 @@ class Culprits:
         stint, self._cpu = cpu - self._cpu, cpu
         took, self._wall = wall - self._wall, wall
         resumed_at, self._resumed_at = self._resumed_at, getattr(args[1], "gr_frame", None)
-        if stint < self.threshold or (
-            len(self.longest) >= self.keep and stint <= self.longest[-1][0]
-        ):
-            return
-        self.longest.append((stint, took, _describe(args[0], resumed_at)))
-        self.longest.sort(key=lambda item: -item[0])
-        del self.longest[self.keep :]
+        if stint >= self.threshold:
+            self._keep(self.longest, stint, took, args[0], resumed_at)
+        if took - stint >= self.threshold and not isinstance(args[0], gevent.hub.Hub):
+            # Off the CPU while it held the hub: a blocking call, or the OS ran others.
+            self._keep(self.off_cpu, took - stint, took, args[0], resumed_at)
 
-    def report(self) -> list:
-        return [
-            {"cpu_ms": round(cpu * 1000, 3), "wall_ms": round(wall * 1000, 3), "where": where}
-            for cpu, wall, where in self.longest
-        ]
+    def _keep(self, kept: list, score: float, wall: float, glet, resumed_at) -> None:
+        if len(kept) >= self.keep and score <= kept[-1][0]:
+            return
+        kept.append((score, wall, _describe(glet, resumed_at)))
+        kept.sort(key=lambda item: -item[0])
+        del kept[self.keep :]
+
+    def report(self) -> dict:
+        def rows(kept, label):
+            return [
+                {label: round(score * 1000, 3), "wall_ms": round(wall * 1000, 3), "where": where}
+                for score, wall, where in kept
+            ]
+
+        return {"by_cpu": rows(self.longest, "cpu_ms"), "off_cpu": rows(self.off_cpu, "off_ms")}
 
     def reset(self) -> None:
-        self.longest = []
+        self.longest = []  # (cpu seconds, wall seconds, description), longest first
+        self.off_cpu = []  # (seconds off the CPU, wall seconds, description)
         # From now: not the report that asked for the reset.
         self._cpu, self._wall = time.thread_time(), time.perf_counter()
         self._resumed_at = None  # the frame the running greenlet resumed in
