@@ -1,9 +1,9 @@
-"""Calls that must not freeze the gevent hub: run in its native thread pool.
+"""Calls that must not freeze the gevent hub: run in a native thread instead.
 
 A password check costs hundreds of milliseconds of CPU; run inline it would stall every
-socket of the worker; a WAL checkpoint copies pages for milliseconds. Under
-gevent they run in the hub's native thread pool instead (the call must release the GIL
-for that to help: SQLite and OpenSSL's PBKDF2 do, scrypt does not, see
+socket of the worker; a WAL checkpoint copies pages for milliseconds. Under gevent they
+run in the hub's thread pool or in a thread of their own (the call must release the
+GIL for that to help: SQLite and OpenSSL's PBKDF2 do, scrypt does not, see
 accounts.PASSWORD_METHOD). Outside gevent (CLI, unit tests) they simply run.
 """
 

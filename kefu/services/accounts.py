@@ -106,7 +106,7 @@ def credential_changes(user_ids, between=None) -> dict[int, tuple[bool, object]]
     each its own read, with ``between()`` called between them (the caller's chance to
     let others run). Every chunk has the same length, the last one padded with a
     repeated id, so the SQL is generated once: peewee building an IN of 500 took about
-    2 ms per chunk, and a chunk held the hub 12-27 ms at 10,000 sockets."""
+    2 ms of each chunk (10,000 ids: 40 -> 6.5 ms)."""
     ids, found = list(user_ids), {}
     for start in range(0, len(ids), CREDENTIAL_CHUNK):
         if start and between is not None:
