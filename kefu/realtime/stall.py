@@ -48,7 +48,7 @@ class StallMonitor:
         self.worst = 0.0
         self.total = 0.0
         self.histogram = [0] * (len(BUCKETS_MS) + 1)  # overshoots above each bound
-        if getattr(self, "culprits", None) is not None:
+        if self.culprits is not None:
             self.culprits.reset()
 
     def start(self) -> "StallMonitor":
@@ -235,7 +235,11 @@ class _Endpoint:
 
 
 def enabled() -> bool:
-    return os.environ.get("KEFU_STALL_MONITOR", "").strip().lower() in {"1", "true", "yes", "on"}
+    return _flag("KEFU_STALL_MONITOR")
+
+
+def _flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
 
 
 def install(worker) -> StallMonitor | None:
@@ -244,7 +248,7 @@ def install(worker) -> StallMonitor | None:
         return None
     tick = float(os.environ.get("KEFU_STALL_TICK_MS", "5")) / 1000
     monitor = StallMonitor(tick).start()
-    if os.environ.get("KEFU_STALL_CULPRITS", "").strip().lower() in {"1", "true", "yes", "on"}:
+    if _flag("KEFU_STALL_CULPRITS"):
         monitor.culprits = Culprits().start()
     worker.wsgi = _Endpoint(worker.wsgi, monitor)
     worker.log.info("stall monitor on: GET %s (tick %.1f ms)", PATH, tick * 1000)
