@@ -113,3 +113,29 @@ def test_a_close_frame_mid_stream_gets_its_answer_and_ends_the_handler(server):
     assert [r["op_id"] for r in replies] == [1, 2][: len(replies)]
     assert all(r["success"] for r in replies)
     assert wait_for(lambda: connections(server) == base - 1)
+
+
+def masked_text_frame(text: str) -> bytes:
+    """One client text frame (clients must mask), payload under 126 bytes."""
+    payload, mask = text.encode(), os.urandom(4)
+    masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+    return bytes([0x81, 0x80 | len(payload)]) + mask + masked
+
+
+def test_frames_trickling_in_and_spaced_apart_are_all_read(server):
+    """After a read that emptied the socket, the handler waits for it to be readable
+    instead of trying it again: a frame cut in two with a pause between, and a frame
+    that comes later, must each wake it and be answered."""
+    sock = raw_upgrade(server.base)
+    first = masked_text_frame(json.dumps({"action": "ping", "op_id": 1}))
+    sock.sendall(first[:9])
+    time.sleep(0.2)
+    sock.sendall(first[9:])
+    time.sleep(0.2)
+    sock.sendall(masked_text_frame(json.dumps({"action": "ping", "op_id": 2})))
+    received = b""
+    while len(server_frames(received)) < 2:
+        received += sock.recv(4096)
+    replies = [json.loads(payload) for _, payload in server_frames(received)]
+    assert [(r["op_id"], r["message"]) for r in replies] == [(1, "pong"), (2, "pong")]
+    sock.close()

@@ -129,6 +129,7 @@ class KefuServer(simple_websocket.Server):
     inline = False  # set by install() once gevent has patched threading
     next_ping = None  # when the heartbeat pings next (handlers that read only)
     _socket_closed = False
+    _drained = False  # the last read emptied the socket (see _read)
     _switch = None  # the handler greenlet's switch, for waits that allocate nothing
 
     def send_now(self, data: str | bytes) -> bool:
@@ -170,6 +171,14 @@ class KefuServer(simple_websocket.Server):
         """Parse what the socket has, waiting for it if need be; False once
         ``deadline`` has passed with nothing read."""
         gsock = self.sock._sock
+        if self._drained:
+            # The last read took less than it asked for: the socket was empty then, and
+            # trying it again now would mostly cost a failed recv (and its exception)
+            # per frame. Wait for it to be readable (the watcher is level-triggered:
+            # bytes that came meanwhile wake it at once).
+            self._drained = False
+            if gsock._sock.fileno() != -1:  # closed under us: let recv say so below
+                return self._wait(gsock, deadline)
         try:
             data = gsock._sock.recv(self.receive_bytes)  # the OS socket: never waits
         except BlockingIOError:
@@ -182,6 +191,7 @@ class KefuServer(simple_websocket.Server):
         if not data:  # the peer is gone (or the socket was closed under us)
             self._lost()
             return True
+        self._drained = len(data) < self.receive_bytes
         try:
             self.ws.receive_data(data)
             keep_going = self._handle_events()
