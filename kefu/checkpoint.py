@@ -16,10 +16,13 @@ bound. When it has grown past ``rewind_pages``, a second checkpoint follows at o
 under the in-process writer lock (writes wait, the hub does not): it has only the
 commits made while the first one copied to catch up with, and the next commit rewinds
 the log. (Taking the lock for the whole copy instead held every send for 14-22 ms at
-4,000 messages/s, twice every 1.4 s: the slowest one percent of the messages.)
+4,000 messages/s, twice every 1.4 s: the slowest one percent of the messages.) Both
+files are flushed to disk before the lock is taken, so the locked run's own fsync has
+only its few pages left to write.
 """
 
 import logging
+import os
 import sqlite3
 import time
 
@@ -66,6 +69,7 @@ class Checkpointer:
     def run(self) -> None:
         log_pages, _copied = off_hub(self._checkpoint, own_thread="sqlite-checkpoint")
         if log_pages >= self.rewind_pages:
+            off_hub(self._flush_files, own_thread="sqlite-checkpoint")
             with self.writer_lock:  # no commit can add to the log: this one catches up
                 started = time.perf_counter()
                 log_pages, copied = off_hub(self._checkpoint, own_thread="sqlite-checkpoint")
@@ -74,6 +78,23 @@ class Checkpointer:
             if copied >= log_pages:  # caught up: the next commit starts the log over
                 log_pages = 0
         self.log_pages = log_pages
+
+    def _flush_files(self) -> None:
+        """In the checkpoint's thread, before the locked run: write the database and
+        the log to disk. The locked run ends with an fsync of the database, which would
+        otherwise flush every page the unlocked run copied (it could not sync them: a
+        run that does not reach the log's end leaves that to a later one) and made
+        writes wait 10-130 ms while the disk was busy. Now it flushes only what was
+        copied under the lock. An fsync more is never less safe."""
+        for name in (self.path, self.path + "-wal"):
+            try:
+                fd = os.open(name, os.O_RDONLY)
+            except FileNotFoundError:
+                continue
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
 
     def _checkpoint(self) -> tuple[int, int]:
         """In a pool thread: one PASSIVE checkpoint. The log's length in pages when it
