@@ -67,12 +67,12 @@ class Checkpointer:
                 log.exception("WAL checkpoint failed")
 
     def run(self) -> None:
-        log_pages, _copied = off_hub(self._checkpoint, own_thread="sqlite-checkpoint")
+        log_pages, _copied = _in_own_thread(self._checkpoint)
         if log_pages >= self.rewind_pages:
-            off_hub(self._flush_files, own_thread="sqlite-checkpoint")
+            _in_own_thread(self._flush_files)
             with self.writer_lock:  # no commit can add to the log: this one catches up
                 started = time.perf_counter()
-                log_pages, copied = off_hub(self._checkpoint, own_thread="sqlite-checkpoint")
+                log_pages, copied = _in_own_thread(self._checkpoint)
                 self.locked_worst = max(self.locked_worst, time.perf_counter() - started)
                 self.locked_runs += 1
             if copied >= log_pages:  # caught up: the next commit starts the log over
@@ -108,3 +108,8 @@ class Checkpointer:
         ).fetchone()
         self.runs += 1
         return max(log_pages, 0), max(copied, 0)
+
+
+def _in_own_thread(fn):
+    """``fn()`` in the checkpointer's native thread, not gevent's shared pool."""
+    return off_hub(fn, own_thread="sqlite-checkpoint")
