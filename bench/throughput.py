@@ -284,6 +284,8 @@ async def run(args, relay: bool) -> dict:
             "worst_stall_ms": stall["worst_ms"],
             "stalls_over_10ms": _over(stall, 10),
             "stalls_over_20ms": _over(stall, 20),
+            "worst_stall_split": _split_text(stall.get("worst_split_ms")),
+            "over_10ms_split": _split_text(stall.get("over_10ms_split_ms")),
             "gc_worst_ms": stall.get("gc_worst_ms", float("nan")),
             "gc_us_per_msg": 1e3 * stall.get("gc_total_ms", float("nan")) / max(1, stats.delivered),
             "jobs_per_commit": commits[0] / commits[1] if commits[1] else float("nan"),
@@ -303,6 +305,15 @@ def _over(stall: dict, bound_ms: int) -> int:
     """How many loop iterations overshot by more than ``bound_ms`` (a bucket bound)."""
     histogram = stall["overshoot_histogram"]
     return sum(n for label, n in histogram.items() if _bound(label) > bound_ms)
+
+
+def _split_text(split: dict | None) -> str:
+    """The stall monitor's split of stalled time: the hub thread on a core / waiting
+    for one (the OS ran other threads) / neither (blocked, or idle in its poll)."""
+    if not split:
+        return "n/a"
+    text = "{on_core:.1f} / {waiting_for_core:.1f} / {blocked_or_idle:.1f}".format(**split)
+    return f"{split['overshoot']:.1f} over: {text}" if "overshoot" in split else text
 
 
 def _bound(label: str) -> float:
@@ -331,6 +342,8 @@ FIELDS = [
     ("worst_stall_ms", "worst hub stall ms", "{:.1f}"),
     ("stalls_over_10ms", "stalls over 10 ms", "{}"),
     ("stalls_over_20ms", "stalls over 20 ms", "{}"),
+    ("worst_stall_split", "its cpu/wait/block ms", "{}"),
+    ("over_10ms_split", "all >10 ms, split", "{}"),
     ("gc_worst_ms", "longest GC ms", "{:.1f}"),
     ("gc_us_per_msg", "GC us/msg", "{:.1f}"),
     ("jobs_per_commit", "writes per commit", "{:.1f}"),
@@ -345,7 +358,8 @@ def report(result: dict, base: dict | None = None) -> None:
     print(f"app={result['app']} pairs={result['pairs']}")
     for key, label, fmt in FIELDS:
         line = f"  {label:<20} {fmt.format(result[key])}"
-        if base and base.get(key) and not math.isnan(base[key]):
+        numeric = isinstance(result[key], int | float) and isinstance(base and base.get(key), float)
+        if numeric and base[key] and not math.isnan(base[key]):
             line += f"   ({result[key] / base[key]:.2f}x relay {fmt.format(base[key])})"
         print(line)
     if result["first_error"]:

@@ -52,3 +52,52 @@ def test_culprits_name_the_greenlets_that_held_the_hub_and_not_the_idle_hub(tmp_
     assert not any("hub" in s["where"] for s in off_cpu)
     assert "block" in off_cpu[0]["where"]
     assert off_cpu[0]["off_ms"] >= 30
+
+
+SPLIT_SCRIPT = r"""
+import json
+import time
+
+from gevent import monkey
+
+monkey.patch_all()
+
+import gevent
+
+from kefu.realtime.stall import StallMonitor
+
+monitor = StallMonitor(tick=0.005).start()
+blocking_sleep = monkey.get_original("time", "sleep")
+
+
+def burn():
+    started = time.thread_time()
+    while time.thread_time() - started < 0.04:  # 40 ms on the CPU without a switch
+        pass
+
+
+reports = []
+for hold in (burn, lambda: blocking_sleep(0.04)):  # then 40 ms off it, not yielding
+    gevent.sleep(0.05)  # the monitor is ticking
+    monitor.reset()
+    gevent.sleep(0.02)
+    gevent.spawn(hold).join()
+    gevent.sleep(0.02)
+    reports.append(monitor.report())
+print(json.dumps(reports))
+"""
+
+
+def test_the_worst_stall_is_split_into_cpu_and_blocked_time(tmp_path):
+    """A stall spent computing is counted on the core; one spent in a call that does
+    not yield, as blocked. (Waiting for a core needs a busy machine: not asserted.)"""
+    burned, blocked = run_python(tmp_path, SPLIT_SCRIPT)
+    assert burned["worst_ms"] >= 30
+    assert burned["worst_split_ms"]["on_core"] >= 30
+    assert burned["worst_split_ms"]["blocked_or_idle"] < 10
+    assert blocked["worst_ms"] >= 30
+    assert blocked["worst_split_ms"]["blocked_or_idle"] >= 30
+    assert blocked["worst_split_ms"]["on_core"] < 10
+    # Both were over 10 ms: the sum over such stalls holds that one's split.
+    for report in (burned, blocked):
+        assert report["over_10ms_split_ms"]["overshoot"] == report["worst_ms"]

@@ -6,12 +6,16 @@ much each sleep overshot: while some greenlet holds the hub (CPU work, a blockin
 no other socket is served, and the overshoot is how long that lasted. The worker's WSGI
 app is wrapped so ``GET /_kefu/stall`` returns the figures as JSON (``?reset=1`` starts a
 new measuring window, ``?collect=1`` times a full garbage collection, ``?types=1`` counts
-the tracked objects by type). When the variable is unset nothing is started or wrapped.
+the tracked objects by type). The worst stall, and all over 10 ms together, are split
+by the hub thread's own scheduler counters into time on a core, time waiting for one
+(the OS ran other threads), and the rest (blocked in a call that does not yield). When
+the variable is unset nothing is started or wrapped.
 """
 
 import gc
 import json
 import os
+import threading
 import time
 from collections import Counter
 
@@ -48,6 +52,11 @@ class StallMonitor:
         self.worst = 0.0
         self.total = 0.0
         self.histogram = [0] * (len(BUCKETS_MS) + 1)  # overshoots above each bound
+        # The worst stall's sleep, split (seconds): the hub thread on a core, waiting
+        # for one (runnable: the OS ran other threads), and neither (blocked in a call
+        # that does not yield, or the hub idle in its poll for up to one tick).
+        self.worst_split = (0.0, 0.0, 0.0)
+        self.long_split = [0.0, 0.0, 0.0, 0.0]  # the same, summed over overshoots > 10 ms
         if self.culprits is not None:
             self.culprits.reset()
 
@@ -73,15 +82,21 @@ class StallMonitor:
 
     def _run(self) -> None:
         tick, clock = self.tick, time.perf_counter
+        sched = _Schedstat()
         while True:
             before = clock()
+            on_core, waited = sched.read()
             gevent.sleep(tick)
             if before < self._window_start:
                 continue
-            over = clock() - before - tick
+            slept = clock() - before
+            over = slept - tick
             self.ticks += 1
             if over > 0:
                 self.total += over
+                if over > 0.010 or over > self.worst:
+                    now_on_core, now_waited = sched.read()
+                    self._split(over, slept, now_on_core - on_core, now_waited - waited)
                 if over > self.worst:
                     self.worst = over
                 ms = over * 1000
@@ -92,6 +107,14 @@ class StallMonitor:
                 else:
                     self.histogram[-1] += 1
 
+    def _split(self, over: float, slept: float, on_core: float, waited: float) -> None:
+        split = (on_core, waited, max(0.0, slept - on_core - waited))
+        if over > 0.010:
+            summed = zip(self.long_split, (over, *split), strict=True)
+            self.long_split = [a + b for a, b in summed]
+        if over > self.worst:
+            self.worst_split = split
+
     def report(self) -> dict:
         labels = [f"<={b}ms" for b in BUCKETS_MS] + [f">{BUCKETS_MS[-1]}ms"]
         return {
@@ -100,6 +123,11 @@ class StallMonitor:
             "tick_ms": self.tick * 1000,
             "ticks": self.ticks,
             "worst_ms": round(self.worst * 1000, 3),
+            "worst_split_ms": _ms_by_cause(self.worst_split),
+            "over_10ms_split_ms": {
+                "overshoot": round(self.long_split[0] * 1000, 3),
+                **_ms_by_cause(self.long_split[1:]),
+            },
             "mean_overshoot_ms": round(self.total * 1000 / self.ticks, 3) if self.ticks else 0,
             "overshoot_histogram": dict(zip(labels, self.histogram, strict=True)),
             "gc_runs_by_generation": self.gc_runs,
@@ -111,6 +139,33 @@ class StallMonitor:
             **_counters(),
             **({"longest_stints": self.culprits.report()} if self.culprits else {}),
         }
+
+
+class _Schedstat:
+    """The calling thread's time on a core and waiting for one (Linux's per-thread
+    ``schedstat``, in seconds); zeros where the file cannot be read."""
+
+    def __init__(self):
+        path = f"/proc/self/task/{threading.get_native_id()}/schedstat"
+        try:
+            self._fd = os.open(path, os.O_RDONLY)
+        except OSError:
+            self._fd = None
+
+    def read(self) -> tuple[float, float]:
+        if self._fd is None:
+            return 0.0, 0.0
+        on_core, waited = os.pread(self._fd, 128, 0).split()[:2]
+        return int(on_core) / 1e9, int(waited) / 1e9
+
+
+def _ms_by_cause(split) -> dict:
+    on_core, waited, neither = split
+    return {
+        "on_core": round(on_core * 1000, 3),
+        "waiting_for_core": round(waited * 1000, 3),
+        "blocked_or_idle": round(neither * 1000, 3),
+    }
 
 
 class Culprits:
