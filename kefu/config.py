@@ -30,6 +30,9 @@ def from_environment() -> dict:
         "DB_POOL_SIZE": _int("KEFU_DB_POOL_SIZE", 8),
         # SQLite under load: the least time between two group commits (more writes share one).
         "GROUP_COMMIT_GAP_MS": _float("KEFU_GROUP_COMMIT_GAP_MS", 2.0),
+        # SQLite under gevent: the log's length (pages of 4 KB) at which the checkpointer
+        # catches up under the writer lock, so the next commit starts the log over.
+        "SQLITE_WAL_REWIND_PAGES": _int("KEFU_SQLITE_WAL_REWIND_PAGES", 32768),
         # memory: one worker, the hub in-process. postgres: N workers/hosts share one
         # PostgreSQL database (LISTEN/NOTIFY, presence in tables). docs/deployment.md.
         "BROKER": os.environ.get("KEFU_BROKER", "memory").strip().lower(),

@@ -93,7 +93,9 @@ def init_app(app) -> None:
     if own_checkpoints:
         from kefu.checkpoint import Checkpointer
 
-        app.extensions["kefu.checkpoint"] = Checkpointer(db.database, _state["writer_lock"]).start()
+        rewind_pages = app.config["SQLITE_WAL_REWIND_PAGES"]
+        checkpointer = Checkpointer(db.database, _state["writer_lock"], rewind_pages=rewind_pages)
+        app.extensions["kefu.checkpoint"] = checkpointer.start()
     app.extensions["kefu.db"] = db
 
 

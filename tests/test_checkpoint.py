@@ -41,9 +41,11 @@ def keep_writing():
         gevent.sleep(0)
 
 app = kefu.create_app({"DATABASE_URL": "sqlite:///" + path, "JWT_SECRET": "x",
-                       "UPLOAD_DIR": uploads})
+                       "UPLOAD_DIR": uploads, "SQLITE_WAL_REWIND_PAGES": 12345})
 checkpointer = app.extensions.get("kefu.checkpoint")
 out = {"checkpointer": checkpointer is not None}
+if checkpointer is not None:
+    out["configured_rewind_pages"] = checkpointer.rewind_pages
 with app.app_context():
     with db.write():
         db.database.execute_sql("CREATE TABLE blob_row (id INTEGER PRIMARY KEY, data BLOB)")
@@ -90,6 +92,7 @@ def test_checkpoints_leave_the_hub_and_keep_the_log_bounded(tmp_path):
     out, path = run_script(tmp_path, "gevent")
     assert out["checkpointer"] is True
     assert out["autocheckpoint"] == 0  # commits never checkpoint on the hub's thread
+    assert out["configured_rewind_pages"] == 12345
     assert out["log_after_first"] >= ROWS  # a PASSIVE run does not shorten the log
     assert out["runs_after_first"] == 1
     # The locked run caught up although the writer kept committing (it waited for the
