@@ -65,7 +65,9 @@ def main() -> None:
     p.add_argument("--batches", type=int, default=300, help="transactions per round")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--profile", action="store_true", help="cProfile one more round")
+    p.add_argument("--seed", type=int, default=1, help="of the random senders (repeatable runs)")
     args = p.parse_args()
+    random.seed(args.seed)
     with tempfile.TemporaryDirectory(prefix="kefu-store-") as tmp:
         measure(args, f"sqlite:///{tmp}/bench.db")
 

@@ -3,6 +3,7 @@ needs to run the hot statements of the message path, and the text is the same ev
 time for one kind of database. Keyed by (name, database class)."""
 
 from datetime import datetime
+from operator import itemgetter
 
 from peewee import SqliteDatabase, __exception_wrapper__
 
@@ -72,24 +73,53 @@ def cached_write(name: str, build, args: tuple, probes: tuple):
     key = (name, type(db.database.obj))
     entry = _WRITES.get(key)
     if entry is None:
-        sql, params = build(*probes).sql()
-        slots = []
-        for value in params:
-            hits = [i for i, p in enumerate(probes) if type(value) is type(p) and value == p]
-            slots.append(hits[0] if len(hits) == 1 else (value,))
-        if any(i not in slots for i in range(len(probes))):
-            return db.database.execute(build(*args))  # not mappable: build it every time
-        entry = _WRITES[key] = (sql, slots)
-    sql, slots = entry
-    params = [args[s] if type(s) is int else s[0] for s in slots]
-    return _execute(db.database.obj, sql, params)
+        entry = _WRITES[key] = _plan(build, probes)
+    if entry is _BUILD_EACH_TIME:
+        return db.database.execute(build(*args))
+    sql, constants, pick = entry
+    return _execute(db.database.obj, sql, pick(args + constants))
+
+
+_BUILD_EACH_TIME = object()
+
+
+def _plan(build, probes: tuple):
+    """(sql, constants, pick) for ``cached_write``, or ``_BUILD_EACH_TIME`` for a query
+    that cannot be reused: an argument that does not land in one parameter of its own,
+    or a parameter that differs between two builds (a default computed per row, such as
+    a uuid or the time, which must not be frozen at its first value)."""
+    sql, params = build(*probes).sql()
+    if build(*probes).sql()[1] != params:
+        return _BUILD_EACH_TIME
+    slots = []
+    for value in params:
+        hits = [i for i, p in enumerate(probes) if type(value) is type(p) and value == p]
+        slots.append(hits[0] if len(hits) == 1 else (value,))
+    if any(i not in slots for i in range(len(probes))):
+        return _BUILD_EACH_TIME
+    return (sql, *_picker(slots, len(probes)))
+
+
+def _picker(slots: list, arity: int) -> tuple:
+    """(constants, pick): ``pick(args + constants)`` is the parameters in SQL order, one
+    C call instead of a Python loop over them per statement."""
+    constants = tuple(slot[0] for slot in slots if type(slot) is not int)
+    extra = iter(range(arity, arity + len(constants)))
+    order = [slot if type(slot) is int else next(extra) for slot in slots]
+    if len(order) == 1:
+        return constants, lambda values: (values[order[0]],)
+    return constants, itemgetter(*order) if order else lambda values: ()
 
 
 def _execute(database, sql: str, params):
     """A cursor of ``sql`` run with ``params``. On SQLite straight on the connection:
     peewee's ``execute_sql`` adds a debug-log check, query hooks and a cursor object per
-    call, a few µs each time on the message path; errors are still peewee's classes."""
+    call, a few µs each time on the message path; errors are still peewee's classes
+    (its wrapper is entered only for a failed statement)."""
     if not isinstance(database, SqliteDatabase):
         return database.execute_sql(sql, params)
-    with __exception_wrapper__:
+    try:
         return database.connection().execute(sql, params)
+    except Exception:
+        with __exception_wrapper__:
+            raise
