@@ -358,8 +358,9 @@ def report(result: dict, base: dict | None = None) -> None:
     print(f"app={result['app']} pairs={result['pairs']}")
     for key, label, fmt in FIELDS:
         line = f"  {label:<20} {fmt.format(result[key])}"
-        numeric = isinstance(result[key], int | float) and isinstance(base and base.get(key), float)
-        if numeric and base[key] and not math.isnan(base[key]):
+        other = base.get(key) if base else None
+        numeric = all(isinstance(v, int | float) for v in (result[key], other))
+        if numeric and other and not math.isnan(other):  # text (a stall's split): no ratio
             line += f"   ({result[key] / base[key]:.2f}x relay {fmt.format(base[key])})"
         print(line)
     if result["first_error"]:
