@@ -34,6 +34,11 @@ import gevent
 from kefu.offload import off_hub
 
 log = logging.getLogger(__name__)
+WAL_HEADER_BYTES = 32  # then frames: a 24-byte header and one database page each
+WAL_FRAME_HEADER_BYTES = 24
+# How much of the log to have read back: about 0.8 s of commits at 4,000 messages/s.
+WARM_BYTES = 32 * 2**20
+WARM_CHUNK_BYTES = 2**20
 _active = {"checkpointer": None}
 
 
@@ -48,6 +53,8 @@ class Checkpointer:
         self.writer_lock = writer_lock
         self.interval = interval
         self.rewind_pages = rewind_pages
+        self.warm_bytes = WARM_BYTES
+        self._page_size = 4096  # read from the database with the first checkpoint
         self._connection = None
         self.log_pages = 0  # pages the last run left in the log (tests read it)
         self.runs = 0
@@ -106,11 +113,40 @@ class Checkpointer:
             self._connection = sqlite3.connect(
                 self.path, isolation_level=None, check_same_thread=False, timeout=5
             )
+            self._page_size = self._connection.execute("PRAGMA page_size").fetchone()[0]
         _busy, log_pages, copied = self._connection.execute(
             "PRAGMA wal_checkpoint(PASSIVE)"
         ).fetchone()
         self.runs += 1
-        return max(log_pages, 0), max(copied, 0)
+        log_pages, copied = max(log_pages, 0), max(copied, 0)
+        self._warm(log_pages, caught_up=copied >= log_pages)
+        return log_pages, copied
+
+    def _warm(self, log_pages: int, caught_up: bool) -> None:
+        """Have the kernel read back, in the background, the parts of the log file that
+        commits write next: past the log's end, and its start once a rewind is near.
+
+        SQLite writes the log over from its start after a rewind, and a frame (a 24-byte
+        header and a page) never starts on a page of the file, so a write into a page
+        the OS no longer holds must first read it from disk, on the hub's thread. At
+        4,000 messages/s ``perf`` showed the hub blocked in exactly such reads (ext4's
+        ``ext4_block_write_begin``) at the start of the log after each rewind, for 126-339
+        ms when the disk was busy."""
+        frame = self._page_size + WAL_FRAME_HEADER_BYTES
+        ahead = [WAL_HEADER_BYTES + log_pages * frame]
+        if caught_up or log_pages >= self.rewind_pages // 2:
+            ahead.append(0)
+        try:
+            fd = os.open(self.path + "-wal", os.O_RDONLY)
+        except FileNotFoundError:
+            return
+        try:
+            for start in ahead:
+                # One call reads no more than the device's readahead window (8 MB here).
+                for offset in range(start, start + self.warm_bytes, WARM_CHUNK_BYTES):
+                    os.posix_fadvise(fd, offset, WARM_CHUNK_BYTES, os.POSIX_FADV_WILLNEED)
+        finally:
+            os.close(fd)
 
 
 def _in_own_thread(fn):

@@ -111,3 +111,98 @@ def test_without_gevent_sqlite_checkpoints_itself(tmp_path):
     assert out == {"checkpointer": False, "autocheckpoint": 1000}
     with sqlite3.connect(path) as conn:
         assert conn.execute("SELECT count(*) FROM blob_row").fetchone() == (ROWS,)
+
+
+WARM_SCRIPT = r"""
+import ctypes
+import json
+import mmap
+import os
+import sys
+import time
+
+from gevent import monkey
+
+monkey.patch_all()
+
+import kefu
+from kefu import db
+from kefu.checkpoint import _in_own_thread
+
+path, uploads = sys.argv[1:3]
+libc = ctypes.CDLL(None, use_errno=True)
+MB = 2**20
+
+
+def resident(start, length=MB):
+    # mincore: the share of these bytes of the log the OS holds in memory right now.
+    with open(path + "-wal", "rb") as fh:
+        view = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_COPY)
+        page = mmap.PAGESIZE
+        first, last = start // page, (start + length - 1) // page
+        flags = (ctypes.c_ubyte * (last - first + 1))()
+        base = ctypes.addressof(ctypes.c_char.from_buffer(view)) + first * page
+        assert libc.mincore(ctypes.c_void_p(base), (last - first + 1) * page, flags) == 0
+        del base
+        view.close()
+    return sum(f & 1 for f in flags) / len(flags)
+
+
+def drop_log_from_memory():  # what the OS may do to clean pages at any time
+    fd = os.open(path + "-wal", os.O_RDONLY)
+    os.fsync(fd)
+    os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    os.close(fd)
+
+
+def settle(start):  # the reads are asynchronous
+    deadline = time.monotonic() + 5
+    while resident(start) < 0.9 and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+app = kefu.create_app({"DATABASE_URL": "sqlite:///" + path, "JWT_SECRET": "x",
+                       "UPLOAD_DIR": uploads})
+checkpointer = app.extensions["kefu.checkpoint"]
+checkpointer.warm_bytes = 2 * MB
+with app.app_context():
+    with db.write():
+        db.database.execute_sql("CREATE TABLE blob_row (id INTEGER PRIMARY KEY, data BLOB)")
+    for _ in range(120):  # about 10 MB of log
+        with db.write():
+            for _ in range(20):
+                db.database.execute_sql("INSERT INTO blob_row (data) VALUES (?)", (b"x" * 4000,))
+    size = os.stat(path + "-wal").st_size
+    _in_own_thread(checkpointer._checkpoint)  # copies (and so reads) the whole log
+    drop_log_from_memory()
+    out = {"size": size, "dropped": resident(0, size)}
+    # Nothing new to copy: the log is caught up, so the next commit writes over its start.
+    log_pages, copied = _in_own_thread(checkpointer._checkpoint)
+    settle(0)
+    out.update(caught_up=copied >= log_pages, start=resident(0, 2 * MB),
+               middle=resident(size // 2))
+    # A log of 1,000 pages, far from a rewind: what is read back is past its end.
+    drop_log_from_memory()
+    end = 32 + 1000 * (4096 + 24)
+    _in_own_thread(lambda: checkpointer._warm(1000, caught_up=False))
+    settle(end)
+    out.update(past_end=resident(end, 2 * MB), start_later=resident(0, 2 * MB))
+app.extensions["kefu.db"].close_all()
+print(json.dumps(out))
+"""
+
+
+def test_the_log_is_read_back_where_commits_write_next(tmp_path):
+    """A page of the log the OS dropped would be read from disk inside a commit, on the
+    hub's thread. The checkpointer has the kernel read back what is written next: the
+    log's start once it is caught up (the next commit rewinds it), otherwise what lies
+    past its end; and nothing else."""
+    args = (str(tmp_path / "warm.db"), str(tmp_path / "uploads"))
+    out = run_python(tmp_path, WARM_SCRIPT, *args)
+    assert out["size"] > 8 * 2**20
+    assert out["dropped"] < 0.1
+    assert out["caught_up"] is True
+    assert out["start"] >= 0.9
+    assert out["middle"] < 0.1
+    assert out["past_end"] >= 0.9
+    assert out["start_later"] < 0.1
