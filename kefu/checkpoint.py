@@ -132,19 +132,23 @@ class Checkpointer:
         4,000 messages/s ``perf`` showed the hub blocked in exactly such reads (ext4's
         ``ext4_block_write_begin``) at the start of the log after each rewind, for 126-339
         ms when the disk was busy."""
+        if not hasattr(os, "posix_fadvise"):  # not on macOS: a hint, never a failure
+            return
         frame = self._page_size + WAL_FRAME_HEADER_BYTES
         ahead = [WAL_HEADER_BYTES + log_pages * frame]
         if caught_up or log_pages >= self.rewind_pages // 2:
             ahead.append(0)
         try:
             fd = os.open(self.path + "-wal", os.O_RDONLY)
-        except FileNotFoundError:
+        except OSError:
             return
         try:
             for start in ahead:
                 # One call reads no more than the device's readahead window (8 MB here).
                 for offset in range(start, start + self.warm_bytes, WARM_CHUNK_BYTES):
                     os.posix_fadvise(fd, offset, WARM_CHUNK_BYTES, os.POSIX_FADV_WILLNEED)
+        except OSError:
+            pass  # a file system without the hint: commits just read what they need
         finally:
             os.close(fd)
 
