@@ -134,10 +134,13 @@ class Checkpointer:
         ms when the disk was busy."""
         if not hasattr(os, "posix_fadvise"):  # not on macOS: a hint, never a failure
             return
-        frame = self._page_size + WAL_FRAME_HEADER_BYTES
-        ahead = [WAL_HEADER_BYTES + log_pages * frame]
-        if caught_up or log_pages >= self.rewind_pages // 2:
-            ahead.append(0)
+        past_end = WAL_HEADER_BYTES + log_pages * (self._page_size + WAL_FRAME_HEADER_BYTES)
+        if caught_up:  # the next commit rewinds: nothing is written past the end soon
+            ahead = [0]
+        elif log_pages >= self.rewind_pages // 2:
+            ahead = [past_end, 0]
+        else:
+            ahead = [past_end]
         try:
             fd = os.open(self.path + "-wal", os.O_RDONLY)
         except OSError:
