@@ -18,10 +18,11 @@ commits made while the first one copied to catch up with, and the next commit re
 the log. (Taking the lock for the whole copy instead held every send for 14-22 ms at
 4,000 messages/s, twice every 1.4 s: the slowest one percent of the messages.) Both
 files are flushed to disk before the lock is taken, so the locked run's own fsync has
-only its few pages left to write. The rewind length is 32,768 pages (128 MB of log,
-``KEFU_SQLITE_WAL_REWIND_PAGES``): every rewind holds writes for a locked run and
-makes the rewinding commit sync the log's new header on the hub's thread, and at 8,192
-pages that happened every second at 4,000 messages/s.
+only its few pages left to write. The rewind length is a setting
+(``KEFU_SQLITE_WAL_REWIND_PAGES``, 32,768 pages or 128 MB of log by default): every
+rewind holds writes for a locked run and makes the rewinding commit sync the log's new
+header on the hub's thread, and at 8,192 pages that happened every second at 4,000
+messages/s.
 """
 
 import logging
@@ -48,7 +49,7 @@ def active_checkpointer():
 
 
 class Checkpointer:
-    def __init__(self, path: str, writer_lock, interval: float = 0.25, rewind_pages=32768):
+    def __init__(self, path: str, writer_lock, rewind_pages: int, interval: float = 0.25):
         self.path = path
         self.writer_lock = writer_lock
         self.interval = interval
