@@ -167,7 +167,11 @@ class Message(BaseModel):
         indexes = (
             (("conversation", "seq"), True),
             # Idempotent sends: one message per sender and op_id, whatever the socket.
-            (("sender_key", "op_id"), True),
+            # op_id first: clients that number or timestamp their op_ids (most do) put
+            # a commit's new entries side by side, where sender first put each sender's
+            # entry on a page of its own, and every page a commit touches is written to
+            # the log again (migration 005).
+            (("op_id", "sender_key"), True),
         )
 
     @classmethod

@@ -17,6 +17,12 @@
     crypto.getRandomValues(a);
     return Array.prototype.map.call(a, function (b) { return ("0" + b.toString(16)).slice(-2); }).join("");
   }
+  /* Time first (8 base-36 digits of milliseconds, in order until 2059), then random: a
+     resend repeats it, two tabs never share it, and the server's op_id index gets each
+     commit's new entries side by side (see migrations/005). */
+  function newOpId() {
+    return Date.now().toString(36).padStart(8, "0") + "-" + randomId(4);
+  }
   /* 128 random bits, kept so a return visit sees its history: by the loader (widget.js)
      in the host page's storage, else in ours; storage may be blocked in a third-party
      iframe, and then the id lives as long as the page. */
@@ -109,7 +115,7 @@
     e.preventDefault();
     var text = box.value.trim();
     if (!text) return;
-    send({ action: "kefu_message_visitor_send", op_id: randomId(8),
+    send({ action: "kefu_message_visitor_send", op_id: newOpId(),
            data: { visitor_id: visitorId, kefu_id: kefuId, content: text } });
     box.value = "";
     ended.hidden = true;
@@ -130,7 +136,7 @@
       .then(function (res) {
         input.value = "";
         if (res.code !== 200) { document.getElementById("visitor-status").textContent = res.message; return; }
-        send({ action: "kefu_message_visitor_send", op_id: randomId(8),
+        send({ action: "kefu_message_visitor_send", op_id: newOpId(),
                data: { visitor_id: visitorId, kefu_id: kefuId, content: location.origin + res.data.url } });
       })
       .catch(function () { input.value = ""; });

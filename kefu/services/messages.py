@@ -128,7 +128,7 @@ def _insert_query(
     )
 
 
-_OP_KEY = [Message.sender_key, Message.op_id]  # the unique index of idempotent sends
+_OP_KEY = [Message.op_id, Message.sender_key]  # the unique index of idempotent sends
 
 
 def _bump_query(to_agent: bool):
