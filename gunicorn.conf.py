@@ -68,7 +68,13 @@ def post_worker_init(worker):
     # worker: keep it out of the full garbage collections, which otherwise walk all of
     # it each time while every socket waits (a third of the pause at 1,000 sockets).
     import gc
+    import sys
 
+    # A native thread (a commit, a checkpoint) that SQLite hands back needs the GIL from
+    # the hub to finish; by default the hub keeps it up to 5 ms before it must let go,
+    # and every send of the batch waits that long. 0.5 ms: the hub lets go sooner, and
+    # nothing changes while no other thread wants the GIL.
+    sys.setswitchinterval(0.0005)
     gc.collect()
     gc.freeze()
     # gevent keeps, per greenlet, the stack it was spawned from (for debugging): a dozen

@@ -21,8 +21,8 @@ files are flushed to disk before the lock is taken, so the locked run's own fsyn
 only its few pages left to write. The rewind length is a setting
 (``KEFU_SQLITE_WAL_REWIND_PAGES``, 32,768 pages or 128 MB of log by default): every
 rewind holds writes for a locked run and makes the rewinding commit sync the log's new
-header on the hub's thread, and at 8,192 pages that happened every second at 4,000
-messages/s.
+header (in the commit's thread since the group commit moved there; sends wait for it),
+and at 8,192 pages that happened every second at 4,000 messages/s.
 """
 
 import logging
@@ -129,7 +129,8 @@ class Checkpointer:
 
         SQLite writes the log over from its start after a rewind, and a frame (a 24-byte
         header and a page) never starts on a page of the file, so a write into a page
-        the OS no longer holds must first read it from disk, on the hub's thread. At
+        the OS no longer holds must first read it from disk, in the committing thread
+        (the hub's, until the group commit's COMMIT moved to a thread of its own). At
         4,000 messages/s ``perf`` showed the hub blocked in exactly such reads (ext4's
         ``ext4_block_write_begin``) at the start of the log after each rewind, for 126-339
         ms when the disk was busy."""

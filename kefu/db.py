@@ -165,15 +165,49 @@ def read():
 
 
 @contextmanager
-def write():
-    """One write transaction; nested calls join the outer transaction."""
+def write(commit_off_hub: bool = False):
+    """One write transaction; nested calls join the outer transaction.
+
+    ``commit_off_hub`` (SQLite, the group commit's batches): the COMMIT, which writes
+    the log and can wait for the disk, runs in a native thread of its own; the calling
+    greenlet waits for it with the writer lock held, the hub serves other sockets."""
     lock = _state["writer_lock"]
     if lock is None:
         with _connection(), database.atomic():
             yield
         return
-    with lock, _connection(), database.atomic():
+    with lock, _connection():
+        if commit_off_hub and not database.in_transaction():
+            with _committed_off_hub():
+                yield
+        else:
+            with database.atomic():
+                yield
+
+
+@contextmanager
+def _committed_off_hub():
+    """``database.atomic()`` for an outermost transaction, with its COMMIT in a thread.
+
+    SQLite releases the GIL for the whole COMMIT, whose log writes wait for the disk
+    when pages must be read back first or the device is busy (126-339 ms seen on this
+    kind of machine): on the hub's thread every socket waited that long."""
+    from kefu.offload import off_hub
+
+    database.begin()  # BEGIN IMMEDIATE, as atomic() would
+    database.push_transaction(database.transaction())  # nested writes make savepoints
+    try:
         yield
+    except BaseException:
+        database.pop_transaction()
+        database.rollback()
+        raise
+    database.pop_transaction()
+    try:
+        off_hub(database.connection().commit, own_thread="sqlite-commit")
+    except BaseException:
+        database.rollback()
+        raise
 
 
 def locked(query, skip_locked: bool = False):

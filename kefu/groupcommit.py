@@ -20,6 +20,11 @@ so it never holds the hub much longer than one slow request would. Under load, a
 starts no sooner than ``gap_seconds`` (2 ms) after the last commit, so more jobs share
 each commit (see ``Batcher._gather``).
 
+The COMMIT itself runs in a native thread (``db.write(commit_off_hub=True)``): it is
+SQLite's writes to the log, which wait for the disk when it is busy, and the hub serves
+other sockets meanwhile. The batcher waits for it, holding the writer lock; jobs that
+arrive meanwhile make the next batch.
+
 On PostgreSQL and MySQL each greenlet has its own connection and yields while the
 server works, so ``run`` is a plain ``db.write()`` there, as it is outside gevent.
 """
@@ -162,7 +167,7 @@ class Batcher:
         first run as many pending jobs as fit in ``MAX_SECONDS``, each appended to
         ``taken``. Returns each job's (value, error)."""
         results = []
-        with db.write():
+        with db.write(commit_off_hub=True):
             connection = db.database.connection()
             if savepoints:
                 return [_in_savepoint(connection, job, args) for job, args, _ in taken]

@@ -312,3 +312,58 @@ def test_under_load_jobs_gather_for_the_gap_and_after_a_quiet_spell_run_at_once(
     assert result["quiet"] < result["second"]  # ran without waiting for a gap
     with sqlite3.connect(path) as conn:
         assert [n for (n,) in conn.execute("SELECT n FROM gc_gap ORDER BY id")] == [1, 2, 3, 4]
+
+
+THREAD_SCRIPT = r"""
+import json
+import sys
+
+mode, path, uploads = sys.argv[1:4]
+if mode == "gevent":
+    from gevent import monkey
+
+    monkey.patch_all()
+
+from gevent.monkey import get_original
+
+import kefu
+from kefu import db, groupcommit
+
+os_thread = get_original("threading", "get_ident")  # the OS thread, not the greenlet
+app = kefu.create_app({"DATABASE_URL": "sqlite:///" + path, "JWT_SECRET": "x",
+                       "UPLOAD_DIR": uploads})
+statements = []  # (first word of each statement, the OS thread that ran it)
+
+
+def traced(sql):
+    statements.append((sql.split()[0].upper(), os_thread()))
+
+
+def insert(n):
+    db.database.connection().set_trace_callback(traced)  # after BEGIN, before the rest
+    return db.database.execute_sql("INSERT INTO gc_thread (n) VALUES (?)", (n,)).lastrowid
+
+
+with app.app_context():
+    with db.write():
+        db.database.execute_sql("CREATE TABLE gc_thread (id INTEGER PRIMARY KEY, n INTEGER)")
+    rowid = groupcommit.run(insert, 7)
+app.extensions["kefu.db"].close_all()
+print(json.dumps({"main": os_thread(), "statements": statements, "rowid": rowid}))
+"""
+
+
+def test_under_gevent_the_commit_runs_in_a_thread_of_its_own(tmp_path):
+    outcomes = {}
+    for mode in ("gevent", "plain"):
+        path = tmp_path / f"{mode}-thread.db"
+        result = run_python(tmp_path, THREAD_SCRIPT, mode, str(path), str(tmp_path / "up"))
+        threads = dict(result["statements"])
+        assert sorted(threads) == ["COMMIT", "INSERT"], result["statements"]
+        assert threads["INSERT"] == result["main"]  # the job runs in the hub's thread
+        outcomes[mode] = threads["COMMIT"] == result["main"]
+        with sqlite3.connect(path) as conn:
+            assert conn.execute("SELECT id, n FROM gc_thread").fetchall() == [(result["rowid"], 7)]
+    # In the server the COMMIT (the log writes that can wait for the disk) leaves the
+    # hub's thread; outside gevent there is no hub to keep free and it runs inline.
+    assert outcomes == {"gevent": False, "plain": True}
