@@ -176,6 +176,7 @@ async def run(args, relay: bool) -> dict:
     settings.update(ws_rate_per_second=1000000, ws_rate_burst=1000000)
     server = Server(app, count=args.count_instructions, **settings).start()
     stats = Stats()
+    busy = busy_disk(server.tmp) if args.busy_disk else None
     try:
         setup = setup_relay if relay else setup_kefu
         pairs, agents = await setup(server, args, stats)
@@ -298,7 +299,17 @@ async def run(args, relay: bool) -> dict:
             "longest_stints": stall.get("longest_stints", {}),
         }
     finally:
+        if busy is not None:
+            os.killpg(busy.pid, 9)
+            busy.wait()
         server.stop()
+
+
+def busy_disk(folder: Path) -> subprocess.Popen:
+    """A neighbour that keeps the server's disk busy: 1 MB direct writes (past the page
+    cache) to a file next to the database, over and over, until killed."""
+    loop = f"while :; do dd if=/dev/zero of={folder}/busy.bin bs=1M count=2000 oflag=direct"
+    return subprocess.Popen(["sh", "-c", loop + " 2>/dev/null; done"], start_new_session=True)
 
 
 def _over(stall: dict, bound_ms: int) -> int:
@@ -377,6 +388,9 @@ def parser(doc: str) -> argparse.ArgumentParser:
     p.add_argument("--duration", type=float, default=20.0)
     p.add_argument("--warmup", type=float, default=3.0)
     p.add_argument("--deflate", action="store_true", help="server accepts permessage-deflate")
+    p.add_argument(
+        "--busy-disk", action="store_true", help="keep the disk busy meanwhile (dd, Linux)"
+    )
     p.add_argument(
         "--profile", metavar="FILE", help="py-spy the worker (raw stacks) while measuring"
     )

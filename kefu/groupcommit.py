@@ -16,14 +16,14 @@ did, the batch is rolled back and run again with each job in its own savepoint (
 ``_bare``), so a job may run twice and must not act outside the database. Jobs run in the
 batcher's greenlet, so they must not reach for the caller's Flask request or app
 context (services never do). A batch stops taking jobs after ``MAX_SECONDS`` of work,
-so it never holds the hub much longer than one slow request would. Under load, a batch
-starts no sooner than ``gap_seconds`` (2 ms) after the last commit, so more jobs share
-each commit (see ``Batcher._gather``).
+so it never holds the hub much longer than one slow request would. A job that wakes
+the sleeping batcher less than ``gap_seconds`` (2 ms) after the last commit waits for the
+rest of the gap, so more jobs share each commit (see ``Batcher._gather``); jobs that
+arrived while a COMMIT ran are the next batch at once.
 
 The COMMIT itself runs in a native thread (``db.write(commit_off_hub=True)``): it is
 SQLite's writes to the log, which wait for the disk when it is busy, and the hub serves
-other sockets meanwhile. The batcher waits for it, holding the writer lock; jobs that
-arrive meanwhile make the next batch.
+other sockets meanwhile. The batcher waits for it, holding the writer lock.
 
 On PostgreSQL and MySQL each greenlet has its own connection and yields while the
 server works, so ``run`` is a plain ``db.write()`` there, as it is outside gevent.
