@@ -15,7 +15,7 @@ import threading
 from contextlib import contextmanager
 from urllib.parse import parse_qs, unquote, urlparse
 
-from peewee import DatabaseProxy
+from peewee import DatabaseProxy, __exception_wrapper__
 from playhouse.pool import PooledMySQLDatabase, PooledPostgresqlDatabase, PooledSqliteDatabase
 
 database = DatabaseProxy()
@@ -204,7 +204,10 @@ def _committed_off_hub():
         raise
     database.pop_transaction()
     try:
-        off_hub(database.connection().commit, own_thread="sqlite-commit")
+        # The connection itself: peewee's state is per greenlet, and the thread has none.
+        # Its errors become peewee's, as from atomic().
+        with __exception_wrapper__:
+            off_hub(database.connection().commit, own_thread="sqlite-commit")
     except BaseException:
         database.rollback()
         raise

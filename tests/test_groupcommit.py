@@ -213,7 +213,7 @@ def call(n, parent):
     try:
         return {"n": n, "rowid": groupcommit.run(insert, n, parent)}
     except Exception as exc:
-        return {"n": n, "error": type(exc).__name__}
+        return {"n": n, "error": f"{type(exc).__module__}.{type(exc).__name__}"}
 
 
 def round_of(calls):
@@ -243,7 +243,8 @@ def test_a_failed_commit_fails_every_job_of_its_batch_and_the_next_batch_commits
     path = tmp_path / "failing.db"
     result = run_python(tmp_path, FAILING_COMMIT_SCRIPT, str(path), str(tmp_path / "up"))
     # Every caller of the failed batch heard of the failure, none was left waiting.
-    assert result["first"] == [{"n": n, "error": "IntegrityError"} for n in range(8)]
+    # peewee's error, as from any transaction, not the sqlite3 module's.
+    assert result["first"] == [{"n": n, "error": "peewee.IntegrityError"} for n in range(8)]
     assert [o["n"] for o in result["second"]] == list(range(100, 105))
     assert all("rowid" in o for o in result["second"]), result["second"]
     assert result["transactions"] == 1  # only the second round's batch committed
