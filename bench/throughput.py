@@ -22,6 +22,7 @@ import json
 import math
 import os
 import random
+import signal
 import subprocess
 import sys
 import time
@@ -300,7 +301,7 @@ async def run(args, relay: bool) -> dict:
         }
     finally:
         if busy is not None:
-            os.killpg(busy.pid, 9)
+            os.killpg(busy.pid, signal.SIGKILL)
             busy.wait()
         server.stop()
 

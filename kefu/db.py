@@ -18,6 +18,8 @@ from urllib.parse import parse_qs, unquote, urlparse
 from peewee import DatabaseProxy, __exception_wrapper__
 from playhouse.pool import PooledMySQLDatabase, PooledPostgresqlDatabase, PooledSqliteDatabase
 
+from kefu.offload import off_hub
+
 database = DatabaseProxy()
 
 SQLITE_PRAGMAS = {
@@ -192,8 +194,6 @@ def _committed_off_hub():
     SQLite releases the GIL for the whole COMMIT, whose log writes wait for the disk
     when pages must be read back first or the device is busy (126-339 ms seen on this
     kind of machine): on the hub's thread every socket waited that long."""
-    from kefu.offload import off_hub
-
     database.begin()  # BEGIN IMMEDIATE, as atomic() would
     database.push_transaction(database.transaction())  # nested writes make savepoints
     try:
