@@ -1,6 +1,7 @@
 """Services without sockets, on a real SQLite file: rules, counters, idempotency."""
 
 import threading
+import time
 
 import pytest
 
@@ -8,9 +9,9 @@ from kefu import create_app
 from kefu.auth import principal_for
 from kefu.errors import Conflict, Invalid, NotFound
 from kefu.migrate import upgrade
-from kefu.models import Agent, Conversation, User
+from kefu.models import ENDED, Agent, Conversation, User
 from kefu.realtime.events import ConversationAssigned, MessageCreated, QueueMoved
-from kefu.services import accounts, conversations, messages, presence, routing, visitors
+from kefu.services import accounts, conversations, messages, presence, routing, targets, visitors
 from tests.support import drop_database, fresh_database_url
 
 
@@ -109,6 +110,66 @@ def test_send_rules_and_idempotency(app):
     assert dup and resent.id == view.id and events == []
     with pytest.raises(Conflict):
         messages.send(u, conv.id, "late", op_id="op-new")
+
+
+def _people(events) -> tuple:
+    ref = events[0].conversation
+    return ref.customer.nickname, ref.kefu_id, ref.agent.nickname if ref.agent else None
+
+
+def test_sends_keep_the_people_and_follow_what_changes_elsewhere(app, monkeypatch):
+    first, second = agent(app, "first"), agent(app, "second", online=False)
+    u = customer("keeper")
+    conv, _ = conversations.open_for_user(u)
+    messages.send(u, conv.id, "one")
+    assert targets.parties.knows(conv.id)
+    view, events, _ = messages.send(u, conv.id, "two")  # the row by id, the people kept
+    assert _people(events) == ("keeper", first.kefu_id, "first")
+    assert (view.seq, events[0].conversation.kefu_unread_count) == (2, 2)
+
+    # Another process gives the conversation to another agent: the row names it.
+    Conversation.update(agent=second.kefu_id).where(Conversation.id == conv.id).execute()
+    _, events, _ = messages.send(u, conv.id, "three")
+    assert _people(events) == ("keeper", second.kefu_id, "second")
+    with pytest.raises(NotFound):
+        messages.send(first, conv.id, "no longer mine")
+    view, _, _ = messages.send(second, conv.id, "mine now")
+    assert view.seq == 4
+
+    # A profile edited by hand shows once the kept people expire.
+    User.update(nickname="renamed").where(User.id == u.user_id).execute()
+    _, events, _ = messages.send(second, conv.id, "kept")
+    assert _people(events)[0] == "keeper"
+    later = time.monotonic() + targets.Parties.SECONDS + 1
+    monkeypatch.setattr(targets, "monotonic", lambda: later)
+    _, events, _ = messages.send(second, conv.id, "read again")
+    assert _people(events)[0] == "renamed"
+
+    # Another process ends it.
+    Conversation.update(status=ENDED).where(Conversation.id == conv.id).execute()
+    with pytest.raises(Conflict):
+        messages.send(u, conv.id, "late")
+
+
+def test_kept_people_are_per_database(app, tmp_path):
+    # No agents: both conversations wait in the queue, with the same ids in each database.
+    u = customer("user-one")
+    conv, _ = conversations.open_for_user(u)
+    messages.send(u, conv.id, "hi")
+    (tmp_path / "other").mkdir()
+    url = fresh_database_url(tmp_path / "other")
+    upgrade(url)
+    other = create_app({"DATABASE_URL": url, "JWT_SECRET": "x"})
+    try:
+        with other.app_context():
+            u2 = customer("user-two")
+            conv2, _ = conversations.open_for_user(u2)
+            assert (conv2.id, u2.user_id, conv2.agent_id) == (conv.id, u.user_id, None)
+            _, events, _ = messages.send(u2, conv2.id, "hi")
+            assert _people(events) == ("user-two", None, None)
+    finally:
+        other.extensions["kefu.db"].close_all()
+        drop_database(url)
 
 
 def test_visitor_conversations_go_to_the_named_agent(app):

@@ -8,13 +8,8 @@ from kefu.errors import Conflict, Invalid, KefuError
 from kefu.models import FILE, IMAGE, SENDER_USER, TEXT, Conversation, Message
 from kefu.realtime.events import MessageCreated, MessageView
 from kefu.services.conversations import visible
-from kefu.services.snapshots import (
-    Target,
-    conversation_ref,
-    load,
-    load_current_target,
-    message_view,
-)
+from kefu.services.snapshots import conversation_ref, load, message_view
+from kefu.services.targets import Target, load_current_target
 from kefu.sqlcache import PROBE_TIMES, cached_select, cached_write
 
 LIMITS = {"content_chars": 5000, "page_size_max": 100}

@@ -1,6 +1,7 @@
-"""Loading conversations with their people, and freezing rows into event snapshots."""
+"""Loading conversations with their people, and freezing rows into event snapshots.
 
-from dataclasses import dataclass
+What storing a message reads of its conversation is in ``targets``."""
+
 from datetime import datetime
 
 from peewee import (
@@ -13,9 +14,8 @@ from peewee import (
     TextField,
 )
 
-from kefu import db
 from kefu.errors import NotFound
-from kefu.models import OPEN, Agent, Conversation, Message, User, Visitor
+from kefu.models import Agent, Conversation, Message, User, Visitor
 from kefu.realtime.events import ConversationRef, MessageView, Person
 from kefu.sqlcache import cached_select
 
@@ -119,124 +119,6 @@ def _instances(row) -> list:
         }
         made.append(instance)
     return made
-
-
-@dataclass(slots=True)
-class Target:
-    """What storing a message needs of its conversation: who is in it, its state and
-    counters, and the people its event names. Read by one narrow query into plain
-    values (no model instances, no dates), for about a third of ``load``'s CPU."""
-
-    id: int
-    status: int
-    user_id: int | None
-    visitor_id: int | None
-    agent_id: int | None
-    last_seq: int
-    unread_count: int
-    kefu_unread_count: int
-    customer: Person | None
-    visitor_key: str | None
-    agent: Person | None
-    # Stays as read until the transaction ends (see load_current_target).
-    current: bool = False
-
-    @property
-    def is_open(self) -> bool:
-        return self.status == OPEN
-
-    def ref(self, unread_count: int, kefu_unread_count: int) -> ConversationRef:
-        return ConversationRef(
-            self.id,
-            self.status,
-            self.customer,
-            self.visitor_key,
-            self.agent_id,
-            self.agent,
-            unread_count,
-            kefu_unread_count,
-        )
-
-
-def load_target(conversation_id: int, current: bool = False) -> Target:
-    """The conversation's ``Target``; NotFound if there is none.
-
-    ``current``: one that no other transaction can change before this one ends. On
-    SQLite the writer lock, held since before the read, sees to that; on PostgreSQL
-    the conversation's row is locked by the same query (FOR UPDATE OF: one round trip
-    instead of a read and a locking read). Elsewhere (MySQL) it is a plain read, and
-    the ``Target``'s ``current`` stays False: the caller locks the row itself."""
-    locking = current and db.is_postgres()
-    build = _locked_target_query if locking else _target_query
-    if type(conversation_id) is int:
-        name = "target_locked" if locking else "target"
-        rows = cached_select(name, build, conversation_id, decode=_decode_target)
-    else:
-        rows = [_target_from_row(r) for r in build(conversation_id).tuples()]
-    if not rows:
-        raise NotFound("Conversation not found")
-    target = rows[0]
-    target.current = locking or (current and db.is_sqlite())
-    return target
-
-
-def load_current_target(conversation_id: int) -> Target:
-    """``load_target(conversation_id, current=True)``, as a loader for ``visible``."""
-    return load_target(conversation_id, current=True)
-
-
-def _locked_target_query(conversation_id):
-    return _target_query(conversation_id).for_update(of=Conversation)
-
-
-def _target_query(conversation_id):
-    state = ("id", "status", "user", "visitor", "agent", "last_seq", "unread_count")
-    return (
-        Conversation.select(
-            *(getattr(Conversation, name) for name in (*state, "kefu_unread_count")),
-            *_person_columns(User),
-            Visitor.key,
-            *_person_columns(AgentUser),
-        )
-        .join_from(Conversation, User, JOIN.LEFT_OUTER)
-        .join_from(Conversation, Visitor, JOIN.LEFT_OUTER)
-        .join_from(Conversation, Agent, JOIN.LEFT_OUTER)
-        .join_from(Agent, AgentUser, JOIN.LEFT_OUTER, on=(Agent.user == AgentUser.id))
-        .where(Conversation.id == conversation_id)
-        .limit(1)
-    )
-
-
-def _person_columns(model) -> list:
-    """A ``Person``'s fields, in its order, from ``User`` or an alias of it."""
-    return [getattr(model, name) for name in ("id", "uuid", "username", "nickname", "avatar")]
-
-
-def _decode_target(cursor):
-    """The columns are the query's own, in its order, on every database."""
-    return _target_from_row
-
-
-def _target_from_row(row) -> Target:
-    customer = _person(row[8:13]) if row[8] is not None else None
-    agent = _person(row[14:19]) if row[14] is not None else None
-    return Target(*row[:8], customer, row[13], agent)
-
-
-_PEOPLE: dict[tuple, Person] = {}
-_PEOPLE_MAX = 10_000
-
-
-def _person(fields: tuple) -> Person:
-    """The same frozen Person for the same profile: a message names two people, and a
-    dict lookup is a fraction of building them anew. Keyed by every field, so a changed
-    profile is simply a new entry; the table is emptied when full."""
-    known = _PEOPLE.get(fields)
-    if known is None:
-        if len(_PEOPLE) >= _PEOPLE_MAX:
-            _PEOPLE.clear()
-        known = _PEOPLE[fields] = Person(*fields)
-    return known
 
 
 def person(user: User | None) -> Person | None:

@@ -1,0 +1,225 @@
+"""What storing a message reads of its conversation, as cheaply as it can be read.
+
+Every message needs its conversation's state (who is in it, open or not, the
+counters) under the writer lock, and the people its event names. The state is one
+row read by primary key; the people are the same from one message to the next, so
+they are kept per conversation (``Parties``) and the four-way join that reads them is
+run only for a conversation not seen lately or whose participants changed.
+"""
+
+from dataclasses import dataclass
+from time import monotonic
+
+from peewee import JOIN
+
+from kefu import db
+from kefu.errors import NotFound
+from kefu.models import OPEN, Agent, Conversation, User, Visitor
+from kefu.realtime.events import ConversationRef, Person
+from kefu.services.snapshots import AgentUser
+from kefu.sqlcache import cached_select
+
+
+@dataclass(slots=True)
+class Target:
+    """What storing a message needs of its conversation: who is in it, its state and
+    counters, and the people its event names. Plain values (no model instances, no
+    dates)."""
+
+    id: int
+    status: int
+    user_id: int | None
+    visitor_id: int | None
+    agent_id: int | None
+    last_seq: int
+    unread_count: int
+    kefu_unread_count: int
+    customer: Person | None
+    visitor_key: str | None
+    agent: Person | None
+    # Stays as read until the transaction ends (see load_target).
+    current: bool = False
+
+    @property
+    def is_open(self) -> bool:
+        return self.status == OPEN
+
+    def ref(self, unread_count: int, kefu_unread_count: int) -> ConversationRef:
+        return ConversationRef(
+            self.id,
+            self.status,
+            self.customer,
+            self.visitor_key,
+            self.agent_id,
+            self.agent,
+            unread_count,
+            kefu_unread_count,
+        )
+
+
+class Parties:
+    """The people of recent conversations, by conversation id: the user, visitor and
+    agent ids the conversation's row named, and the customer's ``Person``, the
+    visitor's key and the agent's ``Person`` they stand for.
+
+    An entry is used only for a row that names exactly the same three ids (read in
+    the same transaction as the write), so a conversation given to another agent is
+    read whole again. What the ids point to does not change in kefu: an account's
+    profile and a visitor's key are written once, when created. An entry still ends
+    after ``SECONDS``, so a profile edited in the database by hand shows within that.
+    The table is emptied when full, and whenever another database is configured."""
+
+    SECONDS = 30.0
+    MAX = 10_000
+
+    def __init__(self):
+        self._known: dict[int, tuple] = {}
+        self._database = None  # the database the entries were read from
+
+    def _of_database(self) -> dict:
+        """The entries, emptied when another database is configured (ids are per
+        database: tests, and the CLI, open several in one process)."""
+        database = db.database.obj
+        if self._database is not database:
+            self._database = database
+            self._known = {}
+        return self._known
+
+    def remember(self, target: Target) -> None:
+        known = self._of_database()
+        if len(known) >= self.MAX:
+            known.clear()
+        ids = (target.user_id, target.visitor_id, target.agent_id)
+        people = (target.customer, target.visitor_key, target.agent)
+        known[target.id] = (ids, people, monotonic() + self.SECONDS)
+
+    def knows(self, conversation_id: int) -> bool:
+        return conversation_id in self._of_database()
+
+    def people(self, conversation_id: int, ids: tuple) -> tuple | None:
+        """(customer, visitor key, agent) if known for exactly these ids, else None."""
+        known = self._of_database().get(conversation_id)
+        if known is None or known[0] != ids or known[2] < monotonic():
+            return None
+        return known[1]
+
+
+parties = Parties()
+
+
+def load_target(conversation_id: int, current: bool = False) -> Target:
+    """The conversation's ``Target``; NotFound if there is none.
+
+    ``current``: one that no other transaction can change before this one ends. On
+    SQLite the writer lock, held since before the read, sees to that; on PostgreSQL
+    the conversation's row is locked by the same query (FOR UPDATE: one round trip
+    instead of a read and a locking read). Elsewhere (MySQL) it is a plain read, and
+    the ``Target``'s ``current`` stays False: the caller locks the row itself."""
+    locking = current and db.is_postgres()
+    if type(conversation_id) is int:
+        target = _with_known_parties(conversation_id, locking)
+        if target is None:
+            name = "target_locked" if locking else "target"
+            build = _locked_target_query if locking else _target_query
+            rows = cached_select(name, build, conversation_id, decode=_decode_target)
+            target = rows[0] if rows else None
+            if target is not None:
+                parties.remember(target)
+    else:  # not an id the SQL caches can take: built and run as it is
+        target = next(map(_target_from_row, _target_query(conversation_id).tuples()), None)
+    if target is None:
+        raise NotFound("Conversation not found")
+    target.current = locking or (current and db.is_sqlite())
+    return target
+
+
+def load_current_target(conversation_id: int) -> Target:
+    """``load_target(conversation_id, current=True)``, as a loader for ``visible``."""
+    return load_target(conversation_id, current=True)
+
+
+def _with_known_parties(conversation_id: int, locking: bool) -> Target | None:
+    """The ``Target`` from the conversation's own row, if its people are known for the
+    ids it names; None otherwise (and where there is no such row: the full query
+    then says so)."""
+    if not parties.knows(conversation_id):
+        return None
+    name = "state_locked" if locking else "state"
+    build = _locked_state_query if locking else _state_query
+    rows = cached_select(name, build, conversation_id, decode=_decode_state)
+    if not rows:
+        return None
+    row = rows[0]
+    people = parties.people(conversation_id, row[2:5])
+    return None if people is None else Target(*row, *people)
+
+
+_STATE = ("id", "status", "user", "visitor", "agent", "last_seq", "unread_count")
+# A Target's own columns, in its order: the state query's, and the full query's first.
+_STATE_COLUMNS = tuple(getattr(Conversation, name) for name in (*_STATE, "kefu_unread_count"))
+
+
+def _state_query(conversation_id):
+    return Conversation.select(*_STATE_COLUMNS).where(Conversation.id == conversation_id).limit(1)
+
+
+def _locked_state_query(conversation_id):
+    return _state_query(conversation_id).for_update()
+
+
+def _decode_state(cursor):
+    """The row as the driver gives it (a tuple of the query's columns), copied."""
+    return tuple
+
+
+def _target_query(conversation_id):
+    return (
+        Conversation.select(
+            *_STATE_COLUMNS,
+            *_person_columns(User),
+            Visitor.key,
+            *_person_columns(AgentUser),
+        )
+        .join_from(Conversation, User, JOIN.LEFT_OUTER)
+        .join_from(Conversation, Visitor, JOIN.LEFT_OUTER)
+        .join_from(Conversation, Agent, JOIN.LEFT_OUTER)
+        .join_from(Agent, AgentUser, JOIN.LEFT_OUTER, on=(Agent.user == AgentUser.id))
+        .where(Conversation.id == conversation_id)
+        .limit(1)
+    )
+
+
+def _locked_target_query(conversation_id):
+    return _target_query(conversation_id).for_update(of=Conversation)
+
+
+def _person_columns(model) -> list:
+    """A ``Person``'s fields, in its order, from ``User`` or an alias of it."""
+    return [getattr(model, name) for name in ("id", "uuid", "username", "nickname", "avatar")]
+
+
+def _decode_target(cursor):
+    """The columns are the query's own, in its order, on every database."""
+    return _target_from_row
+
+
+def _target_from_row(row) -> Target:
+    customer = _person(row[8:13]) if row[8] is not None else None
+    agent = _person(row[14:19]) if row[14] is not None else None
+    return Target(*row[:8], customer, row[13], agent)
+
+
+_PEOPLE: dict[tuple, Person] = {}
+_PEOPLE_MAX = 10_000
+
+
+def _person(fields: tuple) -> Person:
+    """The same frozen Person for the same profile: a message names two people, and a
+    dict lookup is a fraction of building them anew. Keyed by every field, so a changed
+    profile is simply a new entry; the table is emptied when full."""
+    known = _PEOPLE.get(fields)
+    if known is None:
+        if len(_PEOPLE) >= _PEOPLE_MAX:
+            _PEOPLE.clear()
+        known = _PEOPLE[fields] = Person(*fields)
+    return known
