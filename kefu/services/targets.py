@@ -116,17 +116,17 @@ def load_target(conversation_id: int, current: bool = False) -> Target:
     instead of a read and a locking read). Elsewhere (MySQL) it is a plain read, and
     the ``Target``'s ``current`` stays False: the caller locks the row itself."""
     locking = current and db.is_postgres()
+    build = _locked_target_query if locking else _target_query
     if type(conversation_id) is int:
         target = _with_known_parties(conversation_id, locking)
         if target is None:
             name = "target_locked" if locking else "target"
-            build = _locked_target_query if locking else _target_query
             rows = cached_select(name, build, conversation_id, decode=_decode_target)
             target = rows[0] if rows else None
             if target is not None:
                 parties.remember(target)
     else:  # not an id the SQL caches can take: built and run as it is
-        target = next(map(_target_from_row, _target_query(conversation_id).tuples()), None)
+        target = next(map(_target_from_row, build(conversation_id).tuples()), None)
     if target is None:
         raise NotFound("Conversation not found")
     target.current = locking or (current and db.is_sqlite())
