@@ -5,7 +5,7 @@ and ``st run`` (coverage, fuzzing and stateful phases, every check) must find no
 with a real user token: no 5xx, every status and body as documented.
 
 The edge cases it found (integer overflow in paging parameters, a 405 without
-``Allow``, an unchecked ``page_size`` with ``after_id``) are fixed and kept fixed by the
+``Allow``, an unchecked ``page_size`` or ``page`` with ``after_id``) are fixed and kept fixed by the
 plain tests at the end.
 
 This module is also the schemathesis hooks module of the run (``SCHEMATHESIS_HOOKS``).
@@ -139,3 +139,19 @@ def test_after_id_checks_page_size(api, page_size):
     response = api.get("/api/kefu/message/list", api.token, params=params)
     assert response.status_code == 422, response.text
     assert response.json()["message"] == "page_size must be from 1 to 100"
+
+
+@pytest.mark.parametrize(
+    ("page", "message"),
+    [
+        ("0", "page must be 1 or more"),
+        ("-1", "page must be 1 or more"),
+        ("13814171790", "page is too large (max 1000000)"),
+    ],
+)
+def test_after_id_checks_page(api, page, message):
+    conv = api.get("/api/kefu/message/getConversation", api.token).json()["data"]
+    params = {"conversation_id": conv["id"], "after_id": 0, "page": page}
+    response = api.get("/api/kefu/message/list", api.token, params=params)
+    assert response.status_code == 422, response.text
+    assert response.json()["message"] == message

@@ -25,7 +25,7 @@ ID_MAX = 2**63 - 1  # a BIGINT: larger values would overflow the database driver
 PAGE_MAX = 1_000_000  # keeps page * page_size far from any OFFSET overflow
 
 
-def int_arg(name: str, default: int | None = None, high: int = ID_MAX) -> int:
+def int_arg(name: str, default: int | None = None, high: int = ID_MAX, low: int | None = None):
     raw = request.args.get(name)
     if raw is None or raw == "":
         if default is None:
@@ -37,6 +37,8 @@ def int_arg(name: str, default: int | None = None, high: int = ID_MAX) -> int:
         raise Invalid(f"{name} must be an integer") from None
     if value > high:
         raise Invalid(f"{name} is too large (max {high})")
+    if low is not None and value < low:
+        raise Invalid(f"{name} must be {low} or more")
     return value
 
 
@@ -57,10 +59,11 @@ def message_list():
     who = principal()
     conversation_id = int_arg("conversation_id")
     page_size = int_arg("page_size", 10)
+    page = int_arg("page", 1, PAGE_MAX, low=1)  # checked as documented even when unused
     if request.args.get("after_id") is not None:  # resync: everything after the last seen
         rows = messages.after_message(who, conversation_id, int_arg("after_id"), page_size)
     else:
-        rows = messages.page(who, conversation_id, int_arg("page", 1, PAGE_MAX), page_size)
+        rows = messages.page(who, conversation_id, page, page_size)
     return envelope([message_json(m) for m in rows])
 
 
