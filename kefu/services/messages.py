@@ -126,6 +126,25 @@ def _insert_query(
 _OP_KEY = [Message.op_id, Message.sender_key]  # the unique index of idempotent sends
 
 
+def _insert_skipping_duplicate_query(*row):
+    """PostgreSQL: the INSERT, or nothing (and no row returned) for a resent op_id."""
+    insert = _insert_query(*row).on_conflict(action="IGNORE", conflict_target=_OP_KEY)
+    return insert.returning(Message.id)
+
+
+def _insert_unless_duplicate(row: tuple, cached: bool) -> int:
+    """The new message's id on PostgreSQL; DuplicateOp for a resent op_id."""
+    if cached:
+        name = "insert_message_unless_duplicate"
+        cursor = cached_write(name, _insert_skipping_duplicate_query, row, _INSERT_PROBES)
+    else:
+        cursor = db.database.execute(_insert_skipping_duplicate_query(*row))
+    inserted = cursor.fetchone()
+    if inserted is None:
+        raise DuplicateOp(row[8])
+    return inserted[0]
+
+
 def _bump_query(to_agent: bool):
     """Next sequence number, last activity, and the unread counter of the other side."""
     unread = Conversation.kefu_unread_count if to_agent else Conversation.unread_count
@@ -198,30 +217,29 @@ def append_locked(
     conversation is not loaded again for the snapshot."""
     now = clock.now()
     target = conv if type(conv) is Target else None
-    sqlite = db.is_sqlite()
+    sqlite, postgres = db.is_sqlite(), db.is_postgres()
     if target is None or not target.current:  # lock the row and read it again
         conv = _locked_row(conv.id)
-    fast = sqlite and type(conv.id) is int and type(conv.last_seq) is int
-    # The text SQLite's datetime adapter would store, without its Python call per use.
-    stamp = now.isoformat(" ") if fast else now
+    # SQL generated once (sqlcache) for plain ids: peewee's building of the INSERT and
+    # UPDATE costs more CPU than the database needs to run them.
+    cached = (sqlite or postgres) and type(conv.id) is int and type(conv.last_seq) is int
+    # SQLite: the text its datetime adapter would store, without its Python call per use.
+    stamp = now.isoformat(" ") if cached and sqlite else now
     row = (conv.id, conv.last_seq + 1, sender_type, sender_id, sender_key, content)
     row += (message_type, file_url, op_id, stamp)
     try:
-        if fast:  # no savepoint: SQLite undoes just the failed statement
+        if cached and sqlite:  # no savepoint: SQLite undoes just the failed statement
             message_id = cached_write("insert_message", _insert_query, row, _INSERT_PROBES)
             message_id = message_id.lastrowid
-        elif db.is_postgres():  # a duplicate neither raises nor aborts: no savepoint
-            insert = _insert_query(*row).on_conflict(action="IGNORE", conflict_target=_OP_KEY)
-            message_id = insert.execute()
-            if message_id is None:
-                raise DuplicateOp(op_id)
+        elif postgres:  # a duplicate neither raises nor aborts: no savepoint
+            message_id = _insert_unless_duplicate(row, cached)
         else:
             with db.database.atomic():  # a savepoint: a duplicate must not poison the txn
                 message_id = _insert_query(*row).execute()
     except IntegrityError:
         raise DuplicateOp(op_id) from None
     to_agent = sender_type == SENDER_USER
-    if fast:
+    if cached:
         cached_write(f"bump:{to_agent}", _bump_query(to_agent), (stamp, conv.id), _BUMP_PROBES)
     else:
         _bump_query(to_agent)(now, conv.id).execute()
