@@ -122,7 +122,7 @@ def test_sends_keep_the_people_and_follow_what_changes_elsewhere(app, monkeypatc
     u = customer("keeper")
     conv, _ = conversations.open_for_user(u)
     messages.send(u, conv.id, "one")
-    assert targets.parties.knows(conv.id)
+    assert targets.parties.fresh(conv.id) is not None
     view, events, _ = messages.send(u, conv.id, "two")  # the row by id, the people kept
     assert _people(events) == ("keeper", first.kefu_id, "first")
     assert (view.seq, events[0].conversation.kefu_unread_count) == (2, 2)

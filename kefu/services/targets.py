@@ -93,15 +93,11 @@ class Parties:
         people = (target.customer, target.visitor_key, target.agent)
         known[target.id] = (ids, people, monotonic() + self.SECONDS)
 
-    def knows(self, conversation_id: int) -> bool:
-        return conversation_id in self._of_database()
-
-    def people(self, conversation_id: int, ids: tuple) -> tuple | None:
-        """(customer, visitor key, agent) if known for exactly these ids, else None."""
+    def fresh(self, conversation_id: int) -> tuple | None:
+        """(ids, people, expiry) while the entry lasts; people are (customer, visitor
+        key, agent)."""
         known = self._of_database().get(conversation_id)
-        if known is None or known[0] != ids or known[2] < monotonic():
-            return None
-        return known[1]
+        return None if known is None or known[2] < monotonic() else known
 
 
 parties = Parties()
@@ -142,7 +138,8 @@ def _with_known_parties(conversation_id: int, locking: bool) -> Target | None:
     """The ``Target`` from the conversation's own row, if its people are known for the
     ids it names; None otherwise (and where there is no such row: the full query
     then says so)."""
-    if not parties.knows(conversation_id):
+    known = parties.fresh(conversation_id)
+    if known is None:
         return None
     name = "state_locked" if locking else "state"
     build = _locked_state_query if locking else _state_query
@@ -150,8 +147,8 @@ def _with_known_parties(conversation_id: int, locking: bool) -> Target | None:
     if not rows:
         return None
     row = rows[0]
-    people = parties.people(conversation_id, row[2:5])
-    return None if people is None else Target(*row, *people)
+    ids, people, _ = known
+    return Target(*row, *people) if row[2:5] == ids else None
 
 
 _STATE = ("id", "status", "user", "visitor", "agent", "last_seq", "unread_count")
