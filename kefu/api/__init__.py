@@ -25,7 +25,9 @@ ID_MAX = 2**63 - 1  # a BIGINT: larger values would overflow the database driver
 PAGE_MAX = 1_000_000  # keeps page * page_size far from any OFFSET overflow
 
 
-def int_arg(name: str, default: int | None = None, high: int = ID_MAX, low: int | None = None):
+def int_arg(
+    name: str, default: int | None = None, high: int = ID_MAX, low: int | None = None
+) -> int:
     raw = request.args.get(name)
     if raw is None or raw == "":
         if default is None:
