@@ -25,6 +25,10 @@ The COMMIT itself runs in a native thread (``db.write(commit_off_hub=True)``): i
 SQLite's writes to the log, which wait for the disk when it is busy, and the hub serves
 other sockets meanwhile. The batcher waits for it, holding the writer lock.
 
+The batcher also keeps the rows its jobs wrote (``kefu.rowmemo``): a message's send
+reads its conversation's row from there while no other connection has committed, and
+from the database otherwise.
+
 On PostgreSQL and MySQL each greenlet has its own connection and yields while the
 server works, so ``run`` is a plain ``db.write()`` there, as it is outside gevent.
 """
@@ -35,7 +39,7 @@ from collections import deque
 import gevent
 from gevent.hub import Waiter, get_hub
 
-from kefu import db
+from kefu import db, rowmemo
 from kefu.realtime.turns import turns
 
 MAX_SECONDS = 0.003  # of jobs per transaction, then commit and let the hub serve others
@@ -84,6 +88,7 @@ class Batcher:
         self.transactions = 0  # committed batches, and the jobs they carried (tests read them)
         self.jobs = 0
         self.redos = 0  # batches run a second time, in savepoints (see _bare)
+        self.memo = rowmemo.RowMemo()  # what the jobs wrote, for the next batches
 
     def submit(self, job, args):
         # A bare Waiter rather than an AsyncResult: one caller, woken once, and no link
@@ -166,16 +171,26 @@ class Batcher:
         """One transaction: the jobs in ``taken`` (a second run, in savepoints), or on a
         first run as many pending jobs as fit in ``MAX_SECONDS``, each appended to
         ``taken``. Returns each job's (value, error)."""
-        results = []
-        with db.write(commit_off_hub=True):
-            connection = db.database.connection()
-            if savepoints:
-                return [_in_savepoint(connection, job, args) for job, args, _ in taken]
-            started = time.perf_counter()
-            while self._pending and time.perf_counter() - started < MAX_SECONDS:
-                item = self._pending.popleft()
-                taken.append(item)
-                results.append(_bare(connection, item[0], item[1]))
+        memo = self.memo
+        try:
+            with db.write(commit_off_hub=True):
+                connection = db.database.connection()
+                memo.begin(connection)
+                rowmemo.activate(memo)
+                try:
+                    if savepoints:
+                        return [_in_savepoint(connection, memo, *item[:2]) for item in taken]
+                    results = []
+                    started = time.perf_counter()
+                    while self._pending and time.perf_counter() - started < MAX_SECONDS:
+                        item = self._pending.popleft()
+                        taken.append(item)
+                        results.append(_bare(connection, memo, item[0], item[1]))
+                finally:
+                    rowmemo.activate(None)  # the COMMIT lets other greenlets run
+        except BaseException:
+            memo.forget()  # rolled back: what the jobs wrote is not in the database
+            raise
         return results
 
     def _fail(self, waiters: list, exc: Exception) -> None:
@@ -201,7 +216,7 @@ class _Redo(Exception):
     back and run again with each job in its own savepoint."""
 
 
-def _bare(connection, job, args):
+def _bare(connection, memo, job, args):
     """(value, None), or (None, exception) for a job that failed having changed no row.
 
     Most jobs fail, if at all, before they write (a check, or the INSERT a unique index
@@ -211,21 +226,28 @@ def _bare(connection, job, args):
     again (``_Redo``); jobs only touch the database, so running one twice is safe."""
     before = connection.total_changes
     try:
-        return job(*args), None
+        value = job(*args)
     except Exception as exc:
+        memo.forget()
         if connection.total_changes != before or not connection.in_transaction:
             raise _Redo from exc
         return None, exc
+    if not getattr(job, "keeps_rows", False):
+        memo.forget()
+    return value, None
 
 
-def _in_savepoint(connection, job, args):
+def _in_savepoint(connection, memo, job, args):
     """(value, None), or (None, exception) with the job's writes undone."""
     connection.execute("SAVEPOINT kefu_job")
     try:
         value = job(*args)
     except Exception as exc:
+        memo.forget()
         connection.execute("ROLLBACK TO kefu_job")
         connection.execute("RELEASE kefu_job")
         return None, exc
     connection.execute("RELEASE kefu_job")
+    if not getattr(job, "keeps_rows", False):
+        memo.forget()
     return value, None

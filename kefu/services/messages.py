@@ -2,7 +2,7 @@
 
 from peewee import IntegrityError
 
-from kefu import clock, db, groupcommit
+from kefu import clock, db, groupcommit, rowmemo
 from kefu.auth import Principal
 from kefu.errors import Conflict, Invalid, KefuError
 from kefu.models import FILE, IMAGE, SENDER_USER, TEXT, Conversation, Message
@@ -58,6 +58,7 @@ def send(
     return groupcommit.run(_send_locked, who, conversation_id, *body)
 
 
+@rowmemo.keeps_rows  # append_locked puts the conversation's new state in the memo
 def _send_locked(who, conversation_id, content, message_type, file_url, op_id):
     sender_type, sender_id, sender_key = who.sender
     try:
@@ -262,6 +263,8 @@ def append_locked(
         # row's plus the increments just written.
         unread = conv.unread_count + (not to_agent)
         ref = target.ref(unread, conv.kefu_unread_count + to_agent)
+        if conv is target and (memo := rowmemo.current()) is not None:
+            memo.put(conv.id, target.state(1, not to_agent, to_agent))
     else:
         ref = conversation_ref(load(conv.id))
     return view, [MessageCreated(ref, view)]

@@ -2,9 +2,10 @@
 
 Every message needs its conversation's state (who is in it, open or not, the
 counters) under the writer lock, and the people its event names. The state is one
-row read by primary key; the people are the same from one message to the next, so
-they are kept per conversation (``Parties``) and the four-way join that reads them is
-run only for a conversation not seen lately or whose participants changed.
+row read by primary key, or in a group-commit batch the row as the batcher's own
+connection last wrote it (``kefu.rowmemo``); the people are the same from one message
+to the next, so they are kept per conversation (``Parties``) and the four-way join that
+reads them is run only for a conversation not seen lately or whose participants changed.
 """
 
 from dataclasses import dataclass
@@ -12,7 +13,7 @@ from time import monotonic
 
 from peewee import JOIN
 
-from kefu import db
+from kefu import db, rowmemo
 from kefu.errors import NotFound
 from kefu.models import OPEN, Agent, Conversation, User, Visitor
 from kefu.realtime.events import ConversationRef, Person
@@ -43,6 +44,19 @@ class Target:
     @property
     def is_open(self) -> bool:
         return self.status == OPEN
+
+    def state(self, seq_added: int = 0, unread_added: int = 0, kefu_unread_added: int = 0):
+        """The row of the state query (``_STATE_COLUMNS``), plus what a write added."""
+        return (
+            self.id,
+            self.status,
+            self.user_id,
+            self.visitor_id,
+            self.agent_id,
+            self.last_seq + seq_added,
+            self.unread_count + unread_added,
+            self.kefu_unread_count + kefu_unread_added,
+        )
 
     def ref(self, unread_count: int, kefu_unread_count: int) -> ConversationRef:
         return ConversationRef(
@@ -114,13 +128,16 @@ def load_target(conversation_id: int, current: bool = False) -> Target:
     locking = current and db.is_postgres()
     build = _locked_target_query if locking else _target_query
     if type(conversation_id) is int:
-        target = _with_known_parties(conversation_id, locking)
+        memo = rowmemo.current() if current else None  # a batch job: the writer lock is held
+        target = _with_known_parties(conversation_id, locking, memo)
         if target is None:
             name = "target_locked" if locking else "target"
             rows = cached_select(name, build, conversation_id, decode=_decode_target)
             target = rows[0] if rows else None
             if target is not None:
                 parties.remember(target)
+                if memo is not None:
+                    memo.put(conversation_id, target.state())
     else:  # not an id the SQL caches can take: built and run as it is
         target = next(map(_target_from_row, build(conversation_id).tuples()), None)
     if target is None:
@@ -134,19 +151,23 @@ def load_current_target(conversation_id: int) -> Target:
     return load_target(conversation_id, current=True)
 
 
-def _with_known_parties(conversation_id: int, locking: bool) -> Target | None:
-    """The ``Target`` from the conversation's own row, if its people are known for the
-    ids it names; None otherwise (and where there is no such row: the full query
-    then says so)."""
+def _with_known_parties(conversation_id: int, locking: bool, memo) -> Target | None:
+    """The ``Target`` from the conversation's own row (as the batch's ``memo`` holds
+    it, or read), if its people are known for the ids it names; None otherwise (and
+    where there is no such row: the full query then says so)."""
     known = parties.fresh(conversation_id)
     if known is None:
         return None
-    name = "state_locked" if locking else "state"
-    build = _locked_state_query if locking else _state_query
-    rows = cached_select(name, build, conversation_id, decode=_decode_state)
-    if not rows:
-        return None
-    row = rows[0]
+    row = memo.get(conversation_id) if memo is not None else None
+    if row is None:
+        name = "state_locked" if locking else "state"
+        build = _locked_state_query if locking else _state_query
+        rows = cached_select(name, build, conversation_id, decode=_decode_state)
+        if not rows:
+            return None
+        row = rows[0]
+        if memo is not None:
+            memo.put(conversation_id, row)
     ids, people, _ = known
     return Target(*row, *people) if row[2:5] == ids else None
 
