@@ -14,10 +14,31 @@ def now() -> datetime:
     return _EPOCH + timedelta(microseconds=time.time_ns() // 1000)
 
 
+# The datetime wire() last wrote and its text: a message's reply and its pushes all
+# stamp the same ``created_at``, which ``stored_text`` has already formatted.
+_last_wire = {"pair": (None, None)}
+
+
 def wire(value: datetime | None) -> str | None:
     """The guide's "2025-01-01 10:00:00" (UTC), or None. (isoformat is several times
     cheaper than strftime, and every message pushed is stamped with it.)"""
-    return value.isoformat(" ", "seconds") if value else None
+    if not value:
+        return None
+    seen, text = _last_wire["pair"]
+    if seen is not value:  # datetimes are immutable: the same object, the same text
+        text = value.isoformat(" ", "seconds")
+        _last_wire["pair"] = (value, text)
+    return text
+
+
+def stored_text(value: datetime) -> str:
+    """The text SQLite's datetime adapter would store for ``value`` (without its Python
+    call per use). For a naive datetime its first 19 characters are ``wire(value)``,
+    kept for the reply and pushes that follow."""
+    text = value.isoformat(" ")
+    if value.tzinfo is None:
+        _last_wire["pair"] = (value, text[:19])
+    return text
 
 
 def unix(value: datetime | None = None) -> int:

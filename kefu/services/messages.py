@@ -224,8 +224,7 @@ def append_locked(
     # SQL generated once (sqlcache) for plain ids: peewee's building of the INSERT and
     # UPDATE costs more CPU than the database needs to run them.
     cached = (sqlite or postgres) and type(conv.id) is int and type(conv.last_seq) is int
-    # SQLite: the text its datetime adapter would store, without its Python call per use.
-    stamp = now.isoformat(" ") if cached and sqlite else now
+    stamp = clock.stored_text(now) if cached and sqlite else now
     row = (conv.id, conv.last_seq + 1, sender_type, sender_id, sender_key, content)
     row += (message_type, file_url, op_id, stamp)
     try:
