@@ -151,7 +151,9 @@ def load_current_target(conversation_id: int) -> Target:
     return load_target(conversation_id, current=True)
 
 
-def _with_known_parties(conversation_id: int, locking: bool, memo) -> Target | None:
+def _with_known_parties(
+    conversation_id: int, locking: bool, memo: rowmemo.RowMemo | None
+) -> Target | None:
     """The ``Target`` from the conversation's own row (as the batch's ``memo`` holds
     it, or read), if its people are known for the ids it names; None otherwise (and
     where there is no such row: the full query then says so)."""
