@@ -130,6 +130,20 @@ print(json.dumps(out))
 """
 
 
+def sent(seq, kefu_id, unread, kefu_unread) -> dict:
+    """What a send reports: its sequence number and the event's agent and counters."""
+    return {"seq": seq, "kefu_id": kefu_id, "unread": unread, "kefu_unread": kefu_unread}
+
+
+def check_later_sends(out, row, *counters):
+    """The sends after the change got sequence numbers 3, 4, ..., the same agent and
+    these (unread, kefu_unread) counters, and the row holds the last of them."""
+    kefu_id = out["before"][0]["kefu_id"]
+    expected = [sent(seq, kefu_id, *pair) for seq, pair in enumerate(counters, 3)]
+    assert [*out["after"], out["last"]] == expected
+    assert row == (2 + len(counters), *counters[-1])
+
+
 def run_case(tmp_path, case):
     path = tmp_path / "memo.db"
     out = run_python(tmp_path, SCRIPT, case, str(path), str(tmp_path / "uploads"))
@@ -139,8 +153,8 @@ def run_case(tmp_path, case):
             "SELECT last_seq, unread_count, kefu_unread_count FROM conversation"
         ).fetchone()
     assert out["before"] == [
-        {"seq": 1, "kefu_id": out["before"][0]["kefu_id"], "unread": 0, "kefu_unread": 1},
-        {"seq": 2, "kefu_id": out["before"][0]["kefu_id"], "unread": 1, "kefu_unread": 1},
+        sent(1, out["before"][0]["kefu_id"], 0, 1),
+        sent(2, out["before"][0]["kefu_id"], 1, 1),
     ]
     assert out["memo_held_it"], "the sends must have gone through the memo"
     # Stored sequence numbers run without a gap, and the row's counters are the last
@@ -161,12 +175,12 @@ def test_a_row_changed_by_another_process_is_read_again(tmp_path):
     out, row = run_case(tmp_path, "reassigned_by_another_process")
     other = out["other_kefu_id"]
     user_send, old_agent_send = out["after"]
-    assert user_send == {"seq": 3, "kefu_id": other, "unread": 1, "kefu_unread": 2}
+    assert user_send == sent(3, other, 1, 2)
     assert old_agent_send == {
         "error": "NotFound",
         "message": "Conversation not found or no permission",
     }
-    assert out["last"] == {"seq": 4, "kefu_id": other, "unread": 1, "kefu_unread": 3}
+    assert out["last"] == sent(4, other, 1, 3)
     assert row == (4, 1, 3)
 
 
@@ -177,23 +191,12 @@ def test_a_job_that_does_not_keep_the_memo_empties_it(tmp_path):
 
 def test_counters_reset_by_another_job_are_read_again(tmp_path):
     out, row = run_case(tmp_path, "read_by_another_job")
-    kefu_id = out["before"][0]["kefu_id"]
-    assert out["after"] == [
-        {"seq": 3, "kefu_id": kefu_id, "unread": 1, "kefu_unread": 2},
-        {"seq": 4, "kefu_id": kefu_id, "unread": 1, "kefu_unread": 1},
-    ]
-    assert out["last"] == {"seq": 5, "kefu_id": kefu_id, "unread": 1, "kefu_unread": 2}
-    assert row == (5, 1, 2)
+    # The agent read the customer's messages between the third send and the fourth.
+    check_later_sends(out, row, (1, 2), (1, 1), (1, 2))
 
 
 @pytest.mark.parametrize("case", ["rolled_back", "keeper_fails_in_savepoint"])
 def test_a_rolled_back_batch_or_job_leaves_nothing_in_the_memo(tmp_path, case):
     out, row = run_case(tmp_path, case)
     assert out["redone"] == 1, out
-    kefu_id = out["before"][0]["kefu_id"]
-    assert out["after"] == [
-        {"seq": 3, "kefu_id": kefu_id, "unread": 1, "kefu_unread": 2},
-        {"seq": 4, "kefu_id": kefu_id, "unread": 2, "kefu_unread": 2},
-    ]
-    assert out["last"] == {"seq": 5, "kefu_id": kefu_id, "unread": 2, "kefu_unread": 3}
-    assert row == (5, 2, 3)
+    check_later_sends(out, row, (1, 2), (2, 2), (2, 3))
