@@ -99,6 +99,10 @@ def test_send_rules_and_idempotency(app):
     assert dup and again.id == view.id and events == []
     with pytest.raises(NotFound):
         messages.send(stranger, conv.id, "intrude")
+    # A NUL is refused on every database (PostgreSQL cannot store one), whatever sent it.
+    for content, file_url in (("a\x00b", None), ("see", "/up/a\x00.png")):
+        with pytest.raises(Invalid, match="must not contain NUL characters"):
+            messages.send(u, conv.id, content, 1 if file_url is None else 2, file_url)
     reply, _, _ = messages.send(a, conv.id, "hello", op_id="op-1")  # op ids are per sender
     assert reply.id != view.id and reply.seq == 2
     count, _ = conversations.mark_read(conv.id, u, [reply.id, view.id], 2)
