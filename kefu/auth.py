@@ -114,9 +114,13 @@ def _from_host_jwt(token: str) -> Principal:
         raise Unauthorized(f"Invalid token: {exc}") from None
     from kefu.services import accounts  # accounts imports auth for token issuing
 
-    user = accounts.provision_host_user(
-        str(claims["sub"]), claims.get("name"), claims.get("avatar")
-    )
+    sub, name, avatar = str(claims["sub"]), claims.get("name"), claims.get("avatar")
+    if not all(value is None or isinstance(value, str) for value in (name, avatar)):
+        raise Unauthorized("Invalid token: name and avatar must be strings")
+    if any(value and "\x00" in value for value in (sub, name, avatar)):
+        # PostgreSQL stores no NUL in text: refused alike on every database.
+        raise Unauthorized("Invalid token: claims must not contain NUL characters")
+    user = accounts.provision_host_user(sub, name, avatar)
     if not user.is_active:
         raise Unauthorized("Account is disabled")
     with db.read():

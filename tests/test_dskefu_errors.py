@@ -2,6 +2,7 @@
 
 import time
 
+import jwt
 import pytest
 import websocket
 
@@ -322,6 +323,19 @@ def test_host_jwt_sign_in(server):
     forged = Server.host_jwt("host-42", secret="not-" + JWT_SECRET)
     reply = server.get("/api/kefu/message/getConversation", forged)
     assert reply.json() == {"code": 401, "message": "Token signature is invalid"}
+    # Claims kefu would store: a NUL (PostgreSQL cannot store one) or a name that is
+    # not text is refused alike on every database, and nobody is provisioned.
+    for claims, message in (
+        ({"sub": "host-\x00", "name": "n"}, "claims must not contain NUL characters"),
+        ({"sub": "host-43", "avatar": "/a\x00.png"}, "claims must not contain NUL characters"),
+        ({"sub": "host-44", "name": 7}, "name and avatar must be strings"),
+    ):
+        odd = jwt.encode({**claims, "exp": int(time.time()) + 60}, JWT_SECRET, algorithm="HS256")
+        reply = server.get("/api/kefu/message/getConversation", odd)
+        assert reply.json() == {"code": 401, "message": f"Invalid token: {message}"}
+    quote = "`" if server.env["KEFU_DATABASE_URL"].startswith("mysql") else '"'
+    users = f"SELECT external_id FROM {quote}user{quote} WHERE external_id IN (?, ?)"
+    assert server.sql(users, "host-43", "host-44") == []
     ws = server.ws()
     assert ws.request({"action": "login", "data": {"token": expired}}) == {
         "success": False,

@@ -103,6 +103,11 @@ def test_send_rules_and_idempotency(app):
     for content, file_url in (("a\x00b", None), ("see", "/up/a\x00.png")):
         with pytest.raises(Invalid, match="must not contain NUL characters"):
             messages.send(u, conv.id, content, 1 if file_url is None else 2, file_url)
+    with pytest.raises(Invalid, match="op_id must not contain NUL characters"):
+        messages.send(u, conv.id, "hi", op_id="op\x00")
+    with pytest.raises(Invalid, match="visitor_id must not contain NUL characters"):
+        visitors.send("v\x00", a.kefu_id, "hi")
+    assert accounts.verify_password("speaker\x00", "whatever") is None
     reply, _, _ = messages.send(a, conv.id, "hello", op_id="op-1")  # op ids are per sender
     assert reply.id != view.id and reply.seq == 2
     count, _ = conversations.mark_read(conv.id, u, [reply.id, view.id], 2)

@@ -76,6 +76,8 @@ def _create_host_user(external_id: str, name: str | None, avatar: str | None) ->
 
 
 def verify_password(username: str, password: str) -> User | None:
+    if "\x00" in username:  # no account has one (and PostgreSQL cannot even look it up)
+        return None
     with db.read():
         user = User.get_or_none(User.username == username)
     if user is None or not user.password_hash or not user.is_active:

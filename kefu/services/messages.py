@@ -56,6 +56,8 @@ def send(
     returns the first message and announces nothing.
     """
     content, message_type, file_url = check_body(content, message_type, file_url)
+    if op_id is not None and "\x00" in op_id:  # the pages' forms pass theirs unchecked
+        raise Invalid("op_id must not contain NUL characters")
     body = (content, message_type, file_url, op_id)
     return groupcommit.run(_send_locked, who, conversation_id, *body)
 

@@ -19,6 +19,8 @@ def check_visitor_id(visitor_id) -> str:
         raise Invalid("visitor_id is required")
     if len(visitor_id) > VISITOR_ID_MAX:
         raise Invalid(f"visitor_id is too long (max {VISITOR_ID_MAX} characters)")
+    if "\x00" in visitor_id:  # PostgreSQL stores no NUL in text: refused everywhere
+        raise Invalid("visitor_id must not contain NUL characters")
     return visitor_id
 
 
