@@ -156,6 +156,21 @@ FRAME_CASES = [
         "op_id is too long (max 64 characters)",
         "o" * 65,
     ),
+    # PostgreSQL refused the INSERT ("Internal server error"): found by the fuzzer.
+    (
+        {"action": "kefu_message_send", "data": {"conversation_id": "CID", "content": "a\x00"}},
+        "content must not contain NUL characters",
+        None,
+    ),
+    (
+        {
+            "action": "kefu_message_send",
+            "data": {"conversation_id": "CID", "content": "a"},
+            "op_id": "o\x00",
+        },
+        "op_id must not contain NUL characters",
+        "o\x00",
+    ),
     (
         {"action": "kefu_message_send", "data": {"conversation_id": 999999, "content": "a"}},
         "Conversation not found or no permission",

@@ -79,6 +79,12 @@ USER_CASES = [
         "op_id is too long (max 64 characters)",
     ),
     ({"type": "message_text", "payload": {"text": "x"}, "to": 3}, "to must be a string"),
+    # PostgreSQL refused the INSERT ("Internal server error"): found by the fuzzer.
+    ({"type": "message_text", "payload": {"text": "\x00"}}, "text must not contain NUL characters"),
+    (
+        {"type": "message_text", "payload": {"text": "x"}, "op_id": "o\x00"},
+        "op_id must not contain NUL characters",
+    ),
     ({"type": "get_history", "payload": {"limit": 0}}, "limit must be a positive integer"),
     ({"type": "get_history", "payload": {"limit": 101}}, "limit must be at most 100"),
     ({"type": "get_history", "payload": {"before": "x"}}, "before must be a positive integer"),

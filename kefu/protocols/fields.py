@@ -29,31 +29,7 @@ def parse_frame(raw, max_bytes: int) -> dict:
         # JSON may escape half a surrogate pair ("\ud800"): such a string is not Unicode
         # text, cannot be stored or sent back, and would break the reply that echoes it.
         raise FrameError("Frame contains invalid Unicode (a lone surrogate)")
-    if "\\u0000" in raw and _has_nul(frame):
-        # PostgreSQL stores no NUL in text (it refuses the whole statement), and no chat
-        # text needs one: refused here the same way on every database.
-        raise FrameError(NUL_REFUSED)
     return frame
-
-
-NUL_REFUSED = "Frame contains a NUL character (\\u0000)"
-
-
-def _has_nul(frame: dict) -> bool:
-    """Whether any string in the decoded frame, key or value, holds a NUL (a loop, not
-    recursion: a frame may be nested as deep as the decoder allows)."""
-    pending = [frame]
-    while pending:
-        value = pending.pop()
-        if isinstance(value, str):
-            if "\x00" in value:
-                return True
-        elif isinstance(value, dict):
-            pending.extend(value)
-            pending.extend(value.values())
-        elif isinstance(value, list):
-            pending.extend(value)
-    return False
 
 
 def _has_lone_surrogate(frame: dict) -> bool:
@@ -113,6 +89,8 @@ class Fields:
             return None
         if not isinstance(value, str):
             raise Invalid(f"{name} must be a string")
+        if "\x00" in value:  # PostgreSQL stores no NUL in text: refused on every database
+            raise Invalid(f"{name} must not contain NUL characters")
         if max_len is not None and len(value) > max_len:
             raise Invalid(f"{name} is too long (max {max_len} characters)")
         return value

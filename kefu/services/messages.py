@@ -25,8 +25,10 @@ def check_body(content, message_type, file_url) -> tuple[str, int, str | None]:
     if message_type not in (TEXT, IMAGE, FILE):
         raise Invalid("message_type must be 1 (text), 2 (image) or 3 (file)")
     content = content or ""
-    if "\x00" in content or (file_url is not None and "\x00" in file_url):
-        raise Invalid("content and file_url must not contain NUL characters")
+    if "\x00" in content:  # PostgreSQL stores no NUL in text: refused on every database
+        raise Invalid("content must not contain NUL characters")
+    if file_url is not None and "\x00" in file_url:
+        raise Invalid("file_url must not contain NUL characters")
     if len(content) > LIMITS["content_chars"]:
         raise Invalid(f"content is too long (max {LIMITS['content_chars']} characters)")
     if message_type == TEXT and not content.strip():
