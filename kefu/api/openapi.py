@@ -37,6 +37,14 @@ def _ok(data: dict, description: str) -> dict:
     }
 
 
+# gunicorn answers a request line over its limit (limit_request_line, 4094 bytes) itself,
+# before kefu sees it: an HTML page, not the JSON envelope.
+URI_TOO_LONG = {
+    "description": "Request line too long (over 4094 bytes): refused by the server itself",
+    "content": {"text/html": {"schema": {"type": "string"}}},
+}
+
+
 def _errors(*statuses: int) -> dict:
     """Error responses in the ``{"code", "message"}`` envelope (components.responses)."""
     return {str(s): {"$ref": f"#/components/responses/E{s}"} for s in statuses}
@@ -171,6 +179,7 @@ PATHS = {
             "responses": {
                 "200": _ok({"type": "array", "items": _ref("Message")}, "Messages"),
                 **_errors(401, 404, 422),
+                "414": URI_TOO_LONG,
             },
         }
     },
