@@ -160,3 +160,13 @@ def test_after_id_checks_page(api, page, message):
     response = api.get("/api/kefu/message/list", api.token, params=params)
     assert response.status_code == 422, response.text
     assert response.json()["message"] == message
+
+
+def test_a_request_line_too_long_gets_the_documented_414(api):
+    """gunicorn refuses a request line over 4094 bytes itself; the document says so."""
+    params = [("conversation_id", str(n)) for n in range(800)]
+    response = api.get("/api/kefu/message/list", api.token, params=params)
+    assert response.status_code == 414
+    document = requests.get(api.url("/api/openapi.json"), timeout=10).json()
+    listed = document["paths"]["/api/kefu/message/list"]["get"]["responses"]
+    assert "414" in listed
