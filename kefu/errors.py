@@ -15,6 +15,13 @@ class Invalid(KefuError):
     status = 422
 
 
+def refuse_nul(name: str, value: str | None) -> None:
+    """Invalid for text holding a NUL: PostgreSQL stores none (it refuses the whole
+    statement), so text from outside is refused alike on every database."""
+    if value is not None and "\x00" in value:
+        raise Invalid(f"{name} must not contain NUL characters")
+
+
 class Unauthorized(KefuError):
     status = 401
 

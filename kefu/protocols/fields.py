@@ -2,7 +2,7 @@
 
 import json
 
-from kefu.errors import Invalid
+from kefu.errors import Invalid, refuse_nul
 
 
 class FrameError(Invalid):
@@ -89,8 +89,7 @@ class Fields:
             return None
         if not isinstance(value, str):
             raise Invalid(f"{name} must be a string")
-        if "\x00" in value:  # PostgreSQL stores no NUL in text: refused on every database
-            raise Invalid(f"{name} must not contain NUL characters")
+        refuse_nul(name, value)
         if max_len is not None and len(value) > max_len:
             raise Invalid(f"{name} is too long (max {max_len} characters)")
         return value

@@ -5,7 +5,7 @@ that agent directly instead of through the queue, and counts against the agent's
 """
 
 from kefu import db, groupcommit
-from kefu.errors import Invalid, NotFound
+from kefu.errors import Invalid, NotFound, refuse_nul
 from kefu.models import SENDER_USER, TEXT, Agent, Conversation, Message, Visitor
 from kefu.realtime.events import ConversationAssigned
 from kefu.services import conversations, messages, routing
@@ -19,8 +19,7 @@ def check_visitor_id(visitor_id) -> str:
         raise Invalid("visitor_id is required")
     if len(visitor_id) > VISITOR_ID_MAX:
         raise Invalid(f"visitor_id is too long (max {VISITOR_ID_MAX} characters)")
-    if "\x00" in visitor_id:  # PostgreSQL stores no NUL in text: refused everywhere
-        raise Invalid("visitor_id must not contain NUL characters")
+    refuse_nul("visitor_id", visitor_id)
     return visitor_id
 
 
