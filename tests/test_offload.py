@@ -38,6 +38,11 @@ own = gevent.spawn(off_hub, block, 0.01, "own", own_thread="test-own")
 own.join()
 own_done = time.monotonic() - started
 again = off_hub(block, 0.01, "again", own_thread="test-own")  # the same thread again
+# An own thread is a batch thread for the scheduler (its wake-ups do not preempt the hub);
+# the hub's thread is left as it was.
+import os
+
+own_policy = off_hub(os.sched_getscheduler, 0, own_thread="test-own")
 
 
 # A greenlet killed while it waits: the kill reaches it only after the call is over.
@@ -56,6 +61,8 @@ gevent.joinall(slow)
 times = {tag: t for tag, t in finished}
 print(json.dumps({"own_done": own_done, "same_thread": own.value == again,
                   "hub_thread": own.value == native_id(),
+                  "own_policy": own_policy == os.SCHED_BATCH,
+                  "hub_policy": os.sched_getscheduler(0) == os.SCHED_OTHER,
                   "kill_after_call": times["kill-raised"] >= times["killed-call"],
                   "victim_dead": victim.dead,
                   "killed": isinstance(victim.value, gevent.GreenletExit)}))
@@ -69,6 +76,8 @@ def test_an_own_thread_does_not_wait_for_the_shared_pool_and_a_kill_waits_for_th
     assert result["own_done"] < 0.8  # the shared pool's calls take 1 s
     assert result["same_thread"] is True
     assert result["hub_thread"] is False
+    assert result["own_policy"] is True
+    assert result["hub_policy"] is True
     assert result["kill_after_call"] is True
     assert result["victim_dead"] is True
     assert result["killed"] is True
