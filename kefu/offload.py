@@ -54,10 +54,11 @@ def _not_preempting() -> None:
     whatever runs on its core, the hub's thread most of all. The scheduler runs it on
     the other core when that has time, else after the running thread's time slice.
 
-    At full load the group commit wakes its thread about 1,300 times a second, and each
-    wake-up took the core from the hub: the hub waited for a core 6-8% of the time.
-    As a batch thread: 2-3% (bench/README.md, thirteenth round). Nothing else changes:
-    a batch thread has the same share of the CPU as any other."""
+    At full load the group commit wakes its thread 1,300-1,800 times a second, and each
+    wake-up took the core from the hub, which holds the GIL the thread then waits for:
+    the hub waited for a core 6-9% of the time. As a batch thread: 2-4% (bench/README.md,
+    thirteenth round). Nothing else changes: a batch thread has the same share of the
+    CPU as any other."""
     import os
 
     if hasattr(os, "sched_setscheduler") and hasattr(os, "SCHED_BATCH"):
