@@ -55,8 +55,9 @@ def configure(gap_seconds: float) -> None:
 
 def run(job, *args):
     """``job(*args)`` inside a write transaction, possibly shared with other jobs."""
-    batcher = _batcher()
-    if batcher is None or db.database.in_transaction():
+    database = db.database.obj  # the configured database itself: the proxy's lookups cost
+    batcher = _batcher(database)
+    if batcher is None or database.in_transaction():
         with db.write():
             return job(*args)
     return batcher.submit(job, args)
@@ -71,8 +72,9 @@ def active_batcher():
     return _state["batcher"] if _state["checked_for"] is db.database.obj else None
 
 
-def _batcher():
-    database = db.database.obj
+def _batcher(database=None):
+    if database is None:
+        database = db.database.obj
     if _state["checked_for"] is not database:  # once per configured database
         _state["checked_for"] = database
         _state["batcher"] = Batcher() if db.is_sqlite() and db.gevent_patched() else None
