@@ -213,6 +213,30 @@ def _committed_off_hub():
         raise
 
 
+# The database broke a deadlock by rolling this transaction back: MySQL's
+# ER_LOCK_DEADLOCK, PostgreSQL's deadlock_detected and serialization_failure.
+_MYSQL_DEADLOCK = 1213
+_POSTGRES_ROLLED_BACK = {"40P01", "40001"}
+
+
+def rolled_back_by_deadlock(exc: BaseException) -> bool:
+    """True if ``exc``, or an error it was raised while handling, says the database
+    rolled the transaction back to break a deadlock. The chain is followed because
+    peewee raises its own class from the driver's, and because on MySQL the rollback
+    also ends the job's savepoints: leaving one then fails with "SAVEPOINT ... does not
+    exist", raised while the deadlock error was being handled."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if getattr(exc, "pgcode", None) in _POSTGRES_ROLLED_BACK:
+            return True
+        from_mysql = type(exc).__module__.startswith("pymysql")
+        if from_mysql and exc.args and exc.args[0] == _MYSQL_DEADLOCK:
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
 def locked(query, skip_locked: bool = False):
     """``SELECT … FOR UPDATE`` where the database has row locks; SQLite's writer lock
     already serialises every write transaction. ``skip_locked`` lets concurrent workers

@@ -38,6 +38,7 @@ from collections import deque
 
 import gevent
 from gevent.hub import Waiter, get_hub
+from peewee import DatabaseError
 
 from kefu import db, rowmemo
 from kefu.realtime.turns import turns
@@ -53,14 +54,35 @@ def configure(gap_seconds: float) -> None:
     SETTINGS["gap_seconds"] = gap_seconds
 
 
+# Runs of a job whose transaction the database rolled back to break a deadlock.
+DEADLOCK_RUNS = 3
+
+
 def run(job, *args):
     """``job(*args)`` inside a write transaction, possibly shared with other jobs."""
     database = db.database.obj  # the configured database itself: the proxy's lookups cost
-    batcher = _batcher(database)
-    if batcher is None or database.in_transaction():
+    if database.in_transaction():  # inside the caller's transaction, in a savepoint
         with db.write():
             return job(*args)
+    batcher = _batcher(database)
+    if batcher is None:
+        return _in_own_transaction(job, args)
     return batcher.submit(job, args)
+
+
+def _in_own_transaction(job, args):
+    """The job in a transaction of its own (PostgreSQL and MySQL, and SQLite outside
+    gevent). Row locks can deadlock: two requests ending and opening one customer's
+    conversations lock the same rows in another order, and the database rolls one of
+    them back. That job runs again, as the batcher may run a job again: a job touches
+    only the database."""
+    for attempt in range(1, DEADLOCK_RUNS + 1):
+        try:
+            with db.write():
+                return job(*args)
+        except DatabaseError as exc:
+            if attempt == DEADLOCK_RUNS or not db.rolled_back_by_deadlock(exc):
+                raise
 
 
 _state = {"batcher": None, "checked_for": None}
