@@ -8,6 +8,7 @@ accounts.PASSWORD_METHOD). Outside gevent (CLI, unit tests) they simply run.
 """
 
 import contextlib
+import os
 
 _own_pools = {}  # name -> a pool of one thread, made in the worker at its first use
 
@@ -59,8 +60,6 @@ def _not_preempting() -> None:
     the hub waited for a core 6-9% of the time. As a batch thread: 2-4% (bench/README.md,
     thirteenth round). Nothing else changes: a batch thread has the same share of the
     CPU as any other."""
-    import os
-
     if hasattr(os, "sched_setscheduler") and hasattr(os, "SCHED_BATCH"):
         with contextlib.suppress(OSError):
             os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
