@@ -203,7 +203,7 @@ def test_a_deadlock_victim_runs_again(app):
         lock(mine)
         if runs[name] == 1:
             both_hold_one.wait(timeout=10)
-        with db.database.atomic():  # a savepoint, as get_or_create makes (see below)
+        with db.database.atomic():  # a savepoint, as get_or_create makes (see above)
             lock(theirs)
         return name
 

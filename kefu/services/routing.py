@@ -14,7 +14,7 @@ from datetime import datetime
 
 from peewee import PostgresqlDatabase
 
-from kefu import clock, db
+from kefu import clock, db, groupcommit
 from kefu.errors import Invalid, NotFound
 from kefu.models import Agent, Conversation
 from kefu.realtime.events import (
@@ -137,11 +137,14 @@ def queue_snapshot() -> QueueChanged:
 
 def dispatch() -> list:
     """Fill free capacity from the queue: an agent came online or ready, a limit rose."""
-    with db.write():
-        events = assign_waiting_locked()
-        if events:
-            events.append(queue_moved())
-        return events
+    return groupcommit.run(_dispatch_locked)
+
+
+def _dispatch_locked() -> list:
+    events = assign_waiting_locked()
+    if events:
+        events.append(queue_moved())
+    return events
 
 
 def queue_length() -> int:
@@ -185,28 +188,31 @@ def requeue_agent(kefu_id: int) -> list:
     Visitor conversations name their agent, so they stay."""
     if kefu_id in presence.online_agent_ids():
         return []
-    with db.write():
-        ids = [
-            c.id
-            for c in db.locked(
-                Conversation.open_for_agent(kefu_id)
-                .where(Conversation.user.is_null(False))
-                .order_by(Conversation.created_at, Conversation.id)
-            )
-        ]
-        if not ids:
-            return []
-        head = Conversation.waiting().first()
-        start = (head.queued_at if head else time.time()) - len(ids)
-        for offset, conversation_id in enumerate(ids):
-            Conversation.update(agent=None, queued_at=start + offset, updated_at=clock.now()).where(
-                Conversation.id == conversation_id
-            ).execute()
-        Agent.update(current_concurrent=Agent.current_concurrent - len(ids)).where(
-            Agent.id == kefu_id
+    return groupcommit.run(_requeue_locked, kefu_id)
+
+
+def _requeue_locked(kefu_id: int) -> list:
+    ids = [
+        c.id
+        for c in db.locked(
+            Conversation.open_for_agent(kefu_id)
+            .where(Conversation.user.is_null(False))
+            .order_by(Conversation.created_at, Conversation.id)
+        )
+    ]
+    if not ids:
+        return []
+    head = Conversation.waiting().first()
+    start = (head.queued_at if head else time.time()) - len(ids)
+    for offset, conversation_id in enumerate(ids):
+        Conversation.update(agent=None, queued_at=start + offset, updated_at=clock.now()).where(
+            Conversation.id == conversation_id
         ).execute()
-        previous = person(Agent.get_by_id(kefu_id).user)
-        events = [ConversationRequeued(conversation_ref(load(i)), previous) for i in ids]
-        events += assign_waiting_locked()
-        events.append(queue_moved())
-        return events
+    Agent.update(current_concurrent=Agent.current_concurrent - len(ids)).where(
+        Agent.id == kefu_id
+    ).execute()
+    previous = person(Agent.get_by_id(kefu_id).user)
+    events = [ConversationRequeued(conversation_ref(load(i)), previous) for i in ids]
+    events += assign_waiting_locked()
+    events.append(queue_moved())
+    return events

@@ -70,20 +70,23 @@ def _send_locked(visitor_id: str, kefu_id: int, content: str, op_id: str | None)
 def end(visitor_id: str, kefu_id: int) -> list:
     """End the visitor's open conversation with that agent (quietly if already ended)."""
     check_visitor_id(visitor_id)
-    with db.write():
-        _agent(kefu_id)
-        visitor = Visitor.get_or_none(Visitor.key == visitor_id)
-        if visitor is None:
+    return groupcommit.run(_end_locked, visitor_id, kefu_id)
+
+
+def _end_locked(visitor_id: str, kefu_id: int) -> list:
+    _agent(kefu_id)
+    visitor = Visitor.get_or_none(Visitor.key == visitor_id)
+    if visitor is None:
+        raise NotFound("Visitor conversation not found")
+    conv = Conversation.get_or_none(Conversation.open_key == _open_key(visitor, kefu_id))
+    if conv is None:
+        ever = Conversation.select().where(
+            Conversation.visitor == visitor, Conversation.agent == kefu_id
+        )
+        if not ever.exists():
             raise NotFound("Visitor conversation not found")
-        conv = Conversation.get_or_none(Conversation.open_key == _open_key(visitor, kefu_id))
-        if conv is None:
-            ever = Conversation.select().where(
-                Conversation.visitor == visitor, Conversation.agent == kefu_id
-            )
-            if not ever.exists():
-                raise NotFound("Visitor conversation not found")
-            return []
-        return conversations.end_locked(conv, SENDER_USER, visitor.id)
+        return []
+    return conversations.end_locked(conv, SENDER_USER, visitor.id)
 
 
 def history(visitor_id: str, kefu_id: int, limit: int = 50) -> list:
