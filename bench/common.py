@@ -269,7 +269,7 @@ def fmt_ratio(value: float, base: float | None) -> str:
 def print_culprits(stints: dict) -> None:
     """The greenlet stints that held the server's hub longest by CPU, and those longest
     off the CPU while holding it, when it runs with ``KEFU_STALL_CULPRITS=1`` (see
-    kefu/realtime/stall.py ``Culprits``)."""
+    kefu/realtime/culprits.py ``Culprits``)."""
     for stint in stints.get("by_cpu", []):
         print(
             f"  held the hub {stint['cpu_ms']:.1f} ms CPU ({stint['wall_ms']:.1f} wall): "

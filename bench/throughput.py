@@ -321,10 +321,12 @@ def _over(stall: dict, bound_ms: int) -> int:
 
 def _split_text(split: dict | None) -> str:
     """The stall monitor's split of stalled time: the hub thread on a core / waiting
-    for one (the OS ran other threads) / neither (blocked, or idle in its poll)."""
+    for one (the OS ran other threads) / stolen by the hypervisor / none of those
+    (blocked, or idle in its poll)."""
     if not split:
         return "n/a"
-    text = "{on_core:.1f} / {waiting_for_core:.1f} / {blocked_or_idle:.1f}".format(**split)
+    text = "{on_core:.1f} / {waiting_for_core:.1f} / {stolen_by_host:.1f} / {blocked_or_idle:.1f}"
+    text = text.format(**split)
     return f"{split['overshoot']:.1f} over: {text}" if "overshoot" in split else text
 
 
@@ -354,7 +356,7 @@ FIELDS = [
     ("worst_stall_ms", "worst hub stall ms", "{:.1f}"),
     ("stalls_over_10ms", "stalls over 10 ms", "{}"),
     ("stalls_over_20ms", "stalls over 20 ms", "{}"),
-    ("worst_stall_split", "its cpu/wait/block ms", "{}"),
+    ("worst_stall_split", "cpu/wait/steal/block", "{}"),
     ("over_10ms_split", "all >10 ms, split", "{}"),
     ("gc_worst_ms", "longest GC ms", "{:.1f}"),
     ("gc_us_per_msg", "GC us/msg", "{:.1f}"),

@@ -1,4 +1,4 @@
-"""The stall monitor's opt-in culprit finder (kefu/realtime/stall.py ``Culprits``), in a
+"""The stall monitor's opt-in culprit finder (kefu/realtime/culprits.py ``Culprits``), in a
 real gevent process: it names the greenlet that held the hub by CPU time and the one
 that held it blocked off the CPU, and does not blame the hub for waiting idle."""
 
@@ -14,7 +14,7 @@ monkey.patch_all()
 
 import gevent
 
-from kefu.realtime.stall import Culprits
+from kefu.realtime.culprits import Culprits
 
 culprits = Culprits().start()
 
@@ -90,14 +90,22 @@ print(json.dumps(reports))
 
 def test_the_worst_stall_is_split_into_cpu_and_blocked_time(tmp_path):
     """A stall spent computing is counted on the core; one spent in a call that does
-    not yield, as blocked. (Waiting for a core needs a busy machine: not asserted.)"""
+    not yield, as blocked. (Waiting for a core needs a busy machine: not asserted.)
+
+    On a VM the host may take the CPU mid-burn: the thread's own counters do not see
+    that, and the split reads it from the system's steal, in 10 ms ticks. So what is
+    left unexplained of the burn may be up to one such tick, plus up to one 5 ms tick
+    of the hub idle before the burn began. (CI saw 21.9 ms unexplained before steal was
+    read: a bound of 10 ms failed.)"""
     burned, blocked = run_python(tmp_path, SPLIT_SCRIPT)
     assert burned["worst_ms"] >= 30
     assert burned["worst_split_ms"]["on_core"] >= 30
-    assert burned["worst_split_ms"]["blocked_or_idle"] < 10
+    assert burned["worst_split_ms"]["blocked_or_idle"] < 16
     assert blocked["worst_ms"] >= 30
-    assert blocked["worst_split_ms"]["blocked_or_idle"] >= 30
-    assert blocked["worst_split_ms"]["on_core"] < 10
+    split = blocked["worst_split_ms"]
+    # Steal on the other CPU while the hub slept may be counted as stolen, not blocked.
+    assert split["blocked_or_idle"] + split["stolen_by_host"] >= 30
+    assert split["on_core"] < 10
     # Both were over 10 ms: the sum over such stalls holds that one's split.
     for report in (burned, blocked):
         assert report["over_10ms_split_ms"]["overshoot"] == report["worst_ms"]

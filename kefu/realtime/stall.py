@@ -8,8 +8,9 @@ app is wrapped so ``GET /_kefu/stall`` returns the figures as JSON (``?reset=1``
 new measuring window, ``?collect=1`` times a full garbage collection, ``?types=1`` counts
 the tracked objects by type). The worst stall, and all over 10 ms together, are split
 by the hub thread's own scheduler counters into time on a core, time waiting for one
-(the OS ran other threads), and the rest (blocked in a call that does not yield). When
-the variable is unset nothing is started or wrapped.
+(the OS ran other threads), time the hypervisor took the CPUs (a VM's steal, which
+neither counter sees), and the rest (blocked in a call that does not yield). When the
+variable is unset nothing is started or wrapped.
 """
 
 import gc
@@ -20,11 +21,10 @@ import time
 from collections import Counter
 
 import gevent
-import gevent.hub
-import greenlet
 
 from kefu import groupcommit
 from kefu.checkpoint import active_checkpointer
+from kefu.realtime.culprits import Culprits
 from kefu.realtime.turns import turns
 
 PATH = "/_kefu/stall"
@@ -53,10 +53,11 @@ class StallMonitor:
         self.total = 0.0
         self.histogram = [0] * (len(BUCKETS_MS) + 1)  # overshoots above each bound
         # The worst stall's sleep, split (seconds): the hub thread on a core, waiting
-        # for one (runnable: the OS ran other threads), and neither (blocked in a call
-        # that does not yield, or the hub idle in its poll for up to one tick).
-        self.worst_split = (0.0, 0.0, 0.0)
-        self.long_split = [0.0, 0.0, 0.0, 0.0]  # the same, summed over overshoots > 10 ms
+        # for one (runnable: the OS ran other threads), stolen (see ``_Steal``), and
+        # none of those (blocked in a call that does not yield, or the hub idle in its
+        # poll for up to one tick).
+        self.worst_split = (0.0, 0.0, 0.0, 0.0)
+        self.long_split = [0.0] * 5  # the overshoot and its split, summed over > 10 ms
         if self.culprits is not None:
             self.culprits.reset()
 
@@ -82,10 +83,11 @@ class StallMonitor:
 
     def _run(self) -> None:
         tick, clock = self.tick, time.perf_counter
-        sched = _Schedstat()
+        sched, steal = _Schedstat(), _Steal()
         while True:
             before = clock()
             on_core, waited = sched.read()
+            stolen = steal.read()
             gevent.sleep(tick)
             if before < self._window_start:
                 continue
@@ -96,7 +98,8 @@ class StallMonitor:
                 self.total += over
                 if over > 0.010 or over > self.worst:
                     now_on_core, now_waited = sched.read()
-                    self._split(over, slept, now_on_core - on_core, now_waited - waited)
+                    counted = (now_on_core - on_core, now_waited - waited)
+                    self._split(over, slept, *counted, steal.read() - stolen)
                 if over > self.worst:
                     self.worst = over
                 ms = over * 1000
@@ -107,8 +110,10 @@ class StallMonitor:
                 else:
                     self.histogram[-1] += 1
 
-    def _split(self, over: float, slept: float, on_core: float, waited: float) -> None:
-        split = (on_core, waited, max(0.0, slept - on_core - waited))
+    def _split(self, over, slept, on_core, waited, stolen) -> None:
+        rest = max(0.0, slept - on_core - waited)
+        stolen = min(stolen, rest)  # the host may have taken another CPU meanwhile
+        split = (on_core, waited, stolen, rest - stolen)
         if over > 0.010:
             summed = zip(self.long_split, (over, *split), strict=True)
             self.long_split = [a + b for a, b in summed]
@@ -159,90 +164,38 @@ class _Schedstat:
         return int(on_core) / 1e9, int(waited) / 1e9
 
 
+class _Steal:
+    """Time the hypervisor ran something else on this VM's CPUs (``/proc/stat``'s steal,
+    all CPUs, in seconds); zero where the file cannot be read.
+
+    The kernel keeps a thread's time on a core net of steal, so time stolen while the hub
+    ran shows in neither of its own counters. Linux counts steal per CPU, not per thread,
+    and prints it in clock ticks (10 ms), so this is that coarse, and may include the
+    other CPU's: the split caps it at the time the thread's counters leave unexplained.
+    """
+
+    def __init__(self):
+        self._tick = 1 / os.sysconf("SC_CLK_TCK")
+        try:
+            self._fd = os.open("/proc/stat", os.O_RDONLY)
+        except OSError:
+            self._fd = None
+
+    def read(self) -> float:
+        if self._fd is None:
+            return 0.0
+        fields = os.pread(self._fd, 256, 0).split(b"\n", 1)[0].split()
+        return int(fields[8]) * self._tick if len(fields) > 8 else 0.0
+
+
 def _ms_by_cause(split) -> dict:
-    on_core, waited, neither = split
+    on_core, waited, stolen, neither = split
     return {
         "on_core": round(on_core * 1000, 3),
         "waiting_for_core": round(waited * 1000, 3),
+        "stolen_by_host": round(stolen * 1000, 3),
         "blocked_or_idle": round(neither * 1000, 3),
     }
-
-
-class Culprits:
-    """Which greenlets held the hub longest, and where they were when they let go.
-
-    A ``greenlet.settrace`` hook sees every switch; the greenlet switched away from has
-    run since the switch before. Stints are ranked by the thread's CPU time, not the
-    wall clock: the hub's own stint includes its idle wait for sockets, and any stint
-    includes time the OS gave other processes, neither of which is kefu's work. The
-    longest are kept with their wall time and the kefu frames on the stack at the
-    switch (the code that had run, the path it took). A second list keeps the stints
-    with the most wall time off the CPU (a greenlet other than the hub's, blocked in a
-    call that does not yield, or the process not scheduled): spread over any code, that
-    is the machine; gathered at one call, that call blocks. Two clock reads per switch,
-    so it is opt-in (``KEFU_STALL_CULPRITS=1``), for diagnosis rather than figures."""
-
-    def __init__(self, keep: int = 8, threshold: float = 0.002):
-        self.keep = keep
-        self.threshold = threshold
-        self.reset()
-
-    def start(self) -> "Culprits":
-        greenlet.settrace(self._on_switch)
-        return self
-
-    def _on_switch(self, event, args) -> None:
-        cpu, wall = time.thread_time(), time.perf_counter()
-        stint, self._cpu = cpu - self._cpu, cpu
-        took, self._wall = wall - self._wall, wall
-        resumed_at, self._resumed_at = self._resumed_at, getattr(args[1], "gr_frame", None)
-        if stint >= self.threshold:
-            self._keep(self.longest, stint, took, args[0], resumed_at)
-        if took - stint >= self.threshold and not isinstance(args[0], gevent.hub.Hub):
-            # Off the CPU while it held the hub: a blocking call, or the OS ran others.
-            self._keep(self.off_cpu, took - stint, took, args[0], resumed_at)
-
-    def _keep(self, kept: list, score: float, wall: float, glet, resumed_at) -> None:
-        if len(kept) >= self.keep and score <= kept[-1][0]:
-            return
-        kept.append((score, wall, _describe(glet, resumed_at)))
-        kept.sort(key=lambda item: -item[0])
-        del kept[self.keep :]
-
-    def report(self) -> dict:
-        def rows(kept, label):
-            return [
-                {label: round(score * 1000, 3), "wall_ms": round(wall * 1000, 3), "where": where}
-                for score, wall, where in kept
-            ]
-
-        return {"by_cpu": rows(self.longest, "cpu_ms"), "off_cpu": rows(self.off_cpu, "off_ms")}
-
-    def reset(self) -> None:
-        self.longest = []  # (cpu seconds, wall seconds, description), longest first
-        self.off_cpu = []  # (seconds off the CPU, wall seconds, description)
-        # From now: not the report that asked for the reset.
-        self._cpu, self._wall = time.thread_time(), time.perf_counter()
-        self._resumed_at = None  # the frame the running greenlet resumed in
-
-
-def _describe(glet, resumed_at) -> str:
-    """The hub, or the kefu frames on the greenlet's stack where it let go; for one that
-    let go by ending, where it had resumed (its last stretch ran from there to its end)."""
-    if isinstance(glet, gevent.hub.Hub):
-        return "the hub's own loop (its callbacks and watchers)"
-    frame, prefix = getattr(glet, "gr_frame", None), ""
-    if frame is None and resumed_at is not None:
-        frame, prefix = resumed_at, "ended, having resumed in: "
-    names = []
-    while frame is not None:
-        path = frame.f_code.co_filename
-        if "/site-packages/" not in path and "/lib/python3" not in path:  # kefu's own
-            names.append(f"{path.rsplit('/', 1)[-1]}:{frame.f_code.co_name}")
-        frame = frame.f_back
-    if len(names) > 8:  # where it let go, and the outermost calls that led there
-        names = [*names[:4], "…", *names[-4:]]
-    return prefix + " < ".join(names) if names else repr(glet)[:120]
 
 
 def _counters() -> dict:
