@@ -1,6 +1,8 @@
-"""The stall monitor's opt-in culprit finder (kefu/realtime/culprits.py ``Culprits``), in a
-real gevent process: it names the greenlet that held the hub by CPU time and the one
-that held it blocked off the CPU, and does not blame the hub for waiting idle."""
+"""The stall monitor (kefu/realtime/stall.py) and its opt-in culprit finder
+(kefu/realtime/culprits.py), in a real gevent process. The finder names the greenlet
+that held the hub by CPU time and the one that held it blocked off the CPU, and does not
+blame the hub for waiting idle; the monitor splits a stall into time on a core, waiting
+for one, stolen by the host, and blocked."""
 
 from tests.support import run_python
 

@@ -53,7 +53,7 @@ class StallMonitor:
         self.total = 0.0
         self.histogram = [0] * (len(BUCKETS_MS) + 1)  # overshoots above each bound
         # The worst stall's sleep, split (seconds): the hub thread on a core, waiting
-        # for one (runnable: the OS ran other threads), stolen (see ``_Steal``), and
+        # for one (runnable: the OS ran other threads), stolen (see ``_Clocks``), and
         # none of those (blocked in a call that does not yield, or the hub idle in its
         # poll for up to one tick).
         self.worst_split = (0.0, 0.0, 0.0, 0.0)
@@ -83,11 +83,10 @@ class StallMonitor:
 
     def _run(self) -> None:
         tick, clock = self.tick, time.perf_counter
-        sched, steal = _Schedstat(), _Steal()
+        clocks = _Clocks()
         while True:
             before = clock()
-            on_core, waited = sched.read()
-            stolen = steal.read()
+            counted = clocks.read()
             gevent.sleep(tick)
             if before < self._window_start:
                 continue
@@ -97,9 +96,8 @@ class StallMonitor:
             if over > 0:
                 self.total += over
                 if over > 0.010 or over > self.worst:
-                    now_on_core, now_waited = sched.read()
-                    counted = (now_on_core - on_core, now_waited - waited)
-                    self._split(over, slept, *counted, steal.read() - stolen)
+                    since = (now - then for now, then in zip(clocks.read(), counted, strict=True))
+                    self._split(over, slept, *since)
                 if over > self.worst:
                     self.worst = over
                 ms = over * 1000
@@ -146,46 +144,38 @@ class StallMonitor:
         }
 
 
-class _Schedstat:
+class _Clocks:
     """The calling thread's time on a core and waiting for one (Linux's per-thread
-    ``schedstat``, in seconds); zeros where the file cannot be read."""
-
-    def __init__(self):
-        path = f"/proc/self/task/{threading.get_native_id()}/schedstat"
-        try:
-            self._fd = os.open(path, os.O_RDONLY)
-        except OSError:
-            self._fd = None
-
-    def read(self) -> tuple[float, float]:
-        if self._fd is None:
-            return 0.0, 0.0
-        on_core, waited = os.pread(self._fd, 128, 0).split()[:2]
-        return int(on_core) / 1e9, int(waited) / 1e9
-
-
-class _Steal:
-    """Time the hypervisor ran something else on this VM's CPUs (``/proc/stat``'s steal,
-    all CPUs, in seconds); zero where the file cannot be read.
+    ``schedstat``), and the time the hypervisor ran something else on this VM's CPUs
+    (``/proc/stat``'s steal, all CPUs), in seconds; zeros for a file that cannot be read.
 
     The kernel keeps a thread's time on a core net of steal, so time stolen while the hub
     ran shows in neither of its own counters. Linux counts steal per CPU, not per thread,
-    and prints it in clock ticks (10 ms), so this is that coarse, and may include the
+    and prints it in clock ticks (10 ms), so that part is coarse and may include the
     other CPU's: the split caps it at the time the thread's counters leave unexplained.
     """
 
     def __init__(self):
         self._tick = 1 / os.sysconf("SC_CLK_TCK")
-        try:
-            self._fd = os.open("/proc/stat", os.O_RDONLY)
-        except OSError:
-            self._fd = None
+        self._schedstat = _open(f"/proc/self/task/{threading.get_native_id()}/schedstat")
+        self._stat = _open("/proc/stat")
 
-    def read(self) -> float:
-        if self._fd is None:
-            return 0.0
-        fields = os.pread(self._fd, 256, 0).split(b"\n", 1)[0].split()
-        return int(fields[8]) * self._tick if len(fields) > 8 else 0.0
+    def read(self) -> tuple[float, float, float]:
+        on_core = waited = stolen = 0.0
+        if self._schedstat is not None:
+            fields = os.pread(self._schedstat, 128, 0).split()
+            on_core, waited = int(fields[0]) / 1e9, int(fields[1]) / 1e9
+        if self._stat is not None:
+            fields = os.pread(self._stat, 256, 0).split(b"\n", 1)[0].split()
+            stolen = int(fields[8]) * self._tick if len(fields) > 8 else 0.0
+        return on_core, waited, stolen
+
+
+def _open(path: str) -> int | None:
+    try:
+        return os.open(path, os.O_RDONLY)
+    except OSError:
+        return None
 
 
 def _ms_by_cause(split) -> dict:
