@@ -116,7 +116,8 @@ def test_checkpoints_leave_the_hub_and_keep_the_log_bounded(tmp_path):
     assert out["extra_rows"] >= 1
     assert out["log_after_rewind"] <= 10
     with sqlite3.connect(path) as conn:  # nothing lost on the way
-        total = ROWS + 1 + out["extra_rows"] + 1  # ROWS, the commit past the snapshot, the writer, "y"
+        # The rows, the commit past the reader's snapshot, the writer's, and the "y".
+        total = ROWS + 1 + out["extra_rows"] + 1
         assert conn.execute("SELECT count(*) FROM blob_row").fetchone() == (total,)
 
 
