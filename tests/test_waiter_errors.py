@@ -131,6 +131,13 @@ WAITER_CASES = [
     ({"type": "get_history", "payload": {}}, "user_id is required"),
     ({"type": "get_history", "payload": {"user_id": [1]}}, "user_id must be a user's id or uuid"),
     ({"type": "get_history", "payload": {"user_id": "999999"}}, "You have not served this user"),
+    # Found by the fuzzer on PostgreSQL, which refuses a NUL in any text it is sent.
+    (
+        {"type": "get_history", "payload": {"user_id": "a\x00"}},
+        "user_id must not contain NUL characters",
+    ),
+    # Past SQLite's 64-bit integers: no such user, not an overflow.
+    ({"type": "get_history", "payload": {"user_id": 2**70}}, "You have not served this user"),
     ({"type": "get_history_session", "payload": {"limit": "x"}}, "limit must be an integer"),
 ]
 

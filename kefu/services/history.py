@@ -11,7 +11,7 @@ from datetime import datetime
 from peewee import fn
 
 from kefu import db
-from kefu.errors import Invalid
+from kefu.errors import Invalid, refuse_nul
 from kefu.models import ENDED, SENDER_AGENT, Agent, Conversation, Message, User
 from kefu.realtime.events import ConversationRef, MessageView, Person
 from kefu.services.snapshots import conversation_ref, load, message_view, person, with_people
@@ -146,9 +146,12 @@ def has_served(kefu_id: int, user_id: int) -> bool:
 
 def find_user(ref) -> int | None:
     """A user's id from its numeric id (int or digits) or its public uuid."""
+    if isinstance(ref, str):
+        refuse_nul("user_id", ref)  # PostgreSQL refuses the statement; refused alike
     with db.read():
         if isinstance(ref, int) and not isinstance(ref, bool):
-            user = User.get_or_none(User.id == ref)
+            # Ids are 64-bit: a larger number names nobody (SQLite cannot even bind it).
+            user = User.get_or_none(User.id == ref) if 0 < ref < 2**63 else None
         elif isinstance(ref, str) and ref.isdigit() and len(ref) < 19:
             user = User.get_or_none(User.id == int(ref))
         elif isinstance(ref, str) and 0 < len(ref) <= 36:
