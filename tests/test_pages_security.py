@@ -80,6 +80,10 @@ def test_agent_pages_refuse_others(srv, agents):
     anonymous = requests.Session()
     r = anonymous.get(srv.url("/agent"), allow_redirects=False)
     assert r.status_code == 302 and "/agent/sign-in" in r.headers["Location"]
+    # The server's root leads there too.
+    r = anonymous.get(srv.url("/"), allow_redirects=False)
+    assert r.status_code == 302 and r.headers["Location"].endswith("/agent")
+    assert anonymous.get(srv.url("/")).url.startswith(srv.url("/agent/sign-in"))
     assert anonymous.post(srv.url("/agent/ready"), data={"accepting": "0"}).status_code == 403
     user = user_session(srv, "cust-1")
     assert user.get(srv.url("/agent"), allow_redirects=False).status_code == 302

@@ -36,4 +36,13 @@ def init_app(app) -> None:
     render.install(app)
     for bp in (agent.bp, chat.bp, visitor.bp, pages.bp, uploads.bp):
         app.register_blueprint(bp)
+    app.add_url_rule("/", "index", _to_the_dashboard)
     app.after_request(_security_headers)
+
+
+def _to_the_dashboard():
+    """The server's own address leads to the agents' dashboard (its sign-in when signed
+    out): customers and visitors arrive through the host's links and the widget."""
+    from flask import redirect, url_for
+
+    return redirect(url_for("agent.dashboard"))
