@@ -3,7 +3,10 @@
 Called by ``make test`` after the SQLite run; the two passes run side by side. A
 database server that cannot be reached is reported and skipped on a developer machine,
 and is a failure under CI (``CI=true``), where ``.ci/run`` starts both servers first.
-Browser tests run on SQLite only: they test pages, not storage.
+Browser tests run on SQLite only: they test pages, not storage. Nor do these passes run
+the tests marked ``ignores_test_database`` (no database, a SQLite file of their own, or
+a PostgreSQL database they make): they would only repeat the default pass, under the
+load of two suites at once, where their timing is least certain.
 """
 
 import contextlib
@@ -69,6 +72,8 @@ def start_pass(kind: str, output) -> subprocess.Popen:
         "pytest",
         "-q",
         "--ignore=tests/browser",
+        "-m",
+        "not ignores_test_database",
         "-p",
         "no:cacheprovider",
         f"--basetemp={basetemp}",

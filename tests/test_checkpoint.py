@@ -7,7 +7,11 @@ about 400 pages, and drives the app's own checkpointer by hand.
 
 import sqlite3
 
+import pytest
+
 from tests.support import run_python
+
+pytestmark = pytest.mark.ignores_test_database
 
 ROWS = 400  # of 4,000 bytes: about a page each
 

@@ -3,10 +3,13 @@ formatted it first, is always the guide's "YYYY-MM-DD HH:MM:SS"."""
 
 from datetime import UTC, datetime, timedelta, timezone
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from kefu import clock
+
+pytestmark = pytest.mark.ignores_test_database
 
 naive = st.datetimes(min_value=datetime(1, 1, 1), max_value=datetime(9999, 12, 31))
 

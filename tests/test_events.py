@@ -8,6 +8,8 @@ import pytest
 
 from kefu.realtime import events
 
+pytestmark = pytest.mark.ignores_test_database
+
 SNAPSHOTS = [
     cls
     for cls in vars(events).values()

@@ -10,6 +10,7 @@ import itertools
 import os
 import struct
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from wsproto import ConnectionType, WSConnection
@@ -24,6 +25,8 @@ from wsproto.events import (
 )
 
 from kefu.realtime.frames import LeanFrames, text_frame
+
+pytestmark = pytest.mark.ignores_test_database
 
 UPGRADE = (
     b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"

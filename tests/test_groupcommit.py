@@ -11,7 +11,11 @@ the file by this process after the script has exited.
 
 import sqlite3
 
+import pytest
+
 from tests.support import run_python
+
+pytestmark = pytest.mark.ignores_test_database
 
 CALLERS = 50
 BAD = {3, 17, 28, 49}  # insert two rows, then raise

@@ -2,9 +2,13 @@
 
 from dataclasses import dataclass
 
+import pytest
+
 from kefu.realtime.broker import MemoryBroker
 from kefu.realtime.events import AGENTS, user_key
 from kefu.realtime.hub import Hub
+
+pytestmark = pytest.mark.ignores_test_database
 
 
 class Recorder:

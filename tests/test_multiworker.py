@@ -11,8 +11,10 @@ import uuid
 
 import pytest
 
-from tests.support import PG_ADMIN, TEST_DATABASE, Server, drop_database
+from tests.support import PG_ADMIN, Server, drop_database
 from tests.test_waiter_support import USER_PATH, Peer, closed, unique, waiter
+
+pytestmark = pytest.mark.ignores_test_database
 
 TTL = 3.0  # presence TTL in these tests: a dead worker stops counting within ~TTL
 GRACE = 2.0  # agent grace period
@@ -42,11 +44,6 @@ def _postgres_url() -> str | None:
 
 @pytest.fixture(scope="module")
 def db_url():
-    if TEST_DATABASE != "sqlite":
-        pytest.skip(
-            "the multi-worker tests make their own PostgreSQL database whatever "
-            "KEFU_TEST_DATABASE says; they run once, in the default pass"
-        )
     url = _postgres_url()
     if url is None:
         pytest.skip(

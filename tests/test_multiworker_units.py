@@ -13,6 +13,8 @@ from kefu.realtime import wire
 from kefu.realtime.pg_broker import SeqOrder
 from tests.support import BIN, ROOT, free_port
 
+pytestmark = pytest.mark.ignores_test_database
+
 PERSON = ev.Person(7, "uuid-7", "ada", "Ada", "")
 CONV = ev.ConversationRef(3, 1, PERSON, None, 2, PERSON, 1, 0)
 NOW = datetime(2026, 11, 21, 23, 59, 58, 123456, tzinfo=UTC)

@@ -4,7 +4,11 @@ The script runs in a subprocess because the test process is not monkey-patched. 
 are told apart by the OS thread id (gevent's patched ``get_ident`` names greenlets).
 """
 
+import pytest
+
 from tests.support import run_python
+
+pytestmark = pytest.mark.ignores_test_database
 
 POOL_SCRIPT = r"""
 import json

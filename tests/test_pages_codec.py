@@ -20,6 +20,8 @@ from kefu.realtime.events import (
 )
 from kefu.web.render import partial
 
+pytestmark = pytest.mark.ignores_test_database
+
 AT = datetime(2026, 1, 2, 3, 4, 5)
 AGENT = Person(7, "u-7", "mei", "Mei", "")
 CUSTOMER = Person(9, "u-9", "lena", "Lena <b>", "")

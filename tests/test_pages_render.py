@@ -4,6 +4,8 @@ import pytest
 
 from kefu.web.render import linkify, safe_url
 
+pytestmark = pytest.mark.ignores_test_database
+
 
 @pytest.mark.parametrize(
     "url",

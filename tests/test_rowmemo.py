@@ -15,6 +15,8 @@ import pytest
 
 from tests.support import run_python
 
+pytestmark = pytest.mark.ignores_test_database
+
 SCRIPT = r"""
 import json
 import sqlite3

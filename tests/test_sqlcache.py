@@ -11,6 +11,8 @@ from peewee import CharField, IntegerField, IntegrityError, Model
 from kefu import create_app, db
 from kefu.sqlcache import cached_write
 
+pytestmark = pytest.mark.ignores_test_database
+
 
 class Note(Model):
     name = CharField(unique=True)

@@ -4,7 +4,11 @@ that held the hub by CPU time and the one that held it blocked off the CPU, and 
 blame the hub for waiting idle; the monitor splits a stall into time on a core, waiting
 for one, stolen by the host, and blocked."""
 
+import pytest
+
 from tests.support import run_python
+
+pytestmark = pytest.mark.ignores_test_database
 
 SCRIPT = r"""
 import json

@@ -15,6 +15,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.ignores_test_database
+
 ROOT = Path(__file__).resolve().parent.parent
 HANDLERS = 60
 

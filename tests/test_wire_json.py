@@ -6,10 +6,13 @@ what orjson refuses must fall back to it.
 
 import json
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kefu.protocols import _stdlib_json, compact_json
+
+pytestmark = pytest.mark.ignores_test_database
 
 # What frames hold: objects with string keys, lists, strings, integers (a client's
 # op_id may exceed 64 bits), booleans and null. No codec puts a float in a frame.
