@@ -77,9 +77,9 @@ with app.app_context():
             db.database.execute_sql("INSERT INTO blob_row (data) VALUES (?)", (b"x" * 4000,))
         writer = gevent.spawn(keep_writing)
         gevent.sleep(0)
-        # Out of reach: the writer spins on the hub while the checkpoint's thread starts,
-        # and under load it had added 7,588 pages by then (any bound it may pass would
-        # take the locked run this part of the script is not about).
+        # Out of reach: the writer commits on the hub in a loop while the checkpoint's
+        # thread starts, and under load it had added 7,588 pages by then. A bound it
+        # passed sends this run on to the locked run, which the script tests below.
         checkpointer.rewind_pages = 10**9
         checkpointer.run()  # below rewind_pages: one PASSIVE run, without the lock
         out["log_after_first"] = checkpointer.log_pages
