@@ -138,6 +138,8 @@ WAITER_CASES = [
     ),
     # Past SQLite's 64-bit integers: no such user, not an overflow.
     ({"type": "get_history", "payload": {"user_id": 2**70}}, "You have not served this user"),
+    # A digit to str.isdigit(), not to int(): no such user, not an internal error.
+    ({"type": "get_history", "payload": {"user_id": "\u00b2"}}, "You have not served this user"),
     ({"type": "get_history_session", "payload": {"limit": "x"}}, "limit must be an integer"),
 ]
 

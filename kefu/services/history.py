@@ -145,20 +145,22 @@ def has_served(kefu_id: int, user_id: int) -> bool:
 
 
 def find_user(ref) -> int | None:
-    """A user's id from its numeric id (int or digits) or its public uuid."""
+    """A user's id from its numeric id (int or ASCII digits) or its public uuid."""
     if isinstance(ref, str):
         refuse_nul("user_id", ref)  # PostgreSQL refuses the statement; refused alike
-    with db.read():
-        if isinstance(ref, int) and not isinstance(ref, bool):
-            # Ids are 64-bit: a larger number names nobody (SQLite cannot even bind it).
-            user = User.get_or_none(User.id == ref) if 0 < ref < 2**63 else None
-        elif isinstance(ref, str) and ref.isdigit() and len(ref) < 19:
-            user = User.get_or_none(User.id == int(ref))
-        elif isinstance(ref, str) and 0 < len(ref) <= 36:
-            user = User.get_or_none(User.uuid == ref)
-        else:
+        if ref.isascii() and ref.isdigit() and len(ref) < 20:  # str.isdigit() takes "²"
+            ref = int(ref)
+    if isinstance(ref, int) and not isinstance(ref, bool):
+        if not 0 < ref < 2**63:  # ids are 64-bit (SQLite cannot even bind a larger one)
             return None
-        return user.id if user else None
+        condition = User.id == ref
+    elif isinstance(ref, str) and 0 < len(ref) <= 36:
+        condition = User.uuid == ref
+    else:
+        return None
+    with db.read():
+        user = User.get_or_none(condition)
+    return user.id if user else None
 
 
 def open_with(kefu_id: int, user_uuid: str) -> ConversationRef | None:
