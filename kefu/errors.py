@@ -1,4 +1,5 @@
-"""Domain errors: a status and an exact message; each adapter renders them its own way."""
+"""Domain errors (a status and an exact message; each adapter renders them its own way),
+and the checks of outside values that adapters and services share."""
 
 
 class KefuError(Exception):
@@ -13,6 +14,18 @@ class Invalid(KefuError):
     """The request is well-formed but a field is missing, of the wrong type or out of range."""
 
     status = 422
+
+
+def row_id(value) -> int | None:
+    """``value`` as a row id: a positive 64-bit int, or a string of ASCII digits naming
+    one (the guide sends kefu_id as "1"); None for anything else. ``str.isdigit`` also
+    takes "²", which ``int`` refuses, as it refuses more than 4,300 digits; and SQLite
+    cannot bind an int past 64 bits."""
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) < 20:
+        value = int(value)
+    if isinstance(value, int) and not isinstance(value, bool) and 0 < value < 2**63:
+        return value
+    return None
 
 
 def refuse_nul(name: str, value: str | None) -> None:

@@ -65,6 +65,17 @@ FRAME_CASES = [
         "conversation_id must be a positive integer",
         None,
     ),
+    # Digits to str.isdigit() that int() refuses: a superscript, and past int()'s 4,300.
+    (
+        {"action": "kefu_message_send", "data": {"conversation_id": "\u00b2", "content": "a"}},
+        "conversation_id must be a positive integer",
+        None,
+    ),
+    (
+        {"action": "kefu_message_send", "data": {"conversation_id": "9" * 5000, "content": "a"}},
+        "conversation_id must be a positive integer",
+        None,
+    ),
     (
         {"action": "kefu_message_send", "data": {"conversation_id": "CID"}},
         "content is required",

@@ -2,7 +2,7 @@
 
 import json
 
-from kefu.errors import Invalid, refuse_nul
+from kefu.errors import Invalid, refuse_nul, row_id
 
 
 class FrameError(Invalid):
@@ -64,11 +64,10 @@ class Fields:
             if required:
                 raise Invalid(f"{name} is required")
             return None
-        if isinstance(value, str) and value.isdigit():
-            value = int(value)
-        if not _is_int(value) or not 0 < value < 2**63:
+        number = row_id(value)
+        if number is None:
             raise Invalid(f"{name} must be a positive integer")
-        return value
+        return number
 
     def integer(self, name: str, default=None, choices=None):
         value = self.data.get(name)

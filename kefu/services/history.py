@@ -11,7 +11,7 @@ from datetime import datetime
 from peewee import fn
 
 from kefu import db
-from kefu.errors import Invalid, refuse_nul
+from kefu.errors import Invalid, refuse_nul, row_id
 from kefu.models import ENDED, SENDER_AGENT, Agent, Conversation, Message, User
 from kefu.realtime.events import ConversationRef, MessageView, Person
 from kefu.services.snapshots import conversation_ref, load, message_view, person, with_people
@@ -145,15 +145,12 @@ def has_served(kefu_id: int, user_id: int) -> bool:
 
 
 def find_user(ref) -> int | None:
-    """A user's id from its numeric id (int or ASCII digits) or its public uuid."""
+    """A user's id from its numeric id (int or digits) or its public uuid."""
     if isinstance(ref, str):
         refuse_nul("user_id", ref)  # PostgreSQL refuses the statement; refused alike
-        if ref.isascii() and ref.isdigit() and len(ref) < 20:  # str.isdigit() takes "²"
-            ref = int(ref)
-    if isinstance(ref, int) and not isinstance(ref, bool):
-        if not 0 < ref < 2**63:  # ids are 64-bit (SQLite cannot even bind a larger one)
-            return None
-        condition = User.id == ref
+    number = row_id(ref)
+    if number is not None:
+        condition = User.id == number
     elif isinstance(ref, str) and 0 < len(ref) <= 36:
         condition = User.uuid == ref
     else:
