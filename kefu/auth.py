@@ -47,7 +47,8 @@ class Principal:
 
 
 def principal_for(user: User) -> Principal:
-    agent = cached_first("agent_of_user", _agent_of_user, user.id)
+    with db.read():  # joins the caller's block when there is one
+        agent = cached_first("agent_of_user", _agent_of_user, user.id)
     return Principal(
         user_id=user.id,
         uuid=user.uuid,

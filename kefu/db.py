@@ -85,6 +85,10 @@ def init_app(app) -> None:
     url = app.config["DATABASE_URL"]
     own_checkpoints = gevent_patched() and _sqlite_file(url)
     db = make_database(url, app.config["DB_POOL_SIZE"], own_checkpoints)
+    # A query outside ``read()`` and ``write()`` fails instead of quietly taking a pooled
+    # connection: under gevent that connection belongs to the greenlet, nothing returns
+    # it, and eight of them used up the pool (a lazy ``agent.user`` on the visitor page).
+    db.autoconnect = False
     _check_greenlet_local(db)
     if isinstance(db, PooledPostgresqlDatabase):
         _cooperate_with_gevent()

@@ -118,6 +118,8 @@ def _execute(database, sql: str, params):
     (its wrapper is entered only for a failed statement)."""
     if not isinstance(database, SqliteDatabase):
         return database.execute_sql(sql, params)
+    if database.is_closed():  # as execute_sql: no connection taken outside a block
+        return database.execute_sql(sql, params)
     try:
         return database.connection().execute(sql, params)
     except Exception:

@@ -4,7 +4,7 @@ import threading
 import time
 
 import pytest
-from peewee import DatabaseError
+from peewee import DatabaseError, InterfaceError
 
 from kefu import create_app, db, groupcommit
 from kefu.auth import principal_for
@@ -43,7 +43,8 @@ def customer(name):
 
 
 def load_agent(kefu_id):
-    return Agent.get_by_id(kefu_id)
+    with db.read():
+        return Agent.get_by_id(kefu_id)
 
 
 def test_open_assigns_least_busy_or_queues(app):
@@ -138,7 +139,8 @@ def test_sends_keep_the_people_and_follow_what_changes_elsewhere(app, monkeypatc
     assert (view.seq, events[0].conversation.kefu_unread_count) == (2, 2)
 
     # Another process gives the conversation to another agent: the row names it.
-    Conversation.update(agent=second.kefu_id).where(Conversation.id == conv.id).execute()
+    with db.write():
+        Conversation.update(agent=second.kefu_id).where(Conversation.id == conv.id).execute()
     _, events, _ = messages.send(u, conv.id, "three")
     assert _people(events) == ("keeper", second.kefu_id, "second")
     with pytest.raises(NotFound):
@@ -147,7 +149,8 @@ def test_sends_keep_the_people_and_follow_what_changes_elsewhere(app, monkeypatc
     assert view.seq == 4
 
     # A profile edited by hand shows once the kept people expire.
-    User.update(nickname="renamed").where(User.id == u.user_id).execute()
+    with db.write():
+        User.update(nickname="renamed").where(User.id == u.user_id).execute()
     _, events, _ = messages.send(second, conv.id, "kept")
     assert _people(events)[0] == "keeper"
     later = time.monotonic() + targets.Parties.SECONDS + 1
@@ -156,7 +159,8 @@ def test_sends_keep_the_people_and_follow_what_changes_elsewhere(app, monkeypatc
     assert _people(events)[0] == "renamed"
 
     # Another process ends it.
-    Conversation.update(status=ENDED).where(Conversation.id == conv.id).execute()
+    with db.write():
+        Conversation.update(status=ENDED).where(Conversation.id == conv.id).execute()
     with pytest.raises(Conflict):
         messages.send(u, conv.id, "late")
 
@@ -265,7 +269,8 @@ def test_a_deadlock_is_recognised_behind_the_savepoint_it_ended():
 def test_visitor_conversations_go_to_the_named_agent(app):
     a = agent(app, "named", limit=1, online=False)
     view, _, _ = visitors.send("vid-1", a.kefu_id, "hello")
-    conv = Conversation.get_by_id(view.conversation_id)
+    with db.read():
+        conv = Conversation.get_by_id(view.conversation_id)
     assert conv.agent_id == a.kefu_id and conv.user_id is None
     assert load_agent(a.kefu_id).current_concurrent == 1
     visitors.send("vid-1", a.kefu_id, "more")
@@ -297,17 +302,28 @@ def test_concurrent_ends_and_opens_never_drift(app):
     for t in threads:
         t.join()
     assert errors == []
-    open_count = Conversation.open_for_agent(a.kefu_id).count()
+    with db.read():
+        open_count = Conversation.open_for_agent(a.kefu_id).count()
     assert open_count == 40
     assert load_agent(a.kefu_id).current_concurrent == open_count
+
+
+def test_a_query_outside_read_or_write_is_refused(app):
+    """Under gevent a connection taken outside ``db.read()``/``db.write()`` belongs to the
+    greenlet and nothing returns it to the pool: such a query fails at once instead."""
+    with pytest.raises(InterfaceError):
+        User.select().count()
+    with db.read():
+        assert User.select().count() == 0
 
 
 def test_accounts(app):
     user, token = accounts.create_user("dup")
     with pytest.raises(Conflict):
         accounts.create_user("dup")
-    assert User.get_by_id(user.id).tokens.count() == 1
-    assert token not in {t.token_hash for t in User.get_by_id(user.id).tokens}
+    with db.read():
+        assert User.get_by_id(user.id).tokens.count() == 1
+        assert token not in {t.token_hash for t in User.get_by_id(user.id).tokens}
     accounts.create_agent("pw-agent", password="s3cret!")
     assert accounts.verify_password("pw-agent", "s3cret!") is not None
     assert accounts.verify_password("pw-agent", "wrong") is None

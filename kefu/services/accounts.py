@@ -138,8 +138,9 @@ def _change_credentials(username: str, **changes) -> User:
 
 
 def agent_profile(kefu_id: int) -> Agent:
+    """The agent with its account (``agent.user``) loaded."""
     with db.read():
-        agent = Agent.get_or_none(Agent.id == kefu_id)
+        agent = Agent.select(Agent, User).join(User).where(Agent.id == kefu_id).get_or_none()
     if agent is None:
         raise NotFound("Kefu not found")
     return agent
