@@ -16,6 +16,15 @@ class Invalid(KefuError):
     status = 422
 
 
+# The largest integer a BIGINT holds: a larger one would overflow every database driver.
+ID_MAX = 2**63 - 1
+
+
+def is_row_id(value) -> bool:
+    """An int that could be a row's id: positive and within a BIGINT."""
+    return type(value) is int and 0 < value <= ID_MAX
+
+
 def row_id(value) -> int | None:
     """``value`` as a row id: a positive 64-bit int, or a string of ASCII digits naming
     one (the guide sends kefu_id as "1"); None for anything else. ``str.isdigit`` also
@@ -23,9 +32,14 @@ def row_id(value) -> int | None:
     cannot bind an int past 64 bits."""
     if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) < 20:
         value = int(value)
-    if isinstance(value, int) and not isinstance(value, bool) and 0 < value < 2**63:
-        return value
-    return None
+    return value if is_row_id(value) else None
+
+
+def seq_bound(value: int) -> int:
+    """A paging bound from outside ("before" or "after" a sequence number) as one the
+    database can bind. Sequence numbers run from 1 to ``ID_MAX``, so moving a bound
+    below or above them into that range changes no answer."""
+    return min(max(value, 0), ID_MAX)
 
 
 def refuse_nul(name: str, value: str | None) -> None:

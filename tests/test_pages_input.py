@@ -1,8 +1,142 @@
-"""The pages against a live server: page views give their database connections back."""
+"""Odd numbers sent to the pages, checked over HTTP and the live channel against a live
+server: an id no row can have (past 64 bits, or not a number) is answered like any
+other id that names nothing, a paging bound past 64 bits means what it says, and
+nothing becomes an internal error or loses what is stored. And page views give their
+database connections back."""
 
+import json
+import re
+
+import pytest
 import requests
 
 from tests.support import Server
+from tests.test_pages_security import agent_session, live_socket, user_session
+
+HUGE = [str(2**63), str(2**64), "9" * 30]
+NOT_IDS = ["²", "-1", "0", "abc", ""]
+NO_ACCESS = "Conversation not found or no permission"
+
+
+@pytest.fixture(scope="module")
+def srv(tmp_path_factory):
+    server = Server(tmp_path_factory.mktemp("pages-input")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def desk(srv):
+    """An agent with her dashboard open, and a customer whose conversation she serves,
+    holding two messages."""
+    agent = srv.create_agent("dee", password="dee-pass-1")
+    dee = agent_session(srv, "dee", "dee-pass-1")
+    online = live_socket(srv, dee)
+    user = user_session(srv, "odd-1")
+    for text in ("first", "second"):
+        r = user.post(srv.url("/chat/send"), data={"content": text, "csrf_token": user.csrf})
+        assert r.status_code in (200, 204), r.text
+    conv_id = int(re.search(r'id="thread-(\d+)"', user.get(srv.url("/chat")).text).group(1))
+    yield {"agent": agent, "dee": dee, "user": user, "conv_id": conv_id}
+    online.close()
+
+
+@pytest.fixture
+def log_mark(srv):
+    """Where the server's log ends before the test."""
+    return len(srv.log())
+
+
+def no_internal_error(srv, desk, log_mark):
+    """Nothing the test sent failed in the server, and the messages are as they were."""
+    log = srv.log()[log_mark:]
+    assert "Exception on" not in log and "pages frame failed" not in log
+    rows = srv.sql(
+        "SELECT content FROM message WHERE conversation_id = ? ORDER BY seq", desk["conv_id"]
+    )
+    assert rows == [("first",), ("second",)]
+
+
+@pytest.mark.parametrize("value", HUGE + NOT_IDS)
+def test_customer_pages_answer_ids_that_name_nothing(srv, desk, value, log_mark):
+    user = desk["user"]
+    older = user.get(srv.url("/chat/older"), params={"conversation_id": value})
+    assert older.status_code == 404 and NO_ACCESS in older.text
+    form = {"conversation_id": value, "rating": "5", "csrf_token": user.csrf}
+    rated = user.post(srv.url("/chat/rate"), data=form)
+    assert rated.status_code == 404 and NO_ACCESS in rated.text
+    no_internal_error(srv, desk, log_mark)
+
+
+@pytest.mark.parametrize("value", HUGE)
+def test_agent_pages_answer_ids_past_64_bits(srv, desk, value, log_mark):
+    """Such an address names no conversation: 404, as for any other unknown one."""
+    dee, headers = desk["dee"], {"X-CSRF-Token": desk["dee"].csrf}
+    for path in ("", "/older"):
+        assert dee.get(srv.url(f"/agent/c/{value}{path}")).status_code == 404, path
+    for path in ("/send", "/read", "/end"):
+        r = dee.post(srv.url(f"/agent/c/{value}{path}"), data={"content": "x"}, headers=headers)
+        assert r.status_code == 404, path
+    assert dee.get(srv.url(f"/agent/c/{desk['conv_id']}")).status_code == 200
+    no_internal_error(srv, desk, log_mark)
+
+
+@pytest.mark.parametrize("value", HUGE)
+def test_paging_bounds_past_64_bits(srv, desk, value, log_mark):
+    """ "Older than" a number past any sequence number is every message; a number below
+    any is none."""
+    conv_id, user, dee = desk["conv_id"], desk["user"], desk["dee"]
+    page = user.get(srv.url("/chat/older"), params={"conversation_id": conv_id, "before": value})
+    assert page.status_code == 200
+    assert page.text.index("first") < page.text.index("second")
+    page = dee.get(srv.url(f"/agent/c/{conv_id}/older"), params={"before": value})
+    assert page.status_code == 200 and "second" in page.text
+    none = user.get(
+        srv.url("/chat/older"), params={"conversation_id": conv_id, "before": "-" + value}
+    )
+    assert none.status_code == 200 and "first" not in none.text
+    no_internal_error(srv, desk, log_mark)
+
+
+@pytest.mark.parametrize("value", HUGE + NOT_IDS)
+def test_visitor_page_needs_a_kefu_id_that_can_name_an_agent(srv, desk, value, log_mark):
+    r = requests.get(srv.url("/visitor"), params={"kefu_id": value})
+    expected = "kefu_id is required" if value == "" else "kefu_id must be a positive integer"
+    assert r.status_code == 422 and expected in r.text
+    ok = requests.get(srv.url("/visitor"), params={"kefu_id": desk["agent"]["kefu_id"]})
+    assert ok.status_code == 200
+    no_internal_error(srv, desk, log_mark)
+
+
+def test_live_channel_resync_with_numbers_past_64_bits(srv, desk, log_mark):
+    """The page's hello with a conversation id no row can have is answered like one that
+    names nothing (the agent's lists, no thread); a sequence number past 64 bits means
+    what it says."""
+    dee = live_socket(srv, desk["dee"])
+    dee.settimeout(5)
+    try:
+        for conversation_id in (2**63, 2**70, -(2**70), "²"):
+            dee.send(
+                json.dumps({"type": "hello", "conversation_id": conversation_id, "after_seq": 0})
+            )
+            reply = dee.recv()
+            assert 'id="open-list"' in reply and "thread-" not in reply
+    finally:
+        dee.close()
+    user, conv_id = live_socket(srv, desk["user"], role="user"), desk["conv_id"]
+    user.settimeout(5)
+    try:
+        user.send(json.dumps({"type": "hello", "conversation_id": conv_id, "after_seq": -(2**70)}))
+        every = user.recv()
+        assert every.index("first") < every.index("second")
+        # Nothing after a number past every sequence number: no reply, then the next.
+        user.send(json.dumps({"type": "hello", "conversation_id": conv_id, "after_seq": 2**70}))
+        user.send(json.dumps({"type": "hello", "conversation_id": conv_id, "after_seq": 1}))
+        later = user.recv()
+        assert "second" in later and "first" not in later
+    finally:
+        user.close()
+    no_internal_error(srv, desk, log_mark)
 
 
 def test_page_views_give_their_connections_back(tmp_path):

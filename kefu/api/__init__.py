@@ -7,7 +7,7 @@ from flask import Blueprint, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from kefu import auth
-from kefu.errors import Invalid, KefuError, Unauthorized
+from kefu.errors import ID_MAX, Invalid, KefuError, Unauthorized
 from kefu.protocols.dskefu_codec import conversation_json, message_json
 from kefu.services import conversations, messages
 
@@ -21,7 +21,6 @@ def principal():
     return auth.authenticate(header)
 
 
-ID_MAX = 2**63 - 1  # a BIGINT: larger values would overflow the database driver
 PAGE_MAX = 1_000_000  # keeps page * page_size far from any OFFSET overflow
 
 

@@ -5,7 +5,7 @@ from datetime import datetime
 
 from kefu import clock, db, groupcommit
 from kefu.auth import Principal
-from kefu.errors import Conflict, Forbidden, Invalid, NotFound
+from kefu.errors import Conflict, Forbidden, Invalid, NotFound, is_row_id
 from kefu.models import ENDED, OPEN, SENDER_AGENT, SENDER_USER, Conversation, Message
 from kefu.realtime.events import ConversationEnded, MessagesRead
 from kefu.services import routing
@@ -25,7 +25,10 @@ def is_party(conv: Conversation, who: Principal) -> bool:
 def visible(conversation_id: int, who: Principal, loader=load):
     """The conversation with its people (as ``loader`` reads it: ``load`` or
     ``load_target``), if ``who`` may see it; NotFound otherwise (a stranger learns
-    nothing, not even that the id exists)."""
+    nothing, not even that the id exists). An id no row can have (a page's form may
+    send one past 64 bits) names nothing either."""
+    if not is_row_id(conversation_id):
+        raise NotFound(NO_ACCESS)
     try:
         conv = loader(conversation_id)
     except NotFound:

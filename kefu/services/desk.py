@@ -10,7 +10,7 @@ from peewee import fn
 
 from kefu import db
 from kefu.auth import Principal
-from kefu.errors import Invalid
+from kefu.errors import Invalid, seq_bound
 from kefu.models import ENDED, OPEN, Agent, Conversation, Message, Visitor
 from kefu.realtime.events import ConversationRef, MessageView
 from kefu.services.conversations import visible
@@ -83,7 +83,7 @@ def before(who: Principal, conversation_id: int, before_seq: int | None, limit: 
         visible(conversation_id, who)
         query = Message.in_conversation(conversation_id)
         if before_seq is not None:
-            query = query.where(Message.seq < before_seq)
+            query = query.where(Message.seq < seq_bound(before_seq))
         rows = list(query.order_by(Message.seq.desc()).limit(limit))
         return [message_view(m) for m in reversed(rows)]
 

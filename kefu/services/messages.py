@@ -4,7 +4,7 @@ from peewee import IntegrityError
 
 from kefu import clock, db, groupcommit, rowmemo
 from kefu.auth import Principal
-from kefu.errors import Conflict, Invalid, KefuError, refuse_nul
+from kefu.errors import Conflict, Invalid, KefuError, refuse_nul, seq_bound
 from kefu.models import FILE, IMAGE, SENDER_USER, TEXT, Conversation, Message
 from kefu.realtime.events import MessageCreated, MessageView
 from kefu.services.conversations import visible
@@ -318,7 +318,7 @@ def after(who: Principal, conversation_id: int, after_seq: int, limit: int = 100
         visible(conversation_id, who)
         rows = (
             Message.in_conversation(conversation_id)
-            .where(Message.seq > after_seq)
+            .where(Message.seq > seq_bound(after_seq))
             .order_by(Message.seq)
             .limit(min(limit, LIMITS["page_size_max"]))
         )

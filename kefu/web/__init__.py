@@ -1,5 +1,8 @@
 """The server-rendered pages: agent dashboard, customer chat, visitor widget, uploads."""
 
+from werkzeug.routing import IntegerConverter
+
+from kefu.errors import ID_MAX
 from kefu.web import render
 
 # Pages are framed only by themselves; the visitor iframe by any site (it holds no
@@ -28,12 +31,21 @@ def _security_headers(response):
     return response
 
 
+class RowIdConverter(IntegerConverter):
+    """``<row_id:…>``: digits naming a positive BIGINT. Werkzeug's ``int`` takes any
+    number of digits, and one past 64 bits overflowed the database driver (a 500)."""
+
+    def __init__(self, url_map):
+        super().__init__(url_map, min=1, max=ID_MAX)
+
+
 def init_app(app) -> None:
     from kefu.api import uploads
     from kefu.protocols import pages
     from kefu.web import agent, chat, visitor
 
     render.install(app)
+    app.url_map.converters["row_id"] = RowIdConverter  # before the rules that use it
     for bp in (agent.bp, chat.bp, visitor.bp, pages.bp, uploads.bp):
         app.register_blueprint(bp)
     app.add_url_rule("/", "index", _to_the_dashboard)

@@ -127,13 +127,13 @@ def dashboard(who):
     return _dashboard(who, None)
 
 
-@bp.get("/c/<int:conversation_id>")
+@bp.get("/c/<row_id:conversation_id>")
 @web.agent_required
 def conversation(who, conversation_id):
     return _dashboard(who, conversation_id)
 
 
-@bp.get("/c/<int:conversation_id>/older")
+@bp.get("/c/<row_id:conversation_id>/older")
 @web.agent_required
 def older(who, conversation_id):
     before_seq = request.args.get("before", type=int)
@@ -148,7 +148,7 @@ def older(who, conversation_id):
     )
 
 
-@bp.post("/c/<int:conversation_id>/send")
+@bp.post("/c/<row_id:conversation_id>/send")
 @web.agent_required
 def send(who, conversation_id):
     message_type = request.form.get("message_type", TEXT, type=int)
@@ -164,7 +164,7 @@ def send(who, conversation_id):
     return partial("parts/message.html", m=msg, side=SENDER_AGENT)
 
 
-@bp.post("/c/<int:conversation_id>/read")
+@bp.post("/c/<row_id:conversation_id>/read")
 @web.agent_required
 def read(who, conversation_id):
     ids = desk.unread_ids(conversation_id, SENDER_USER)
@@ -173,7 +173,7 @@ def read(who, conversation_id):
     return "", 204
 
 
-@bp.post("/c/<int:conversation_id>/end")
+@bp.post("/c/<row_id:conversation_id>/end")
 @web.agent_required
 def end(who, conversation_id):
     publish(conversations.end(conversation_id, who))

@@ -8,7 +8,7 @@ what lets a browser read the history, so it is never shown or derived from anyth
 
 from flask import Blueprint, current_app, render_template, request, send_from_directory
 
-from kefu.errors import Invalid, KefuError
+from kefu.errors import Invalid, KefuError, row_id
 from kefu.models import SENDER_USER
 from kefu.services import accounts, desk, visitors
 from kefu.web.render import partial
@@ -17,9 +17,12 @@ bp = Blueprint("visitor", __name__)
 
 
 def _kefu_id() -> int:
-    kefu_id = request.args.get("kefu_id", type=int)
-    if not kefu_id or kefu_id < 1:
+    raw = request.args.get("kefu_id", "")
+    if not raw:
         raise Invalid("kefu_id is required")
+    kefu_id = row_id(raw)
+    if kefu_id is None:
+        raise Invalid("kefu_id must be a positive integer")
     return kefu_id
 
 
