@@ -76,6 +76,33 @@ def test_sign_in_needs_csrf_and_right_password(srv, agents):
     assert "HttpOnly" in cookie and "SameSite=Lax" in cookie
 
 
+@pytest.mark.parametrize(
+    "target",
+    [
+        "//evil.example/",
+        "/\\evil.example",
+        "/\t/evil.example",  # browsers drop the tab: "//evil.example"
+        "/\n/evil.example",
+        "https://evil.example/",
+        "javascript:alert(1)",
+        " //evil.example",
+    ],
+)
+def test_sign_in_goes_back_to_a_local_path_only(srv, agents, target):
+    def signed_in_to(next_path):
+        s = requests.Session()
+        token = csrf_of(s.get(srv.url("/agent/sign-in")).text)
+        form = {"username": "ann", "password": "ann-pass-1", "csrf_token": token}
+        r = s.post(
+            srv.url("/agent/sign-in"), data={**form, "next": next_path}, allow_redirects=False
+        )
+        assert r.status_code == 302
+        return r.headers["Location"]
+
+    assert signed_in_to(target) == "/agent"
+    assert signed_in_to("/agent/c/7?x=1") == "/agent/c/7?x=1"
+
+
 def test_agent_pages_refuse_others(srv, agents):
     anonymous = requests.Session()
     r = anonymous.get(srv.url("/agent"), allow_redirects=False)

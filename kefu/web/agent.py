@@ -4,6 +4,8 @@ Every action is a small POST answered with a partial; the rest of the page follo
 through the live channel, which renders the same partials.
 """
 
+import re
+
 from flask import Blueprint, current_app, redirect, render_template, request, session, url_for
 
 from kefu.errors import KefuError
@@ -21,9 +23,15 @@ def publish(events) -> None:
     current_app.extensions["kefu.live"].publish(events)
 
 
+# A local path: "/" then printable ASCII with no space or backslash, and not a second
+# "/" (a scheme-relative "//host"). Browsers drop tabs and newlines from a URL and read
+# a backslash as "/", so "/<tab>/evil.example" and "/\evil.example" would leave the site.
+LOCAL_PATH = re.compile(r"/(?!/)[\x21-\x5b\x5d-\x7e]*")
+
+
 def _safe_next(target: str | None) -> str:
     """Only a local path: never an open redirect to another site."""
-    if target and target.startswith("/") and not target.startswith(("//", "/\\")):
+    if target and LOCAL_PATH.fullmatch(target):
         return target
     return url_for("agent.dashboard")
 
