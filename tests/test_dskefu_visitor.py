@@ -190,3 +190,36 @@ def test_visitor_errors(server):
     unbound = ws.request({"action": "kefu_message_visitor_bind_fd", "data": {}})
     assert unbound == {"success": False, "message": "bind_key is required", "op_id": None}
     assert ws.request({"action": "ping"})["success"] is True  # still usable
+
+
+def test_a_disabled_agent_takes_no_new_visitor_messages(server):
+    """An agent who left (their account disabled) cannot answer: the widget's page and
+    new messages say "Kefu not found" instead of storing what nobody would read, and
+    the visitor can still end the conversation they had."""
+    agent = server.create_agent("visitor-agent-leaving")
+    kefu = agent["kefu_id"]
+    visitor = server.ws()
+    data = {"visitor_id": "visitor-left", "kefu_id": kefu, "content": "hello"}
+    send = {"action": "kefu_message_visitor_send", "op_id": "s1", "data": data}
+    assert visitor.request(send)["success"] is True
+    assert server.get(f"/visitor?kefu_id={kefu}").status_code == 200
+    server.cli("kefu", "disable", "visitor-agent-leaving")
+
+    again = {**send, "op_id": "s2", "data": {**data, "content": "anyone there?"}}
+    refused = visitor.request(again)
+    assert refused == {"success": False, "message": "Kefu not found", "op_id": "s2"}
+    page = server.get(f"/visitor?kefu_id={kefu}")
+    assert page.status_code == 404 and "Kefu not found" in page.text
+    stored = server.sql(
+        "SELECT m.content FROM message m JOIN conversation c ON c.id = m.conversation_id"
+        " WHERE c.kefu_id = ?",
+        kefu,
+    )
+    assert stored == [("hello",)]
+    ended = visitor.request(
+        {
+            "action": "kefu_message_visitor_end",
+            "data": {"visitor_id": "visitor-left", "kefu_id": kefu},
+        }
+    )
+    assert ended["success"] is True, ended

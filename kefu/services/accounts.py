@@ -144,3 +144,13 @@ def agent_profile(kefu_id: int) -> Agent:
     if agent is None:
         raise NotFound("Kefu not found")
     return agent
+
+
+def serving_agent(kefu_id: int) -> Agent:
+    """The agent a visitor may write to, as ``agent_profile``: one whose account is
+    disabled cannot answer, so it is not found either (rather than a conversation that
+    nobody would ever read)."""
+    agent = agent_profile(kefu_id)
+    if not agent.user.is_active:
+        raise NotFound("Kefu not found")
+    return agent

@@ -6,9 +6,9 @@ that agent directly instead of through the queue, and counts against the agent's
 
 from kefu import db, groupcommit
 from kefu.errors import Invalid, NotFound, refuse_nul
-from kefu.models import SENDER_USER, TEXT, Agent, Conversation, Message, Visitor
+from kefu.models import SENDER_USER, TEXT, Conversation, Message, Visitor
 from kefu.realtime.events import ConversationAssigned
-from kefu.services import conversations, messages, routing
+from kefu.services import accounts, conversations, messages, routing
 from kefu.services.snapshots import conversation_ref, load, message_view
 
 VISITOR_ID_MAX = 128
@@ -21,13 +21,6 @@ def check_visitor_id(visitor_id) -> str:
         raise Invalid(f"visitor_id is too long (max {VISITOR_ID_MAX} characters)")
     refuse_nul("visitor_id", visitor_id)
     return visitor_id
-
-
-def _agent(kefu_id: int) -> Agent:
-    agent = Agent.get_or_none(Agent.id == kefu_id)
-    if agent is None:
-        raise NotFound("Kefu not found")
-    return agent
 
 
 def _visitor(visitor_id: str) -> Visitor:
@@ -47,7 +40,7 @@ def send(visitor_id: str, kefu_id: int, content: str, op_id: str | None = None):
 
 
 def _send_locked(visitor_id: str, kefu_id: int, content: str, op_id: str | None):
-    agent = _agent(kefu_id)
+    agent = accounts.serving_agent(kefu_id)
     visitor = _visitor(visitor_id)
     sender_key = f"v:{visitor.id}"
     if op_id is not None:
@@ -74,7 +67,7 @@ def end(visitor_id: str, kefu_id: int) -> list:
 
 
 def _end_locked(visitor_id: str, kefu_id: int) -> list:
-    _agent(kefu_id)
+    accounts.agent_profile(kefu_id)  # any agent: one disabled since may still be ended
     visitor = Visitor.get_or_none(Visitor.key == visitor_id)
     if visitor is None:
         raise NotFound("Visitor conversation not found")

@@ -29,7 +29,7 @@ def _kefu_id() -> int:
 @bp.get("/visitor")
 def page():
     kefu_id = _kefu_id()
-    agent = accounts.agent_profile(kefu_id)
+    agent = accounts.serving_agent(kefu_id)
     name = agent.user.nickname or agent.user.username
     return render_template("visitor/visitor.html", kefu_id=kefu_id, agent_name=name, csrf="")
 
