@@ -25,6 +25,7 @@ def on_starting(server):
         os.environ.get("KEFU_BROKER", "memory").strip().lower(),
         server.cfg.workers,
         os.environ.get("KEFU_DATABASE_URL", "sqlite:///kefu.db"),
+        int(os.environ.get("KEFU_DB_POOL_SIZE", "8")),
     )
     if problem:
         raise SystemExit(f"kefu: {problem}")

@@ -16,8 +16,11 @@ def create_app(config: dict | None = None):
     app.config.update(config or {})
     from kefu.config import deployment_problem
 
-    problem = deployment_problem(app.config["BROKER"], 1, app.config["DATABASE_URL"])
-    if problem:  # KEFU_BROKER=postgres on SQLite/MySQL: refuse to start (docs/deployment.md)
+    settings = app.config
+    problem = deployment_problem(
+        settings["BROKER"], 1, settings["DATABASE_URL"], settings["DB_POOL_SIZE"]
+    )
+    if problem:  # e.g. KEFU_BROKER=postgres on SQLite/MySQL: refuse to start (docs/deployment.md)
         raise RuntimeError(problem)
     app.json.sort_keys = False  # keep the guide's field order
     app.json.ensure_ascii = False

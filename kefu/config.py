@@ -96,10 +96,19 @@ def from_environment() -> dict:
     }
 
 
-def deployment_problem(broker: str, workers: int, database_url: str) -> str | None:
-    """Why this broker / worker count / database combination cannot work, or None.
-    Checked by gunicorn's master before forking and by create_app."""
+def deployment_problem(
+    broker: str, workers: int, database_url: str, pool_size: int = 8
+) -> str | None:
+    """Why this broker / worker count / database / pool combination cannot work, or
+    None. Checked by gunicorn's master before forking and by create_app."""
     scheme = database_url.split(":", 1)[0].split("+")[0].lower()
+    if pool_size < 2:
+        # On SQLite the group commit keeps one pooled connection for the worker's life:
+        # with a pool of one, every other request waited for it (30 s) and failed.
+        return (
+            f"KEFU_DB_POOL_SIZE={pool_size}: use 2 or more (the group commit keeps one "
+            "connection, and requests need another)"
+        )
     if broker not in ("memory", "postgres"):
         return f"KEFU_BROKER={broker!r}: use 'memory' (one worker) or 'postgres'"
     if broker == "postgres" and scheme not in ("postgres", "postgresql"):

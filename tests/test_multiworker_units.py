@@ -111,6 +111,8 @@ def test_deployment_problems():
     assert "PostgreSQL" in deployment_problem("postgres", 1, "sqlite:///k.db")
     assert "KEFU_WORKERS=2" in deployment_problem("memory", 2, "postgresql://u@h/k")
     assert "KEFU_BROKER" in deployment_problem("redis", 1, "sqlite:///k.db")
+    assert deployment_problem("memory", 1, "sqlite:///k.db", pool_size=2) is None
+    assert "KEFU_DB_POOL_SIZE=1" in deployment_problem("memory", 1, "sqlite:///k.db", pool_size=1)
 
 
 @pytest.mark.parametrize(
@@ -121,6 +123,8 @@ def test_deployment_problems():
             {"KEFU_BROKER": "postgres", "KEFU_DATABASE_URL": "mysql://root@127.0.0.1/x"},
             "KEFU_BROKER=postgres needs a PostgreSQL",
         ),
+        # With one, the group commit kept it and every other request failed after 30 s.
+        ({"KEFU_DB_POOL_SIZE": "1"}, "KEFU_DB_POOL_SIZE=1: use 2 or more"),
     ],
 )
 def test_gunicorn_refuses_to_start(tmp_path, env, says):
