@@ -147,10 +147,12 @@ def test_page_views_give_their_connections_back(tmp_path):
     server = Server(tmp_path, db_pool_size=2).start()
     try:
         kefu_id = server.create_agent("eve")["kefu_id"]
+        token = server.create_user("frank")["token"]
         for _ in range(6):
             page = requests.get(server.url("/visitor"), params={"kefu_id": kefu_id}, timeout=5)
             assert page.status_code == 200 and "eve" in page.text
-        assert server.get("/api/kefu/message/getConversation").status_code == 401
+        opened = server.get("/api/kefu/message/getConversation", token=token)
+        assert opened.status_code == 200 and opened.json()["data"]["id"] > 0
     finally:
         server.stop()
     assert "Exception on" not in server.log()
