@@ -8,8 +8,9 @@ what lets a browser read the history, so it is never shown or derived from anyth
 
 from flask import Blueprint, current_app, render_template, request, send_from_directory
 
-from kefu.errors import Invalid, KefuError, row_id
+from kefu.errors import KefuError
 from kefu.models import SENDER_USER
+from kefu.protocols.fields import Fields
 from kefu.services import accounts, desk, visitors
 from kefu.web.render import partial
 
@@ -17,13 +18,8 @@ bp = Blueprint("visitor", __name__)
 
 
 def _kefu_id() -> int:
-    raw = request.args.get("kefu_id", "")
-    if not raw:
-        raise Invalid("kefu_id is required")
-    kefu_id = row_id(raw)
-    if kefu_id is None:
-        raise Invalid("kefu_id must be a positive integer")
-    return kefu_id
+    """As a frame's id field: "kefu_id is required", "… must be a positive integer"."""
+    return Fields(request.args).id("kefu_id")
 
 
 @bp.get("/visitor")
