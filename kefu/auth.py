@@ -124,5 +124,4 @@ def _from_host_jwt(token: str) -> Principal:
     user = accounts.provision_host_user(sub, name, avatar)
     if not user.is_active:
         raise Unauthorized("Account is disabled")
-    with db.read():
-        return principal_for(user)
+    return principal_for(user)
