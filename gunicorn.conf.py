@@ -19,13 +19,12 @@ loglevel = os.environ.get("KEFU_LOG_LEVEL", "info")
 def on_starting(server):
     """Before any worker forks: refuse a broker / worker / database combination that
     cannot work, raise the open-files limit and apply migrations once."""
-    from kefu.config import deployment_problem  # plain os/secrets: no peewee in the master
+    # plain os/secrets: no peewee in the master
+    from kefu.config import deployment_problem, from_environment
 
+    settings = from_environment()
     problem = deployment_problem(
-        os.environ.get("KEFU_BROKER", "memory").strip().lower(),
-        server.cfg.workers,
-        os.environ.get("KEFU_DATABASE_URL", "sqlite:///kefu.db"),
-        int(os.environ.get("KEFU_DB_POOL_SIZE", "8")),
+        settings["BROKER"], server.cfg.workers, settings["DATABASE_URL"], settings["DB_POOL_SIZE"]
     )
     if problem:
         raise SystemExit(f"kefu: {problem}")

@@ -96,9 +96,7 @@ def from_environment() -> dict:
     }
 
 
-def deployment_problem(
-    broker: str, workers: int, database_url: str, pool_size: int = 8
-) -> str | None:
+def deployment_problem(broker: str, workers: int, database_url: str, pool_size: int) -> str | None:
     """Why this broker / worker count / database / pool combination cannot work, or
     None. Checked by gunicorn's master before forking and by create_app."""
     scheme = database_url.split(":", 1)[0].split("+")[0].lower()

@@ -104,15 +104,15 @@ def test_conversations_do_not_wait_for_each_other():
 
 
 def test_deployment_problems():
-    assert deployment_problem("memory", 1, "sqlite:///k.db") is None
-    assert deployment_problem("memory", 1, "mysql://root@h/k") is None
-    assert deployment_problem("postgres", 4, "postgresql://u@h/k") is None
-    assert "PostgreSQL" in deployment_problem("postgres", 1, "mysql://root@h/k")
-    assert "PostgreSQL" in deployment_problem("postgres", 1, "sqlite:///k.db")
-    assert "KEFU_WORKERS=2" in deployment_problem("memory", 2, "postgresql://u@h/k")
-    assert "KEFU_BROKER" in deployment_problem("redis", 1, "sqlite:///k.db")
-    assert deployment_problem("memory", 1, "sqlite:///k.db", pool_size=2) is None
-    assert "KEFU_DB_POOL_SIZE=1" in deployment_problem("memory", 1, "sqlite:///k.db", pool_size=1)
+    assert deployment_problem("memory", 1, "sqlite:///k.db", 8) is None
+    assert deployment_problem("memory", 1, "mysql://root@h/k", 8) is None
+    assert deployment_problem("postgres", 4, "postgresql://u@h/k", 8) is None
+    assert "PostgreSQL" in deployment_problem("postgres", 1, "mysql://root@h/k", 8)
+    assert "PostgreSQL" in deployment_problem("postgres", 1, "sqlite:///k.db", 8)
+    assert "KEFU_WORKERS=2" in deployment_problem("memory", 2, "postgresql://u@h/k", 8)
+    assert "KEFU_BROKER" in deployment_problem("redis", 1, "sqlite:///k.db", 8)
+    assert deployment_problem("memory", 1, "sqlite:///k.db", 2) is None
+    assert "KEFU_DB_POOL_SIZE=1" in deployment_problem("memory", 1, "sqlite:///k.db", 1)
 
 
 @pytest.mark.parametrize(
