@@ -42,6 +42,7 @@ def create_app(config: dict | None = None):
     web.init_app(app)
     transport.sock.init_app(app)
     cli.init_app(app)
+    app.after_request(_retry_after_when_busy)
 
     @app.get("/healthz")
     def healthz():
@@ -49,3 +50,10 @@ def create_app(config: dict | None = None):
         return {"ok": True, "connections": hub.connection_count()}
 
     return app
+
+
+def _retry_after_when_busy(response):
+    """A 503 (``Busy``: no database connection came free) tells clients when to retry."""
+    if response.status_code == 503:
+        response.headers.setdefault("Retry-After", "1")
+    return response

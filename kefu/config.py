@@ -28,6 +28,8 @@ def from_environment() -> dict:
     return {
         "DATABASE_URL": os.environ.get("KEFU_DATABASE_URL", "sqlite:///kefu.db"),
         "DB_POOL_SIZE": _int("KEFU_DB_POOL_SIZE", 8),
+        # How long a call waits for a pooled connection before "Server busy" (HTTP 503).
+        "DB_POOL_WAIT_SECONDS": _float("KEFU_DB_POOL_WAIT_SECONDS", 30.0),
         # SQLite under load: the least time between two group commits (more writes share one).
         "GROUP_COMMIT_GAP_MS": _float("KEFU_GROUP_COMMIT_GAP_MS", 2.0),
         # SQLite under gevent: the log's length (pages of 4 KB) at which the checkpointer

@@ -16,8 +16,14 @@ from contextlib import contextmanager
 from urllib.parse import parse_qs, unquote, urlparse
 
 from peewee import DatabaseProxy, __exception_wrapper__
-from playhouse.pool import PooledMySQLDatabase, PooledPostgresqlDatabase, PooledSqliteDatabase
+from playhouse.pool import (
+    MaxConnectionsExceeded,
+    PooledMySQLDatabase,
+    PooledPostgresqlDatabase,
+    PooledSqliteDatabase,
+)
 
+from kefu.errors import Busy
 from kefu.offload import off_hub
 
 database = DatabaseProxy()
@@ -33,9 +39,12 @@ SQLITE_PRAGMAS = {
 _state = {"writer_lock": None}
 
 
-def make_database(url: str, pool_size: int = 8, own_checkpoints: bool = False):
+def make_database(
+    url: str, pool_size: int = 8, own_checkpoints: bool = False, pool_wait: float = 30
+):
     """A pooled peewee database for ``sqlite:///path``, ``postgresql://…`` or ``mysql://…``.
-    ``own_checkpoints``: SQLite leaves WAL checkpoints to ``kefu.checkpoint``."""
+    ``own_checkpoints``: SQLite leaves WAL checkpoints to ``kefu.checkpoint``.
+    ``pool_wait``: seconds a call waits for a free connection before ``Busy``."""
     parsed = urlparse(url)
     scheme = parsed.scheme.split("+")[0]
     if scheme == "sqlite":
@@ -49,7 +58,7 @@ def make_database(url: str, pool_size: int = 8, own_checkpoints: bool = False):
             check_same_thread=False,
             max_connections=pool_size,
             stale_timeout=300,
-            timeout=30,
+            timeout=pool_wait,
         )
     options = {k: v[-1] for k, v in parse_qs(parsed.query).items()}
     common = {
@@ -58,7 +67,7 @@ def make_database(url: str, pool_size: int = 8, own_checkpoints: bool = False):
         "password": unquote(parsed.password or ""),
         "max_connections": pool_size,
         "stale_timeout": 300,
-        "timeout": 30,
+        "timeout": pool_wait,
     }
     name = parsed.path.lstrip("/")
     if scheme in ("postgres", "postgresql"):
@@ -84,7 +93,9 @@ def init_app(app) -> None:
     """Bind the proxy to the configured database (once per process)."""
     url = app.config["DATABASE_URL"]
     own_checkpoints = gevent_patched() and _sqlite_file(url)
-    db = make_database(url, app.config["DB_POOL_SIZE"], own_checkpoints)
+    db = make_database(
+        url, app.config["DB_POOL_SIZE"], own_checkpoints, app.config["DB_POOL_WAIT_SECONDS"]
+    )
     # A query outside ``read()`` and ``write()`` fails instead of quietly taking a pooled
     # connection: under gevent that connection belongs to the greenlet, nothing returns
     # it, and eight of them used up the pool (a lazy ``agent.user`` on the visitor page).
@@ -156,7 +167,12 @@ def _connection():
     if not database.is_closed():
         yield
         return
-    database.connect()
+    try:
+        database.connect()
+    except MaxConnectionsExceeded:
+        # Every pooled connection stayed busy for the pool's whole wait: say so, so that
+        # the client retries, instead of a 500 that looks like a bug.
+        raise Busy("Server busy, try again shortly") from None
     try:
         yield
     finally:

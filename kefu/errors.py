@@ -67,6 +67,13 @@ class TooManyRequests(KefuError):
     status = 429
 
 
+class Busy(KefuError):
+    """No database connection came free in time: the request did nothing, and the
+    same request a moment later can succeed (HTTP 503 with Retry-After)."""
+
+    status = 503
+
+
 class Conflict(KefuError):
     """The request is valid but the state does not allow it (e.g. conversation ended)."""
 

@@ -79,6 +79,23 @@ def fresh_database_url(workdir: Path) -> str:
     raise ValueError(f"KEFU_TEST_DATABASE={TEST_DATABASE!r}: use sqlite, postgresql or mysql")
 
 
+def own_postgres_database() -> str | None:
+    """A new PostgreSQL database, whatever ``KEFU_TEST_DATABASE`` names (for tests that
+    need PostgreSQL itself); None if PostgreSQL does not answer."""
+    try:
+        import psycopg2
+
+        conn = psycopg2.connect(**PG_ADMIN, connect_timeout=2)
+    except Exception:
+        return None
+    name = f"kefu_own{uuid.uuid4().hex[:10]}"
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute(f'CREATE DATABASE "{name}"')
+    conn.close()
+    return f"postgresql://postgres@127.0.0.1:5432/{name}"
+
+
 def drop_database(url: str) -> None:
     """Best effort: remove a test database created by ``fresh_database_url``."""
     name = url.rsplit("/", 1)[-1]

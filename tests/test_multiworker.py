@@ -7,11 +7,10 @@ own people, so they share the two servers (and their start-up cost).
 import contextlib
 import signal
 import time
-import uuid
 
 import pytest
 
-from tests.support import PG_ADMIN, Server, drop_database
+from tests.support import Server, drop_database, own_postgres_database
 from tests.test_waiter_support import USER_PATH, Peer, closed, unique, waiter
 
 pytestmark = pytest.mark.ignores_test_database
@@ -27,24 +26,9 @@ SETTINGS = {
 }
 
 
-def _postgres_url() -> str | None:
-    try:
-        import psycopg2
-
-        conn = psycopg2.connect(**PG_ADMIN, connect_timeout=2)
-    except Exception:
-        return None
-    name = f"kefu_mw{uuid.uuid4().hex[:10]}"
-    conn.autocommit = True
-    with conn.cursor() as cur:
-        cur.execute(f'CREATE DATABASE "{name}"')
-    conn.close()
-    return f"postgresql://postgres@127.0.0.1:5432/{name}"
-
-
 @pytest.fixture(scope="module")
 def db_url():
-    url = _postgres_url()
+    url = own_postgres_database()
     if url is None:
         pytest.skip(
             "PostgreSQL is not reachable on 127.0.0.1:5432 (user postgres); "

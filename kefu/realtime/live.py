@@ -17,7 +17,7 @@ import os
 import gevent
 
 from kefu import clock
-from kefu.errors import TooManyRequests
+from kefu.errors import Busy, TooManyRequests
 from kefu.realtime.broker import MemoryBroker
 from kefu.realtime.events import AGENTS, QueueMoved, SignedOut, user_key, visitor_key
 from kefu.realtime.hub import TURN_SECONDS, Hub
@@ -31,6 +31,10 @@ log = logging.getLogger(__name__)
 class TooManyConnections(TooManyRequests):
     """The per-identity socket cap."""
 
+
+# A background job that found every pooled connection busy runs again this much later
+# (its own wait for the pool came first, so this adds a pause, not a busy loop).
+BUSY_RETRY_SECONDS = 1.0
 
 DEFAULT_LIMITS = {
     "WS_RATE_PER_SECOND": 20.0,
@@ -127,6 +131,9 @@ class Live:
         self._queue_flush = None
         try:
             self.hub.publish([routing.queue_snapshot()], None)
+        except Busy:
+            log.warning("queue places postponed: no database connection free")
+            self._queue_changed()
         except Exception:
             log.exception("publishing the queue failed")
 
@@ -196,6 +203,9 @@ class Live:
     def _dispatch(self) -> None:
         try:
             self.publish(routing.dispatch())
+        except Busy:
+            log.warning("dispatching the queue postponed: no database connection free")
+            gevent.spawn_later(BUSY_RETRY_SECONDS, self._dispatch)
         except Exception:
             log.exception("dispatching the queue failed")
 
@@ -274,6 +284,10 @@ class Live:
         self._away.pop(kefu_id, None)
         try:
             self.publish(routing.requeue_agent(kefu_id))
+        except Busy:  # kept in _away: the agent's return still cancels it
+            log.warning("re-queueing agent %s postponed: no database connection free", kefu_id)
+            retry = gevent.spawn_later(BUSY_RETRY_SECONDS, self._requeue_if_away, kefu_id)
+            self._away[kefu_id] = retry
         except Exception:
             log.exception("re-queueing the users of agent %s failed", kefu_id)
 

@@ -31,6 +31,7 @@ import psycopg2
 from gevent.socket import wait_read
 
 from kefu import db
+from kefu.errors import Busy
 from kefu.realtime import wire
 from kefu.realtime.events import MessageCreated, QueueChanged
 
@@ -171,6 +172,10 @@ class PgBroker:
             ]
             try:
                 self._store_and_notify(batches)
+            except Busy:  # nothing was stored: the same batches go first, a moment later
+                log.warning("publishing postponed: no database connection free")
+                self._outbox.extendleft(reversed(batches))
+                gevent.sleep(1.0)
             except Exception:  # the clients concerned resync when they reconnect
                 log.exception("publishing %d event batches failed", len(batches))
 

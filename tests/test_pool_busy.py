@@ -1,0 +1,222 @@
+"""Every pooled database connection busy: a clear "Server busy" answer, nothing lost.
+
+The server's pool is two connections with a one-second wait. The test holds the
+conversation's row lock from a connection of its own, so two message sends wait on it,
+each holding one of the pool's connections. Requests and frames that need a connection
+meanwhile are answered "Server busy, try again shortly" (HTTP 503 with Retry-After) and
+do nothing; once the lock goes, the waiting sends are stored, each once.
+
+Row locks need PostgreSQL or MySQL: the suite's database when it is one of them, else a
+PostgreSQL database of the test's own (SQLite has no row locks, and a lock held from
+outside would stop the server's whole worker, not two requests).
+"""
+
+import time
+
+import pytest
+
+from kefu.db import make_database
+from tests.support import (
+    TEST_DATABASE,
+    Server,
+    drop_database,
+    fresh_database_url,
+    own_postgres_database,
+    run_python,
+)
+
+BUSY = "Server busy, try again shortly"
+
+
+def _database_url(workdir) -> str:
+    if TEST_DATABASE in ("postgresql", "mysql"):
+        return fresh_database_url(workdir)
+    url = own_postgres_database()
+    if url is None:
+        pytest.skip("PostgreSQL is not reachable on 127.0.0.1:5432; row locks need it")
+    return url
+
+
+def _lock_waits(server) -> int:
+    """Server transactions waiting for a row lock."""
+    if server.env["KEFU_DATABASE_URL"].startswith("mysql"):
+        query = "SELECT count(*) FROM information_schema.innodb_trx WHERE trx_state = 'LOCK WAIT'"
+    else:
+        query = (
+            "SELECT count(*) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+        )
+    return server.sql(query)[0][0]
+
+
+@pytest.fixture
+def busy_server(tmp_path):
+    server = Server(
+        tmp_path,
+        _database_url(tmp_path),
+        db_pool_size=2,
+        db_pool_wait_seconds=1,
+        agent_grace_seconds=1,
+    ).start()
+    yield server
+    server.destroy()
+
+
+def _send(ws, cid, op_id):
+    data = {"conversation_id": cid, "content": f"message {op_id}"}
+    ws.send({"action": "kefu_message_send", "op_id": op_id, "data": data})
+
+
+def _open_conversation(server):
+    """An agent online, a customer's conversation assigned to it, three customer sockets."""
+    agent = server.create_agent("busy-agent")
+    owner = server.host_jwt("busy-owner")
+    agent_ws = server.ws()
+    agent_ws.request({"action": "login", "data": {"token": agent["token"]}})
+    cid = server.get("/api/kefu/message/getConversation", owner).json()["data"]["id"]
+    senders = [server.ws(timeout=15) for _ in range(3)]
+    for ws in senders:
+        assert ws.request({"action": "login", "data": {"token": owner}})["success"] is True
+    return owner, cid, agent_ws, senders
+
+
+def _lock_and_drain_the_pool(server, cid, senders):
+    """Lock the conversation's row; sends "a" and "b" then hold the pool's two
+    connections while they wait for it. Returns the locking connection."""
+    locker = make_database(server.env["KEFU_DATABASE_URL"], pool_size=1)
+    locker.connect()
+    locker.begin()
+    locker.execute_sql(f"SELECT id FROM conversation WHERE id = {cid} FOR UPDATE")
+    _send(senders[0], cid, "a")
+    _send(senders[1], cid, "b")
+    deadline = time.monotonic() + 10
+    while _lock_waits(server) < 2:
+        assert time.monotonic() < deadline, "the two sends never waited on the lock"
+        time.sleep(0.05)
+    return locker
+
+
+def _release(locker):
+    locker.rollback()
+    locker.close_all()
+
+
+def _stored(server, owner, cid):
+    listed = server.get(f"/api/kefu/message/list?conversation_id={cid}&page_size=50", owner)
+    assert listed.status_code == 200
+    return sorted(m["content"] for m in listed.json()["data"])
+
+
+def test_a_full_pool_answers_busy_and_loses_nothing(busy_server):
+    server = busy_server
+    owner, cid, agent_ws, senders = _open_conversation(server)
+    locker = _lock_and_drain_the_pool(server, cid, senders)
+    try:
+        started = time.monotonic()
+        reply = server.get("/api/kefu/message/getConversation", owner)
+        assert reply.status_code == 503
+        assert reply.json() == {"code": 503, "message": BUSY}
+        assert reply.headers["Retry-After"] == "1"
+        assert 0.9 < time.monotonic() - started < 10  # the pool's wait (1 s), not 30 s
+
+        _send(senders[2], cid, "c")
+        assert senders[2].recv() == {"success": False, "message": BUSY, "op_id": "c"}
+        assert senders[0].silent(0.2) and senders[1].silent(0.2)  # still waiting
+    finally:
+        _release(locker)
+
+    for ws, op_id in ((senders[0], "a"), (senders[1], "b")):
+        reply = ws.recv_until(lambda frame, op_id=op_id: frame.get("op_id") == op_id)
+        assert reply["success"] is True and reply["op_id"] == op_id
+    _send(senders[2], cid, "c")  # the same frame again, now that a connection is free
+    retried = senders[2].recv_until(lambda frame: frame.get("op_id") == "c")
+    assert retried["success"] is True
+    assert _stored(server, owner, cid) == ["message a", "message b", "message c"]
+    assert "Traceback" not in server.log()
+    for ws in (*senders, agent_ws):
+        ws.close()
+
+
+def test_an_agent_away_while_the_pool_is_busy_is_still_requeued(busy_server):
+    """The agent's grace ends while every pooled connection is taken: re-queueing its
+    customers is tried again until a connection is free, not given up."""
+    server = busy_server
+    owner, cid, agent_ws, senders = _open_conversation(server)
+    locker = _lock_and_drain_the_pool(server, cid, senders)
+    try:
+        agent_ws.close()
+        deadline = time.monotonic() + 15  # the grace (1 s), then the pool's wait (1 s)
+        while "re-queueing" not in server.log():  # it ran, and found the pool busy
+            assert time.monotonic() < deadline, "the agent's grace never ended"
+            time.sleep(0.1)
+    finally:
+        _release(locker)
+    deadline = time.monotonic() + 10
+    while server.sql("SELECT kefu_id FROM conversation WHERE id = ?", cid)[0][0] is not None:
+        assert time.monotonic() < deadline, "the conversation stayed with the absent agent"
+        time.sleep(0.1)
+    assert _stored(server, owner, cid) == ["message a", "message b"]
+    assert "Traceback" not in server.log()
+    for ws in senders:
+        ws.close()
+
+
+BROKER_SCRIPT = r"""
+import json
+import sys
+
+from gevent import monkey
+
+monkey.patch_all()
+
+import gevent
+
+from kefu import create_app, db
+from kefu.migrate import upgrade
+from kefu.realtime.events import SignedOut
+from kefu.realtime.pg_broker import PgBroker
+
+url = sys.argv[1]
+upgrade(url)
+create_app({"DATABASE_URL": url, "DB_POOL_SIZE": 2, "DB_POOL_WAIT_SECONDS": 0.5})
+broker = PgBroker(url)
+delivered = []
+broker.subscribe(lambda events, origin: delivered.extend(e.user_id for e in events))
+gevent.sleep(0.3)  # the listener is listening
+
+
+def hold(seconds):
+    with db.read():
+        db.database.execute_sql("SELECT 1")
+        gevent.sleep(seconds)
+
+
+holders = [gevent.spawn(hold, 1.5) for _ in range(2)]  # the whole pool, for 1.5 s
+gevent.sleep(0.1)
+for user_id in (1, 2, 3):
+    broker.publish([SignedOut(user_id, "test")], None)
+gevent.sleep(1.0)
+during = list(delivered)
+gevent.joinall(holders)
+for _ in range(50):
+    if len(delivered) >= 3:
+        break
+    gevent.sleep(0.1)
+gevent.sleep(0.3)  # a fourth would arrive by now
+print(json.dumps({"during": during, "after": delivered}))
+"""
+
+
+@pytest.mark.ignores_test_database  # a PostgreSQL database of its own, whatever the suite's
+def test_the_broker_publishes_what_found_the_pool_busy(tmp_path):
+    """The PostgreSQL broker's publisher found no pooled connection (every one held for
+    longer than the pool's wait): its events are published once one is free, in order
+    and each once, instead of being dropped for live clients to miss."""
+    url = own_postgres_database()
+    if url is None:
+        pytest.skip("PostgreSQL is not reachable on 127.0.0.1:5432; the broker needs it")
+    try:
+        result = run_python(tmp_path, BROKER_SCRIPT, url)
+    finally:
+        drop_database(url)
+    assert result == {"during": [], "after": [1, 2, 3]}
