@@ -11,9 +11,11 @@ PostgreSQL database of the test's own (SQLite has no row locks, and a lock held 
 outside would stop the server's whole worker, not two requests).
 """
 
+import json
 import time
 
 import pytest
+import websocket
 
 from kefu.db import make_database
 from tests.support import (
@@ -24,6 +26,7 @@ from tests.support import (
     own_postgres_database,
     run_python,
 )
+from tests.test_pages_security import live_socket, user_session
 
 BUSY = "Server busy, try again shortly"
 
@@ -110,6 +113,9 @@ def _stored(server, owner, cid):
 def test_a_full_pool_answers_busy_and_loses_nothing(busy_server):
     server = busy_server
     owner, cid, agent_ws, senders = _open_conversation(server)
+    chat = user_session(server, "busy-owner")  # the same customer's chat page
+    page = live_socket(server, chat, role="user")
+    page.settimeout(10)
     locker = _lock_and_drain_the_pool(server, cid, senders)
     try:
         started = time.monotonic()
@@ -121,6 +127,16 @@ def test_a_full_pool_answers_busy_and_loses_nothing(busy_server):
 
         _send(senders[2], cid, "c")
         assert senders[2].recv() == {"success": False, "message": BUSY, "op_id": "c"}
+
+        # The chat page's live channel: its hello is closed with 1013, which the page
+        # retries; a handshake meanwhile is refused with 503 (retried alike).
+        page.send(json.dumps({"type": "hello", "conversation_id": cid, "after_seq": 0}))
+        opcode, payload = page.recv_data(control_frame=True)
+        assert opcode == websocket.ABNF.OPCODE_CLOSE
+        assert int.from_bytes(payload[:2], "big") == 1013 and payload[2:] == b"Server busy"
+        with pytest.raises(websocket.WebSocketBadStatusException) as refused:
+            live_socket(server, chat, role="user")
+        assert refused.value.status_code == 503
         assert senders[0].silent(0.2) and senders[1].silent(0.2)  # still waiting
     finally:
         _release(locker)
@@ -132,6 +148,11 @@ def test_a_full_pool_answers_busy_and_loses_nothing(busy_server):
     retried = senders[2].recv_until(lambda frame: frame.get("op_id") == "c")
     assert retried["success"] is True
     assert _stored(server, owner, cid) == ["message a", "message b", "message c"]
+    page = live_socket(server, chat, role="user")  # the page's retry
+    page.settimeout(10)
+    page.send(json.dumps({"type": "hello", "conversation_id": cid, "after_seq": 0}))
+    assert "message c" in page.recv()
+    page.close()
     assert "Traceback" not in server.log()
     for ws in (*senders, agent_ws):
         ws.close()

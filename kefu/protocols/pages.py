@@ -3,7 +3,8 @@
 The socket is authenticated by the page's session cookie, so a cross-site page must
 not be able to open it (cross-site WebSocket hijacking): the Origin must be this host.
 A socket closed by the server with 1008 (account disabled, credentials changed, too
-slow) makes the page reload, which re-checks the session. The page speaks one frame,
+slow) makes the page reload, which re-checks the session; one closed with 1013 (no
+database connection free) reconnects after a pause. The page speaks one frame,
 ``{"type": "hello", "conversation_id", "after_seq"}``, sent on every (re)connect; the
 reply re-renders what a dropped socket may have missed.
 """
@@ -14,7 +15,7 @@ from urllib.parse import urlsplit
 
 from flask import Blueprint, abort, current_app, g, request
 
-from kefu.errors import KefuError, TooManyRequests
+from kefu.errors import Busy, KefuError, TooManyRequests
 from kefu.models import SENDER_AGENT, SENDER_USER
 from kefu.protocols.pages_codec import PagesCodec, oob
 from kefu.realtime.connection import Connection
@@ -59,7 +60,9 @@ def resync(conn, frame: dict) -> str:
         side = SENDER_AGENT if who.is_agent else SENDER_USER
         try:
             missed = messages.after(who, conversation_id, after_seq)
-        except KefuError:
+        except Busy:
+            raise
+        except KefuError:  # not theirs, or no such conversation: nothing to add
             missed = []
         html = "".join(partial("parts/message.html", m=m, side=side) for m in missed)
         if html:
@@ -95,6 +98,13 @@ def refuse_strangers():
         abort(403, description="Sign in first")
 
 
+@bp.errorhandler(KefuError)
+def refused(exc: KefuError):
+    """Before the handshake, e.g. reading the session's account found the database pool
+    drained (503): the page's socket retries by itself."""
+    return exc.message, exc.status
+
+
 @sock.route("/pages/ws", bp=bp)
 def serve(ws) -> None:
     who = g.pages_who
@@ -117,6 +127,9 @@ def serve(ws) -> None:
                 _hello(conn, raw)
             except TooManyRequests:
                 continue  # a page that floods gets no answers, and costs no work
+            except Busy:  # no database connection free: the page reconnects, and resyncs
+                conn.close(1013, "Server busy")
+                return
             except Exception:  # a bad frame costs nothing but a log line
                 log.exception("pages frame failed")
     finally:
