@@ -15,6 +15,7 @@ import json
 import time
 
 import pytest
+import requests
 import websocket
 
 from kefu.db import make_database
@@ -127,6 +128,11 @@ def test_a_full_pool_answers_busy_and_loses_nothing(busy_server):
 
         _send(senders[2], cid, "c")
         assert senders[2].recv() == {"success": False, "message": BUSY, "op_id": "c"}
+        end = {"action": "kefu_message_end", "op_id": "end", "data": {"conversation_id": cid}}
+        senders[2].send(end)  # not "Failed to end conversation…", which says it is not yours
+        assert senders[2].recv() == {"success": False, "message": BUSY, "op_id": "end"}
+        signing_in = requests.get(server.url(f"/chat?token={owner}"), timeout=10)
+        assert signing_in.status_code == 503 and BUSY in signing_in.text
 
         # The chat page's live channel: its hello is closed with 1013, which the page
         # retries; a handshake meanwhile is refused with 503 (retried alike).

@@ -34,7 +34,8 @@ def page():
         try:
             who = auth.authenticate(token)
         except KefuError as exc:
-            return render_template("chat/signed_out.html", csrf="", error=exc.message), 401
+            status = exc.status  # 401; 503 when no database connection was free
+            return render_template("chat/signed_out.html", csrf="", error=exc.message), status
         if who.is_agent:
             abort(403, description="Agents use the dashboard at /agent")
         web.sign_in(web.USER_KEY, who.user_id)
