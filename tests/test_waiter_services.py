@@ -10,6 +10,7 @@ import pytest
 
 from kefu import create_app
 from kefu.auth import principal_for
+from kefu.errors import Invalid
 from kefu.migrate import upgrade
 from kefu.protocols.waiter_codec import USER, WAITER, WaiterCodec
 from kefu.realtime.events import ConversationRequeued, QueueMoved
@@ -104,6 +105,12 @@ def test_history_queries(app):
     ]
     older = history.user_messages(customer.user_id, before=entries[2].message.id, limit=1)
     assert [e.message.content for e in older] == ["two"]
+    # Bounds past 64 bits, as a caller other than the waiter protocol might pass them
+    # (it refuses them itself): every message is older, none is the one to resume after.
+    everything = history.user_messages(customer.user_id, before=2**70)
+    assert [e.message.content for e in everything] == ["one", "two", "three"]
+    with pytest.raises(Invalid, match="after_id is not one of this user's messages"):
+        history.user_messages(customer.user_id, after_id=2**70)
     sessions = history.agent_sessions(agent_row.id)
     assert [(s.conversation.id, s.rating) for s in sessions] == [(again.id, None), (conv.id, 4)]
     assert history.has_served(agent_row.id, customer.user_id)

@@ -11,7 +11,7 @@ from datetime import datetime
 from peewee import fn
 
 from kefu import db
-from kefu.errors import Invalid, refuse_nul, row_id
+from kefu.errors import Invalid, is_row_id, refuse_nul, row_id, seq_bound
 from kefu.models import ENDED, SENDER_AGENT, Agent, Conversation, Message, User
 from kefu.realtime.events import ConversationRef, MessageView, Person
 from kefu.services.snapshots import conversation_ref, load, message_view, person, with_people
@@ -51,7 +51,7 @@ def check_page(before, limit) -> tuple[int | None, int]:
     limit = LIMIT_DEFAULT if limit is None else limit
     if limit > LIMIT_MAX:
         raise Invalid(f"limit must be at most {LIMIT_MAX}")
-    return before, limit
+    return (None if before is None else seq_bound(before)), limit  # ids fit a BIGINT
 
 
 def user_messages(
@@ -91,6 +91,8 @@ def _after(query, user_id: int, after_id: int):
     handed out before commit on PostgreSQL and MySQL, the per-conversation sequence is
     assigned under the conversation's row lock. A user has one open conversation at a
     time, so a later conversation's messages all come after."""
+    if not is_row_id(after_id):  # past 64 bits no driver can bind it, and no row has it
+        raise Invalid("after_id is not one of this user's messages")
     seen = (
         Message.select(Message.conversation, Message.seq)
         .join(Conversation)
