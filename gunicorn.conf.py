@@ -58,6 +58,7 @@ def post_worker_init(worker):
         live.shutdown()
 
     gevent.spawn(close_sockets_when_stopping)
+    live.start()  # absent agents' grace periods, counted from now
 
     # Opt-in (KEFU_STALL_MONITOR=1): measure the gevent hub's stalls for benchmarks.
     from kefu.realtime import stall

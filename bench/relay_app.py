@@ -36,7 +36,10 @@ ids = itertools.count(1)
 
 
 class _Live:
-    """What gunicorn.conf.py's ``post_worker_init`` expects of kefu on shutdown."""
+    """What gunicorn.conf.py's ``post_worker_init`` expects of kefu at start and shutdown."""
+
+    def start(self) -> None:
+        """kefu starts absent agents' grace periods here; the relay has no agents."""
 
     def shutdown(self) -> None:
         for conns in list(rooms.values()):

@@ -143,6 +143,16 @@ class Conversation(BaseModel):
     def open_for_agent(cls, kefu_id: int):
         return cls.select().where(cls.agent == kefu_id, cls.status == OPEN)
 
+    @classmethod
+    def agents_holding_customers(cls):
+        """Ids of the agents assigned a signed-in user's open conversation (those a
+        requeue after the agent's grace period concerns; visitors keep their agent)."""
+        return (
+            cls.select(cls.agent)
+            .where(cls.status == OPEN, cls.agent.is_null(False), cls.user.is_null(False))
+            .distinct()
+        )
+
 
 class Message(BaseModel):
     # No index of its own: the unique (conversation, seq) index below serves it.

@@ -1,6 +1,7 @@
 """Assignment and the shared FIFO queue, end to end."""
 
 import threading
+import time
 
 from tests.support import Server
 
@@ -127,6 +128,36 @@ def test_agent_gone_past_grace_requeues_users_to_the_head(make_server):
     )
     assert waiting == [(mine[1],)]
     assert concurrent_of(server, leaving["kefu_id"]) == (0, 0)
+
+
+def test_an_agent_who_does_not_return_after_a_restart_is_requeued(make_server):
+    """No socket of the agent closes in the new worker to start its grace period: the
+    worker starts it itself. Before, the customers stayed with the absent agent."""
+    server = make_server(agent_grace_seconds=1)
+    gone = server.create_agent("gone-at-restart", max_concurrent=2)
+    other = server.create_agent("after-restart-2", max_concurrent=1)
+    gone_ws = login(server, gone["token"])
+    cid = open_conversation(server, Server.host_jwt("stranded"))["id"]
+    assert concurrent_of(server, gone["kefu_id"]) == (1, 1)
+    gone_ws.close()
+    server.restart()  # within the grace: only the new worker can notice the absence
+    other_ws = login(server, other["token"])
+    taken = other_ws.recv_until(lambda f: f["action"] == "kefu_conversation_assigned", timeout=10)
+    assert taken["conversation_id"] == cid
+    assert concurrent_of(server, gone["kefu_id"]) == (0, 0)
+    assert concurrent_of(server, other["kefu_id"]) == (1, 1)
+
+
+def test_an_agent_back_within_the_grace_after_a_restart_keeps_its_customers(make_server):
+    server = make_server(agent_grace_seconds=2)
+    agent = server.create_agent("back-after-restart", max_concurrent=2)
+    agent_ws = login(server, agent["token"])
+    cid = open_conversation(server, Server.host_jwt("kept"))["id"]
+    server.restart()
+    agent_ws = login(server, agent["token"])
+    time.sleep(3)  # past the grace, counted from the restart
+    assert server.sql("SELECT kefu_id FROM conversation WHERE id = ?", cid) == [(agent["kefu_id"],)]
+    assert agent_ws.silent()  # nothing was taken away and given back
 
 
 def test_concurrent_senders_keep_counters_exact(make_server):

@@ -280,6 +280,25 @@ class Live:
         for conn in self.hub.all_connections():
             conn.close(1001, "Server shutting down")
 
+    def start(self) -> None:
+        """The worker is up. One worker alone (the memory broker): agents that held
+        customers' conversations before it started get their grace period now, since no
+        socket of theirs will close here to start it; after a restart, an agent who never
+        came back kept its customers for good. (The PostgreSQL registry keeps absences
+        in the database and needs nothing here.)"""
+        if self.registry is not None:
+            return
+        try:
+            holding = routing.agents_holding_customers()
+        except Exception:
+            log.exception("reading which agents hold conversations failed")
+            return
+        for kefu_id in holding:
+            if kefu_id not in self._away:
+                self._away[kefu_id] = gevent.spawn_later(
+                    self.agent_grace_seconds, self._requeue_if_away, kefu_id
+                )
+
     def _requeue_if_away(self, kefu_id: int) -> None:
         self._away.pop(kefu_id, None)
         try:

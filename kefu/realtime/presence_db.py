@@ -161,14 +161,7 @@ class DbRegistry:
     def _agents_away_too_long(self) -> list[int]:
         online = self.online_agent_ids()
         with transient_write():
-            holding = {
-                row[0]
-                for row in _sql(
-                    "SELECT DISTINCT kefu_id FROM conversation "
-                    "WHERE status = 1 AND kefu_id IS NOT NULL AND user_id IS NOT NULL"
-                ).fetchall()
-            }
-            away = holding - online
+            away = routing.agents_holding_customers() - online
             _sql("DELETE FROM agent_away WHERE NOT (kefu_id = ANY(%s))", (list(away),))
             for kefu_id in away:
                 _sql(

@@ -182,6 +182,11 @@ def _agent_changed_locked(kefu_id: int) -> AgentChanged:
     )
 
 
+def agents_holding_customers() -> set[int]:
+    with db.read():
+        return {row.agent_id for row in Conversation.agents_holding_customers()}
+
+
 def requeue_agent(kefu_id: int) -> list:
     """The agent stayed offline past its grace period: its users' conversations go back
     to the head of the queue, in the order they were opened, and may go to another agent.
