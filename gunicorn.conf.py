@@ -3,13 +3,18 @@
 import os
 import resource
 
+from kefu.config import env_int  # plain os/secrets: no peewee in the master
+
 bind = os.environ.get("KEFU_BIND", "127.0.0.1:8000")
 worker_class = "gevent"
-# One worker by default (the memory broker). More workers need KEFU_BROKER=postgres on
-# PostgreSQL; on_starting refuses other combinations (docs/deployment.md).
-workers = int(os.environ.get("KEFU_WORKERS", "1"))
-worker_connections = int(os.environ.get("KEFU_WORKER_CONNECTIONS", "20000"))
-graceful_timeout = int(os.environ.get("KEFU_GRACEFUL_TIMEOUT", "10"))
+try:
+    # One worker by default (the memory broker). More workers need KEFU_BROKER=postgres
+    # on PostgreSQL; on_starting refuses other combinations (docs/deployment.md).
+    workers = env_int("KEFU_WORKERS", 1)
+    worker_connections = env_int("KEFU_WORKER_CONNECTIONS", 20000)
+    graceful_timeout = env_int("KEFU_GRACEFUL_TIMEOUT", 10)
+except ValueError as exc:
+    raise SystemExit(f"kefu: {exc}") from None
 timeout = 30
 keepalive = 5
 accesslog = os.environ.get("KEFU_ACCESS_LOG") or None
@@ -19,10 +24,12 @@ loglevel = os.environ.get("KEFU_LOG_LEVEL", "info")
 def on_starting(server):
     """Before any worker forks: refuse a broker / worker / database combination that
     cannot work, raise the open-files limit and apply migrations once."""
-    # plain os/secrets: no peewee in the master
     from kefu.config import deployment_problem, from_environment
 
-    settings = from_environment()
+    try:
+        settings = from_environment()
+    except ValueError as exc:  # a setting that is not a number, or below 0
+        raise SystemExit(f"kefu: {exc}") from None
     problem = deployment_problem(
         settings["BROKER"], server.cfg.workers, settings["DATABASE_URL"], settings["DB_POOL_SIZE"]
     )

@@ -8,12 +8,27 @@ import os
 import secrets
 
 
-def _int(name: str, default: int) -> int:
-    return int(os.environ.get(name, default))
+def env_int(name: str, default: int) -> int:
+    return _number(name, default, int, "must be a whole number")
 
 
-def _float(name: str, default: float) -> float:
-    return float(os.environ.get(name, default))
+def env_float(name: str, default: float) -> float:
+    return _number(name, default, float, "must be a number")
+
+
+def _number(name: str, default, kind, wanted: str):
+    """A numeric setting, or a ``ValueError`` that names it: no setting counts below 0
+    (0 turns some off, e.g. ``KEFU_WS_PING_SECONDS``), and none runs forever."""
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    try:
+        value = kind(raw)
+    except ValueError:
+        raise ValueError(f"{name}={raw!r}: {wanted}") from None
+    if not 0 <= value < float("inf"):  # also refuses NaN
+        raise ValueError(f"{name}={raw!r}: {wanted}, 0 or more")
+    return value
 
 
 def _flag(name: str, default: bool) -> bool:
@@ -27,55 +42,55 @@ def from_environment() -> dict:
     """Read the settings once; values are plain Python objects."""
     return {
         "DATABASE_URL": os.environ.get("KEFU_DATABASE_URL", "sqlite:///kefu.db"),
-        "DB_POOL_SIZE": _int("KEFU_DB_POOL_SIZE", 8),
+        "DB_POOL_SIZE": env_int("KEFU_DB_POOL_SIZE", 8),
         # How long a call waits for a pooled connection before "Server busy" (HTTP 503).
-        "DB_POOL_WAIT_SECONDS": _float("KEFU_DB_POOL_WAIT_SECONDS", 30.0),
+        "DB_POOL_WAIT_SECONDS": env_float("KEFU_DB_POOL_WAIT_SECONDS", 30.0),
         # SQLite under load: the least time between two group commits (more writes share one).
-        "GROUP_COMMIT_GAP_MS": _float("KEFU_GROUP_COMMIT_GAP_MS", 2.0),
+        "GROUP_COMMIT_GAP_MS": env_float("KEFU_GROUP_COMMIT_GAP_MS", 2.0),
         # SQLite under gevent: the log's length (pages of 4 KB) at which the checkpointer
         # catches up under the writer lock, so the next commit starts the log over.
-        "SQLITE_WAL_REWIND_PAGES": _int("KEFU_SQLITE_WAL_REWIND_PAGES", 32768),
+        "SQLITE_WAL_REWIND_PAGES": env_int("KEFU_SQLITE_WAL_REWIND_PAGES", 32768),
         # memory: one worker, the hub in-process. postgres: N workers/hosts share one
         # PostgreSQL database (LISTEN/NOTIFY, presence in tables). docs/deployment.md.
         "BROKER": os.environ.get("KEFU_BROKER", "memory").strip().lower(),
-        "WORKERS": _int("KEFU_WORKERS", 1),
+        "WORKERS": env_int("KEFU_WORKERS", 1),
         # A worker that stops heart-beating stops counting as present after this long.
-        "PRESENCE_TTL_SECONDS": _float("KEFU_PRESENCE_TTL_SECONDS", 15.0),
+        "PRESENCE_TTL_SECONDS": env_float("KEFU_PRESENCE_TTL_SECONDS", 15.0),
         # How long a message push may wait for its predecessor from another worker.
-        "BROKER_HOLD_SECONDS": _float("KEFU_BROKER_HOLD_SECONDS", 1.0),
+        "BROKER_HOLD_SECONDS": env_float("KEFU_BROKER_HOLD_SECONDS", 1.0),
         # A random key means sessions do not survive a restart; set one in production.
         "SECRET_KEY": os.environ.get("KEFU_SECRET_KEY") or secrets.token_hex(32),
         "JWT_SECRET": os.environ.get("KEFU_JWT_SECRET", ""),
-        "JWT_LEEWAY_SECONDS": _int("KEFU_JWT_LEEWAY_SECONDS", 30),
+        "JWT_LEEWAY_SECONDS": env_int("KEFU_JWT_LEEWAY_SECONDS", 30),
         # Frames above this get a clear error reply and the socket stays open.
-        "MAX_FRAME_BYTES": _int("KEFU_MAX_FRAME_BYTES", 64 * 1024),
+        "MAX_FRAME_BYTES": env_int("KEFU_MAX_FRAME_BYTES", 64 * 1024),
         # Frames above this are refused by the transport (close 1009); protects memory.
-        "MAX_WS_MESSAGE_BYTES": _int("KEFU_MAX_WS_MESSAGE_BYTES", 1024 * 1024),
-        "MAX_CONTENT_CHARS": _int("KEFU_MAX_CONTENT_CHARS", 5000),
-        "WS_PING_SECONDS": _float("KEFU_WS_PING_SECONDS", 25.0),
+        "MAX_WS_MESSAGE_BYTES": env_int("KEFU_MAX_WS_MESSAGE_BYTES", 1024 * 1024),
+        "MAX_CONTENT_CHARS": env_int("KEFU_MAX_CONTENT_CHARS", 5000),
+        "WS_PING_SECONDS": env_float("KEFU_WS_PING_SECONDS", 25.0),
         "WS_DEFLATE": _flag("KEFU_WS_DEFLATE", False),
         # /ws/echo for WebSocket conformance runs (tests/autobahn); never in production.
         "ECHO_ENDPOINT": _flag("KEFU_ECHO_ENDPOINT", False),
         # Frames queued for one slow socket before it is dropped (it resyncs on reconnect).
-        "WS_OUTBOX_LIMIT": _int("KEFU_WS_OUTBOX_LIMIT", 1000),
-        "DEFAULT_MAX_CONCURRENT": _int("KEFU_DEFAULT_MAX_CONCURRENT", 5),
+        "WS_OUTBOX_LIMIT": env_int("KEFU_WS_OUTBOX_LIMIT", 1000),
+        "DEFAULT_MAX_CONCURRENT": env_int("KEFU_DEFAULT_MAX_CONCURRENT", 5),
         # An agent whose last socket dropped keeps its conversations this long.
-        "AGENT_GRACE_SECONDS": _float("KEFU_AGENT_GRACE_SECONDS", 60.0),
+        "AGENT_GRACE_SECONDS": env_float("KEFU_AGENT_GRACE_SECONDS", 60.0),
         # A waiter-protocol user socket silent this long gets ``idle``; after the grace
         # it is disconnected (and its conversation ended if it has no other socket).
-        "USER_IDLE_SECONDS": _float("KEFU_USER_IDLE_SECONDS", 600.0),
-        "USER_IDLE_GRACE_SECONDS": _float("KEFU_USER_IDLE_GRACE_SECONDS", 60.0),
-        "PAGE_SIZE_MAX": _int("KEFU_PAGE_SIZE_MAX", 100),
+        "USER_IDLE_SECONDS": env_float("KEFU_USER_IDLE_SECONDS", 600.0),
+        "USER_IDLE_GRACE_SECONDS": env_float("KEFU_USER_IDLE_GRACE_SECONDS", 60.0),
+        "PAGE_SIZE_MAX": env_int("KEFU_PAGE_SIZE_MAX", 100),
         # Abuse limits (docs/security.md).
-        "WS_RATE_PER_SECOND": _float("KEFU_WS_RATE_PER_SECOND", 20.0),
-        "WS_RATE_BURST": _int("KEFU_WS_RATE_BURST", 40),
-        "VISITOR_MESSAGES_PER_MINUTE": _float("KEFU_VISITOR_MESSAGES_PER_MINUTE", 30.0),
-        "MAX_CONNECTIONS_PER_IDENTITY": _int("KEFU_MAX_CONNECTIONS_PER_IDENTITY", 20),
-        "WS_LOGIN_TIMEOUT_SECONDS": _float("KEFU_WS_LOGIN_TIMEOUT_SECONDS", 30.0),
+        "WS_RATE_PER_SECOND": env_float("KEFU_WS_RATE_PER_SECOND", 20.0),
+        "WS_RATE_BURST": env_int("KEFU_WS_RATE_BURST", 40),
+        "VISITOR_MESSAGES_PER_MINUTE": env_float("KEFU_VISITOR_MESSAGES_PER_MINUTE", 30.0),
+        "MAX_CONNECTIONS_PER_IDENTITY": env_int("KEFU_MAX_CONNECTIONS_PER_IDENTITY", 20),
+        "WS_LOGIN_TIMEOUT_SECONDS": env_float("KEFU_WS_LOGIN_TIMEOUT_SECONDS", 30.0),
         # How often open sockets are checked against disabled accounts / changed passwords.
-        "REVALIDATE_SECONDS": _float("KEFU_REVALIDATE_SECONDS", 10.0),
+        "REVALIDATE_SECONDS": env_float("KEFU_REVALIDATE_SECONDS", 10.0),
         # Queue positions go out at most this often (the latest place, read fresh).
-        "QUEUE_UPDATE_SECONDS": _float("KEFU_QUEUE_UPDATE_SECONDS", 0.05),
+        "QUEUE_UPDATE_SECONDS": env_float("KEFU_QUEUE_UPDATE_SECONDS", 0.05),
         # Origins besides this host allowed to open the pages' cookie-authenticated socket.
         "WS_ALLOWED_ORIGINS": frozenset(
             o.strip().rstrip("/")
@@ -83,18 +98,18 @@ def from_environment() -> dict:
             if o.strip()
         ),
         # Password guessing on the agent sign-in form: attempts per minute.
-        "SIGN_IN_ATTEMPTS_PER_USERNAME": _float("KEFU_SIGN_IN_ATTEMPTS_PER_USERNAME", 5.0),
-        "SIGN_IN_ATTEMPTS_PER_IP": _float("KEFU_SIGN_IN_ATTEMPTS_PER_IP", 30.0),
+        "SIGN_IN_ATTEMPTS_PER_USERNAME": env_float("KEFU_SIGN_IN_ATTEMPTS_PER_USERNAME", 5.0),
+        "SIGN_IN_ATTEMPTS_PER_IP": env_float("KEFU_SIGN_IN_ATTEMPTS_PER_IP", 30.0),
         # Pages (issue 4): uploads on local disk, and the session cookie's flags.
         "UPLOAD_DIR": os.path.abspath(os.environ.get("KEFU_UPLOAD_DIR", "uploads")),
-        "UPLOAD_MAX_BYTES": _int("KEFU_UPLOAD_MAX_BYTES", 10 * 1024 * 1024),
-        "UPLOAD_VISITOR_MAX_BYTES": _int("KEFU_UPLOAD_VISITOR_MAX_BYTES", 2 * 1024 * 1024),
+        "UPLOAD_MAX_BYTES": env_int("KEFU_UPLOAD_MAX_BYTES", 10 * 1024 * 1024),
+        "UPLOAD_VISITOR_MAX_BYTES": env_int("KEFU_UPLOAD_VISITOR_MAX_BYTES", 2 * 1024 * 1024),
         "SESSION_COOKIE_NAME": "kefu_session",
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",
         # Turn on behind HTTPS so the session cookie never travels in clear text.
         "SESSION_COOKIE_SECURE": _flag("KEFU_SECURE_COOKIES", False),
-        "PERMANENT_SESSION_LIFETIME": _int("KEFU_SESSION_SECONDS", 7 * 24 * 3600),
+        "PERMANENT_SESSION_LIFETIME": env_int("KEFU_SESSION_SECONDS", 7 * 24 * 3600),
     }
 
 

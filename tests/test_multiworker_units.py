@@ -125,6 +125,11 @@ def test_deployment_problems():
         ),
         # With one, the group commit kept it and every other request failed after 30 s.
         ({"KEFU_DB_POOL_SIZE": "1"}, "KEFU_DB_POOL_SIZE=1: use 2 or more"),
+        # Settings that are not numbers, or below 0, are named (not a bare traceback).
+        ({"KEFU_DB_POOL_SIZE": "eight"}, "kefu: KEFU_DB_POOL_SIZE='eight': must be a whole"),
+        ({"KEFU_WS_PING_SECONDS": "-1"}, "KEFU_WS_PING_SECONDS='-1': must be a number, 0 or"),
+        ({"KEFU_USER_IDLE_SECONDS": "nan"}, "KEFU_USER_IDLE_SECONDS='nan': must be a number"),
+        ({"KEFU_WORKERS": "two"}, "kefu: KEFU_WORKERS='two': must be a whole number"),
     ],
 )
 def test_gunicorn_refuses_to_start(tmp_path, env, says):
