@@ -100,6 +100,9 @@ def from_environment() -> dict:
         # Password guessing on the agent sign-in form: attempts per minute.
         "SIGN_IN_ATTEMPTS_PER_USERNAME": env_float("KEFU_SIGN_IN_ATTEMPTS_PER_USERNAME", 5.0),
         "SIGN_IN_ATTEMPTS_PER_IP": env_float("KEFU_SIGN_IN_ATTEMPTS_PER_IP", 30.0),
+        # Reverse proxies in front (nginx: 1) whose X-Forwarded-For and -Proto are
+        # believed; 0 (no proxy) believes none, since any client can send them.
+        "PROXY_COUNT": env_int("KEFU_PROXY_COUNT", 0),
         # Pages (issue 4): uploads on local disk, and the session cookie's flags.
         "UPLOAD_DIR": os.path.abspath(os.environ.get("KEFU_UPLOAD_DIR", "uploads")),
         "UPLOAD_MAX_BYTES": env_int("KEFU_UPLOAD_MAX_BYTES", 10 * 1024 * 1024),

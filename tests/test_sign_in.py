@@ -16,8 +16,10 @@ def srv(make_server):
     return server
 
 
-def attempt(srv, username, password):
+def attempt(srv, username, password, forwarded_for=None):
     s = requests.Session()
+    if forwarded_for:  # as nginx adds it (docs/security.md)
+        s.headers["X-Forwarded-For"] = forwarded_for
     token = csrf_of(s.get(srv.url("/agent/sign-in")).text)
     return s.post(
         srv.url("/agent/sign-in"),
@@ -36,6 +38,23 @@ def test_guessing_one_account_is_throttled(srv):
     for n in range(3):
         attempt(srv, "nobody", f"x{n}")
     assert attempt(srv, "other", "other-password").status_code == 429  # per address too
+
+
+@pytest.mark.parametrize("proxy_count", [0, 1])
+def test_behind_a_proxy_each_client_address_counts_apart(make_server, proxy_count):
+    """Behind nginx every request comes from 127.0.0.1. With ``KEFU_PROXY_COUNT=1`` the
+    address nginx forwards is counted, so one guesser does not lock everyone out; with
+    0 (no proxy) the header is not believed, since any client could send it."""
+    server = make_server(
+        sign_in_attempts_per_username=100, sign_in_attempts_per_ip=3, proxy_count=proxy_count
+    )
+    server.create_agent("colleague", password="colleague-password")
+    for n in range(3):
+        assert attempt(server, f"guess{n}", "x", forwarded_for="203.0.113.9").status_code == 401
+    guesser = attempt(server, "guess", "x", forwarded_for="203.0.113.9")
+    assert guesser.status_code == 429
+    colleague = attempt(server, "colleague", "colleague-password", forwarded_for="198.51.100.4")
+    assert colleague.status_code == (302 if proxy_count else 429)
 
 
 def test_sign_out_closes_the_persons_sockets(srv):
