@@ -85,6 +85,11 @@ def from_environment() -> dict:
         "WS_RATE_PER_SECOND": env_float("KEFU_WS_RATE_PER_SECOND", 20.0),
         "WS_RATE_BURST": env_int("KEFU_WS_RATE_BURST", 40),
         "VISITOR_MESSAGES_PER_MINUTE": env_float("KEFU_VISITOR_MESSAGES_PER_MINUTE", 30.0),
+        # New visitor ids one client address may use per minute (each can open a
+        # conversation with an agent); 0: no limit.
+        "NEW_VISITORS_PER_ADDRESS_PER_MINUTE": env_float(
+            "KEFU_NEW_VISITORS_PER_ADDRESS_PER_MINUTE", 20.0
+        ),
         "MAX_CONNECTIONS_PER_IDENTITY": env_int("KEFU_MAX_CONNECTIONS_PER_IDENTITY", 20),
         "WS_LOGIN_TIMEOUT_SECONDS": env_float("KEFU_WS_LOGIN_TIMEOUT_SECONDS", 30.0),
         # How often open sockets are checked against disabled accounts / changed passwords.

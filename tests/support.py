@@ -140,6 +140,7 @@ class Server:
             "KEFU_WS_RATE_PER_SECOND": "10000",
             "KEFU_WS_RATE_BURST": "10000",
             "KEFU_VISITOR_MESSAGES_PER_MINUTE": "100000",
+            "KEFU_NEW_VISITORS_PER_ADDRESS_PER_MINUTE": "100000",
             "KEFU_SIGN_IN_ATTEMPTS_PER_USERNAME": "100000",
             "KEFU_SIGN_IN_ATTEMPTS_PER_IP": "100000",
             **{f"KEFU_{k.upper()}": str(v) for k, v in settings.items()},

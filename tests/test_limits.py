@@ -64,6 +64,33 @@ def test_visitor_message_rate_limit(strict):
     assert strict.sql("SELECT COUNT(*) FROM message") == [(2,)]
 
 
+@pytest.mark.parametrize("proxy_count", [0, 1])
+def test_new_visitor_ids_per_address_are_limited(make_server, proxy_count):
+    """A script making up a visitor id per message opened a conversation with the agent
+    for each. Per client address only so many new ids a minute; an id already used from
+    there costs nothing again, and other addresses (behind the proxy) count apart."""
+    server = make_server(new_visitors_per_address_per_minute=3, proxy_count=proxy_count)
+    agent = server.create_agent("flooded-agent")
+    script = server.ws(header={"X-Forwarded-For": "203.0.113.9"})
+
+    def send(ws, visitor_id):
+        data = {"visitor_id": visitor_id, "kefu_id": agent["kefu_id"], "content": "hi"}
+        return ws.request({"action": "kefu_message_visitor_send", "data": data})
+
+    assert [send(script, f"made-up-{n}")["success"] for n in range(3)] == [True] * 3
+    assert send(script, "made-up-3") == {
+        "success": False,
+        "message": "Too many new visitors from this address; wait a moment",
+        "op_id": None,
+    }
+    assert send(script, "made-up-0")["success"] is True  # an id it has used
+    visitor = server.ws(header={"X-Forwarded-For": "198.51.100.4"})
+    assert send(visitor, "a-real-visitor")["success"] is bool(proxy_count)
+    opened = server.sql("SELECT COUNT(*) FROM conversation")[0][0]
+    assert opened == (4 if proxy_count else 3)  # nothing for the refused ids
+    assert server.sql("SELECT COUNT(*) FROM message") == [(opened + 1,)]
+
+
 def test_connections_per_identity_are_capped(strict):
     token = Server.host_jwt("many-tabs")
     tabs = [strict.ws() for _ in range(3)]

@@ -6,7 +6,7 @@ errors are ``{"success": false, "message": …}`` and never close the socket.
 
 import logging
 
-from flask import Blueprint, current_app
+from flask import Blueprint, current_app, request
 
 from kefu import auth, clock
 from kefu.errors import Busy, Invalid, KefuError, Unauthorized
@@ -99,7 +99,7 @@ def on_visitor_send(conn, data: Fields, op_id, live):
     kefu_id = data.id("kefu_id")
     content = data.text("content", required=True)
     conn.identified = True  # an unbound visitor may send; it is not an idle anonymous socket
-    live.admit_visitor_message(visitor_id)
+    live.admit_visitor_message(visitor_id, conn.state.get("address"))
     msg, events, _ = visitors.send(
         visitor_id, kefu_id, content, None if op_id is None else str(op_id)
     )
@@ -161,6 +161,7 @@ def serve(ws) -> None:
     live = current_app.extensions["kefu.live"]
     max_bytes = config["MAX_FRAME_BYTES"]
     conn = Connection(ws, codec.DsKefuCodec(), config["WS_OUTBOX_LIMIT"])
+    conn.state["address"] = request.remote_addr  # the client's, behind KEFU_PROXY_COUNT
     live.open(conn)
     try:
         for raw in conn.frames():

@@ -36,3 +36,27 @@ class KeyedBuckets:
         if len(self._buckets) > self.max_keys:
             self._buckets.popitem(last=False)
         return bucket.allow()
+
+
+class NewKeyLimit:
+    """Per owner (a client address), how often it may use a key (a visitor id) it has
+    not used lately; a key it has used costs nothing again. A script that makes up a
+    visitor id per message, each opening a conversation with the agent, is slowed down;
+    a visitor keeps its id and pays once."""
+
+    def __init__(self, per_minute: float, max_seen: int = 50_000):
+        self.buckets = KeyedBuckets(per_minute / 60.0, max(1.0, per_minute))
+        self.max_seen = max_seen
+        self._seen: OrderedDict[tuple[str, str], None] = OrderedDict()
+
+    def allow(self, owner: str, key: str) -> bool:
+        pair = (owner, key)
+        if pair in self._seen:
+            self._seen.move_to_end(pair)
+            return True
+        if not self.buckets.allow(owner):
+            return False
+        self._seen[pair] = None
+        if len(self._seen) > self.max_seen:
+            self._seen.popitem(last=False)
+        return True

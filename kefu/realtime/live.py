@@ -21,7 +21,7 @@ from kefu.errors import Busy, TooManyRequests
 from kefu.realtime.broker import MemoryBroker
 from kefu.realtime.events import AGENTS, QueueMoved, SignedOut, user_key, visitor_key
 from kefu.realtime.hub import TURN_SECONDS, Hub
-from kefu.realtime.limits import KeyedBuckets, TokenBucket
+from kefu.realtime.limits import KeyedBuckets, NewKeyLimit, TokenBucket
 from kefu.realtime.turns import turns
 from kefu.services import accounts, presence, routing
 
@@ -40,6 +40,7 @@ DEFAULT_LIMITS = {
     "WS_RATE_PER_SECOND": 20.0,
     "WS_RATE_BURST": 40,
     "VISITOR_MESSAGES_PER_MINUTE": 30.0,
+    "NEW_VISITORS_PER_ADDRESS_PER_MINUTE": 20.0,
     "MAX_CONNECTIONS_PER_IDENTITY": 20,
     "WS_LOGIN_TIMEOUT_SECONDS": 30.0,
     "REVALIDATE_SECONDS": 10.0,
@@ -66,6 +67,7 @@ class Live:
         self.limits = {**DEFAULT_LIMITS, **(limits or {})}
         per_minute = self.limits["VISITOR_MESSAGES_PER_MINUTE"]
         self.visitor_messages = KeyedBuckets(per_minute / 60.0, max(1.0, per_minute / 3))
+        self.new_visitors = NewKeyLimit(self.limits["NEW_VISITORS_PER_ADDRESS_PER_MINUTE"])
         self._away: dict[int, gevent.Greenlet] = {}
         self._revalidator = None
         self.queue_delay = self.limits["QUEUE_UPDATE_SECONDS"]
@@ -151,7 +153,12 @@ class Live:
         if not conn.rate.allow():
             raise TooManyRequests("Rate limit exceeded: too many frames, slow down")
 
-    def admit_visitor_message(self, visitor_id: str) -> None:
+    def admit_visitor_message(self, visitor_id: str, address: str | None = None) -> None:
+        """Refuse a visitor's message past its rate, or from an address that has used too
+        many new visitor ids lately (per worker; 0 in the setting turns that off)."""
+        per_address = self.limits["NEW_VISITORS_PER_ADDRESS_PER_MINUTE"]
+        if address and per_address and not self.new_visitors.allow(address, visitor_id):
+            raise TooManyRequests("Too many new visitors from this address; wait a moment")
         if self.registry is not None:  # counted across workers, per minute
             allowed = self.registry.admit(
                 visitor_key(visitor_id), self.limits["VISITOR_MESSAGES_PER_MINUTE"]
