@@ -23,14 +23,14 @@ def create_app(config: dict | None = None):
     if problem:  # e.g. KEFU_BROKER=postgres on SQLite/MySQL: refuse to start (docs/deployment.md)
         raise RuntimeError(problem)
     app.json.sort_keys = False  # keep the guide's field order
+    app.json.ensure_ascii = False
     if settings["PROXY_COUNT"]:
-        # Behind nginx every request comes from 127.0.0.1: the sign-in limit per client
-        # address would count everyone together, and one guesser would lock all out.
+        # Behind nginx every request comes from 127.0.0.1: the limits per client address
+        # (sign-in, new visitors) would count everyone together.
         from werkzeug.middleware.proxy_fix import ProxyFix
 
         count = settings["PROXY_COUNT"]
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=count, x_proto=count)
-    app.json.ensure_ascii = False
 
     db.init_app(app)
     transport.install(app)
