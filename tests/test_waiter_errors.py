@@ -126,6 +126,11 @@ WAITER_CASES = [
         {"type": "message_text", "payload": {"text": "x"}, "to": "nobody"},
         "This user is not connected to you",
     ),
+    # Found by the fuzzer on PostgreSQL: the uuid lookup was refused (an internal error).
+    (
+        {"type": "message_text", "payload": {"text": "x"}, "to": "\x00"},
+        "to must not contain NUL characters",
+    ),
     ({"type": "disconnect", "payload": {}}, "uuid is required"),
     ({"type": "disconnect", "payload": {"uuid": "nobody"}}, "This user is not connected to you"),
     ({"type": "get_history", "payload": {}}, "user_id is required"),

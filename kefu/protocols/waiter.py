@@ -12,7 +12,7 @@ import logging
 
 from flask import Blueprint, current_app
 
-from kefu.errors import Invalid, KefuError
+from kefu.errors import Invalid, KefuError, refuse_nul
 from kefu.protocols import waiter_codec as codec
 from kefu.protocols.fields import Fields, FrameError, op_id_of, parse_frame
 from kefu.protocols.waiter_codec import USER, WAITER, frame
@@ -60,6 +60,7 @@ def handle(conn, raw, live, max_bytes: int, table: dict) -> None:
         to = parsed.get("to")
         if to is not None and not isinstance(to, str):
             raise Invalid("to must be a string")
+        refuse_nul("to", to)  # PostgreSQL refused the uuid lookup: an internal error
         request = Request(op_id, to, Fields(parsed.get("payload"), "payload"))
         conn.state["request_op"] = op_id  # pushes this request causes here echo it
         events = handler(conn, request, live)
