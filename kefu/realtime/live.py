@@ -20,10 +20,10 @@ from kefu import clock
 from kefu.errors import Busy, TooManyRequests
 from kefu.realtime.broker import MemoryBroker
 from kefu.realtime.events import AGENTS, QueueMoved, SignedOut, user_key, visitor_key
-from kefu.realtime.hub import TURN_SECONDS, Hub
+from kefu.realtime.hub import Hub
 from kefu.realtime.limits import KeyedBuckets, NewKeyLimit, TokenBucket
-from kefu.realtime.turns import turns
-from kefu.services import accounts, presence, routing
+from kefu.realtime.revalidation import revalidate_forever
+from kefu.services import presence, routing
 
 log = logging.getLogger(__name__)
 
@@ -144,7 +144,8 @@ class Live:
         sign in (or act as a visitor) before it is closed."""
         self.hub.join(conn)
         if self._revalidator is None:
-            self._revalidator = gevent.spawn(self._revalidate_forever)
+            every = self.limits["REVALIDATE_SECONDS"]
+            self._revalidator = gevent.spawn(revalidate_forever, self.hub, every)
         conn.rate = TokenBucket(self.limits["WS_RATE_PER_SECOND"], self.limits["WS_RATE_BURST"])
         gevent.spawn_later(self.limits["WS_LOGIN_TIMEOUT_SECONDS"], self._expire_anonymous, conn)
 
@@ -189,16 +190,19 @@ class Live:
         """Attach a socket to its person; an agent's first socket brings it online.
         Raises TooManyConnections past the per-identity cap."""
         self._check_cap(principal.key, conn)
+        # Counted for the other workers first: that can fail (no database connection
+        # free), and the socket must then stay signed out, not signed in without pushes.
+        self._count(conn, principal.key)
+        if principal.is_agent:
+            self._count(conn, f"a:{principal.kefu_id}")  # before dispatch asks who is online
         conn.principal = principal
         conn.identified = True
         conn.signed_in_at = clock.now()
-        self._count(conn, principal.key)
         self.hub.attach(conn, principal.key)
         if not principal.is_agent:
             return
         self.hub.attach(conn, AGENTS)
         came_online = self.hub.add_agent(conn, principal.kefu_id)
-        self._count(conn, f"a:{principal.kefu_id}")  # before dispatch asks who is online
         timer = self._away.pop(principal.kefu_id, None)
         if timer is not None:
             timer.kill(block=False)  # back within the grace period: nothing moves
@@ -242,37 +246,6 @@ class Live:
     def _close_signed_out(self, _live, event: SignedOut) -> None:
         for conn in self.hub.connections(user_key(event.user_id)):
             conn.close(1008, event.reason)
-
-    def _revalidate_forever(self) -> None:
-        """Close sockets of people disabled or whose credentials changed after they signed
-        in. The CLI that changes them runs in another process, so the database is asked."""
-        while True:
-            gevent.sleep(self.limits["REVALIDATE_SECONDS"])
-            try:
-                self.revalidate()
-            except Exception:
-                log.exception("revalidating signed-in sockets failed")
-
-    def revalidate(self) -> None:
-        # Every pass over the sockets takes turns by time: at 10,000 sockets the plain
-        # comprehensions and the first chunk of the query held the hub 12-27 ms.
-        signed_in, user_ids = [], set()
-        for conn in turns.paced(self.hub.all_connections(), TURN_SECONDS):
-            if conn.principal and not conn.closed:
-                signed_in.append(conn)
-                user_ids.add(conn.principal.user_id)
-        changes = accounts.credential_changes(user_ids, between=turns.pass_turn)
-        if not changes:
-            return
-        for conn in turns.paced(signed_in, TURN_SECONDS):
-            change = changes.get(conn.principal.user_id)
-            if change is None:
-                continue
-            active, changed_at = change
-            if not active:
-                conn.close(1008, "Account disabled")
-            elif changed_at is not None and changed_at > conn.signed_in_at:
-                conn.close(1008, "Credentials changed; sign in again")
 
     def shutdown(self) -> None:
         """The worker is stopping: tell every client to go away (1001) and reconnect."""

@@ -1,0 +1,44 @@
+"""Signed-in sockets checked against the accounts: a person disabled, or whose password
+changed after the socket signed in, is closed (1008). The CLI that changes accounts runs
+in another process, so each worker asks the database every ``REVALIDATE_SECONDS``."""
+
+import logging
+
+import gevent
+
+from kefu.realtime.hub import TURN_SECONDS
+from kefu.realtime.turns import turns
+from kefu.services import accounts
+
+log = logging.getLogger(__name__)
+
+
+def revalidate_forever(hub, every: float) -> None:
+    while True:
+        gevent.sleep(every)
+        try:
+            revalidate(hub)
+        except Exception:
+            log.exception("revalidating signed-in sockets failed")
+
+
+def revalidate(hub) -> None:
+    # Every pass over the sockets takes turns by time: at 10,000 sockets the plain
+    # comprehensions and the first chunk of the query held the hub 12-27 ms.
+    signed_in, user_ids = [], set()
+    for conn in turns.paced(hub.all_connections(), TURN_SECONDS):
+        if conn.principal and not conn.closed:
+            signed_in.append(conn)
+            user_ids.add(conn.principal.user_id)
+    changes = accounts.credential_changes(user_ids, between=turns.pass_turn)
+    if not changes:
+        return
+    for conn in turns.paced(signed_in, TURN_SECONDS):
+        change = changes.get(conn.principal.user_id)
+        if change is None:
+            continue
+        active, changed_at = change
+        if not active:
+            conn.close(1008, "Account disabled")
+        elif changed_at is not None and changed_at > conn.signed_in_at:
+            conn.close(1008, "Credentials changed; sign in again")
