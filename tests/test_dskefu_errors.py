@@ -182,6 +182,16 @@ FRAME_CASES = [
         "op_id must not contain NUL characters",
         "o\x00",
     ),
+    # The same for a visitor's send (found by the fuzzer on PostgreSQL, this round).
+    (
+        {
+            "action": "kefu_message_visitor_send",
+            "data": {"visitor_id": "nul-visitor", "kefu_id": 1, "content": "a"},
+            "op_id": "v\x00",
+        },
+        "op_id must not contain NUL characters",
+        "v\x00",
+    ),
     (
         {"action": "kefu_message_send", "data": {"conversation_id": 999999, "content": "a"}},
         "Conversation not found or no permission",
