@@ -28,6 +28,7 @@ from tests.support import (
     run_python,
 )
 from tests.test_pages_security import live_socket, user_session
+from tests.test_queue import login, open_conversation
 
 BUSY = "Server busy, try again shortly"
 
@@ -73,11 +74,9 @@ def _send(ws, cid, op_id):
 
 def _open_conversation(server):
     """An agent online, a customer's conversation assigned to it, three customer sockets."""
-    agent = server.create_agent("busy-agent")
+    agent_ws = login(server, server.create_agent("busy-agent")["token"])
     owner = server.host_jwt("busy-owner")
-    agent_ws = server.ws()
-    agent_ws.request({"action": "login", "data": {"token": agent["token"]}})
-    cid = server.get("/api/kefu/message/getConversation", owner).json()["data"]["id"]
+    cid = open_conversation(server, owner)["id"]
     senders = [server.ws(timeout=15) for _ in range(3)]
     for ws in senders:
         assert ws.request({"action": "login", "data": {"token": owner}})["success"] is True
