@@ -189,6 +189,16 @@ def test_pages_send_security_headers(srv, agents):
     widget = requests.get(srv.url(f"/visitor?kefu_id={kefu_id}"))
     assert "frame-ancestors *" in widget.headers["Content-Security-Policy"]
     assert "X-Frame-Options" not in widget.headers
+    # Private pages and API answers are kept by no cache; the vendored scripts and
+    # styles may be.
+    chat = user_session(srv, "cache-check")
+    api = srv.get("/api/kefu/message/getConversation", srv.host_jwt("cache-check"))
+    for response in (page, chat.get(srv.url("/chat")), api):
+        assert response.status_code == 200, response.url
+        assert response.headers["Cache-Control"] == "no-store", response.url
+    assert "no-store" not in requests.get(srv.url("/static/pages.js")).headers.get(
+        "Cache-Control", ""
+    )
 
 
 def upload(srv, files, **kw):

@@ -83,6 +83,13 @@ def http_error(exc: HTTPException):
     return response
 
 
+@bp.after_request
+def not_stored(response):
+    """Conversations and messages are private: no cache keeps them."""
+    response.headers.setdefault("Cache-Control", "no-store")
+    return response
+
+
 def init_app(app) -> None:
     from kefu.api import openapi  # noqa: F401  (adds GET /api/openapi.json to bp)
 

@@ -26,6 +26,8 @@ def _security_headers(response):
     )
     response.headers["X-Content-Type-Options"] = "nosniff"
     response.headers["Referrer-Policy"] = "same-origin"
+    # Conversations are private: no browser (a shared desk's) or proxy cache keeps them.
+    response.headers.setdefault("Cache-Control", "no-store")
     if not framable:
         response.headers["X-Frame-Options"] = "SAMEORIGIN"
     return response
