@@ -198,15 +198,20 @@ def test_a_deadlock_victim_runs_again(app):
     first, second = (conversations.open_for_user(customer(f"d{n}"))[0].id for n in range(2))
     both_hold_one = threading.Barrier(2)
     runs = {"a": 0, "b": 0}
+    finished = {"a": threading.Event(), "b": threading.Event()}
 
     def lock(conversation_id):
         list(db.locked(Conversation.select().where(Conversation.id == conversation_id)))
 
     def job(name, mine, theirs):
         runs[name] += 1
-        lock(mine)
         if runs[name] == 1:
+            lock(mine)
             both_hold_one.wait(timeout=10)
+        else:  # the victim again: after the other has committed, or it could retake its
+            # first lock before the other's waiting lock is granted and deadlock again
+            finished["b" if name == "a" else "a"].wait(timeout=10)
+            lock(mine)
         with db.database.atomic():  # a savepoint, as get_or_create makes (see above)
             lock(theirs)
         return name
@@ -218,6 +223,7 @@ def test_a_deadlock_victim_runs_again(app):
             results[name] = groupcommit.run(job, name, mine, theirs)
         except Exception as exc:
             errors.append(exc)
+        finished[name].set()
 
     pairs = [("a", first, second), ("b", second, first)]
     threads = [threading.Thread(target=call, args=pair) for pair in pairs]
