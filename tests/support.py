@@ -229,6 +229,9 @@ class Server:
             cursor = db.execute_sql(query.replace("?", db.param), params)
             return [tuple(row) for row in cursor.fetchall()]
         finally:
+            # Back to the pool, so that close_all closes it now (it skips a connection
+            # in use, which then stayed open until garbage-collected).
+            db.close()
             db.close_all()
 
     def destroy(self) -> None:

@@ -6,6 +6,7 @@ import logging
 
 import gevent
 
+from kefu.errors import Busy
 from kefu.realtime.hub import TURN_SECONDS
 from kefu.realtime.turns import turns
 from kefu.services import accounts
@@ -18,6 +19,8 @@ def revalidate_forever(hub, every: float) -> None:
         gevent.sleep(every)
         try:
             revalidate(hub)
+        except Busy:  # the next pass checks the same again
+            log.warning("revalidation postponed: no database connection free")
         except Exception:
             log.exception("revalidating signed-in sockets failed")
 
