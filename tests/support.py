@@ -18,6 +18,7 @@ import uuid
 from pathlib import Path
 
 import jwt
+import pytest
 import requests
 import websocket
 
@@ -79,15 +80,20 @@ def fresh_database_url(workdir: Path) -> str:
     raise ValueError(f"KEFU_TEST_DATABASE={TEST_DATABASE!r}: use sqlite, postgresql or mysql")
 
 
-def own_postgres_database() -> str | None:
-    """A new PostgreSQL database, whatever ``KEFU_TEST_DATABASE`` names (for tests that
-    need PostgreSQL itself); None if PostgreSQL does not answer."""
+def own_postgres_database(needs: str) -> str:
+    """A new PostgreSQL database, whatever ``KEFU_TEST_DATABASE`` names, for tests that
+    need PostgreSQL itself (``needs`` says what for). A server that does not answer is
+    handled as ``tests/other_databases.py`` does: a failure under CI (``CI=true``, where
+    ``.ci/run`` starts it first), a skip on a developer machine without one."""
     try:
         import psycopg2
 
         conn = psycopg2.connect(**PG_ADMIN, connect_timeout=2)
-    except Exception:
-        return None
+    except Exception as exc:
+        problem = f"PostgreSQL is not reachable on 127.0.0.1:5432 ({exc}); {needs}"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(problem)
+        pytest.skip(problem)
     name = f"kefu_own{uuid.uuid4().hex[:10]}"
     conn.autocommit = True
     with conn.cursor() as cur:

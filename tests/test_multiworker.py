@@ -1,6 +1,6 @@
 """Two gunicorn processes, one PostgreSQL database, KEFU_BROKER=postgres: they behave as one.
 
-Runs only when PostgreSQL answers on 127.0.0.1:5432 (CI starts it). Every test uses its
+Needs PostgreSQL on 127.0.0.1:5432 (CI starts it; elsewhere skipped without it). Every test uses its
 own people, so they share the two servers (and their start-up cost).
 """
 
@@ -28,12 +28,7 @@ SETTINGS = {
 
 @pytest.fixture(scope="module")
 def db_url():
-    url = own_postgres_database()
-    if url is None:
-        pytest.skip(
-            "PostgreSQL is not reachable on 127.0.0.1:5432 (user postgres); "
-            "the multi-worker tests need it"
-        )
+    url = own_postgres_database("the multi-worker tests need it")
     yield url
     drop_database(url)
 

@@ -36,10 +36,7 @@ BUSY = "Server busy, try again shortly"
 def _database_url(workdir) -> str:
     if TEST_DATABASE in ("postgresql", "mysql"):
         return fresh_database_url(workdir)
-    url = own_postgres_database()
-    if url is None:
-        pytest.skip("PostgreSQL is not reachable on 127.0.0.1:5432; row locks need it")
-    return url
+    return own_postgres_database("row locks need it")
 
 
 @pytest.fixture
@@ -230,9 +227,7 @@ def test_the_broker_publishes_what_found_the_pool_busy(tmp_path):
     """The PostgreSQL broker's publisher found no pooled connection (every one held for
     longer than the pool's wait): its events are published once one is free, in order
     and each once, instead of being dropped for live clients to miss."""
-    url = own_postgres_database()
-    if url is None:
-        pytest.skip("PostgreSQL is not reachable on 127.0.0.1:5432; the broker needs it")
+    url = own_postgres_database("the PostgreSQL broker needs it")
     try:
         result = run_python(tmp_path, BROKER_SCRIPT, url)
     finally:
