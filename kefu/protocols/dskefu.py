@@ -9,7 +9,7 @@ import logging
 from flask import Blueprint, current_app, request
 
 from kefu import auth, clock
-from kefu.errors import Busy, Invalid, KefuError, Unauthorized
+from kefu.errors import Invalid, KefuError, NotFound, Unauthorized
 from kefu.models import SENDER_AGENT, SENDER_USER, TEXT
 from kefu.protocols import dskefu_codec as codec
 from kefu.protocols.fields import Fields, FrameError, op_id_of, parse_frame
@@ -81,9 +81,7 @@ def on_end(conn, data: Fields, op_id, live):
     conversation_id = data.id("conversation_id")
     try:
         events = conversations.end(conversation_id, who)
-    except Busy:
-        raise
-    except KefuError:
+    except NotFound:  # not theirs, or no such conversation: the guide's own text
         raise KefuError(END_FAILED) from None
     return "Conversation ended successfully", {"conversation_id": conversation_id}, events
 

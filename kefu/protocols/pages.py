@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 
 from flask import Blueprint, abort, current_app, g, request
 
-from kefu.errors import Busy, KefuError, TooManyRequests
+from kefu.errors import Busy, KefuError, NotFound, TooManyRequests
 from kefu.models import SENDER_AGENT, SENDER_USER
 from kefu.protocols.pages_codec import PagesCodec, oob
 from kefu.realtime.connection import Connection
@@ -60,9 +60,7 @@ def resync(conn, frame: dict) -> str:
         side = SENDER_AGENT if who.is_agent else SENDER_USER
         try:
             missed = messages.after(who, conversation_id, after_seq)
-        except Busy:
-            raise
-        except KefuError:  # not theirs, or no such conversation: nothing to add
+        except NotFound:  # not theirs, or no such conversation: nothing to add
             missed = []
         html = "".join(partial("parts/message.html", m=m, side=side) for m in missed)
         if html:
