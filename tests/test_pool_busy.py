@@ -176,7 +176,8 @@ def test_an_agent_away_while_the_pool_is_busy_is_still_requeued(busy_server):
         ws.close()
 
 
-BROKER_SCRIPT = r"""
+# A gevent process on PostgreSQL with a pool of two; hold() takes a pooled connection.
+GEVENT_PREAMBLE = r"""
 import json
 import sys
 
@@ -185,26 +186,32 @@ from gevent import monkey
 monkey.patch_all()
 
 import gevent
+import psycopg2
 
 from kefu import create_app, db
 from kefu.migrate import upgrade
-from kefu.realtime.events import SignedOut
-from kefu.realtime.pg_broker import PgBroker
 
 url = sys.argv[1]
 upgrade(url)
 create_app({"DATABASE_URL": url, "DB_POOL_SIZE": 2, "DB_POOL_WAIT_SECONDS": 0.5})
-broker = PgBroker(url)
-delivered = []
-broker.subscribe(lambda events, origin: delivered.extend(e.user_id for e in events))
-gevent.sleep(0.3)  # the listener is listening
 
 
 def hold(seconds):
     with db.read():
         db.database.execute_sql("SELECT 1")
         gevent.sleep(seconds)
+"""
 
+BROKER_SCRIPT = (
+    GEVENT_PREAMBLE
+    + r"""
+from kefu.realtime.events import SignedOut
+from kefu.realtime.pg_broker import PgBroker
+
+broker = PgBroker(url)
+delivered = []
+broker.subscribe(lambda events, origin: delivered.extend(e.user_id for e in events))
+gevent.sleep(0.3)  # the listener is listening
 
 holders = [gevent.spawn(hold, 1.5) for _ in range(2)]  # the whole pool, for 1.5 s
 gevent.sleep(0.1)
@@ -220,6 +227,40 @@ for _ in range(50):
 gevent.sleep(0.3)  # a fourth would arrive by now
 print(json.dumps({"during": during, "after": delivered}))
 """
+)
+
+HEARTBEAT_SCRIPT = (
+    GEVENT_PREAMBLE
+    + r"""
+from kefu.realtime.presence_db import DbRegistry
+
+registry = DbRegistry("drained-worker", url, ttl=1.0, beat=0.3)
+registry.start(publish=lambda events: None)
+gevent.sleep(0.5)
+
+
+def alive():
+    check = psycopg2.connect(url)
+    try:
+        with check.cursor() as cur:
+            cur.execute(
+                "SELECT expires_at > extract(epoch from now()) FROM worker_presence "
+                "WHERE worker_id = 'drained-worker'"
+            )
+            return [row[0] for row in cur.fetchall()]
+    finally:
+        check.close()
+
+
+before = alive()
+holders = [gevent.spawn(hold, 3.0) for _ in range(2)]  # the whole pool, three TTLs
+gevent.sleep(2.5)
+during = alive()
+gevent.joinall(holders)
+registry.stop()
+print(json.dumps({"before": before, "during": during, "after_stop": alive()}))
+"""
+)
 
 
 @pytest.mark.ignores_test_database  # a PostgreSQL database of its own, whatever the suite's
@@ -233,3 +274,16 @@ def test_the_broker_publishes_what_found_the_pool_busy(tmp_path):
     finally:
         drop_database(url)
     assert result == {"during": [], "after": [1, 2, 3]}
+
+
+@pytest.mark.ignores_test_database  # a PostgreSQL database of its own, whatever the suite's
+def test_a_drained_pool_does_not_stop_the_heartbeat(tmp_path):
+    """With every pooled connection held for three TTLs, the worker's heartbeat still
+    keeps it alive (it has a connection of its own): other workers must not take a
+    worker that still serves its sockets for dead and re-queue its agents' customers."""
+    url = own_postgres_database("the PostgreSQL broker's presence needs it")
+    try:
+        result = run_python(tmp_path, HEARTBEAT_SCRIPT, url)
+    finally:
+        drop_database(url)
+    assert result == {"before": [True], "during": [True], "after_stop": []}

@@ -303,6 +303,7 @@ def init_app(app) -> Live:
         )
         registry = presence_db.DbRegistry(
             worker_id,
+            app.config["DATABASE_URL"],
             ttl=app.config["PRESENCE_TTL_SECONDS"],
             beat=app.config["PRESENCE_TTL_SECONDS"] / 3,
             grace=app.config["AGENT_GRACE_SECONDS"],

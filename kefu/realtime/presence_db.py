@@ -12,9 +12,14 @@
 - **Limits.** The per-identity socket cap sums ``live_key`` over live workers; visitor
   messages are counted per minute in ``rate_window`` (one upsert per message).
 
+The heartbeat runs on a connection of its own, outside the pool: a worker whose pool
+stays drained past the TTL still serves its sockets, and must not be taken for dead
+(its agents' customers would be re-queued while they chat).
+
 Only used with the PostgreSQL broker; one worker with the memory broker asks its hub.
 """
 
+import contextlib
 import logging
 import os
 import secrets
@@ -23,8 +28,11 @@ import time
 from collections import Counter
 
 import gevent
+import psycopg2
+from gevent.lock import Semaphore
 
 from kefu import db
+from kefu.errors import Busy
 from kefu.realtime.pg_broker import transient_write
 from kefu.services import routing
 
@@ -42,9 +50,48 @@ def _sql(query: str, params=()):
     return db.database.execute_sql(query, params)
 
 
+class OwnConnection:
+    """One connection outside the pool, opened on first use and again after a failure;
+    greenlets take turns on it (a psycopg2 connection runs one command at a time)."""
+
+    def __init__(self, url: str):
+        self.url = url
+        self._conn = None
+        self._turn = Semaphore()
+
+    @contextlib.contextmanager
+    def transaction(self):
+        """A cursor in one transaction, committed at the end (not waiting for the disk:
+        what it writes is worthless after a database crash, see ``transient_write``)."""
+        with self._turn:
+            if self._conn is None:
+                self._conn = psycopg2.connect(self.url)
+            try:
+                with self._conn, self._conn.cursor() as cur:
+                    cur.execute("SET LOCAL synchronous_commit TO OFF")
+                    yield cur
+            except (psycopg2.OperationalError, psycopg2.InterfaceError):
+                self.close()  # the server went away: reconnect next time
+                raise
+
+    def close(self) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(Exception):
+                self._conn.close()
+            self._conn = None
+
+
 class DbRegistry:
-    def __init__(self, worker_id: str, ttl: float = 15.0, beat: float = 5.0, grace: float = 60.0):
+    def __init__(
+        self,
+        worker_id: str,
+        url: str,
+        ttl: float = 15.0,
+        beat: float = 5.0,
+        grace: float = 60.0,
+    ):
         self.worker_id, self.ttl, self.beat, self.grace = worker_id, ttl, beat, grace
+        self._heart = OwnConnection(url)
         self.publish = None  # set by start(): Live.publish
         self._mine: Counter[str] = Counter()  # what this worker wrote to live_key
         self._registered = False
@@ -119,19 +166,19 @@ class DbRegistry:
     def heartbeat(self) -> None:
         """Refresh this worker's expiry; if another worker already swept it away (this
         one stalled past the TTL), write its live sockets back."""
-        with transient_write():
-            refreshed = _sql(
+        with self._heart.transaction() as cur:
+            cur.execute(
                 f"UPDATE worker_presence SET expires_at = {NOW} + %s WHERE worker_id = %s",
                 (self.ttl, self.worker_id),
-            ).rowcount
-            if not refreshed:
-                _sql(
+            )
+            if not cur.rowcount:
+                cur.execute(
                     f"INSERT INTO worker_presence (worker_id, expires_at) VALUES (%s, {NOW} + %s)",
                     (self.worker_id, self.ttl),
                 )
-                _sql("DELETE FROM live_key WHERE worker_id = %s", (self.worker_id,))
+                cur.execute("DELETE FROM live_key WHERE worker_id = %s", (self.worker_id,))
                 for key, n in self._mine.items():
-                    _sql(
+                    cur.execute(
                         "INSERT INTO live_key (worker_id, key, connections) VALUES (%s, %s, %s)",
                         (self.worker_id, key, n),
                     )
@@ -141,9 +188,14 @@ class DbRegistry:
         while True:
             try:
                 self.heartbeat()
-                self.sweep()
             except Exception:
-                log.exception("presence heartbeat or sweep failed")
+                log.exception("presence heartbeat failed")
+            try:
+                self.sweep()
+            except Busy:  # the next beat sweeps again
+                log.warning("presence sweep postponed: no database connection free")
+            except Exception:
+                log.exception("presence sweep failed")
             gevent.sleep(self.beat)
 
     def sweep(self) -> None:
@@ -182,6 +234,7 @@ class DbRegistry:
         """A graceful exit: this worker's presence goes at once, not after the TTL."""
         if self._beater is not None:
             self._beater.kill(block=False)
+        self._heart.close()
         with transient_write():
             _sql("DELETE FROM live_key WHERE worker_id = %s", (self.worker_id,))
             _sql("DELETE FROM worker_presence WHERE worker_id = %s", (self.worker_id,))
