@@ -80,6 +80,9 @@ def from_environment() -> dict:
         # it is disconnected (and its conversation ended if it has no other socket).
         "USER_IDLE_SECONDS": env_float("KEFU_USER_IDLE_SECONDS", 600.0),
         "USER_IDLE_GRACE_SECONDS": env_float("KEFU_USER_IDLE_GRACE_SECONDS", 60.0),
+        # An open conversation without a message this long, whose customer has no
+        # socket open, is ended as if the customer had left (frees the agent); 0: never.
+        "INACTIVE_END_SECONDS": env_float("KEFU_INACTIVE_END_SECONDS", 3600.0),
         "PAGE_SIZE_MAX": env_int("KEFU_PAGE_SIZE_MAX", 100),
         # Abuse limits (docs/security.md).
         "WS_RATE_PER_SECOND": env_float("KEFU_WS_RATE_PER_SECOND", 20.0),

@@ -3,6 +3,7 @@
 import uuid
 
 from peewee import (
+    JOIN,
     BooleanField,
     CharField,
     DateTimeField,
@@ -142,6 +143,21 @@ class Conversation(BaseModel):
     @classmethod
     def open_for_agent(cls, kefu_id: int):
         return cls.select().where(cls.agent == kefu_id, cls.status == OPEN)
+
+    @classmethod
+    def quiet_open(cls, cutoff, after_key: str = "", limit: int = 200):
+        """Open conversations without a message since ``cutoff``, with their customer
+        (user id, visitor key), a page at a time in ``open_key`` order: only open
+        conversations have an ``open_key``, so its unique index finds them without
+        reading the ended ones."""
+        last_activity = fn.COALESCE(cls.last_message_at, cls.created_at)
+        return (
+            cls.select(cls.id, cls.open_key, cls.user, Visitor.key)
+            .join(Visitor, JOIN.LEFT_OUTER)
+            .where(cls.open_key > after_key, last_activity < cutoff)
+            .order_by(cls.open_key)
+            .limit(limit)
+        )
 
     @classmethod
     def agents_holding_customers(cls):

@@ -21,6 +21,7 @@ from kefu.errors import Busy, TooManyRequests
 from kefu.realtime.broker import MemoryBroker
 from kefu.realtime.events import AGENTS, QueueMoved, SignedOut, user_key, visitor_key
 from kefu.realtime.hub import Hub
+from kefu.realtime.inactivity import end_inactive_forever
 from kefu.realtime.limits import KeyedBuckets, NewKeyLimit, TokenBucket
 from kefu.realtime.revalidation import revalidate_forever
 from kefu.services import presence, routing
@@ -45,6 +46,7 @@ DEFAULT_LIMITS = {
     "WS_LOGIN_TIMEOUT_SECONDS": 30.0,
     "REVALIDATE_SECONDS": 10.0,
     "QUEUE_UPDATE_SECONDS": 0.05,
+    "INACTIVE_END_SECONDS": 3600.0,
 }
 
 
@@ -265,7 +267,11 @@ class Live:
         customers' conversations before it started get their grace period now, since no
         socket of theirs will close here to start it; after a restart, an agent who never
         came back kept its customers for good. (The PostgreSQL registry keeps absences
-        in the database and needs nothing here.)"""
+        in the database and needs nothing here.) Every worker sweeps for conversations
+        their customers left (``INACTIVE_END_SECONDS``; 0: never)."""
+        idle = self.limits["INACTIVE_END_SECONDS"]
+        if idle > 0:
+            gevent.spawn(end_inactive_forever, self, idle)
         if self.registry is not None:
             return
         try:
