@@ -227,6 +227,32 @@ FRAME_CASES = [
 ]
 
 
+def test_message_ids_no_row_can_have_name_nothing(server, setup):
+    """Ids past 64 bits (either way) were handed to SQLite, whose OverflowError came
+    back as "Internal server error". They name no message, like any unknown id."""
+    [message] = [m for m in stored(server, setup) if m["content"] == "ok"]
+    huge = [2**63, -(2**63) - 1, 2**64]
+    reply = setup["agent_ws"].request(
+        {
+            "action": "kefu_message_read",
+            "data": {
+                "conversation_id": setup["cid"],
+                "message_ids": [*huge, message["id"]],
+                "sender_type": 1,
+            },
+            "op_id": "read-huge",
+        }
+    )
+    assert reply == {
+        "success": True,
+        "message": "Messages marked as read",
+        "data": {"updated_count": 1},
+        "op_id": "read-huge",
+    }
+    assert [m["is_read"] for m in stored(server, setup) if m["id"] == message["id"]] == [1]
+    assert "Traceback" not in server.log()
+
+
 @pytest.mark.parametrize(("frame", "message", "op_id"), FRAME_CASES)
 def test_bad_frames_get_precise_errors(server, setup, frame, message, op_id):
     before = stored(server, setup)

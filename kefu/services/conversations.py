@@ -123,6 +123,7 @@ def mark_read(conversation_id: int, who: Principal, message_ids: list[int], send
     side's messages still unread, so it is right even if ids were skipped.
     """
     expected = SENDER_USER if who.is_agent else SENDER_AGENT
+    message_ids = [i for i in message_ids if is_row_id(i)]  # others name no message
     if sender_type != expected:
         side = "an agent" if who.is_agent else "a user"
         raise Invalid(f"sender_type must be {expected} when {side} marks messages as read")
