@@ -93,6 +93,25 @@ def test_visitor_round_trip(server):
     assert visitor.recv() == expected
     assert other_tab.recv() == expected
 
+    # Visitors get text only (the guide's pushes carry no message_type or file_url): an
+    # agent's image reaches them as its link, not as an empty message.
+    image = agent_ws.request(
+        {
+            "action": "kefu_message_send",
+            "data": {
+                "conversation_id": cid,
+                "content": "",
+                "message_type": 2,
+                "file_url": "https://cdn.example.com/map.png",
+            },
+        }
+    )
+    assert image["success"] is True, image
+    pushed = {**expected, "message_id": image["data"]["message_id"]}
+    pushed["content"] = "https://cdn.example.com/map.png"
+    assert visitor.recv() == pushed
+    assert other_tab.recv() == pushed
+
     # Same op_id again: same answer, nothing new stored or pushed.
     again = visitor.request(first_send)
     assert again == sent

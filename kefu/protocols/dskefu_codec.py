@@ -83,7 +83,7 @@ def _message_push(event: MessageCreated) -> dict:
             "visitor_id": conv.visitor_id,
             "kefu_id": str(conv.kefu_id),
             "message_id": msg.id,
-            "content": msg.content,
+            "content": msg.text,  # visitors get text only: an agent's image is its link
             "sender_type": msg.sender_type,
             "created_at": clock.wire(msg.created_at),
             "timestamp": stamp,

@@ -51,7 +51,7 @@ def message_payload(msg, conversation_id: int) -> dict:
     if msg.message_type == IMAGE:
         payload = {"image": msg.file_url}
     else:
-        payload = {"text": msg.content or msg.file_url or ""}
+        payload = {"text": msg.text}
         if msg.file_url:
             payload["file_url"] = msg.file_url
     payload.update(

@@ -111,6 +111,12 @@ class MessageView:
     created_at: datetime
     updated_at: datetime
 
+    @property
+    def text(self) -> str:
+        """What a text-only client shows: the content, or the file's link if it has none
+        (ds/kefu visitors and waiter text frames carry no file_url of their own)."""
+        return self.content or self.file_url or ""
+
 
 @snapshot
 class MessageCreated:
