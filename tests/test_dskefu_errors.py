@@ -227,6 +227,24 @@ FRAME_CASES = [
 ]
 
 
+def test_an_empty_op_id_is_no_idempotency_key(server, setup):
+    """A client sending "" for "no op_id" had every later send answered with its first
+    message ("Message sent successfully") and nothing stored."""
+    before = stored(server, setup)
+    for text in ("empty op one", "empty op two"):
+        reply = setup["ws"].request(
+            {
+                "action": "kefu_message_send",
+                "data": {"conversation_id": setup["cid"], "content": text},
+                "op_id": "",
+            }
+        )
+        assert reply["success"] is True and reply["op_id"] == "", reply
+        assert setup["agent_ws"].recv()["content"] == text  # each one is pushed
+    after = stored(server, setup)
+    assert [m["content"] for m in after[len(before) :]] == ["empty op one", "empty op two"]
+
+
 def test_message_ids_no_row_can_have_name_nothing(server, setup):
     """Ids past 64 bits (either way) were handed to SQLite, whose OverflowError came
     back as "Internal server error". They name no message, like any unknown id."""

@@ -56,9 +56,16 @@ def send(
     returns the first message and announces nothing.
     """
     content, message_type, file_url = check_body(content, message_type, file_url)
-    refuse_nul("op_id", op_id)  # stored with the message; the pages' forms pass it as is
-    body = (content, message_type, file_url, op_id)
+    body = (content, message_type, file_url, idempotency_key(op_id))
     return groupcommit.run(_send_locked, who, conversation_id, *body)
+
+
+def idempotency_key(op_id: str | None) -> str | None:
+    """The op_id a send is stored under. An empty one is no key: a client that sends ""
+    to mean "none" would otherwise have every later message answered with its first,
+    and nothing stored. Checked here because the pages' forms pass it as is."""
+    refuse_nul("op_id", op_id)
+    return op_id or None
 
 
 @rowmemo.keeps_rows  # append_locked puts the conversation's new state in the memo

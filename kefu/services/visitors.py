@@ -36,7 +36,7 @@ def send(visitor_id: str, kefu_id: int, content: str, op_id: str | None = None):
     Returns (MessageView, events, duplicate)."""
     check_visitor_id(visitor_id)
     content, _, _ = messages.check_body(content, TEXT, None)
-    refuse_nul("op_id", op_id)  # stored with the message, as messages.send says
+    op_id = messages.idempotency_key(op_id)
     return groupcommit.run(_send_locked, visitor_id, kefu_id, content, op_id)
 
 
