@@ -225,9 +225,14 @@ def _waiter_ended(event: ConversationEnded, conn, origin):
 
 
 def _waiter_requeued(event: ConversationRequeued, conn, origin):
-    if event.previous_agent.user_id == conn.principal.user_id:
-        conn.state.setdefault("announced", set()).discard(event.conversation.id)
-    return ()
+    if event.previous_agent.user_id != conn.principal.user_id:
+        return
+    announced = conn.state.setdefault("announced", set())
+    if event.conversation.id in announced:
+        # Told about this user by a sign-in as the grace ran out, on another worker or
+        # while the requeue committed: the user is not this agent's any more.
+        announced.discard(event.conversation.id)
+        yield frame("disconnected", None, None, event.conversation.customer, event.previous_agent)
 
 
 def _waiter_switch(event: AgentChanged, conn, origin):

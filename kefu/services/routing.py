@@ -205,7 +205,10 @@ def _requeue_locked(kefu_id: int) -> list:
             .order_by(Conversation.created_at, Conversation.id)
         )
     ]
-    if not ids:
+    # Asked again with the rows locked: the agent may have come back while this job
+    # waited for them (or for its turn in the batch), and a socket that signed in
+    # meanwhile has been told these users are its own.
+    if not ids or kefu_id in presence.online_agent_ids():
         return []
     head = Conversation.waiting().first()
     start = (head.queued_at if head else time.time()) - len(ids)
