@@ -27,7 +27,9 @@ class Entry:
 
     message: MessageView
     sender: Person | None
-    recipient: Person | None  # None while the conversation waited for an agent
+    # A user's message: the agent the conversation is with now (None while it waits),
+    # who holds its messages whenever they were written (no recipient is stored).
+    recipient: Person | None
 
 
 @dataclass(frozen=True)
