@@ -17,6 +17,10 @@ except ValueError as exc:
     raise SystemExit(f"kefu: {exc}") from None
 timeout = 30
 keepalive = 5
+# gunicorn 25+ opens a control socket for gunicornc at one path per user
+# (~/.gunicorn/gunicorn.ctl): every kefu on the machine would take it over from the
+# last. kefu does not use it.
+control_socket_disable = True
 accesslog = os.environ.get("KEFU_ACCESS_LOG") or None
 loglevel = os.environ.get("KEFU_LOG_LEVEL", "info")
 

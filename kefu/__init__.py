@@ -14,14 +14,14 @@ def create_app(config: dict | None = None):
     app = Flask(__name__, template_folder="../templates", static_folder="../static")
     app.config.update(from_environment())
     app.config.update(config or {})
-    from kefu.config import deployment_problem
+    from kefu.config import SettingsError, deployment_problem
 
     settings = app.config
     problem = deployment_problem(
         settings["BROKER"], 1, settings["DATABASE_URL"], settings["DB_POOL_SIZE"]
     )
     if problem:  # e.g. KEFU_BROKER=postgres on SQLite/MySQL: refuse to start (docs/deployment.md)
-        raise RuntimeError(problem)
+        raise SettingsError(problem)
     app.json.sort_keys = False  # keep the guide's field order
     app.json.ensure_ascii = False
     if settings["PROXY_COUNT"]:

@@ -4,13 +4,21 @@ import json
 
 import click
 from flask import current_app
-from flask.cli import AppGroup
+from flask.cli import AppGroup, with_appcontext
 
 from kefu.errors import KefuError
 from kefu.migrate import upgrade
 from kefu.services import accounts
 
-kefu_cli = AppGroup("kefu", help="Manage kefu users and agents.")
+
+@with_appcontext
+def _migrate_first() -> None:
+    """Accounts can be made before the server ever ran: a fresh database gets its
+    tables first, as ``make serve`` and gunicorn's start give it (nothing if current)."""
+    upgrade(current_app.config["DATABASE_URL"])
+
+
+kefu_cli = AppGroup("kefu", help="Manage kefu users and agents.", callback=_migrate_first)
 db_cli = AppGroup("db", help="Database schema.")
 
 

@@ -8,6 +8,11 @@ import os
 import secrets
 
 
+class SettingsError(ValueError):
+    """A setting, or a combination of them, the server cannot run with; its text names
+    the variable. gunicorn and the CLI print it as one line and stop."""
+
+
 def env_int(name: str, default: int) -> int:
     return _number(name, default, int, "must be a whole number")
 
@@ -25,9 +30,9 @@ def _number(name: str, default, kind, wanted: str):
     try:
         value = kind(raw)
     except ValueError:
-        raise ValueError(f"{name}={raw!r}: {wanted}") from None
+        raise SettingsError(f"{name}={raw!r}: {wanted}") from None
     if not 0 <= value < float("inf"):  # also refuses NaN
-        raise ValueError(f"{name}={raw!r}: {wanted}, 0 or more")
+        raise SettingsError(f"{name}={raw!r}: {wanted}, 0 or more")
     return value
 
 
@@ -36,6 +41,21 @@ def _flag(name: str, default: bool) -> bool:
     if value is None:
         return default
     return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _secret_key() -> str:
+    """KEFU_SECRET_KEY, or a random one: sessions then end with a restart. Several
+    workers or hosts must share one (KEFU_BROKER=postgres): each made up its own, and
+    an agent was signed out whenever a request reached another worker."""
+    key = os.environ.get("KEFU_SECRET_KEY")
+    if key:
+        return key
+    if os.environ.get("KEFU_BROKER", "").strip().lower() == "postgres":
+        raise SettingsError(
+            "KEFU_BROKER=postgres needs KEFU_SECRET_KEY: every worker and host must sign "
+            "session cookies with the same key"
+        )
+    return secrets.token_hex(32)
 
 
 def from_environment() -> dict:
@@ -58,8 +78,7 @@ def from_environment() -> dict:
         "PRESENCE_TTL_SECONDS": env_float("KEFU_PRESENCE_TTL_SECONDS", 15.0),
         # How long a message push may wait for its predecessor from another worker.
         "BROKER_HOLD_SECONDS": env_float("KEFU_BROKER_HOLD_SECONDS", 1.0),
-        # A random key means sessions do not survive a restart; set one in production.
-        "SECRET_KEY": os.environ.get("KEFU_SECRET_KEY") or secrets.token_hex(32),
+        "SECRET_KEY": _secret_key(),
         "JWT_SECRET": os.environ.get("KEFU_JWT_SECRET", ""),
         "JWT_LEEWAY_SECONDS": env_int("KEFU_JWT_LEEWAY_SECONDS", 30),
         # Frames above this get a clear error reply and the socket stays open.
@@ -131,9 +150,10 @@ def deployment_problem(broker: str, workers: int, database_url: str, pool_size: 
     if pool_size < 2:
         # On SQLite the group commit keeps one pooled connection for the worker's life:
         # with a pool of one, every other request waited for it (30 s) and failed.
+        # Elsewhere one connection would make every request wait for every other.
         return (
-            f"KEFU_DB_POOL_SIZE={pool_size}: use 2 or more (the group commit keeps one "
-            "connection, and requests need another)"
+            f"KEFU_DB_POOL_SIZE={pool_size}: use 2 or more (on SQLite the group commit "
+            "keeps one connection; on any database requests need more than one)"
         )
     if broker not in ("memory", "postgres"):
         return f"KEFU_BROKER={broker!r}: use 'memory' (one worker) or 'postgres'"

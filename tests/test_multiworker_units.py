@@ -1,6 +1,7 @@
 """The multi-worker pieces that need no PostgreSQL: events on the wire, per-conversation
 order of message pushes, and refusing deployments that cannot work."""
 
+import json
 import os
 import subprocess
 from datetime import UTC, datetime
@@ -118,10 +119,24 @@ def test_deployment_problems():
 @pytest.mark.parametrize(
     "env, says",
     [
+        # (The CLI is one process, not a worker: it has nothing to refuse here.)
         ({"KEFU_WORKERS": "2"}, "KEFU_WORKERS=2 with KEFU_BROKER=memory"),
         (
-            {"KEFU_BROKER": "postgres", "KEFU_DATABASE_URL": "mysql://root@127.0.0.1/x"},
+            {
+                "KEFU_BROKER": "postgres",
+                "KEFU_DATABASE_URL": "mysql://root@127.0.0.1/x",
+                "KEFU_SECRET_KEY": "shared",
+            },
             "KEFU_BROKER=postgres needs a PostgreSQL",
+        ),
+        # Each worker made up its own key: agents were signed out at random.
+        (
+            {
+                "KEFU_BROKER": "postgres",
+                "KEFU_DATABASE_URL": "postgresql://postgres@127.0.0.1/x",
+                "KEFU_SECRET_KEY": "",
+            },
+            "kefu: KEFU_BROKER=postgres needs KEFU_SECRET_KEY",
         ),
         # With one, the group commit kept it and every other request failed after 30 s.
         ({"KEFU_DB_POOL_SIZE": "1"}, "KEFU_DB_POOL_SIZE=1: use 2 or more"),
@@ -132,9 +147,31 @@ def test_deployment_problems():
         ({"KEFU_WORKERS": "two"}, "kefu: KEFU_WORKERS='two': must be a whole number"),
     ],
 )
-def test_gunicorn_refuses_to_start(tmp_path, env, says):
-    done = subprocess.run(
-        [str(BIN / "gunicorn"), "-c", "gunicorn.conf.py", "app:app"],
+def test_gunicorn_and_the_cli_refuse_to_start(tmp_path, env, says):
+    """The same one line from gunicorn's master and from ``flask kefu`` (which printed
+    a traceback)."""
+    commands = [[str(BIN / "gunicorn"), "-c", "gunicorn.conf.py", "app:app"]]
+    if env != {"KEFU_WORKERS": "2"}:
+        commands.append([str(BIN / "flask"), "--app", "app", "kefu", "create-user", "nobody"])
+    for command in commands:
+        done = _run(command, tmp_path, env)
+        assert done.returncode != 0
+        assert says in done.stdout + done.stderr
+        assert "Traceback" not in done.stderr
+
+
+def test_the_cli_works_before_the_server_ever_ran(tmp_path):
+    """A fresh database gets its tables first (it was "no such table: user")."""
+    done = _run(
+        [str(BIN / "flask"), "--app", "app", "kefu", "create-agent", "ann", "--json"], tmp_path, {}
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["username"] == "ann"
+
+
+def _run(command, tmp_path, env):
+    return subprocess.run(
+        command,
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -147,5 +184,3 @@ def test_gunicorn_refuses_to_start(tmp_path, env, says):
             **env,
         },
     )
-    assert done.returncode != 0
-    assert says in done.stdout + done.stderr
