@@ -129,8 +129,10 @@ def test_live_channel_resync_with_numbers_past_64_bits(srv, desk, log_mark):
         user.send(json.dumps({"type": "hello", "conversation_id": conv_id, "after_seq": -(2**70)}))
         every = user.recv()
         assert every.index("first") < every.index("second")
-        # Nothing after a number past every sequence number: no reply, then the next.
+        # Nothing after a number past every sequence number: only the header, then the next.
         user.send(json.dumps({"type": "hello", "conversation_id": conv_id, "after_seq": 2**70}))
+        nothing = user.recv()
+        assert 'id="chat-head"' in nothing and "first" not in nothing and "second" not in nothing
         user.send(json.dumps({"type": "hello", "conversation_id": conv_id, "after_seq": 1}))
         later = user.recv()
         assert "second" in later and "first" not in later

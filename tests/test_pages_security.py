@@ -1,7 +1,9 @@
 """The pages' defences, checked over HTTP against a live server: CSRF, who may see what,
 the live channel's origin check, and the upload limits and serving headers."""
 
+import json
 import re
+import time
 
 import pytest
 import requests
@@ -263,3 +265,21 @@ def test_password_change_and_disabling_end_page_sessions(srv, agents):
     assert cleo.get(srv.url("/agent"), allow_redirects=False).status_code == 200
     srv.cli("kefu", "disable", "cleo")
     assert cleo.get(srv.url("/agent"), allow_redirects=False).status_code == 302
+
+
+def test_a_chat_page_learns_on_hello_of_a_conversation_started_elsewhere(srv, agents):
+    """A conversation started while the page's socket was down (in another tab, or over
+    ds/kefu) was unknown to the page until its next push: the hello's reply now carries
+    the header of the user's open conversation, whose data-conv makes the page load it."""
+    user = user_session(srv, "cust-elsewhere")
+    token = srv.host_jwt("cust-elsewhere")
+    conv = srv.get("/api/kefu/message/getConversation", token).json()["data"]
+    time.sleep(0.5)  # the queue's update for that arrival has gone out: no push is due
+    page = live_socket(srv, user, role="user")
+    page.settimeout(5)
+    try:
+        page.send(json.dumps({"type": "hello"}))  # what a page showing no conversation says
+        reply = page.recv()
+    finally:
+        page.close()
+    assert 'id="chat-head"' in reply and f'data-conv="{conv["id"]}"' in reply

@@ -17,11 +17,12 @@ from flask import Blueprint, abort, current_app, g, request
 
 from kefu.errors import Busy, KefuError, NotFound, TooManyRequests
 from kefu.models import SENDER_AGENT, SENDER_USER
-from kefu.protocols.pages_codec import PagesCodec, oob
+from kefu.protocols.pages_codec import PagesCodec, oob, user_header
 from kefu.realtime.connection import Connection
 from kefu.realtime.live import TooManyConnections
 from kefu.realtime.transport import sock
-from kefu.services import desk, messages, routing
+from kefu.services import conversations, desk, messages, routing
+from kefu.services.snapshots import conversation_ref
 from kefu.web import session as web_session
 from kefu.web.render import partial
 
@@ -51,7 +52,9 @@ def _principal():
 
 
 def resync(conn, frame: dict) -> str:
-    """Missed messages of the conversation on screen, plus the lists and counters."""
+    """Missed messages of the conversation on screen, plus the lists and counters (an
+    agent) or the header of the user's open conversation, which may have started while
+    the socket was down (another tab, ds/kefu)."""
     who = conn.principal
     out = []
     conversation_id = frame.get("conversation_id")
@@ -72,6 +75,8 @@ def resync(conn, frame: dict) -> str:
         out.append(f'<div id="open-list" hx-swap-oob="innerHTML">{rows}</div>')
         out.append(f'<div id="ended-list" hx-swap-oob="innerHTML">{ended}</div>')
         out.append(partial("parts/queue_badge.html", queue_length=routing.queue_length(), oob=True))
+    elif (current := conversations.current_for_user(who.user_id)) is not None:
+        out.append(user_header(conn, conversation_ref(current)))
     return "".join(out)
 
 

@@ -142,6 +142,12 @@ def _user_header(event, conn) -> str:
     conv = event.conversation
     if not _is_mine(conn, conv):
         return ""
+    return user_header(conn, conv)
+
+
+def user_header(conn, conv) -> str:
+    """The chat page's header for the user's open conversation ``conv``. Its
+    ``data-conv`` makes a page that shows another conversation load this one."""
     position = None
     if conv.kefu_id is None:
         position = desk.queue_position(conv.id)
