@@ -39,10 +39,21 @@
   document.addEventListener("htmx:sendError", function () { toast("Not connected. Try again in a moment."); });
 
   /* -- threads: one copy of each message, in order, scrolled to the newest --------- */
-  function tidy(stick) {
+  /* scroll: "newest" shows the newest message (a thread just opened, a message just
+     sent); "follow" does so only for a reader who was at the bottom (something arrived);
+     "keep" leaves the thread where it is (older messages were added above). */
+  function tidy(scroll) {
+    var id = viewing();
+    /* The layout first: on a phone the conversation pane is hidden until the desk has
+       has-conv, and a thread in a hidden pane has no height, so it cannot be scrolled. */
+    var desk = document.querySelector(".desk");
+    if (desk) desk.classList.toggle("has-conv", !!id);
+    document.querySelectorAll(".conv-row").forEach(function (r) {
+      r.classList.toggle("active", +r.dataset.conv === id);
+    });
+    document.body.classList.toggle("no-open", !document.querySelector("#open-list .conv-row"));
     document.querySelectorAll(".thread").forEach(function (thread) {
       var seen = {};
-      var nearBottom = thread.scrollHeight - thread.scrollTop - thread.clientHeight < 120;
       var msgs = Array.prototype.slice.call(thread.querySelectorAll(".msg"));
       msgs.forEach(function (m) { if (seen[m.id]) m.remove(); else seen[m.id] = true; });
       msgs = Array.prototype.slice.call(thread.querySelectorAll(".msg"));
@@ -51,26 +62,29 @@
         sorted.forEach(function (m) { thread.appendChild(m); });
       }
       if (msgs.length) { var hint = thread.querySelector(".empty-hint"); if (hint) hint.remove(); }
-      if (stick || nearBottom) thread.scrollTop = thread.scrollHeight;
+      /* kefuAway is where the reader was before this change (see the scroll listener):
+         measured now, a tall new message would already have pushed the bottom away. */
+      if (scroll === "newest" || (scroll === "follow" && !thread.kefuAway)) {
+        thread.scrollTop = thread.scrollHeight;
+      }
     });
-    var id = viewing();
-    document.querySelectorAll(".conv-row").forEach(function (r) {
-      r.classList.toggle("active", +r.dataset.conv === id);
-    });
-    var desk = document.querySelector(".desk");
-    if (desk) desk.classList.toggle("has-conv", !!id);
-    document.body.classList.toggle("no-open", !document.querySelector("#open-list .conv-row"));
   }
   document.addEventListener("htmx:afterSettle", function (e) {
-    var older = e.detail.elt && e.detail.elt.classList && e.detail.elt.classList.contains("older");
-    tidy(!older && e.detail.target && e.detail.target.id === "main");
+    var elt = e.detail.elt, target = e.detail.target;
+    if (elt && elt.classList && elt.classList.contains("older")) tidy("keep");
+    else if (target && target.id === "main") tidy("newest"); /* a conversation opened */
+    else tidy("follow");
   });
-  document.addEventListener("DOMContentLoaded", function () { tidy(true); });
+  document.addEventListener("DOMContentLoaded", function () { tidy("newest"); });
 
-  /* Older pages: on click, or when the thread is scrolled to the top. */
+  /* As the reader scrolls, note whether they left the newest messages (more than 120 px
+     above the bottom): new messages scroll into view only for a reader who did not.
+     Older pages load on click, or when the thread is scrolled to the top. */
   document.addEventListener("scroll", function (e) {
     var t = e.target;
-    if (t.classList && t.classList.contains("thread") && t.scrollTop < 40) {
+    if (!t.classList || !t.classList.contains("thread")) return;
+    t.kefuAway = t.scrollHeight - t.scrollTop - t.clientHeight >= 120;
+    if (t.scrollTop < 40) {
       var btn = t.querySelector("button.older:not([data-busy])");
       if (btn) { btn.dataset.busy = "1"; btn.click(); }
     }
@@ -81,33 +95,113 @@
     var form = e.target.closest && e.target.closest("form[data-composer]");
     if (form && e.target.tagName === "TEXTAREA" && e.key === "Enter" && !e.shiftKey && !e.isComposing) {
       e.preventDefault();
-      if (e.target.value.trim()) htmx.trigger(form, "submit");
+      form.requestSubmit();
     }
   });
   /* The box grows with its text, up to the CSS max-height. */
+  function grow(box) {
+    box.style.height = "auto";
+    box.style.height = box.value ? box.scrollHeight + 2 + "px" : "";
+  }
   document.addEventListener("input", function (e) {
-    if (e.target.matches && e.target.matches("form[data-composer] textarea")) {
-      e.target.style.height = "auto";
-      e.target.style.height = e.target.scrollHeight + 2 + "px";
-    }
+    if (e.target.matches && e.target.matches("form[data-composer] textarea")) grow(e.target);
   });
-  document.addEventListener("htmx:beforeRequest", function (e) {
-    var form = e.detail.elt;
-    if (form.matches && form.matches("form[data-composer]") && !e.detail.requestConfig.parameters.file_url) {
-      var box = form.querySelector("textarea");
-      if (!box.value.trim()) e.preventDefault();
-    }
+
+  /* What is sent is what the box held when the writer pressed Enter: the text is taken
+     and the box emptied at once, so the next message can be typed while this one is on
+     its way. Sends leave one at a time, in the order they were made. (Plain htmx would
+     keep only the last send queued behind one in flight, and read the box only when it
+     left.) A send that fails puts its text back in the box, with the ones queued behind
+     it. Every message gets an op_id when it is written: sending the same text again
+     after a failure reuses it, so a send that was stored although its answer was lost
+     is not stored twice. */
+  var outbox = [], sending = false, retry = null;
+
+  /* Time first (8 base-36 digits of milliseconds), then random, like the widget's
+     (visitor.js): two tabs never share one, and the server's op_id index gets each
+     commit's new entries side by side (see migrations/005). */
+  function newOpId() {
+    var a = new Uint8Array(4);
+    crypto.getRandomValues(a);
+    return Date.now().toString(36).padStart(8, "0") + "-" +
+      Array.prototype.map.call(a, function (b) { return ("0" + b.toString(16)).slice(-2); }).join("");
+  }
+  function composerFor(url) {
+    var forms = document.querySelectorAll("form[data-composer]");
+    for (var i = 0; i < forms.length; i++) if (forms[i].getAttribute("action") === url) return forms[i];
+    return null;
+  }
+  function queueSend(url, values) {
+    outbox.push({ url: url, values: values });
+    pump();
+  }
+  document.addEventListener("submit", function (e) {
+    var form = e.target;
+    if (!form.matches("form[data-composer]")) return;
+    e.preventDefault();
+    var box = form.querySelector("textarea"), text = box.value, url = form.getAttribute("action");
+    box.focus(); /* also after a click on Send */
+    if (!text.trim()) return;
+    var again = retry && retry.url === url && retry.text === text;
+    queueSend(url, { content: text, op_id: again ? retry.op_id : newOpId() });
+    retry = null;
+    box.value = "";
+    grow(box);
   });
-  document.addEventListener("htmx:afterRequest", function (e) {
-    var form = e.detail.elt;
-    if (e.detail.successful && form.matches && form.matches("form[data-composer]")) {
-      var box = form.querySelector("textarea");
-      box.value = "";
-      box.style.height = "";
-      box.focus();
-      tidy(true);
-    }
-  });
+
+  function pump() {
+    if (sending || !outbox.length) return;
+    sending = true;
+    var item = outbox[0], body = new URLSearchParams(item.values);
+    /* The user's chat names the conversation it shows: read when the send leaves, as the
+       first message of a conversation makes the page load it (see loadChat). */
+    var form = composerFor(item.url);
+    var conv = form && form.querySelector('input[name="conversation_id"]');
+    if (conv) body.set("conversation_id", conv.value);
+    body.set("csrf_token", csrf());
+    fetch(item.url, { method: "POST", body: body, credentials: "same-origin",
+                      headers: { "X-CSRF-Token": csrf(), "HX-Request": "true" } })
+      .then(function (r) { return r.text().then(function (html) { return { r: r, html: html }; }); })
+      .then(function (res) {
+        if (!res.r.ok) {
+          var doc = new DOMParser().parseFromString(res.html, "text/html");
+          failed(item, (doc.body.textContent || "").trim() || "Something went wrong (" + res.r.status + ")");
+          return;
+        }
+        outbox.shift();
+        /* "the page showed no (or an old) conversation": the message opened a new one */
+        if (res.r.headers.get("HX-Refresh") === "true") return loadChat();
+        showSent(res.html);
+      }, function () { failed(item, "Not connected. Try again in a moment."); })
+      .catch(function (err) { console.error(err); })
+      .then(function () { sending = false; pump(); });
+  }
+  /* The answer is the stored message's bubble; the live channel may have brought it first. */
+  function showSent(html) {
+    var tpl = document.createElement("template");
+    tpl.innerHTML = html;
+    tpl.content.querySelectorAll(".msg").forEach(function (m) {
+      var thread = document.getElementById("thread-" + m.dataset.conv);
+      if (thread && !document.getElementById(m.id)) thread.appendChild(m);
+    });
+    tidy("newest");
+  }
+  /* The failed send and those queued behind it for the same conversation go back in the
+     box, in order, before whatever was typed since: nothing is lost and nothing jumps
+     the queue. */
+  function failed(item, why) {
+    toast(why);
+    var back = outbox.filter(function (i) { return i.url === item.url; });
+    outbox = outbox.filter(function (i) { return i.url !== item.url; });
+    var texts = back.map(function (i) { return i.values.content; }).filter(Boolean);
+    var form = composerFor(item.url);
+    if (!texts.length || !form) return;
+    var box = form.querySelector("textarea");
+    retry = back.length === 1 && !box.value ? { url: item.url, text: texts[0], op_id: item.values.op_id } : null;
+    box.value = texts.concat(box.value ? [box.value] : []).join("\n");
+    grow(box);
+  }
+
   document.addEventListener("change", function (e) {
     if (!e.target.matches("input[data-upload]") || !e.target.files.length) return;
     var input = e.target, form = input.closest("form");
@@ -118,15 +212,66 @@
       .then(function (res) {
         input.value = "";
         if (res.code !== 200) { toast(res.message || "Upload failed"); return; }
-        var conv = form.querySelector('input[name="conversation_id"]');
-        htmx.ajax("POST", form.getAttribute("hx-post"), {
-          source: form, target: form.getAttribute("hx-target"), swap: "beforeend",
-          values: { csrf_token: csrf(), content: "", message_type: res.data.message_type,
-                    file_url: res.data.url, conversation_id: conv ? conv.value : "" }
-        });
+        queueSend(form.getAttribute("action"), { content: "", message_type: res.data.message_type,
+                                                 file_url: res.data.url, op_id: newOpId() });
       })
       .catch(function () { input.value = ""; toast("Upload failed"); });
   });
+
+  /* -- the user's chat follows their current conversation --------------------------
+     A /chat tab shows the conversation it was loaded with. When the live channel speaks
+     of a newer one (started in another tab, or by this tab's first message), its pushes
+     name a thread this page does not have: the tab loads the conversation in place,
+     keeping what is being typed. Calls made during a load make one more load after it
+     (a push may have been dropped, or drawn after the copy being loaded); a load that
+     finds the conversation already shown refreshes its header and adds the messages
+     missing here, and leaves the composer alone. */
+  var chatLoading = null, chatAgain = false;
+  function swapIn(el) {
+    var here = el && document.getElementById(el.id);
+    if (!here) return null;
+    el = document.importNode(el, true);
+    here.replaceWith(el);
+    htmx.process(el);
+    return el;
+  }
+  function loadChat() {
+    if (chatLoading) { chatAgain = true; return chatLoading; }
+    chatLoading = fetch("/chat", { credentials: "same-origin", cache: "no-store" })
+      .then(function (r) { return r.ok ? r.text() : ""; })
+      .then(function (html) {
+        var doc = new DOMParser().parseFromString(html, "text/html");
+        var fresh = doc.getElementById("conversation"), old = document.getElementById("conversation");
+        if (!fresh || !old) return; /* signed out, or not the chat page */
+        swapIn(doc.getElementById("chat-head"));
+        if (fresh.dataset.conv === old.dataset.conv) {
+          var thread = old.querySelector(".thread");
+          fresh.querySelectorAll(".thread .msg").forEach(function (m) {
+            if (!document.getElementById(m.id)) thread.appendChild(document.importNode(m, true));
+          });
+          tidy("follow");
+          return;
+        }
+        var box = old.querySelector("form[data-composer] textarea");
+        var draft = box ? box.value : "", focused = !!box && document.activeElement === box;
+        swapIn(fresh);
+        var newBox = document.querySelector("#conversation form[data-composer] textarea");
+        if (newBox && draft) { newBox.value = draft; grow(newBox); }
+        if (newBox && focused) newBox.focus();
+        tidy("newest");
+      })
+      .catch(function (err) { console.error(err); })
+      .then(function () {
+        chatLoading = null;
+        if (chatAgain) { chatAgain = false; return loadChat(); }
+      });
+    return chatLoading;
+  }
+  function newerConversation(html) {
+    var shown = viewing() || 0, newer = false;
+    html.replace(/data-conv="(\d+)"/g, function (all, id) { if (+id > shown) newer = true; return all; });
+    return newer;
+  }
 
   /* -- notices: a sound and a counter in the title for the other side's messages -- */
   var baseTitle = document.title, unseen = 0, audio = null;
@@ -185,18 +330,18 @@
       return;
     }
     if ([1006, 1011, 1012, 1013].indexOf(code) < 0 && live()) {
-      /* The extension retries only abnormal closes; a server restart says 1001. */
-      setTimeout(function () {
-        var old = live(); if (!old) return;
-        var fresh = old.cloneNode(true);
-        old.replaceWith(fresh);
-        htmx.process(fresh);
-      }, 1000 + Math.random() * 2000);
+      /* The extension retries only abnormal closes; a server restart says 1001. The same
+         socket wrapper opens a new socket: the page itself is left alone, so threads keep
+         their scroll position and the composer its focus and its text. */
+      var socket = e.detail.socketWrapper;
+      setTimeout(function () { if (live()) socket.reconnect(); }, 1000 + Math.random() * 2000);
     }
   });
   document.addEventListener("htmx:wsAfterMessage", function (e) {
     var msg = String(e.detail.message || "");
-    tidy(false);
+    tidy("follow");
+    /* A push during a load may be newer than what the load brings: load once more. */
+    if (role() === "user" && (chatLoading || newerConversation(msg))) loadChat();
     if (msg.indexOf('class="msg theirs"') >= 0) {
       notice();
       var id = viewing();

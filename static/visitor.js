@@ -146,6 +146,14 @@
     setEnded(true);
   });
 
+  /* The loader (widget.js) says when the panel fills the screen (a phone): its close
+     button then sits over the header's right end, and the header makes room for it. */
+  window.addEventListener("message", function (e) {
+    if (e.source === parent && e.data && e.data.kefu === "layout") {
+      document.body.classList.toggle("full-screen", !!e.data.fullScreen);
+    }
+  });
+
   refresh();
   connect();
 })();

@@ -37,11 +37,13 @@
     var style = document.createElement("style");
     style.textContent =
       ":host{all:initial}" +
-      ".bubble{position:fixed;right:20px;bottom:20px;z-index:2147483646;width:56px;height:56px;border-radius:50%;border:0;" +
+      /* The bubble stays above the panel: on a phone the panel fills the screen and the
+         bubble, moved to its top corner, is the only way to close it. */
+      ".bubble{position:fixed;right:20px;bottom:20px;z-index:2147483647;width:56px;height:56px;border-radius:50%;border:0;" +
       "background:" + color + ";color:#fff;cursor:pointer;box-shadow:0 6px 20px rgba(0,0,0,.25);display:flex;align-items:center;justify-content:center}" +
       ".bubble svg{width:28px;height:28px}.dot{position:absolute;top:4px;right:4px;width:12px;height:12px;border-radius:50%;background:#ef4444;border:2px solid #fff;display:none}" +
       ".bubble.unread .dot{display:block}.bubble .close,.bubble.open .chat{display:none}.bubble.open .close{display:block}" +
-      ".panel{position:fixed;right:20px;bottom:88px;z-index:2147483647;width:370px;height:560px;max-height:calc(100vh - 110px);" +
+      ".panel{position:fixed;right:20px;bottom:88px;z-index:2147483646;width:370px;height:560px;max-height:calc(100vh - 110px);" +
       "border:0;border-radius:14px;box-shadow:0 12px 40px rgba(0,0,0,.25);background:#fff;display:none}" +
       ".panel.open{display:block}" +
       "@media (max-width:480px){.panel{right:0;bottom:0;width:100vw;height:100vh;max-height:none;border-radius:0}" +
@@ -61,6 +63,7 @@
         frame.title = label;
         frame.src = origin + "/visitor?kefu_id=" + kefuId + "#vid=" + visitorId();
         frame.setAttribute("allow", "clipboard-write");
+        frame.addEventListener("load", tellLayout);
         root.insertBefore(frame, bubble);
       }
       var open = !frame.classList.contains("open");
@@ -69,6 +72,14 @@
       bubble.setAttribute("aria-expanded", String(open));
       bubble.classList.remove("unread");
     });
+    /* Tell the chat when it fills the screen, so its header leaves room for the bubble
+       (the media query inside the iframe sees the iframe's width, 370 px on a desktop too). */
+    var phone = window.matchMedia("(max-width:480px)");
+    function tellLayout() {
+      if (frame && frame.contentWindow) frame.contentWindow.postMessage({ kefu: "layout", fullScreen: phone.matches }, origin);
+    }
+    if (phone.addEventListener) phone.addEventListener("change", tellLayout);
+    else if (phone.addListener) phone.addListener(tellLayout);
     window.addEventListener("message", function (e) {
       if (e.origin === origin && e.data && e.data.kefu === "unread" && frame && !frame.classList.contains("open")) {
         bubble.classList.add("unread");

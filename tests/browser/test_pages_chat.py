@@ -151,3 +151,43 @@ def test_older_messages_load_on_demand(kefu, new_page):
     expect(desk.locator(".thread .msg")).to_have_count(45)
     expect(desk.locator(".thread .msg").first).to_contain_text("line 1")
     expect(desk.locator("button.older")).to_have_count(0)
+
+
+def test_a_second_chat_tab_follows_the_current_conversation(kefu, new_page):
+    """A /chat tab loaded before the conversation started (or before a new one) shows
+    it live, without a reload."""
+    kefu.create_agent("ida", password="ida-pass-1")
+    desk = new_page()
+    sign_in_agent(desk, kefu, "ida", "ida-pass-1")
+    tab1 = new_page(width=390, height=700)
+    tab1.goto(kefu.url("/chat?token=" + kefu.host_jwt("shopper-12", name="Lou")))
+    tab2 = tab1.context.new_page()  # the same person, another tab
+    tab2.goto(kefu.url("/chat"))
+    wait_live(tab1)
+    wait_live(tab2)
+    tab2.locator("textarea").fill("half a thought")  # typed before, kept
+
+    tab1.locator("textarea").fill("hello from tab 1")
+    tab1.locator("textarea").press("Enter")
+    desk.locator("#open-list .conv-row", has_text="Lou").click()
+    desk.locator("form[data-composer] textarea").fill("Hi, how can I help?")
+    desk.locator("form[data-composer] textarea").press("Enter")
+    expect(tab2.locator(".msg .text")).to_have_text(["hello from tab 1", "Hi, how can I help?"])
+    expect(tab2.locator("#chat-head")).to_contain_text("is helping you")
+    expect(tab2.locator("textarea")).to_have_value("half a thought")
+
+    # The agent ends it; tab 1 starts a new one; tab 2 leaves the ended one for it.
+    desk.locator("button.end").click()
+    expect(tab2.locator("[data-ended]")).to_be_visible()
+    expect(tab1.locator("[data-ended]")).to_be_visible()
+    tab1.bring_to_front()  # clicks wait for animation frames, which hidden tabs lack
+    tab1.locator("text=Start a new conversation").click()
+    wait_live(tab1)
+    tab1.locator("textarea").fill("another question")
+    tab1.locator("textarea").press("Enter")
+    expect(tab2.locator(".msg .text")).to_have_text(["another question"])
+    expect(tab2.locator("[data-ended]")).to_have_count(0)
+    expect(tab2.locator("form[data-composer]")).to_be_visible()
+    assert tab2.locator("#conversation").get_attribute("data-conv") == tab1.locator(
+        "#conversation"
+    ).get_attribute("data-conv")

@@ -17,6 +17,7 @@ def test_visitor_on_another_origin_chats_with_agent(kefu, host_site, new_page):
     shop.goto(host_site(agent["kefu_id"]))
     assert shop.evaluate("location.hostname") == "localhost"  # kefu is on 127.0.0.1
     widget = open_widget(shop)
+    expect(widget.locator("body")).to_have_class("visitor-page")  # not full-screen: no gap
     widget.locator("textarea").fill("Hello, do you ship to Norway?")
     widget.locator("textarea").press("Enter")
     expect(widget.locator(".msg.mine")).to_contain_text("ship to Norway")
@@ -77,3 +78,26 @@ def test_visitor_sends_an_image_link(kefu, host_site, new_page, tmp_path):
     row.click()
     href = link.get_attribute("href")
     expect(desk.locator(".thread .msg.theirs a")).to_have_attribute("href", href)
+
+
+def test_widget_on_a_phone_can_be_closed(kefu, host_site, new_page):
+    """Under 480 px the chat fills the screen; the bubble, now a close button in the top
+    corner, stays above it and clear of the chat's own "End chat" button."""
+    agent = kefu.create_agent("wes", password="wes-pass-1")
+    shop = new_page(width=375, height=700)
+    shop.goto(host_site(agent["kefu_id"]))
+    widget = open_widget(shop)
+    panel = shop.locator("#kefu-widget iframe")
+    expect(panel).to_have_class("panel open")
+    widget.locator("textarea").fill("hi")
+    widget.locator("textarea").press("Enter")
+    end_chat = widget.locator("#end-chat")
+    expect(end_chat).to_be_visible()
+    expect(widget.locator("body")).to_have_class(re.compile(r"\bfull-screen\b"))
+    close = shop.locator("#kefu-widget .bubble").bounding_box()
+    end = end_chat.bounding_box()
+    assert end["x"] + end["width"] <= close["x"]  # side by side, not one over the other
+
+    shop.locator("#kefu-widget .bubble").click(timeout=3000)
+    expect(panel).to_have_class("panel")
+    expect(panel).to_be_hidden()

@@ -1,0 +1,98 @@
+"""The composer on a slow network: what is sent is what the box held at Enter, every
+message is stored once and in order, and text typed meanwhile stays in the box."""
+
+from playwright.sync_api import expect
+
+from tests.browser.conftest import sign_in_agent, wait_live
+
+
+def slow_network(page, latency_ms: int = 300) -> None:
+    cdp = page.context.new_cdp_session(page)
+    cdp.send("Network.enable")
+    cdp.send(
+        "Network.emulateNetworkConditions",
+        {"offline": False, "latency": latency_ms, "downloadThroughput": -1, "uploadThroughput": -1},
+    )
+
+
+def answer_to(path: str, text: str):
+    """The response to the POST that sent ``text``."""
+    return lambda r: r.url.endswith(path) and text in (r.request.post_data or "")
+
+
+def stored(kefu, conv_id: int) -> list[str]:
+    rows = kefu.sql("SELECT content FROM message WHERE conversation_id = ? ORDER BY seq", conv_id)
+    return [content for (content,) in rows]
+
+
+def test_sends_while_one_is_in_flight_are_kept_in_order(kefu, new_page):
+    kefu.create_agent("kim", password="kim-pass-1")
+    desk = new_page()
+    sign_in_agent(desk, kefu, "kim", "kim-pass-1")
+    chat = new_page(width=390, height=780)
+    chat.goto(kefu.url("/chat?token=" + kefu.host_jwt("shopper-9", name="Ivy")))
+    box = chat.locator("form[data-composer] textarea")
+    box.fill("first")
+    box.press("Enter")
+    expect(chat.locator(".msg.mine")).to_have_count(1)
+    wait_live(chat)
+    conv_id = int(chat.locator("#conversation").get_attribute("data-conv"))
+
+    # The user: two more messages while the first of them is on its way, then a draft.
+    slow_network(chat)
+    with chat.expect_response(answer_to("/chat/send", "third"), timeout=5000):
+        box.fill("second")
+        box.press("Enter")
+        box.fill("third")
+        box.press("Enter")
+        box.press_sequentially("a draft", delay=5)
+    expect(chat.locator(".msg.mine .text")).to_have_text(["first", "second", "third"])
+    expect(box).to_have_value("a draft")  # the answers did not empty the box
+    assert stored(kefu, conv_id) == ["first", "second", "third"]
+
+    # The agent, alike.
+    desk.locator("#open-list .conv-row", has_text="Ivy").click()
+    expect(desk.locator(".thread .msg")).to_have_count(3)
+    slow_network(desk)
+    reply = desk.locator("form[data-composer] textarea")
+    with desk.expect_response(answer_to("/send", "moment"), timeout=5000):
+        reply.fill("Let me check.")
+        reply.press("Enter")
+        reply.fill("One moment please.")
+        reply.press("Enter")
+        reply.press_sequentially("Found it", delay=5)
+    expect(chat.locator(".msg.theirs .text")).to_have_text(["Let me check.", "One moment please."])
+    expect(reply).to_have_value("Found it")
+    expect(desk.locator(".thread .msg")).to_have_count(5)
+    assert stored(kefu, conv_id)[3:] == ["Let me check.", "One moment please."]
+
+
+def test_a_failed_send_comes_back_and_is_stored_once_when_sent_again(kefu, new_page):
+    kefu.create_agent("lee", password="lee-pass-1")
+    desk = new_page()
+    sign_in_agent(desk, kefu, "lee", "lee-pass-1")
+    chat = new_page(width=390, height=780)
+    chat.goto(kefu.url("/chat?token=" + kefu.host_jwt("shopper-10", name="Jo")))
+    box = chat.locator("form[data-composer] textarea")
+    box.fill("hello")
+    box.press("Enter")
+    expect(chat.locator(".msg.mine")).to_have_count(1)
+    wait_live(chat)
+    conv_id = int(chat.locator("#conversation").get_attribute("data-conv"))
+
+    # The message reaches the server, but its answer is lost on the way back.
+    def lose_answer(route):
+        route.fetch()
+        route.abort()
+
+    chat.route("**/chat/send", lose_answer)
+    box.fill("did it go?")
+    box.press("Enter")
+    expect(chat.locator("#toasts")).to_contain_text("Not connected")
+    expect(box).to_have_value("did it go?")  # back in the box, not lost
+    chat.unroute("**/chat/send")
+    with chat.expect_response(answer_to("/chat/send", "go"), timeout=5000):
+        box.press("Enter")  # sent again, with the same op_id: stored once
+    expect(box).to_have_value("")
+    assert stored(kefu, conv_id) == ["hello", "did it go?"]
+    expect(chat.locator(".msg.mine .text")).to_have_text(["hello", "did it go?"])

@@ -1,0 +1,76 @@
+"""Layout: threads open and stay at the newest message; the dashboard's header fits."""
+
+from playwright.sync_api import expect
+
+from tests.browser.conftest import sign_in_agent, wait_live
+
+# How far the thread is from its bottom (0: the newest message is in view).
+FROM_BOTTOM = "t => t.scrollHeight - t.scrollTop - t.clientHeight"
+
+
+def test_threads_show_the_newest_message(kefu, new_page):
+    kefu.create_agent("mia", password="mia-pass-1")
+    phone_desk = new_page(width=375, height=740)  # the list and the thread take turns
+    sign_in_agent(phone_desk, kefu, "mia", "mia-pass-1")
+    chat = new_page(width=375, height=700)
+    chat.goto(kefu.url("/chat?token=" + kefu.host_jwt("shopper-11", name="Kai")))
+    chat.locator("textarea").fill("hi")
+    chat.locator("textarea").press("Enter")
+    expect(chat.locator(".msg.mine")).to_have_count(1)
+    wait_live(chat)
+    conv_id = int(chat.locator("#conversation").get_attribute("data-conv"))
+    user = kefu.ws()
+    assert user.request({"action": "login", "data": {"token": kefu.host_jwt("shopper-11")}})
+    for n in range(12):
+        sent = user.request(
+            {
+                "action": "kefu_message_send",
+                "op_id": f"long-{n}",
+                "data": {"conversation_id": conv_id, "content": f"{n} " + "x" * 400},
+            }
+        )
+        assert sent["success"], sent
+    user.close()
+    expect(chat.locator(".msg.mine")).to_have_count(13)
+    thread = chat.locator(".thread")
+    assert thread.evaluate(FROM_BOTTOM) < 2
+
+    # On a phone the thread is hidden until a conversation is opened: it still opens at
+    # the newest message.
+    phone_desk.locator("#open-list .conv-row").click()
+    expect(phone_desk.locator(".thread .msg")).to_have_count(13)
+    expect(phone_desk.locator(".thread")).to_be_visible()
+    expect(phone_desk.locator(".conv-row.active")).to_have_count(1)  # tidied once settled
+    assert phone_desk.locator(".thread").evaluate(FROM_BOTTOM) < 2
+
+    # A reply taller than the "near the bottom" margin scrolls into view for a reader at
+    # the bottom.
+    reply = "Thanks for waiting.\nStep 1: open settings\nStep 2: tap Orders\n" * 3
+    phone_desk.locator("form[data-composer] textarea").fill(reply.strip())
+    phone_desk.locator("form[data-composer] textarea").press("Enter")
+    expect(chat.locator(".msg.theirs")).to_have_count(1)
+    assert chat.locator(".msg.theirs").evaluate("m => m.offsetHeight") > 120
+    assert thread.evaluate(FROM_BOTTOM) < 2
+
+    # A reader who scrolled up to read older messages is left where they are.
+    thread.evaluate(
+        "t => new Promise(done => { t.addEventListener('scroll', done, {once: true});"
+        " t.scrollTop = 0; })"
+    )
+    phone_desk.locator("form[data-composer] textarea").fill("One more thing.")
+    phone_desk.locator("form[data-composer] textarea").press("Enter")
+    expect(chat.locator(".msg.theirs")).to_have_count(2)
+    assert thread.evaluate("t => t.scrollTop") == 0
+
+
+def test_a_long_agent_name_stops_before_sign_out(kefu, new_page):
+    name = "nora_with_a_really_long_agent_username_here"
+    kefu.create_agent(name, password="nora-pass-1")
+    desk = new_page(width=1440, height=900)
+    sign_in_agent(desk, kefu, name, "nora-pass-1")
+    shown = desk.locator(".me-name b")
+    sign_out = desk.locator(".sign-out button").bounding_box()
+    assert shown.bounding_box()["x"] + shown.bounding_box()["width"] <= sign_out["x"]
+    assert shown.evaluate("b => b.scrollWidth > b.clientWidth")  # cut, with an ellipsis
+    expect(shown).to_have_css("text-overflow", "ellipsis")
+    expect(shown).to_have_attribute("title", name)  # the whole name on hover
