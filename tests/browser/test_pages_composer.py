@@ -25,27 +25,37 @@ def stored(kefu, conv_id: int) -> list[str]:
     return [content for (content,) in rows]
 
 
-def test_sends_while_one_is_in_flight_are_kept_in_order(kefu, new_page):
-    kefu.create_agent("kim", password="kim-pass-1")
+def chatting(kefu, new_page, agent: str, customer: str, first: str):
+    """An agent's dashboard open, and a customer's chat (phone-sized) whose first
+    message ``first`` opened a conversation: (desk, chat, the chat's box, its id)."""
+    kefu.create_agent(agent, password=f"{agent}-pass-1")
     desk = new_page()
-    sign_in_agent(desk, kefu, "kim", "kim-pass-1")
+    sign_in_agent(desk, kefu, agent, f"{agent}-pass-1")
     chat = new_page(width=390, height=780)
-    chat.goto(kefu.url("/chat?token=" + kefu.host_jwt("shopper-9", name="Ivy")))
+    chat.goto(kefu.url("/chat?token=" + kefu.host_jwt(customer.lower(), name=customer)))
     box = chat.locator("form[data-composer] textarea")
-    box.fill("first")
+    box.fill(first)
     box.press("Enter")
     expect(chat.locator(".msg.mine")).to_have_count(1)
     wait_live(chat)
-    conv_id = int(chat.locator("#conversation").get_attribute("data-conv"))
+    return desk, chat, box, int(chat.locator("#conversation").get_attribute("data-conv"))
+
+
+def send_two_then_type(box, one: str, two: str, draft: str) -> None:
+    """Two messages, the second sent while the first is on its way; then a draft."""
+    for text in (one, two):
+        box.fill(text)
+        box.press("Enter")
+    box.press_sequentially(draft, delay=5)
+
+
+def test_sends_while_one_is_in_flight_are_kept_in_order(kefu, new_page):
+    desk, chat, box, conv_id = chatting(kefu, new_page, "kim", "Ivy", "first")
 
     # The user: two more messages while the first of them is on its way, then a draft.
     slow_network(chat)
     with chat.expect_response(answer_to("/chat/send", "third"), timeout=5000):
-        box.fill("second")
-        box.press("Enter")
-        box.fill("third")
-        box.press("Enter")
-        box.press_sequentially("a draft", delay=5)
+        send_two_then_type(box, "second", "third", "a draft")
     expect(chat.locator(".msg.mine .text")).to_have_text(["first", "second", "third"])
     expect(box).to_have_value("a draft")  # the answers did not empty the box
     assert stored(kefu, conv_id) == ["first", "second", "third"]
@@ -56,11 +66,7 @@ def test_sends_while_one_is_in_flight_are_kept_in_order(kefu, new_page):
     slow_network(desk)
     reply = desk.locator("form[data-composer] textarea")
     with desk.expect_response(answer_to("/send", "moment"), timeout=5000):
-        reply.fill("Let me check.")
-        reply.press("Enter")
-        reply.fill("One moment please.")
-        reply.press("Enter")
-        reply.press_sequentially("Found it", delay=5)
+        send_two_then_type(reply, "Let me check.", "One moment please.", "Found it")
     expect(chat.locator(".msg.theirs .text")).to_have_text(["Let me check.", "One moment please."])
     expect(reply).to_have_value("Found it")
     expect(desk.locator(".thread .msg")).to_have_count(5)
@@ -68,17 +74,7 @@ def test_sends_while_one_is_in_flight_are_kept_in_order(kefu, new_page):
 
 
 def test_a_failed_send_comes_back_and_is_stored_once_when_sent_again(kefu, new_page):
-    kefu.create_agent("lee", password="lee-pass-1")
-    desk = new_page()
-    sign_in_agent(desk, kefu, "lee", "lee-pass-1")
-    chat = new_page(width=390, height=780)
-    chat.goto(kefu.url("/chat?token=" + kefu.host_jwt("shopper-10", name="Jo")))
-    box = chat.locator("form[data-composer] textarea")
-    box.fill("hello")
-    box.press("Enter")
-    expect(chat.locator(".msg.mine")).to_have_count(1)
-    wait_live(chat)
-    conv_id = int(chat.locator("#conversation").get_attribute("data-conv"))
+    _, chat, box, conv_id = chatting(kefu, new_page, "lee", "Jo", "hello")
 
     # The message reaches the server, but its answer is lost on the way back.
     def lose_answer(route):
