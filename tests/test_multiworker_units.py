@@ -12,7 +12,7 @@ from kefu.config import deployment_problem
 from kefu.realtime import events as ev
 from kefu.realtime import wire
 from kefu.realtime.pg_broker import SeqOrder
-from tests.support import BIN, ROOT, free_port
+from tests.support import BIN, ROOT, free_port, run_python
 
 pytestmark = pytest.mark.ignores_test_database
 
@@ -184,3 +184,24 @@ def _run(command, tmp_path, env):
             **env,
         },
     )
+
+
+SAME_PID_SCRIPT = r"""
+import json
+import os
+
+os.getpid = lambda: 3  # what every container's worker may be
+
+from kefu.realtime.connection import Connection
+
+print(json.dumps({"id": Connection(None, None).id}))
+"""
+
+
+def test_connection_ids_differ_between_hosts_whose_workers_share_a_pid(tmp_path):
+    """Two hosts in containers both ran their worker as pid 3: their k-th sockets had the
+    same id, the origin every worker compares to skip a sender's own socket, so each
+    took the other's messages for its own echo and pushed them to nobody."""
+    ids = {run_python(tmp_path, SAME_PID_SCRIPT)["id"] for _ in range(2)}
+    assert len(ids) == 2
+    assert all(i.startswith("3.") for i in ids)

@@ -17,6 +17,7 @@ import contextlib
 import itertools
 import logging
 import os
+import secrets
 from collections import deque
 
 import gevent
@@ -27,6 +28,19 @@ from kefu.realtime.turns import turns
 
 log = logging.getLogger(__name__)
 _ids = itertools.count(1)
+
+
+def _new_process_tag() -> None:
+    """A connection's id is the ``origin`` of the events it causes, which every worker
+    on every host compares with its own sockets' ids (a sender gets no echo). A pid
+    alone repeats across hosts (containers run their workers as the same pid), and
+    two sockets sharing an id each took the other's messages for their own echo."""
+    _process["tag"] = f"{os.getpid()}.{secrets.token_hex(6)}"
+
+
+_process = {}
+_new_process_tag()
+os.register_at_fork(after_in_child=_new_process_tag)
 _CLOSE = object()
 _NOTHING_QUEUED = ()
 
@@ -35,7 +49,7 @@ class Connection:
     def __init__(self, ws, codec, outbox_limit: int = 1000):
         self.ws = ws
         self.codec = codec
-        self.id = f"{os.getpid()}:{next(_ids)}"
+        self.id = f"{_process['tag']}:{next(_ids)}"
         self.principal = None  # kefu.auth.Principal once signed in
         self.visitor_id = None  # the visitor id a ds/kefu socket is bound to
         self.state = {}  # the protocol's own per-connection memory
