@@ -1,0 +1,130 @@
+/* kefu pages: the message box (agent dashboard and user chat). Enter sends, Shift+Enter
+   is a new line; files go through the upload API and are sent like text. Loaded after
+   pages.js, whose helpers it uses (window.kefuPages). */
+(function () {
+  "use strict";
+  var pages = window.kefuPages;
+  var csrf = pages.csrf, toast = pages.toast, tidy = pages.tidy, grow = pages.grow;
+
+  document.addEventListener("keydown", function (e) {
+    var form = e.target.closest && e.target.closest("form[data-composer]");
+    if (form && e.target.tagName === "TEXTAREA" && e.key === "Enter" && !e.shiftKey && !e.isComposing) {
+      e.preventDefault();
+      form.requestSubmit();
+    }
+  });
+  document.addEventListener("input", function (e) {
+    if (e.target.matches && e.target.matches("form[data-composer] textarea")) grow(e.target);
+  });
+
+  /* What is sent is what the box held when the writer pressed Enter: the text is taken
+     and the box emptied at once, so the next message can be typed while this one is on
+     its way. Sends leave one at a time, in the order they were made. (Plain htmx would
+     keep only the last send queued behind one in flight, and read the box only when it
+     left.) A send that fails puts its text back in the box, with the ones queued behind
+     it. Every message gets an op_id when it is written: sending the same text again
+     after a failure reuses it, so a send that was stored although its answer was lost
+     is not stored twice. */
+  var outbox = [], sending = false, retry = null;
+
+  /* Time first (8 base-36 digits of milliseconds), then random, like the widget's
+     (visitor.js): two tabs never share one, and the server's op_id index gets each
+     commit's new entries side by side (see migrations/005). */
+  function newOpId() {
+    var a = new Uint8Array(4);
+    crypto.getRandomValues(a);
+    return Date.now().toString(36).padStart(8, "0") + "-" +
+      Array.prototype.map.call(a, function (b) { return ("0" + b.toString(16)).slice(-2); }).join("");
+  }
+  function composerFor(url) {
+    var forms = document.querySelectorAll("form[data-composer]");
+    for (var i = 0; i < forms.length; i++) if (forms[i].getAttribute("action") === url) return forms[i];
+    return null;
+  }
+  function queueSend(url, values) {
+    outbox.push({ url: url, values: values });
+    pump();
+  }
+  document.addEventListener("submit", function (e) {
+    var form = e.target;
+    if (!form.matches("form[data-composer]")) return;
+    e.preventDefault();
+    var box = form.querySelector("textarea"), text = box.value, url = form.getAttribute("action");
+    box.focus(); /* also after a click on Send */
+    if (!text.trim()) return;
+    var again = retry && retry.url === url && retry.text === text;
+    queueSend(url, { content: text, op_id: again ? retry.op_id : newOpId() });
+    retry = null;
+    box.value = "";
+    grow(box);
+  });
+
+  function pump() {
+    if (sending || !outbox.length) return;
+    sending = true;
+    var item = outbox[0], body = new URLSearchParams(item.values);
+    /* The user's chat names the conversation it shows: read when the send leaves, as the
+       first message of a conversation makes the page load it (see loadChat). */
+    var form = composerFor(item.url);
+    var conv = form && form.querySelector('input[name="conversation_id"]');
+    if (conv) body.set("conversation_id", conv.value);
+    body.set("csrf_token", csrf());
+    fetch(item.url, { method: "POST", body: body, credentials: "same-origin",
+                      headers: { "X-CSRF-Token": csrf(), "HX-Request": "true" } })
+      .then(function (r) { return r.text().then(function (html) { return { r: r, html: html }; }); })
+      .then(function (res) {
+        if (!res.r.ok) {
+          var doc = new DOMParser().parseFromString(res.html, "text/html");
+          failed(item, (doc.body.textContent || "").trim() || "Something went wrong (" + res.r.status + ")");
+          return;
+        }
+        outbox.shift();
+        /* "the page showed no (or an old) conversation": the message opened a new one */
+        if (res.r.headers.get("HX-Refresh") === "true") return pages.loadChat();
+        showSent(res.html);
+      }, function () { failed(item, "Not connected. Try again in a moment."); })
+      .catch(function (err) { console.error(err); })
+      .then(function () { sending = false; pump(); });
+  }
+  /* The answer is the stored message's bubble; the live channel may have brought it first. */
+  function showSent(html) {
+    var tpl = document.createElement("template");
+    tpl.innerHTML = html;
+    tpl.content.querySelectorAll(".msg").forEach(function (m) {
+      var thread = document.getElementById("thread-" + m.dataset.conv);
+      if (thread && !document.getElementById(m.id)) thread.appendChild(m);
+    });
+    tidy("newest");
+  }
+  /* The failed send and those queued behind it for the same conversation go back in the
+     box, in order, before whatever was typed since: nothing is lost and nothing jumps
+     the queue. */
+  function failed(item, why) {
+    toast(why);
+    var back = outbox.filter(function (i) { return i.url === item.url; });
+    outbox = outbox.filter(function (i) { return i.url !== item.url; });
+    var texts = back.map(function (i) { return i.values.content; }).filter(Boolean);
+    var form = composerFor(item.url);
+    if (!texts.length || !form) return;
+    var box = form.querySelector("textarea");
+    retry = back.length === 1 && !box.value ? { url: item.url, text: texts[0], op_id: item.values.op_id } : null;
+    box.value = texts.concat(box.value ? [box.value] : []).join("\n");
+    grow(box);
+  }
+
+  document.addEventListener("change", function (e) {
+    if (!e.target.matches("input[data-upload]") || !e.target.files.length) return;
+    var input = e.target, form = input.closest("form");
+    var body = new FormData();
+    body.append("file", input.files[0]);
+    fetch("/api/kefu/upload", { method: "POST", body: body, headers: { "X-CSRF-Token": csrf() }, credentials: "same-origin" })
+      .then(function (r) { return r.json(); })
+      .then(function (res) {
+        input.value = "";
+        if (res.code !== 200) { toast(res.message || "Upload failed"); return; }
+        queueSend(form.getAttribute("action"), { content: "", message_type: res.data.message_type,
+                                                 file_url: res.data.url, op_id: newOpId() });
+      })
+      .catch(function () { input.value = ""; toast("Upload failed"); });
+  });
+})();
