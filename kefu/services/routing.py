@@ -190,9 +190,8 @@ def agents_holding_customers() -> set[int]:
 def requeue_agent(kefu_id: int) -> list:
     """The agent stayed offline past its grace period: its users' conversations go back
     to the head of the queue, in the order they were opened, and may go to another agent.
-    Visitor conversations name their agent, so they stay."""
-    if kefu_id in presence.online_agent_ids():
-        return []
+    Visitor conversations name their agent, so they stay. Nothing moves if the agent
+    is online again by the time this job holds the rows."""
     return groupcommit.run(_requeue_locked, kefu_id)
 
 
@@ -205,8 +204,8 @@ def _requeue_locked(kefu_id: int) -> list:
             .order_by(Conversation.created_at, Conversation.id)
         )
     ]
-    # Asked again with the rows locked: the agent may have come back while this job
-    # waited for them (or for its turn in the batch), and a socket that signed in
+    # Asked with the rows locked, not before: the agent may come back while this job
+    # waits for them (or for its turn in the batch), and a socket that signed in
     # meanwhile has been told these users are its own.
     if not ids or kefu_id in presence.online_agent_ids():
         return []
