@@ -43,6 +43,10 @@ def _flag(name: str, default: bool) -> bool:
     return value.strip().lower() in {"1", "true", "yes", "on"}
 
 
+def _broker() -> str:
+    return os.environ.get("KEFU_BROKER", "memory").strip().lower()
+
+
 def _secret_key() -> str:
     """KEFU_SECRET_KEY, or a random one: sessions then end with a restart. Several
     workers or hosts must share one (KEFU_BROKER=postgres): each made up its own, and
@@ -50,7 +54,7 @@ def _secret_key() -> str:
     key = os.environ.get("KEFU_SECRET_KEY")
     if key:
         return key
-    if os.environ.get("KEFU_BROKER", "").strip().lower() == "postgres":
+    if _broker() == "postgres":
         raise SettingsError(
             "KEFU_BROKER=postgres needs KEFU_SECRET_KEY: every worker and host must sign "
             "session cookies with the same key"
@@ -72,7 +76,7 @@ def from_environment() -> dict:
         "SQLITE_WAL_REWIND_PAGES": env_int("KEFU_SQLITE_WAL_REWIND_PAGES", 32768),
         # memory: one worker, the hub in-process. postgres: N workers/hosts share one
         # PostgreSQL database (LISTEN/NOTIFY, presence in tables). docs/deployment.md.
-        "BROKER": os.environ.get("KEFU_BROKER", "memory").strip().lower(),
+        "BROKER": _broker(),
         "WORKERS": env_int("KEFU_WORKERS", 1),
         # A worker that stops heart-beating stops counting as present after this long.
         "PRESENCE_TTL_SECONDS": env_float("KEFU_PRESENCE_TTL_SECONDS", 15.0),
