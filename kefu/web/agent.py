@@ -166,7 +166,7 @@ def send(who, conversation_id):
         request.form.get("content", ""),
         message_type,
         request.form.get("file_url") or None,
-        request.form.get("op_id") or None,
+        request.form.get("op_id"),  # empty: none (messages.idempotency_key)
     )
     publish(events)
     return partial("parts/message.html", m=msg, side=SENDER_AGENT)

@@ -75,7 +75,7 @@ def send(who):
         request.form.get("content", ""),
         request.form.get("message_type", TEXT, type=int),
         request.form.get("file_url") or None,
-        request.form.get("op_id") or None,
+        request.form.get("op_id"),  # empty: none (messages.idempotency_key)
     )
     publish(events)
     if current is None or request.form.get("conversation_id", type=int) != conv.id:
