@@ -20,7 +20,8 @@ def test_threads_show_the_newest_message(kefu, new_page):
     wait_live(chat)
     conv_id = int(chat.locator("#conversation").get_attribute("data-conv"))
     user = kefu.ws()
-    assert user.request({"action": "login", "data": {"token": kefu.host_jwt("shopper-11")}})
+    login = user.request({"action": "login", "data": {"token": kefu.host_jwt("shopper-11")}})
+    assert login["success"] is True, login
     for n in range(12):
         sent = user.request(
             {
