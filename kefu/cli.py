@@ -26,6 +26,16 @@ def _emit(as_json: bool, payload: dict, text: str) -> None:
     click.echo(json.dumps(payload) if as_json else text)
 
 
+def user_json(user, token: str) -> dict:
+    """What ``create-user --json`` prints."""
+    return {"id": user.id, "uuid": user.uuid, "username": user.username, "token": token}
+
+
+def agent_json(user, agent, token: str) -> dict:
+    """What ``create-agent --json`` prints."""
+    return {"id": user.id, "kefu_id": agent.id, **user_json(user, token)}
+
+
 @kefu_cli.command("create-user")
 @click.argument("username")
 @click.option("--nickname", default="")
@@ -37,8 +47,7 @@ def create_user(username, nickname, password, as_json):
         user, token = accounts.create_user(username, nickname, password)
     except KefuError as exc:
         raise click.ClickException(exc.message) from None
-    payload = {"id": user.id, "uuid": user.uuid, "username": user.username, "token": token}
-    _emit(as_json, payload, f"user {user.username} id={user.id} token={token}")
+    _emit(as_json, user_json(user, token), f"user {user.username} id={user.id} token={token}")
 
 
 @kefu_cli.command("create-agent")
@@ -54,14 +63,11 @@ def create_agent(username, nickname, max_concurrent, password, as_json):
         user, agent, token = accounts.create_agent(username, nickname, limit, password)
     except KefuError as exc:
         raise click.ClickException(exc.message) from None
-    payload = {
-        "id": user.id,
-        "kefu_id": agent.id,
-        "uuid": user.uuid,
-        "username": user.username,
-        "token": token,
-    }
-    _emit(as_json, payload, f"agent {user.username} kefu_id={agent.id} token={token}")
+    _emit(
+        as_json,
+        agent_json(user, agent, token),
+        f"agent {user.username} kefu_id={agent.id} token={token}",
+    )
 
 
 @kefu_cli.command("set-password")
