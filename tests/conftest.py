@@ -1,6 +1,6 @@
 import pytest
 
-from tests.support import Server
+from tests.support import Server, retire, wait_for_retired
 
 
 @pytest.fixture(scope="module")
@@ -8,7 +8,7 @@ def server(tmp_path_factory):
     """One live server per test module (its own database)."""
     srv = Server(tmp_path_factory.mktemp("srv")).start()
     yield srv
-    srv.destroy()
+    retire(srv)
 
 
 @pytest.fixture
@@ -23,4 +23,11 @@ def make_server(tmp_path):
 
     yield make
     for srv in started:
-        srv.destroy()
+        retire(srv)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def servers_retired():
+    """The suite ends once every server retired in the background has stopped."""
+    yield
+    wait_for_retired()

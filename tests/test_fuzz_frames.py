@@ -36,7 +36,7 @@ from tests.fuzz_strategies import (
     expected_op_id,
     resolve,
 )
-from tests.support import Server
+from tests.support import Server, retire
 
 FUZZ = settings(
     max_examples=int(os.environ.get("KEFU_FUZZ_EXAMPLES", "150")),
@@ -127,7 +127,7 @@ def live(tmp_path_factory):
     try:
         yield Live(srv)
     finally:
-        srv.destroy()
+        retire(srv)
 
 
 def exchange(live, path: str, sign_in: dict | None, generated, sync: dict, synced):

@@ -18,7 +18,7 @@ import pytest
 import requests
 import schemathesis
 
-from tests.support import BIN, ROOT, Server
+from tests.support import BIN, ROOT, Server, retire
 
 # A schema-valid cursor that names no message of the conversation: a documented 422.
 UNKNOWN_CURSOR = b"after_id is not a message of this conversation"
@@ -35,7 +35,7 @@ def api(tmp_path_factory):
     srv = Server(workdir, upload_dir=str(workdir / "uploads")).start()
     srv.token = srv.host_jwt("openapi-user", "OpenAPI User")
     yield srv
-    srv.destroy()
+    retire(srv)
 
 
 def test_document_lists_every_api_route(api):

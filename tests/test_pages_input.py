@@ -10,7 +10,7 @@ import re
 import pytest
 import requests
 
-from tests.support import Server
+from tests.support import Server, retire
 from tests.test_pages_security import agent_session, live_socket, user_session
 
 HUGE = [str(2**63), str(2**64), "9" * 30]
@@ -22,7 +22,7 @@ NO_ACCESS = "Conversation not found or no permission"
 def srv(tmp_path_factory):
     server = Server(tmp_path_factory.mktemp("pages-input")).start()
     yield server
-    server.stop()
+    retire(server)
 
 
 @pytest.fixture(scope="module")

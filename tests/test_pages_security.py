@@ -9,7 +9,7 @@ import pytest
 import requests
 import websocket
 
-from tests.support import Server
+from tests.support import Server, retire
 
 PNG = bytes.fromhex(
     "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
@@ -27,7 +27,7 @@ def srv(tmp_path_factory):
         upload_visitor_max_bytes=1000,
     ).start()
     yield server
-    server.stop()
+    retire(server)
 
 
 @pytest.fixture(scope="module")

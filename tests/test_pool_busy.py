@@ -25,6 +25,7 @@ from tests.support import (
     drop_database,
     fresh_database_url,
     own_postgres_database,
+    retire,
     run_python,
 )
 from tests.test_pages_security import live_socket, user_session
@@ -49,7 +50,7 @@ def busy_server(tmp_path):
         agent_grace_seconds=1,
     ).start()
     yield server
-    server.destroy()
+    retire(server)
 
 
 def _send(ws, cid, op_id):

@@ -14,7 +14,7 @@ import time
 import pytest
 
 from kefu.db import make_database
-from tests.support import Server, own_postgres_database
+from tests.support import Server, own_postgres_database, retire
 from tests.test_waiter_support import Peer, agent, rows, user, waiter
 
 WAITING_FOR_A_LOCK = (
@@ -29,7 +29,7 @@ def pg_server(tmp_path):
     url = own_postgres_database("row locks need it")
     server = Server(tmp_path, url, agent_grace_seconds=1).start()
     yield server
-    server.destroy()  # drops the database too
+    retire(server)  # drops the database too
 
 
 @pytest.mark.ignores_test_database  # a PostgreSQL database of its own, whatever the suite's

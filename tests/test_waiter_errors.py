@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from tests.support import Server
+from tests.support import Server, retire
 from tests.test_waiter_support import USER_PATH, agent, frame, rows, user, waiter
 
 STATE = (
@@ -25,7 +25,7 @@ def server(tmp_path_factory):
     """This module sends many frames on one socket: a frame budget that never runs out."""
     srv = Server(tmp_path_factory.mktemp("srv"), ws_rate_per_second=1000, ws_rate_burst=1000)
     yield srv.start()
-    srv.destroy()
+    retire(srv)
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from tests.support import Server, free_port
+from tests.support import Server, free_port, retire
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = [
@@ -41,7 +41,7 @@ def kefu(tmp_path_factory):
         ws_rate_burst=1000,
     ).start()
     yield srv
-    srv.stop()
+    retire(srv)
 
 
 @pytest.fixture
