@@ -14,8 +14,32 @@
     }
   });
   document.addEventListener("input", function (e) {
-    if (e.target.matches && e.target.matches("form[data-composer] textarea")) grow(e.target);
+    if (!e.target.matches || !e.target.matches("form[data-composer] textarea")) return;
+    grow(e.target);
+    saveDraft(e.target.form.getAttribute("action"), e.target.value);
   });
+
+  /* Drafts: what is typed in a conversation's box stays with that conversation. The
+     dashboard swaps the whole thread, box included, when the agent opens another one:
+     coming back finds the text again, and a send that fails after the switch goes back
+     to its own conversation's box. Kept per tab (sessionStorage): a reload keeps them. */
+  var DRAFT = "kefu.draft:";
+  function draftOf(url) {
+    try { return sessionStorage.getItem(DRAFT + url) || ""; } catch (err) { return ""; }
+  }
+  function saveDraft(url, text) {
+    try {
+      if (text) sessionStorage.setItem(DRAFT + url, text); else sessionStorage.removeItem(DRAFT + url);
+    } catch (err) { /* storage full or off: the draft lives as long as the box */ }
+  }
+  function restoreDrafts(root) {
+    var forms = root.querySelectorAll ? root.querySelectorAll("form[data-composer]") : [];
+    Array.prototype.forEach.call(forms, function (form) {
+      var box = form.querySelector("textarea"), draft = draftOf(form.getAttribute("action"));
+      if (box && draft && !box.value) { box.value = draft; grow(box); }
+    });
+  }
+  htmx.onLoad(restoreDrafts); /* the page itself, and every thread htmx swaps in */
 
   /* What is sent is what the box held when the writer pressed Enter: the text is taken
      and the box emptied at once, so the next message can be typed while this one is on
@@ -25,7 +49,7 @@
      it. Every message gets an op_id when it is written: sending the same text again
      after a failure reuses it, so a send that was stored although its answer was lost
      is not stored twice. */
-  var outbox = [], sending = false, retry = null;
+  var outbox = [], sending = false, retries = {};
 
   /* Time first (8 base-36 digits of milliseconds), then random, like the widget's
      (visitor.js): two tabs never share one, and the server's op_id index gets each
@@ -52,11 +76,12 @@
     var box = form.querySelector("textarea"), text = box.value, url = form.getAttribute("action");
     box.focus(); /* also after a click on Send */
     if (!text.trim()) return;
-    var again = retry && retry.url === url && retry.text === text;
-    queueSend(url, { content: text, op_id: again ? retry.op_id : newOpId() });
-    retry = null;
+    var retry = retries[url];
+    queueSend(url, { content: text, op_id: retry && retry.text === text ? retry.op_id : newOpId() });
+    delete retries[url];
     box.value = "";
     grow(box);
+    saveDraft(url, "");
   });
 
   function pump() {
@@ -96,20 +121,21 @@
     });
     tidy("newest");
   }
-  /* The failed send and those queued behind it for the same conversation go back in the
-     box, in order, before whatever was typed since: nothing is lost and nothing jumps
-     the queue. */
+  /* The failed send and those queued behind it for the same conversation go back in its
+     box (or its draft, if another conversation is shown), in order, before whatever was
+     typed since: nothing is lost and nothing jumps the queue. */
   function failed(item, why) {
-    toast(why);
-    var back = outbox.filter(function (i) { return i.url === item.url; });
-    outbox = outbox.filter(function (i) { return i.url !== item.url; });
+    var url = item.url, form = composerFor(url), box = form && form.querySelector("textarea");
+    var back = outbox.filter(function (i) { return i.url === url; });
+    outbox = outbox.filter(function (i) { return i.url !== url; });
     var texts = back.map(function (i) { return i.values.content; }).filter(Boolean);
-    var form = composerFor(item.url);
-    if (!texts.length || !form) return;
-    var box = form.querySelector("textarea");
-    retry = back.length === 1 && !box.value ? { url: item.url, text: texts[0], op_id: item.values.op_id } : null;
-    box.value = texts.concat(box.value ? [box.value] : []).join("\n");
-    grow(box);
+    toast(texts.length && !box ? why + " The message is back in its conversation's box." : why);
+    if (!texts.length) return;
+    var typed = box ? box.value : draftOf(url);
+    retries[url] = back.length === 1 && !typed ? { text: texts[0], op_id: item.values.op_id } : null;
+    var text = texts.concat(typed ? [typed] : []).join("\n");
+    saveDraft(url, text);
+    if (box) { box.value = text; grow(box); }
   }
 
   document.addEventListener("change", function (e) {

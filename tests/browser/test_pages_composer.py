@@ -92,3 +92,47 @@ def test_a_failed_send_comes_back_and_is_stored_once_when_sent_again(kefu, new_p
     expect(box).to_have_value("")
     assert stored(kefu, conv_id) == ["hello", "did it go?"]
     expect(chat.locator(".msg.mine .text")).to_have_text(["hello", "did it go?"])
+
+
+def test_a_draft_stays_with_its_conversation_and_a_failed_send_goes_back_to_it(kefu, new_page):
+    desk, _, _, uma = chatting(kefu, new_page, "max", "Uma", "hi from Uma")
+    vic = new_page(width=390, height=780)
+    vic.goto(kefu.url("/chat?token=" + kefu.host_jwt("vic", name="Vic")))
+    vic.locator("form[data-composer] textarea").fill("hi from Vic")
+    vic.locator("form[data-composer] textarea").press("Enter")
+    expect(desk.locator("#open-list .conv-row")).to_have_count(2)
+    reply = desk.locator("form[data-composer] textarea")
+
+    def show(name: str) -> None:
+        desk.locator("#open-list .conv-row", has_text=name).click()
+        expect(desk.locator(".thread")).to_contain_text(f"hi from {name}")
+
+    # A draft waits in its conversation while the agent answers another.
+    show("Uma")
+    reply.fill("half a thought")
+    show("Vic")
+    expect(reply).to_have_value("")
+    show("Uma")
+    expect(reply).to_have_value("half a thought")
+
+    # A send still on its way when the agent opens another conversation, whose answer
+    # is then lost although the server stored it.
+    held = []
+    desk.route(f"**/agent/c/{uma}/send", lambda route: held.append(route))
+    reply.fill("are you there?")
+    reply.press("Enter")
+    show("Vic")
+    for _ in range(100):
+        if held:
+            break
+        desk.wait_for_timeout(50)
+    held[0].fetch()
+    held[0].abort()
+    expect(desk.locator("#toasts")).to_contain_text("back in its conversation's box")
+    desk.unroute(f"**/agent/c/{uma}/send")
+    show("Uma")
+    expect(reply).to_have_value("are you there?")
+    with desk.expect_response(answer_to("/send", "there"), timeout=5000):
+        reply.press("Enter")  # sent again with the same op_id: stored once
+    expect(reply).to_have_value("")
+    assert stored(kefu, uma) == ["hi from Uma", "are you there?"]
