@@ -25,10 +25,12 @@
   }
   /* 128 random bits, kept so a return visit sees its history: by the loader (widget.js)
      in the host page's storage, else in ours; storage may be blocked in a third-party
-     iframe, and then the id lives as long as the page. */
+     iframe, and then the id lives as long as the page. An id in the link is taken only
+     inside the loader's frame: opened on its own, a link carrying someone else's id
+     would have the reader chat in a conversation whose author can read it. */
   var visitorId = (function () {
     var key = "kefu.visitor_id";
-    var given = /(?:^#|&)vid=(v_[0-9a-f]{32})(?:&|$)/.exec(location.hash);
+    var given = window.parent !== window && /(?:^#|&)vid=(v_[0-9a-f]{32})(?:&|$)/.exec(location.hash);
     if (given) return given[1]; /* kept by the loader in the host page's storage */
     try {
       var id = localStorage.getItem(key);

@@ -101,3 +101,22 @@ def test_widget_on_a_phone_can_be_closed(kefu, host_site, new_page):
     shop.locator("#kefu-widget .bubble").click(timeout=3000)
     expect(panel).to_have_class("panel")
     expect(panel).to_be_hidden()
+
+
+def test_a_visitor_id_in_a_link_is_taken_only_inside_the_loaders_frame(kefu, new_page):
+    """A link to the chat page carrying someone else's visitor id, opened on its own, must
+    not put the reader in that visitor's conversation (which its author can read)."""
+    agent = kefu.create_agent("vera", password="vera-pass-1")
+    planted = "v_" + "ab" * 16
+    page = new_page()
+    page.goto(kefu.url(f"/visitor?kefu_id={agent['kefu_id']}#vid={planted}"))
+    expect(page.locator("body")).to_have_attribute("data-live", "open", timeout=10000)
+    page.locator("textarea").fill("my address is 12 Elm St")
+    page.locator("textarea").press("Enter")
+    expect(page.locator(".msg.mine")).to_contain_text("12 Elm St")
+    keys = kefu.sql(
+        "SELECT v.key FROM message m JOIN conversation c ON c.id = m.conversation_id"
+        " JOIN visitor v ON v.id = c.visitor_id WHERE m.content = ?",
+        "my address is 12 Elm St",
+    )
+    assert len(keys) == 1 and keys[0][0] != planted
