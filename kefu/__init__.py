@@ -22,6 +22,11 @@ def create_app(config: dict | None = None):
     )
     if problem:  # e.g. KEFU_BROKER=postgres on SQLite/MySQL: refuse to start (docs/deployment.md)
         raise SettingsError(problem)
+    if app.config.get("MAX_CONTENT_LENGTH") is None:
+        # No request but an upload needs more (a page's send is 5,000 characters; the
+        # upload route sets its own cap): a bigger body is refused before it is read,
+        # rather than spooled to disk in full before a CSRF or sign-in check refuses it.
+        app.config["MAX_CONTENT_LENGTH"] = 1024 * 1024
     app.json.sort_keys = False  # keep the guide's field order
     app.json.ensure_ascii = False
     if settings["PROXY_COUNT"]:

@@ -3,6 +3,7 @@
 import time
 
 import pytest
+import requests
 import websocket
 
 from tests.support import Server
@@ -132,3 +133,23 @@ def test_disabling_or_a_new_password_closes_sockets(make_server):
     assert refused["message"] == "Invalid or expired token"
     time.sleep(0.8)
     assert again.request({"action": "ping"})["success"] is True  # not closed again
+
+
+def test_request_bodies_are_capped_except_uploads(make_server, tmp_path):
+    """A body over 1 MiB is refused before it is read (it was spooled to disk whole, then
+    refused by the CSRF check); an upload keeps its own, larger cap."""
+    server = make_server(upload_dir=str(tmp_path / "up"))
+    big = {"file": ("a.txt", b"x" * (2 * 1024 * 1024), "text/plain")}
+    refused = requests.post(server.url("/agent/sign-in"), files=big, timeout=10)
+    assert refused.status_code == 413
+    agent = server.create_agent("big-sender")
+    photo = b"\x89PNG\r\n\x1a\n" + b"\0" * (3 * 1024 * 1024)
+    uploaded = requests.post(
+        server.url("/api/kefu/upload"),
+        headers={"Authorization": f"Bearer {agent['token']}"},
+        files={"file": ("photo.png", photo, "image/png")},
+        timeout=10,
+    )
+    assert uploaded.status_code == 200, uploaded.text
+    assert uploaded.json()["data"]["size"] == len(photo)
+    assert server.get("/healthz").ok
