@@ -116,6 +116,8 @@ def _from_host_jwt(token: str) -> Principal:
     from kefu.services import accounts  # accounts imports auth for token issuing
 
     sub, name, avatar = str(claims["sub"]), claims.get("name"), claims.get("avatar")
+    if len(sub) > 150:  # what the account keeps of it (a longer one failed on PostgreSQL)
+        raise Unauthorized("Invalid token: sub must be at most 150 characters")
     if not all(value is None or isinstance(value, str) for value in (name, avatar)):
         raise Unauthorized("Invalid token: name and avatar must be strings")
     if any(value and "\x00" in value for value in (sub, name, avatar)):

@@ -426,6 +426,23 @@ def test_host_jwt_sign_in(server):
     ws.close()
 
 
+def test_a_host_user_whose_name_is_taken_still_signs_in(server):
+    """``host-<sub>`` may already be a local account's name, or a longer sub's cut to 150
+    characters: the host user gets a name of its own (it was a 500 on every attempt)."""
+    server.create_user("host-77")
+    for sub in ("77", "s" * 150, "s" * 149 + "t"):
+        conv = server.get("/api/kefu/message/getConversation", Server.host_jwt(sub))
+        assert conv.status_code == 200, (sub[:8], conv.text)
+        again = server.get("/api/kefu/message/getConversation", Server.host_jwt(sub))
+        assert again.json()["data"]["id"] == conv.json()["data"]["id"]
+    too_long = server.get("/api/kefu/message/getConversation", Server.host_jwt("s" * 151))
+    assert too_long.json() == {
+        "code": 401,
+        "message": "Invalid token: sub must be at most 150 characters",
+    }
+    assert "Traceback" not in server.log()
+
+
 def test_socket_survives_a_burst_of_garbage(server, setup):
     ws = server.ws()
     for n in range(200):

@@ -1,5 +1,7 @@
 """Users and agents: creation, host-provisioned users, passwords, agent settings."""
 
+import secrets
+
 from peewee import IntegrityError
 from werkzeug.security import check_password_hash, generate_password_hash
 
@@ -57,18 +59,26 @@ def provision_host_user(external_id: str, name: str | None, avatar: str | None) 
         return user
     try:
         return groupcommit.run(_create_host_user, external_id, name, avatar)
-    except IntegrityError:  # another request provisioned it first
+    except IntegrityError:  # another request provisioned it first, or the name is taken
         with db.read():
-            return User.get(User.external_id == external_id)
+            user = User.get_or_none(User.external_id == external_id)
+        if user is not None:
+            return user
+        # ``host-<sub>`` belongs to someone else: a local account of that name, or a
+        # longer sub cut to the same 150 characters. A random tail makes it this one's.
+        tail = "-" + secrets.token_hex(4)
+        return groupcommit.run(_create_host_user, external_id, name, avatar, tail)
 
 
 def _by_external_id(external_id: str):
     return User.select().where(User.external_id == external_id).limit(1)
 
 
-def _create_host_user(external_id: str, name: str | None, avatar: str | None) -> User:
+def _create_host_user(
+    external_id: str, name: str | None, avatar: str | None, tail: str = ""
+) -> User:
     return User.create(
-        username=f"host-{external_id}"[:150],
+        username=f"host-{external_id}"[: 150 - len(tail)] + tail,
         nickname=(name or f"user {external_id}")[:150],
         avatar=(avatar or "")[:500],
         external_id=external_id,
