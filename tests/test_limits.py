@@ -92,6 +92,26 @@ def test_new_visitor_ids_per_address_are_limited(make_server, proxy_count):
     assert server.sql("SELECT COUNT(*) FROM message") == [(opened + 1,)]
 
 
+def test_binding_made_up_visitor_ids_is_limited_per_address(make_server):
+    """A bound socket has no sign-in deadline: binding a made-up id per socket held any
+    number of anonymous sockets for ever. A new id costs what a new visitor's first
+    message does; the visitor then sends with it at no further cost."""
+    server = make_server(new_visitors_per_address_per_minute=2, ws_login_timeout_seconds=1)
+    agent = server.create_agent("bound-agent")
+    sockets = [server.ws() for _ in range(3)]
+    binds = [
+        ws.request({"action": "kefu_message_visitor_bind_fd", "data": {"bind_key": f"bound-{n}"}})
+        for n, ws in enumerate(sockets)
+    ]
+    assert [bind["success"] for bind in binds] == [True, True, False]
+    assert binds[2]["message"] == "Too many new visitors from this address; wait a moment"
+    assert_closed_within(sockets[2], 10)  # still anonymous: closed at the deadline
+    data = {"visitor_id": "bound-0", "kefu_id": agent["kefu_id"], "content": "hi"}
+    sent = sockets[0].request({"action": "kefu_message_visitor_send", "data": data})
+    assert sent["success"], sent
+    assert sockets[1].request({"action": "ping"})["success"] is True
+
+
 def test_connections_per_identity_are_capped(strict):
     token = Server.host_jwt("many-tabs")
     tabs = [strict.ws() for _ in range(3)]

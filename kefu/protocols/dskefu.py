@@ -88,7 +88,7 @@ def on_end(conn, data: Fields, op_id, live):
 
 def on_visitor_bind(conn, data: Fields, op_id, live):
     bind_key = data.text("bind_key", required=True, max_len=visitors.VISITOR_ID_MAX)
-    live.bind_visitor(conn, visitors.check_visitor_id(bind_key))
+    live.bind_visitor(conn, visitors.check_visitor_id(bind_key), conn.state.get("address"))
     return "Bind key successfully", None, []
 
 

@@ -159,9 +159,7 @@ class Live:
     def admit_visitor_message(self, visitor_id: str, address: str | None = None) -> None:
         """Refuse a visitor's message past its rate, or from an address that has used too
         many new visitor ids lately (per worker; 0 in the setting turns that off)."""
-        per_address = self.limits["NEW_VISITORS_PER_ADDRESS_PER_MINUTE"]
-        if address and per_address and not self.new_visitors.allow(address, visitor_id):
-            raise TooManyRequests("Too many new visitors from this address; wait a moment")
+        self._admit_visitor_id(visitor_id, address)
         if self.registry is not None:  # counted across workers, per minute
             allowed = self.registry.admit(
                 visitor_key(visitor_id), self.limits["VISITOR_MESSAGES_PER_MINUTE"]
@@ -170,6 +168,11 @@ class Live:
             allowed = self.visitor_messages.allow(visitor_id)
         if not allowed:
             raise TooManyRequests("Too many messages from this visitor; wait a moment")
+
+    def _admit_visitor_id(self, visitor_id: str, address: str | None) -> None:
+        per_address = self.limits["NEW_VISITORS_PER_ADDRESS_PER_MINUTE"]
+        if address and per_address and not self.new_visitors.allow(address, visitor_id):
+            raise TooManyRequests("Too many new visitors from this address; wait a moment")
 
     def _expire_anonymous(self, conn) -> None:
         if not conn.identified and not conn.closed:
@@ -222,7 +225,10 @@ class Live:
         except Exception:
             log.exception("dispatching the queue failed")
 
-    def bind_visitor(self, conn, visitor_id: str) -> None:
+    def bind_visitor(self, conn, visitor_id: str, address: str | None = None) -> None:
+        """A bound socket counts as signed in (no sign-in deadline): a made-up id costs
+        what a new visitor's first message does, or one client holds sockets for ever."""
+        self._admit_visitor_id(visitor_id, address)
         self._check_cap(visitor_key(visitor_id), conn)
         conn.identified = True
         if conn.visitor_id is not None and conn.visitor_id != visitor_id:
