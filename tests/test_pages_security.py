@@ -141,6 +141,24 @@ def test_forms_need_the_session_csrf_token(srv, agents):
     assert ann.post(srv.url("/chat/send"), data={"content": "hi"}).status_code == 403
 
 
+def test_a_customer_signing_in_beside_an_agent_keeps_the_agents_csrf_token(srv, agents):
+    """A link to /chat?token=… followed in the agent's browser signs a customer in there;
+    the dashboard already open must keep working (its token was made at the agent's own
+    sign-in), while an agent signing in always gets a new token."""
+    ann = agent_session(srv, "ann", "ann-pass-1")
+    before = ann.csrf
+    r = ann.get(srv.url("/chat?token=" + srv.host_jwt("linked-in")), allow_redirects=False)
+    assert r.status_code == 302
+    r = ann.post(srv.url("/agent/ready"), data={"accepting": "1", "csrf_token": before})
+    assert r.status_code == 200 and "Ready" in r.text
+    customer = user_session(srv, "then-an-agent")
+    token = csrf_of(customer.get(srv.url("/agent/sign-in")).text)
+    form = {"username": "ben", "password": "ben-1", "csrf_token": token}
+    signed = customer.post(srv.url("/agent/sign-in"), data=form, allow_redirects=False)
+    assert signed.status_code == 302
+    assert csrf_of(customer.get(srv.url("/agent")).text) != token
+
+
 def live_socket(srv, session, role="agent"):
     cookie = "; ".join(f"{k}={v}" for k, v in session.cookies.items())
     return websocket.create_connection(

@@ -66,9 +66,13 @@ def current_user() -> Principal | None:
 
 
 def sign_in(key: str, user_id: int) -> None:
-    """A fresh session id-wise: drop the old CSRF token (no fixation), keep the other role."""
+    """A fresh session id-wise: drop the old CSRF token (no fixation), keep the other role.
+    A customer signing in where an agent is keeps the agent's token, made at the agent's
+    own sign-in: a link to ``/chat?token=…`` must not break the open dashboard's forms."""
     other_role = USER_KEY if key == AGENT_KEY else AGENT_KEY
     kept = (other_role, f"{other_role}_at")
+    if key == USER_KEY and isinstance(session.get(AGENT_KEY), int):
+        kept += ("csrf",)
     other = {k: session[k] for k in kept if k in session}
     session.clear()
     session.update(other)
