@@ -1,6 +1,7 @@
 """The pages' defences, checked over HTTP against a live server: CSRF, who may see what,
 the live channel's origin check, and the upload limits and serving headers."""
 
+import contextlib
 import json
 import re
 import time
@@ -164,6 +165,30 @@ def live_socket(srv, session, role="agent"):
     return websocket.create_connection(
         f"ws://{srv.base}/pages/ws?as={role}", cookie=cookie, origin=f"http://{srv.base}"
     )
+
+
+def test_a_customer_signs_out_of_the_chat_page(srv, agents):
+    """A shared computer: the session ends and the person's page sockets close; the host
+    application's own connection (ds/kefu, same person) stays."""
+    user = user_session(srv, "shared-pc")
+    page = live_socket(srv, user, role="user")
+    app = srv.ws()
+    assert app.request({"action": "login", "data": {"token": srv.host_jwt("shared-pc")}})["success"]
+    assert user.post(srv.url("/chat/sign-out")).status_code == 403  # no CSRF token
+    r = user.post(srv.url("/chat/sign-out"), data={"csrf_token": user.csrf})
+    assert r.status_code == 200 and "You have signed out" in r.text
+    assert user.get(srv.url("/chat")).status_code == 403
+    page.settimeout(5)
+    closed = None
+    with contextlib.suppress(websocket.WebSocketConnectionClosedException):
+        while True:
+            opcode, payload = page.recv_data(control_frame=True)
+            if opcode == websocket.ABNF.OPCODE_CLOSE:
+                closed = int.from_bytes(payload[:2], "big")
+                break
+    assert closed == 1008
+    assert app.request({"action": "ping"})["success"] is True
+    app.close()
 
 
 def test_agent_sees_only_own_conversations(srv, agents):

@@ -238,11 +238,13 @@ class WaiterSignedIn:
 
 @snapshot
 class SignedOut:
-    """A person signed out: every socket of theirs, on whatever worker, is closed.
-    A control event handled by ``Live``; codecs ignore it."""
+    """A person signed out: every socket of theirs, on whatever worker, is closed; with
+    ``pages_only``, only their pages' sockets (a customer leaving the chat page keeps
+    the host application's own connections). A control event handled by ``Live``."""
 
     user_id: int
     reason: str
+    pages_only: bool = False
 
     def audience(self):
         return [user_key(self.user_id)]

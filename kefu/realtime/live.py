@@ -247,13 +247,14 @@ class Live:
                 self.agent_grace_seconds, self._requeue_if_away, went_offline
             )
 
-    def disconnect_user(self, user_id: int, reason: str = "Signed out") -> None:
-        """Close every socket of a person, on every worker (sign-out)."""
-        self.publish([SignedOut(user_id, reason)])
+    def disconnect_user(self, user_id: int, reason: str = "Signed out", pages_only=False):
+        """Close every socket of a person (or only its pages'), on every worker."""
+        self.publish([SignedOut(user_id, reason, pages_only)])
 
     def _close_signed_out(self, _live, event: SignedOut) -> None:
         for conn in self.hub.connections(user_key(event.user_id)):
-            conn.close(1008, event.reason)
+            if not event.pages_only or getattr(conn.codec, "of_pages", False):
+                conn.close(1008, event.reason)
 
     def shutdown(self) -> None:
         """The worker is stopping: tell every client to go away (1001) and reconnect."""

@@ -87,7 +87,7 @@ def sign_in():
 def sign_out():
     web.check_csrf()
     who = web.current_agent()
-    session.pop(web.AGENT_KEY, None)
+    web.sign_out(web.AGENT_KEY)
     if who is not None:  # signing out closes the person's open sockets too
         current_app.extensions["kefu.live"].disconnect_user(who.user_id)
     return redirect(url_for("agent.sign_in_form"))

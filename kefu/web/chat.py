@@ -63,6 +63,18 @@ def page():
     )
 
 
+@bp.post("/sign-out")
+def sign_out():
+    """Off this browser (a shared computer): the session and this person's page sockets
+    go; the host application's own connections stay."""
+    web.check_csrf()
+    who = web.current_user()
+    web.sign_out(web.USER_KEY)
+    if who is not None:
+        current_app.extensions["kefu.live"].disconnect_user(who.user_id, pages_only=True)
+    return render_template("chat/signed_out.html", csrf="", signed_out=True)
+
+
 @bp.post("/send")
 @web.user_required
 def send(who):

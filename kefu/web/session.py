@@ -82,6 +82,11 @@ def sign_in(key: str, user_id: int) -> None:
     csrf_token()
 
 
+def sign_out(key: str) -> None:
+    session.pop(key, None)
+    session.pop(f"{key}_at", None)
+
+
 def agent_required(view):
     """Agent pages: anonymous visitors go to sign-in, anyone else gets 403."""
 
