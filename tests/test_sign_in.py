@@ -81,3 +81,31 @@ def test_live_channel_origin_allow_list(make_server):
     with pytest.raises(websocket.WebSocketBadStatusException) as refused:
         websocket.create_connection(url, cookie=cookie, origin="https://desk.example.com.evil")
     assert refused.value.status_code == 403
+
+
+def test_guesses_from_elsewhere_do_not_lock_the_agent_out_of_a_known_browser(make_server):
+    """Wrong passwords from anywhere spend the username's budget, and locked its owner
+    out with them. A browser the agent signed in from before has a budget of its own."""
+    server = make_server(
+        sign_in_attempts_per_username=3, sign_in_attempts_per_ip=100, proxy_count=1
+    )
+    server.create_agent("kept", password="kept-password")
+    desk = requests.Session()
+    desk.headers["X-Forwarded-For"] = "198.51.100.4"
+
+    def sign_in(session, password):
+        token = csrf_of(session.get(server.url("/agent/sign-in")).text)
+        form = {"username": "kept", "password": password, "csrf_token": token}
+        return session.post(server.url("/agent/sign-in"), data=form, allow_redirects=False)
+
+    assert sign_in(desk, "kept-password").status_code == 302
+    assert desk.cookies.get("kefu_known", path="/agent")
+    for n in range(4):
+        attempt(server, "kept", f"guess-{n}", forwarded_for="203.0.113.9")
+    assert attempt(server, "kept", "guess", forwarded_for="203.0.113.9").status_code == 429
+    assert sign_in(desk, "kept-password").status_code == 302  # the known browser
+    stranger = requests.Session()  # the agent's address, but a browser never used
+    stranger.headers["X-Forwarded-For"] = "198.51.100.4"
+    assert sign_in(stranger, "kept-password").status_code == 429
+    stranger.cookies.set("kefu_known", "W10.forged.signature", path="/agent")
+    assert sign_in(stranger, "kept-password").status_code == 429

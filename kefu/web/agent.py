@@ -45,7 +45,9 @@ def sign_in_form():
 
 def _too_many_attempts(username: str) -> bool:
     """Per username and per client address, so guessing one account from many
-    addresses and many accounts from one address are both slowed down."""
+    addresses and many accounts from one address are both slowed down. A browser the
+    agent signed in from before counts apart (``web.known_devices``): guesses from
+    elsewhere cannot lock the agent out of it."""
     buckets = current_app.extensions.get("kefu.sign_in_attempts")
     if buckets is None:
         per_user = current_app.config["SIGN_IN_ATTEMPTS_PER_USERNAME"]
@@ -53,7 +55,9 @@ def _too_many_attempts(username: str) -> bool:
         buckets = (KeyedBuckets(per_user / 60, per_user), KeyedBuckets(per_ip / 60, per_ip))
         current_app.extensions["kefu.sign_in_attempts"] = buckets
     by_user, by_ip = buckets
-    return not (by_ip.allow(request.remote_addr or "?") and by_user.allow(username.lower()))
+    name = username.lower()
+    key = f"{name}\x00known" if name in web.known_devices() else name
+    return not (by_ip.allow(request.remote_addr or "?") and by_user.allow(key))
 
 
 def _sign_in_page(error: str, status: int):
@@ -80,7 +84,9 @@ def sign_in():
     if who is None:
         session.pop(web.AGENT_KEY, None)
         return _sign_in_page("Wrong username or password, or not an agent account.", 401)
-    return redirect(_safe_next(request.form.get("next")))
+    response = redirect(_safe_next(request.form.get("next")))
+    web.remember_device(response, username)
+    return response
 
 
 @bp.post("/sign-out")

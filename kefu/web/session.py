@@ -11,7 +11,7 @@ import time
 from datetime import UTC
 from functools import wraps
 
-from flask import abort, redirect, request, session, url_for
+from flask import abort, current_app, redirect, request, session, url_for
 
 from kefu import db
 from kefu.auth import Principal, principal_for
@@ -80,6 +80,44 @@ def sign_in(key: str, user_id: int) -> None:
     session[f"{key}_at"] = time.time()
     session.permanent = True
     csrf_token()
+
+
+# Browsers an agent has signed in from. Guessing a password from elsewhere spends that
+# username's sign-in budget, which would lock its owner out too: a browser that signed in
+# as the agent before has a budget of its own (OWASP's "device cookie"), which only a
+# guess from that very browser can spend. Signed, so it cannot be made up.
+KNOWN_DEVICE_COOKIE, KNOWN_DEVICE_DAYS, KNOWN_DEVICE_NAMES = "kefu_known", 90, 5
+
+
+def _device_signer():
+    from itsdangerous import URLSafeTimedSerializer
+
+    return URLSafeTimedSerializer(current_app.secret_key, salt="kefu-known-device")
+
+
+def known_devices() -> list[str]:
+    """The usernames this browser has signed in as (lowercase, newest first)."""
+    raw = request.cookies.get(KNOWN_DEVICE_COOKIE)
+    if not raw:
+        return []
+    try:
+        names = _device_signer().loads(raw, max_age=KNOWN_DEVICE_DAYS * 86400)
+    except Exception:  # forged, stale or from another secret key: a stranger's browser
+        return []
+    return [n for n in names if isinstance(n, str)] if isinstance(names, list) else []
+
+
+def remember_device(response, username: str) -> None:
+    names = [username.lower()] + [n for n in known_devices() if n != username.lower()]
+    response.set_cookie(
+        KNOWN_DEVICE_COOKIE,
+        _device_signer().dumps(names[:KNOWN_DEVICE_NAMES]),
+        max_age=KNOWN_DEVICE_DAYS * 86400,
+        path="/agent",
+        httponly=True,
+        samesite="Lax",
+        secure=current_app.config["SESSION_COOKIE_SECURE"],
+    )
 
 
 def sign_out(key: str) -> None:
