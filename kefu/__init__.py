@@ -9,7 +9,7 @@ def create_app(config: dict | None = None):
     from kefu.config import from_environment
     from kefu.protocols import dskefu, waiter
     from kefu.realtime import live, transport
-    from kefu.services import messages
+    from kefu.services import message_rules
 
     app = Flask(__name__, template_folder="../templates", static_folder="../static")
     app.config.update(from_environment())
@@ -40,7 +40,7 @@ def create_app(config: dict | None = None):
     db.init_app(app)
     transport.install(app)
     live.init_app(app)
-    messages.configure(app.config["MAX_CONTENT_CHARS"], app.config["PAGE_SIZE_MAX"])
+    message_rules.configure(app.config["MAX_CONTENT_CHARS"], app.config["PAGE_SIZE_MAX"])
     groupcommit.configure(app.config["GROUP_COMMIT_GAP_MS"] / 1000)
     api.init_app(app)
     app.register_blueprint(dskefu.bp)

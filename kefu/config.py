@@ -138,6 +138,10 @@ def from_environment() -> dict:
         "UPLOAD_DIR": os.path.abspath(os.environ.get("KEFU_UPLOAD_DIR", "uploads")),
         "UPLOAD_MAX_BYTES": env_int("KEFU_UPLOAD_MAX_BYTES", 10 * 1024 * 1024),
         "UPLOAD_VISITOR_MAX_BYTES": env_int("KEFU_UPLOAD_VISITOR_MAX_BYTES", 2 * 1024 * 1024),
+        # Visitor uploads per client address per minute (a burst of as many); 0: no limit.
+        "VISITOR_UPLOADS_PER_ADDRESS_PER_MINUTE": env_float(
+            "KEFU_VISITOR_UPLOADS_PER_ADDRESS_PER_MINUTE", 10.0
+        ),
         "SESSION_COOKIE_NAME": "kefu_session",
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",

@@ -113,7 +113,7 @@ FRAME_CASES = [
                 "file_url": "javascript:alert(1)",
             },
         },
-        "file_url must be an http(s) URL or a path on this server",
+        "file_url must be an http(s) URL or an upload's path (/uploads/<name>)",
         None,
     ),
     (
@@ -125,7 +125,7 @@ FRAME_CASES = [
                 "file_url": "//evil.example/x.png",
             },
         },
-        "file_url must be an http(s) URL or a path on this server",
+        "file_url must be an http(s) URL or an upload's path (/uploads/<name>)",
         None,
     ),
     (

@@ -64,11 +64,11 @@ USER_CASES = [
     ({"type": "message_image", "payload": {}}, "image is required"),
     (
         {"type": "message_image", "payload": {"image": "javascript:alert(1)"}},
-        "image must be an http(s) URL or a path on this server",
+        "image must be an http(s) URL or an upload's path (/uploads/<name>)",
     ),
     (
         {"type": "message_image", "payload": {"image": "//evil.example/x.png"}},
-        "image must be an http(s) URL or a path on this server",
+        "image must be an http(s) URL or an upload's path (/uploads/<name>)",
     ),
     (
         {"type": "message_text", "payload": {"text": "x"}, "op_id": {"a": 1}},

@@ -223,7 +223,7 @@ PATHS = {
             },
             "responses": {
                 "200": _ok(_ref("Uploaded"), "Stored; the url to send as file_url"),
-                **_errors(401, 403, 413, 422),
+                **_errors(401, 403, 413, 422, 429),
             },
         }
     },
@@ -250,6 +250,7 @@ ERROR_TEXTS = {
     409: "The state does not allow it",
     413: "Body too large",
     422: "A parameter is missing, of the wrong type or out of range",
+    429: "Too many requests from this client address; wait a moment",
 }
 
 DOCUMENT = {

@@ -5,7 +5,8 @@ Who may upload: a bearer token (users and agents of the REST API), a page sessio
 What is stored: the bytes under a random name with an extension chosen by us from the
 checked type, never the client's name. How it is served back: as an attachment unless
 it is a raster image, with ``nosniff`` and a sandboxing CSP, so nothing uploaded can
-run as a page (no HTML, no SVG) on this origin.
+run as a page (no HTML, no SVG) on this origin. How often: visitors, who cost nothing
+to make up, upload at most ``VISITOR_UPLOADS_PER_ADDRESS_PER_MINUTE`` per client address.
 """
 
 import os
@@ -14,8 +15,9 @@ import secrets
 from flask import Blueprint, abort, current_app, jsonify, request, send_from_directory
 
 from kefu import auth
-from kefu.errors import Forbidden, Invalid, KefuError, Unauthorized
+from kefu.errors import Forbidden, Invalid, KefuError, TooManyRequests, Unauthorized
 from kefu.models import FILE, IMAGE
+from kefu.realtime.limits import KeyedBuckets
 from kefu.services import visitors
 from kefu.web import session as web
 
@@ -46,6 +48,10 @@ SERVE_TYPES = {
     "gif": "image/gif",
     "webp": "image/webp",
 }
+# A name is random and never reused, so its bytes never change: a browser may keep them
+# a day (the dashboard shows the same images again and again). "private": a shared cache
+# (a company proxy) must not, since an upload belongs to one conversation.
+SERVE_CACHE_CONTROL = "private, max-age=86400"
 
 
 def _uploader() -> str:
@@ -61,6 +67,21 @@ def _uploader() -> str:
         visitors.check_visitor_id(request.form["visitor_id"])
         return "visitor"
     raise Unauthorized("Sign in, send a Bearer token, or give a visitor_id")
+
+
+def _admit_visitor() -> None:
+    """Per client address (the forwarded one behind KEFU_PROXY_COUNT, as for the other
+    limits), since a script can make up a new visitor id for every upload. Checked
+    before the file is read, so a refused upload writes nothing. Per worker, in memory."""
+    per_minute = current_app.config["VISITOR_UPLOADS_PER_ADDRESS_PER_MINUTE"]
+    if not per_minute:
+        return
+    buckets = current_app.extensions.get("kefu.visitor_uploads")
+    if buckets is None:
+        buckets = KeyedBuckets(per_minute / 60.0, max(1.0, per_minute))
+        current_app.extensions["kefu.visitor_uploads"] = buckets
+    if not buckets.allow(request.remote_addr or "?"):
+        raise TooManyRequests("Too many uploads from this address; wait a moment")
 
 
 def _classify(upload) -> tuple[str, int]:
@@ -109,6 +130,8 @@ def cap_body():
 @bp.post("/api/kefu/upload")
 def upload():
     who = _uploader()
+    if who == "visitor":
+        _admit_visitor()
     upload = request.files.get("file")
     if upload is None:
         raise Invalid("file is required (multipart field 'file')")
@@ -133,8 +156,8 @@ def serve(name: str):
         name,
         as_attachment=not image,
         mimetype=SERVE_TYPES.get(ext, "application/octet-stream"),
-        max_age=86400,
     )
+    response.headers["Cache-Control"] = SERVE_CACHE_CONTROL
     response.headers["X-Content-Type-Options"] = "nosniff"
     response.headers["Content-Security-Policy"] = "default-src 'none'; sandbox"
     return response

@@ -13,7 +13,7 @@ from kefu.protocols import waiter_codec as codec
 from kefu.protocols.fields import Fields
 from kefu.protocols.waiter_codec import USER, WAITER, frame
 from kefu.realtime.events import WaiterSignedIn, user_key
-from kefu.services import accounts, conversations, history, messages, routing
+from kefu.services import accounts, conversations, history, message_rules, messages, routing
 from kefu.services.snapshots import conversation_ref
 
 NOT_YOURS = "This user is not connected to you"
@@ -65,13 +65,12 @@ def _body(data: Fields, kind: str):
         text = data.text("text", required=True)
         if not text.strip():
             raise Invalid("text is required")
-        limit = messages.LIMITS["content_chars"]
+        limit = message_rules.LIMITS["content_chars"]
         if len(text) > limit:
             raise Invalid(f"text is too long (max {limit} characters)")
         return text, TEXT, None
-    image = data.text("image", required=True, max_len=1000)
-    if not image.startswith(messages.SAFE_URL_PREFIXES) or image.startswith("//"):
-        raise Invalid("image must be an http(s) URL or a path on this server")
+    image = data.text("image", required=True, max_len=message_rules.FILE_URL_MAX)
+    message_rules.check_file_url(image, "image")
     return "", IMAGE, image
 
 

@@ -4,42 +4,14 @@ from peewee import IntegrityError
 
 from kefu import clock, db, groupcommit, rowmemo
 from kefu.auth import Principal
-from kefu.errors import Conflict, Invalid, KefuError, refuse_nul, seq_bound
-from kefu.models import FILE, IMAGE, SENDER_USER, TEXT, Conversation, Message
+from kefu.errors import Conflict, Invalid, KefuError, seq_bound
+from kefu.models import SENDER_USER, TEXT, Conversation, Message
 from kefu.realtime.events import MessageCreated, MessageView
 from kefu.services.conversations import visible
+from kefu.services.message_rules import LIMITS, check_body, idempotency_key
 from kefu.services.snapshots import conversation_ref, load, message_view
 from kefu.services.targets import Target, load_current_target
 from kefu.sqlcache import PROBE_TIMES, cached_select, cached_write
-
-LIMITS = {"content_chars": 5000, "page_size_max": 100}
-SAFE_URL_PREFIXES = ("https://", "http://", "/")
-
-
-def configure(content_chars: int, page_size_max: int) -> None:
-    LIMITS.update(content_chars=content_chars, page_size_max=page_size_max)
-
-
-def check_body(content, message_type, file_url) -> tuple[str, int, str | None]:
-    """The guide's rules: text needs content; image and file need a file_url."""
-    if message_type not in (TEXT, IMAGE, FILE):
-        raise Invalid("message_type must be 1 (text), 2 (image) or 3 (file)")
-    content = content or ""
-    refuse_nul("content", content)  # the pages' forms reach here without Fields.text
-    refuse_nul("file_url", file_url)
-    if len(content) > LIMITS["content_chars"]:
-        raise Invalid(f"content is too long (max {LIMITS['content_chars']} characters)")
-    if message_type == TEXT and not content.strip():
-        raise Invalid("content is required")
-    if message_type != TEXT and not file_url:
-        raise Invalid("file_url is required for image and file messages")
-    if file_url is not None:
-        if len(file_url) > 1000:
-            raise Invalid("file_url is too long (max 1000 characters)")
-        # Relative paths must not be protocol-relative (//evil.example).
-        if not file_url.startswith(SAFE_URL_PREFIXES) or file_url.startswith("//"):
-            raise Invalid("file_url must be an http(s) URL or a path on this server")
-    return content, message_type, file_url or None
 
 
 def send(
@@ -58,14 +30,6 @@ def send(
     content, message_type, file_url = check_body(content, message_type, file_url)
     body = (content, message_type, file_url, idempotency_key(op_id))
     return groupcommit.run(_send_locked, who, conversation_id, *body)
-
-
-def idempotency_key(op_id: str | None) -> str | None:
-    """The op_id a send is stored under. An empty one is no key: a client that sends ""
-    to mean "none" would otherwise have every later message answered with its first,
-    and nothing stored. Checked here because the pages' forms pass it as is."""
-    refuse_nul("op_id", op_id)
-    return op_id or None
 
 
 @rowmemo.keeps_rows  # append_locked puts the conversation's new state in the memo

@@ -8,7 +8,7 @@ from kefu import db, groupcommit
 from kefu.errors import Invalid, NotFound, refuse_nul
 from kefu.models import SENDER_USER, TEXT, Conversation, Message, Visitor
 from kefu.realtime.events import ConversationAssigned
-from kefu.services import accounts, conversations, messages, routing
+from kefu.services import accounts, conversations, message_rules, messages, routing
 from kefu.services.snapshots import conversation_ref, load, message_view
 
 VISITOR_ID_MAX = 128
@@ -35,8 +35,8 @@ def send(visitor_id: str, kefu_id: int, content: str, op_id: str | None = None):
     """Store a visitor's text message, opening the conversation with that agent if needed.
     Returns (MessageView, events, duplicate)."""
     check_visitor_id(visitor_id)
-    content, _, _ = messages.check_body(content, TEXT, None)
-    op_id = messages.idempotency_key(op_id)
+    content, _, _ = message_rules.check_body(content, TEXT, None)
+    op_id = message_rules.idempotency_key(op_id)
     return groupcommit.run(_send_locked, visitor_id, kefu_id, content, op_id)
 
 

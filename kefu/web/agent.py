@@ -172,7 +172,7 @@ def send(who, conversation_id):
         request.form.get("content", ""),
         message_type,
         request.form.get("file_url") or None,
-        request.form.get("op_id"),  # empty: none (messages.idempotency_key)
+        request.form.get("op_id"),  # empty: none (message_rules.idempotency_key)
     )
     publish(events)
     return partial("parts/message.html", m=msg, side=SENDER_AGENT)

@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 from markupsafe import Markup, escape
 
 from kefu.models import FILE, IMAGE, SENDER_AGENT, SENDER_USER
+from kefu.services.message_rules import is_upload_path
 
 _URL = re.compile(r"https?://[^\s<>\"']+", re.IGNORECASE)
 _TRAILING = ".,;:!?)]}"
@@ -19,15 +20,17 @@ _app = {"app": None}
 
 
 def safe_url(url) -> str | None:
-    """The URL if it is http(s) or a path on this server; None for anything else
-    (``javascript:``, ``data:``, protocol-relative ``//host``, backslash tricks)."""
+    """The URL if it is http(s) or an upload on this server; None for anything else
+    (``javascript:``, ``data:``, protocol-relative ``//host``, backslash tricks, and
+    other local paths: rows stored before check_body refused them must not become an
+    ``<img>`` that the agent's browser loads with its cookies, e.g. ``/chat?token=…``)."""
     if not isinstance(url, str):
         return None
     url = url.strip()
     if not url or any(ch in url for ch in "\\\x00\r\n\t") or url.startswith("//"):
         return None
     if url.startswith("/"):
-        return url
+        return url if is_upload_path(url) else None
     parts = urlsplit(url)
     return url if parts.scheme.lower() in ("http", "https") and parts.netloc else None
 

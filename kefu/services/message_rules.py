@@ -1,0 +1,60 @@
+"""What a message may be: the guide's rules for a body, its file URL and its op_id.
+
+Every way in (ds/kefu, waiter, the pages) checks a message here before it is stored.
+"""
+
+import re
+
+from kefu.errors import Invalid, refuse_nul
+from kefu.models import FILE, IMAGE, TEXT
+
+LIMITS = {"content_chars": 5000, "page_size_max": 100}
+FILE_URL_MAX = 1000
+# The one kind of local path a file URL may name: what POST /api/kefu/upload hands out.
+# A browser loads a message's file with the viewer's cookies, so any other path could
+# act for the agent (an image of /chat?token=… signed the agent in as the customer).
+UPLOAD_PATH = re.compile(r"/uploads/[A-Za-z0-9_-]{1,64}\.[a-z0-9]{1,8}")
+
+
+def configure(content_chars: int, page_size_max: int) -> None:
+    LIMITS.update(content_chars=content_chars, page_size_max=page_size_max)
+
+
+def is_upload_path(url: str) -> bool:
+    return UPLOAD_PATH.fullmatch(url) is not None
+
+
+def check_file_url(url: str, field: str = "file_url") -> None:
+    """http(s) anywhere (a client may upload elsewhere), or one of this server's uploads;
+    never protocol-relative (``//evil.example``), ``javascript:`` or another local path."""
+    if len(url) > FILE_URL_MAX:
+        raise Invalid(f"{field} is too long (max {FILE_URL_MAX} characters)")
+    remote = url.startswith(("https://", "http://"))
+    if not remote and not is_upload_path(url):
+        raise Invalid(f"{field} must be an http(s) URL or an upload's path (/uploads/<name>)")
+
+
+def check_body(content, message_type, file_url) -> tuple[str, int, str | None]:
+    """The guide's rules: text needs content; image and file need a file_url."""
+    if message_type not in (TEXT, IMAGE, FILE):
+        raise Invalid("message_type must be 1 (text), 2 (image) or 3 (file)")
+    content = content or ""
+    refuse_nul("content", content)  # the pages' forms reach here without Fields.text
+    refuse_nul("file_url", file_url)
+    if len(content) > LIMITS["content_chars"]:
+        raise Invalid(f"content is too long (max {LIMITS['content_chars']} characters)")
+    if message_type == TEXT and not content.strip():
+        raise Invalid("content is required")
+    if message_type != TEXT and not file_url:
+        raise Invalid("file_url is required for image and file messages")
+    if file_url is not None:
+        check_file_url(file_url)
+    return content, message_type, file_url or None
+
+
+def idempotency_key(op_id: str | None) -> str | None:
+    """The op_id a send is stored under. An empty one is no key: a client that sends ""
+    to mean "none" would otherwise have every later message answered with its first,
+    and nothing stored. Checked here because the pages' forms pass it as is."""
+    refuse_nul("op_id", op_id)
+    return op_id or None
