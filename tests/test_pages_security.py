@@ -160,6 +160,18 @@ def test_a_customer_signing_in_beside_an_agent_keeps_the_agents_csrf_token(srv, 
     assert csrf_of(customer.get(srv.url("/agent")).text) != token
 
 
+def test_a_chat_link_signs_in_only_as_a_page(srv, agents):
+    """An image message naming this server by its full address (allowed: kefu does not
+    know its own names) must not sign the agent's browser in as the customer."""
+    ann = agent_session(srv, "ann", "ann-pass-1")
+    link = srv.url("/chat?token=" + srv.host_jwt("image-trick"))
+    as_image = ann.get(link, headers={"Sec-Fetch-Dest": "image"}, allow_redirects=False)
+    assert as_image.status_code == 403
+    assert ann.get(srv.url("/chat")).status_code == 403  # nobody signed in there
+    as_page = ann.get(link, headers={"Sec-Fetch-Dest": "document"}, allow_redirects=False)
+    assert as_page.status_code == 302
+
+
 def live_socket(srv, session, role="agent"):
     cookie = "; ".join(f"{k}={v}" for k, v in session.cookies.items())
     return websocket.create_connection(

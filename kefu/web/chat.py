@@ -31,6 +31,11 @@ def _hx_refresh():
 def page():
     token = request.args.get("token")
     if token:
+        if request.headers.get("Sec-Fetch-Dest", "document") != "document":
+            # An <img> or a fetch of this URL would sign the viewer's browser in as
+            # whoever the token names (an image message naming this server by its full
+            # address). Only a page load, as the host application's link makes, may.
+            abort(403, description="Open the chat link as a page")
         try:
             who = auth.authenticate(token)
         except KefuError as exc:
@@ -87,7 +92,7 @@ def send(who):
         request.form.get("content", ""),
         request.form.get("message_type", TEXT, type=int),
         request.form.get("file_url") or None,
-        request.form.get("op_id"),  # empty: none (messages.idempotency_key)
+        request.form.get("op_id"),  # empty: none (message_rules.idempotency_key)
     )
     publish(events)
     if current is None or request.form.get("conversation_id", type=int) != conv.id:
