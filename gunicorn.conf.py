@@ -28,7 +28,7 @@ loglevel = os.environ.get("KEFU_LOG_LEVEL", "info")
 def on_starting(server):
     """Before any worker forks: refuse a broker / worker / database combination that
     cannot work, raise the open-files limit and apply migrations once."""
-    from kefu.config import deployment_problem, from_environment
+    from kefu.config import deployment_problem, from_environment, weak_secrets
 
     try:
         settings = from_environment()
@@ -39,6 +39,8 @@ def on_starting(server):
     )
     if problem:
         raise SystemExit(f"kefu: {problem}")
+    for warning in weak_secrets(settings):
+        server.log.warning("kefu: %s", warning)
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if hard == resource.RLIM_INFINITY or soft < hard:
         resource.setrlimit(

@@ -47,6 +47,9 @@ def _broker() -> str:
     return os.environ.get("KEFU_BROKER", "memory").strip().lower()
 
 
+STRONG_KEY_BYTES = 32
+
+
 def _secret_key() -> str:
     """KEFU_SECRET_KEY, or a random one: sessions then end with a restart. Several
     workers or hosts must share one (KEFU_BROKER=postgres): each made up its own, and
@@ -149,6 +152,20 @@ def from_environment() -> dict:
         "SESSION_COOKIE_SECURE": _flag("KEFU_SECURE_COOKIES", False),
         "PERMANENT_SESSION_LIFETIME": env_int("KEFU_SESSION_SECONDS", 7 * 24 * 3600),
     }
+
+
+def weak_secrets(settings: dict) -> list[str]:
+    """Warnings for keys short enough to guess offline: anyone gets a signed cookie from
+    the sign-in page (a short SECRET_KEY, once found, forges an agent's session), and a
+    host JWT is signed with JWT_SECRET (RFC 7518 asks HS256 keys for 32 bytes). Warned,
+    not refused: a test setup may use short keys on purpose."""
+    named = {"KEFU_SECRET_KEY": settings["SECRET_KEY"], "KEFU_JWT_SECRET": settings["JWT_SECRET"]}
+    return [
+        f"{name} is {len(key.encode())} bytes: use at least {STRONG_KEY_BYTES} random bytes "
+        f"(python -c 'import secrets; print(secrets.token_hex(32))')"
+        for name, key in named.items()
+        if key and len(key.encode()) < STRONG_KEY_BYTES
+    ]
 
 
 def deployment_problem(broker: str, workers: int, database_url: str, pool_size: int) -> str | None:

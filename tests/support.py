@@ -144,7 +144,7 @@ class Server:
             "KEFU_DATABASE_URL": database_url or fresh_database_url(self.workdir),
             "KEFU_BIND": self.base,
             "KEFU_JWT_SECRET": JWT_SECRET,
-            "KEFU_SECRET_KEY": "test-secret-key",
+            "KEFU_SECRET_KEY": "test-secret-key-0123456789abcdef0123",
             "KEFU_LOG_LEVEL": "info",
             # Functional tests send fast; the limits have tests of their own.
             "KEFU_WS_RATE_PER_SECOND": "10000",

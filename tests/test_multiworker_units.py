@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from kefu.config import deployment_problem
+from kefu.config import deployment_problem, weak_secrets
 from kefu.realtime import events as ev
 from kefu.realtime import wire
 from kefu.realtime.pg_broker import SeqOrder
@@ -114,6 +114,17 @@ def test_deployment_problems():
     assert "KEFU_BROKER" in deployment_problem("redis", 1, "sqlite:///k.db", 8)
     assert deployment_problem("memory", 1, "sqlite:///k.db", 2) is None
     assert "KEFU_DB_POOL_SIZE=1" in deployment_problem("memory", 1, "sqlite:///k.db", 1)
+
+
+def test_short_secrets_are_warned_about(make_server):
+    strong = "k" * 32
+    assert weak_secrets({"SECRET_KEY": strong, "JWT_SECRET": strong}) == []
+    assert weak_secrets({"SECRET_KEY": strong, "JWT_SECRET": ""}) == []  # JWT sign-in off
+    warned = weak_secrets({"SECRET_KEY": "s", "JWT_SECRET": "secret"})
+    assert [w.split(" is ")[0] for w in warned] == ["KEFU_SECRET_KEY", "KEFU_JWT_SECRET"]
+    server = make_server(secret_key="short")  # the master says so when it starts
+    assert "kefu: KEFU_SECRET_KEY is 5 bytes: use at least 32 random bytes" in server.log()
+    assert "KEFU_JWT_SECRET is" not in server.log()
 
 
 @pytest.mark.parametrize(
