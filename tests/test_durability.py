@@ -136,3 +136,27 @@ def test_sigterm_closes_sockets_with_going_away(make_server):
     # Well inside gunicorn's graceful timeout (10 s), though one peer never answered.
     assert time.monotonic() - started < 6
     silent_peer.close()
+
+
+def test_sockets_let_in_while_stopping_are_told_to_go_away_too(make_server):
+    """gunicorn reads its stop flag once a second and accepts until then. Sockets let in
+    after the others were told to go were served (on PostgreSQL with this worker's
+    presence already gone) and then cut without a close at the graceful timeout."""
+    server = make_server()
+    started = time.monotonic()
+    server.proc.send_signal(signal.SIGTERM)
+    late = []
+    while time.monotonic() - started < 3:
+        try:
+            late.append(websocket.create_connection(f"ws://{server.base}/ws", timeout=5))
+        except (OSError, websocket.WebSocketException):
+            break  # the worker stopped listening
+        time.sleep(0.05)
+    assert late  # the first comes well before the worker could stop listening
+    for ws in late:
+        opcode, payload = ws.recv_data(control_frame=True)
+        assert opcode == websocket.ABNF.OPCODE_CLOSE
+        assert int.from_bytes(payload[:2], "big") == 1001
+        ws.close()
+    server.proc.wait(15)
+    assert time.monotonic() - started < 6

@@ -71,6 +71,7 @@ class Live:
         self.visitor_messages = KeyedBuckets(per_minute / 60.0, max(1.0, per_minute / 3))
         self.new_visitors = NewKeyLimit(self.limits["NEW_VISITORS_PER_ADDRESS_PER_MINUTE"])
         self._away: dict[int, gevent.Greenlet] = {}
+        self.stopping = False  # shutdown() ran: sockets opening from now on go at once
         self._revalidator = None
         self.queue_delay = self.limits["QUEUE_UPDATE_SECONDS"]
         self._queue_flush = None
@@ -143,8 +144,14 @@ class Live:
 
     def open(self, conn) -> None:
         """A socket opened: count it, limit its frame rate, and give it a deadline to
-        sign in (or act as a visitor) before it is closed."""
+        sign in (or act as a visitor) before it is closed. Once the worker is stopping,
+        a socket still let in (gunicorn reads its stop flag once a second, and accepts
+        until then) is told to go away like the others: else it was served with this
+        worker's presence already gone, then cut without a close at the graceful timeout."""
         self.hub.join(conn)
+        if self.stopping:
+            conn.close(1001, "Server shutting down")
+            return
         if self._revalidator is None:
             every = self.limits["REVALIDATE_SECONDS"]
             self._revalidator = gevent.spawn(revalidate_forever, self.hub, every)
@@ -258,6 +265,7 @@ class Live:
 
     def shutdown(self) -> None:
         """The worker is stopping: tell every client to go away (1001) and reconnect."""
+        self.stopping = True
         for timer in self._away.values():
             timer.kill(block=False)  # the next worker decides, from the database
         self._away.clear()
