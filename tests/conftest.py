@@ -1,6 +1,6 @@
 import pytest
 
-from tests.support import Server, retire, wait_for_retired
+from tests.support import Server, own_postgres_database, retire, wait_for_retired
 
 
 @pytest.fixture(scope="module")
@@ -24,6 +24,15 @@ def make_server(tmp_path):
     yield make
     for srv in started:
         retire(srv)
+
+
+@pytest.fixture
+def pg_server(tmp_path):
+    """A server on a PostgreSQL database of its own, whatever the suite's (row locks)."""
+    url = own_postgres_database("row locks need it")
+    server = Server(tmp_path, url, agent_grace_seconds=1).start()
+    yield server
+    retire(server)  # drops the database too
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -106,6 +106,14 @@ def own_postgres_database(needs: str) -> str:
     return f"postgresql://postgres@127.0.0.1:5432/{name}"
 
 
+# PostgreSQL: how many sessions of this database wait for a row lock they asked for.
+WAITING_FOR_A_LOCK = (
+    "SELECT count(*) FROM pg_stat_activity "
+    "WHERE datname = current_database() AND wait_event_type = 'Lock' "
+    "AND position('FOR UPDATE' in query) > 0"
+)
+
+
 def drop_database(url: str) -> None:
     """Best effort: remove a test database created by ``fresh_database_url``."""
     name = url.rsplit("/", 1)[-1]

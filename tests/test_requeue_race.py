@@ -14,22 +14,8 @@ import time
 import pytest
 
 from kefu.db import make_database
-from tests.support import Server, own_postgres_database, retire
+from tests.support import WAITING_FOR_A_LOCK
 from tests.test_waiter_support import Peer, agent, rows, user, waiter
-
-WAITING_FOR_A_LOCK = (
-    "SELECT count(*) FROM pg_stat_activity "
-    "WHERE datname = current_database() AND wait_event_type = 'Lock' "
-    "AND position('FOR UPDATE' in query) > 0"
-)
-
-
-@pytest.fixture
-def pg_server(tmp_path):
-    url = own_postgres_database("row locks need it")
-    server = Server(tmp_path, url, agent_grace_seconds=1).start()
-    yield server
-    retire(server)  # drops the database too
 
 
 @pytest.mark.ignores_test_database  # a PostgreSQL database of its own, whatever the suite's

@@ -45,6 +45,14 @@ class Target:
     def is_open(self) -> bool:
         return self.status == OPEN
 
+    def names_its_people(self) -> bool:
+        """Every id the row holds comes with the person it names."""
+        return (
+            (self.user_id is None) == (self.customer is None)
+            and (self.visitor_id is None) == (self.visitor_key is None)
+            and (self.agent_id is None) == (self.agent is None)
+        )
+
     def state(self, seq_added: int = 0, unread_added: int = 0, kefu_unread_added: int = 0):
         """The row of the state query (``_STATE_COLUMNS``), plus what a write added."""
         return (
@@ -134,6 +142,16 @@ def load_target(conversation_id: int, current: bool = False) -> Target:
             name = "target_locked" if locking else "target"
             rows = cached_select(name, build, conversation_id, decode=_decode_target)
             target = rows[0] if rows else None
+            if locking and target is not None and not target.names_its_people():
+                # PostgreSQL re-checks a locked row that changed while it waited for the
+                # lock, but keeps the joined rows it had read: a conversation assigned
+                # meanwhile came with its new agent's id and no agent, and its messages
+                # reached no agent for as long as that was remembered. The row is locked
+                # now: a plain read sees it and its people as committed.
+                rows = cached_select(
+                    "target", _target_query, conversation_id, decode=_decode_target
+                )
+                target = rows[0] if rows else None
             if target is not None:
                 parties.remember(target)
                 if memo is not None:
