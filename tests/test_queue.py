@@ -3,7 +3,8 @@
 import threading
 import time
 
-from tests.support import Server
+from kefu.db import make_database
+from tests.support import TEST_DATABASE, WAITING_FOR_A_LOCK, Server
 
 
 def login(server, token):
@@ -199,3 +200,67 @@ def test_concurrent_senders_keep_counters_exact(make_server):
     counters = server.sql("SELECT id, kefu_unread_count, last_seq FROM conversation")
     assert sorted(counters) == sorted((cid, 25, 25) for cid in convs)
     assert concurrent_of(server, agent["kefu_id"]) == (20, 20)
+
+
+# Sessions of the server's database waiting for a row lock, by kind of database.
+LOCK_WAITS = {
+    "postgresql": WAITING_FOR_A_LOCK,
+    "mysql": "SELECT COUNT(*) FROM information_schema.innodb_trx WHERE trx_state = 'LOCK WAIT'",
+}
+
+
+def test_the_head_is_served_first_while_a_message_is_written_into_it(make_server):
+    """A queued customer who writes as a slot frees holds its conversation's row lock.
+    On MySQL the assigner skipped that row (SKIP LOCKED): the second in line was served,
+    or, with nobody behind, no one until something else assigned (stress tester). Now
+    PostgreSQL's assigner waits for the head, MySQL's tries again shortly; either way
+    nobody else is served meanwhile. The test holds the head's lock from outside while
+    the agent's slot frees. (SQLite has no row locks: the order is checked alone.)"""
+    server = make_server()
+    agent = server.create_agent("fifo-lock", max_concurrent=1)
+    agent_ws = login(server, agent["token"])
+    served_token = Server.host_jwt("served-first")
+    served = open_conversation(server, served_token)
+    head = open_conversation(server, Server.host_jwt("head-writing"))
+    second = open_conversation(server, Server.host_jwt("second-in-line"))
+    assert (served["kefu_id"], head["kefu_id"], second["kefu_id"]) == (agent["kefu_id"], None, None)
+    customer = login(server, served_token)
+    ended = {}
+    end = {"action": "kefu_message_end", "data": {"conversation_id": served["id"]}}
+    ender = threading.Thread(target=lambda: ended.update(customer.request(end)))
+    query = "SELECT id, kefu_id FROM conversation WHERE id IN (?, ?) ORDER BY id"
+
+    writer = None
+    if TEST_DATABASE in LOCK_WAITS:
+        writer = make_database(server.env["KEFU_DATABASE_URL"], pool_size=1)
+        writer.connect()
+        writer.begin()
+        writer.execute_sql(f"SELECT id FROM conversation WHERE id = {head['id']} FOR UPDATE")
+    ender.start()
+    try:
+        if writer is not None:
+            deadline = time.monotonic() + 10
+            while ender.is_alive() and server.sql(LOCK_WAITS[TEST_DATABASE])[0][0] < 1:
+                assert time.monotonic() < deadline, "the end neither finished nor waited"
+                time.sleep(0.05)
+            time.sleep(0.3)  # a deferred assignment runs again meanwhile (every 0.05 s)
+            assert server.sql(query, head["id"], second["id"]) == [
+                (head["id"], None),
+                (second["id"], None),
+            ]
+    finally:
+        if writer is not None:
+            writer.rollback()
+            writer.close_all()
+    ender.join(10)
+    assert ended["success"], ended
+    assigned = agent_ws.recv_until(
+        lambda f: (
+            f["action"] == "kefu_conversation_assigned" and f["conversation_id"] != served["id"]
+        )
+    )
+    assert assigned["conversation_id"] == head["id"]
+    assert server.sql(query, head["id"], second["id"]) == [
+        (head["id"], agent["kefu_id"]),
+        (second["id"], None),
+    ]

@@ -18,8 +18,8 @@ from flask import Blueprint, abort, current_app, g, request
 from kefu.errors import Busy, KefuError, NotFound, TooManyRequests
 from kefu.models import SENDER_AGENT, SENDER_USER
 from kefu.protocols.pages_codec import PagesCodec, oob, user_header
+from kefu.realtime.admission import TooManyConnections
 from kefu.realtime.connection import Connection
-from kefu.realtime.live import TooManyConnections
 from kefu.realtime.transport import sock
 from kefu.services import conversations, desk, messages, routing
 from kefu.services.snapshots import conversation_ref

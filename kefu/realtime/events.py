@@ -159,6 +159,17 @@ class ConversationRequeued:
 
 
 @snapshot
+class AssignmentDeferred:
+    """The queue's head could not be assigned now: its row is locked (MySQL: a message
+    being written into it, or another assignment not yet committed). Serving the next
+    in line instead broke FIFO, and waiting for the row in the assigning transaction
+    deadlocked with the writer. The live layer runs the assignment again shortly."""
+
+    def audience(self):
+        return []  # never delivered as such
+
+
+@snapshot
 class QueueMoved:
     """The waiting queue changed: who is where is read later, once, by the live layer.
 

@@ -17,25 +17,32 @@ import os
 import gevent
 
 from kefu import clock
-from kefu.errors import Busy, TooManyRequests
+from kefu.errors import Busy
+from kefu.realtime.admission import Admission
 from kefu.realtime.broker import MemoryBroker
-from kefu.realtime.events import AGENTS, QueueMoved, SignedOut, user_key, visitor_key
+from kefu.realtime.events import (
+    AGENTS,
+    AssignmentDeferred,
+    QueueMoved,
+    SignedOut,
+    user_key,
+    visitor_key,
+)
 from kefu.realtime.hub import Hub
 from kefu.realtime.inactivity import end_inactive_forever
-from kefu.realtime.limits import KeyedBuckets, NewKeyLimit, TokenBucket
+from kefu.realtime.limits import TokenBucket
 from kefu.realtime.revalidation import revalidate_forever
 from kefu.services import presence, routing
 
 log = logging.getLogger(__name__)
 
 
-class TooManyConnections(TooManyRequests):
-    """The per-identity socket cap."""
-
-
 # A background job that found every pooled connection busy runs again this much later
 # (its own wait for the pool came first, so this adds a pause, not a busy loop).
 BUSY_RETRY_SECONDS = 1.0
+# The queue's head was locked by a write (AssignmentDeferred): a message's transaction
+# lasts milliseconds, so the assignment runs again this much later.
+REDISPATCH_SECONDS = 0.05
 
 DEFAULT_LIMITS = {
     "WS_RATE_PER_SECOND": 20.0,
@@ -50,7 +57,7 @@ DEFAULT_LIMITS = {
 }
 
 
-class Live:
+class Live(Admission):
     def __init__(
         self,
         agent_grace_seconds: float = 60.0,
@@ -62,19 +69,17 @@ class Live:
         self.hub = Hub(broker or MemoryBroker())
         self.worker_id = worker_id or str(os.getpid())
         self.registry = registry  # None: one worker, the hub answers everything
-        self._registered: dict[object, list[str]] = {}  # conn → keys counted in registry
         self._controls: dict[type, object] = {SignedOut: self._close_signed_out}
         self.hub.broker.subscribe(self._control)
         self.agent_grace_seconds = agent_grace_seconds
         self.limits = {**DEFAULT_LIMITS, **(limits or {})}
-        per_minute = self.limits["VISITOR_MESSAGES_PER_MINUTE"]
-        self.visitor_messages = KeyedBuckets(per_minute / 60.0, max(1.0, per_minute / 3))
-        self.new_visitors = NewKeyLimit(self.limits["NEW_VISITORS_PER_ADDRESS_PER_MINUTE"])
+        self._init_admission()
         self._away: dict[int, gevent.Greenlet] = {}
         self.stopping = False  # shutdown() ran: sockets opening from now on go at once
         self._revalidator = None
         self.queue_delay = self.limits["QUEUE_UPDATE_SECONDS"]
         self._queue_flush = None
+        self._redispatch = None
         if registry is None:
             presence.use(self.hub.online_agent_ids)
         else:
@@ -95,34 +100,24 @@ class Live:
                 except Exception:
                     log.exception("control event %s failed", type(event).__name__)
 
-    def _count(self, conn, key: str) -> None:
-        """Count ``conn`` under ``key`` in the shared registry (once per socket and key)."""
-        if self.registry is None:
-            return
-        keys = self._registered.setdefault(conn, [])
-        if key not in keys:
-            keys.append(key)
-            self.registry.connected(key)
-
-    def _uncount(self, conn, key: str | None = None) -> None:
-        """Take back one key of ``conn`` (or all of them) from the shared registry."""
-        if self.registry is None:
-            return
-        keys = self._registered.get(conn, [])
-        for gone in [k for k in keys if key is None or k == key]:
-            keys.remove(gone)
-            try:
-                self.registry.disconnected(gone)
-            except Exception:  # the heartbeat's rewrite or the TTL corrects it
-                log.exception("uncounting %s failed", gone)
-        if not keys:
-            self._registered.pop(conn, None)
-
     def publish(self, events, origin: str | None = None) -> None:
-        if any(isinstance(e, QueueMoved) for e in events):
-            events = [e for e in events if not isinstance(e, QueueMoved)]
-            self._queue_changed()
+        if any(isinstance(e, QueueMoved | AssignmentDeferred) for e in events):
+            kinds = {type(e) for e in events}
+            events = [e for e in events if not isinstance(e, QueueMoved | AssignmentDeferred)]
+            if QueueMoved in kinds:
+                self._queue_changed()
+            if AssignmentDeferred in kinds:
+                self._dispatch_soon()
         self.hub.publish(events, origin)
+
+    def _dispatch_soon(self) -> None:
+        """Once, however many deferrals a burst brings (the head is busy for a write)."""
+        if self._redispatch is None:
+            self._redispatch = gevent.spawn_later(REDISPATCH_SECONDS, self._dispatch_again)
+
+    def _dispatch_again(self) -> None:
+        self._redispatch = None
+        self._dispatch()
 
     def _queue_changed(self) -> None:
         """Queue positions are coalesced: at most one snapshot per ``queue_delay``, read
@@ -158,45 +153,9 @@ class Live:
         conn.rate = TokenBucket(self.limits["WS_RATE_PER_SECOND"], self.limits["WS_RATE_BURST"])
         gevent.spawn_later(self.limits["WS_LOGIN_TIMEOUT_SECONDS"], self._expire_anonymous, conn)
 
-    def admit_frame(self, conn) -> None:
-        """Spend one frame of the socket's rate budget, or refuse the frame."""
-        if not conn.rate.allow():
-            raise TooManyRequests("Rate limit exceeded: too many frames, slow down")
-
-    def admit_visitor_message(self, visitor_id: str, address: str | None = None) -> None:
-        """Refuse a visitor's message past its rate, or from an address that has used too
-        many new visitor ids lately (per worker; 0 in the setting turns that off)."""
-        self._admit_visitor_id(visitor_id, address)
-        if self.registry is not None:  # counted across workers, per minute
-            allowed = self.registry.admit(
-                visitor_key(visitor_id), self.limits["VISITOR_MESSAGES_PER_MINUTE"]
-            )
-        else:
-            allowed = self.visitor_messages.allow(visitor_id)
-        if not allowed:
-            raise TooManyRequests("Too many messages from this visitor; wait a moment")
-
-    def _admit_visitor_id(self, visitor_id: str, address: str | None) -> None:
-        per_address = self.limits["NEW_VISITORS_PER_ADDRESS_PER_MINUTE"]
-        if address and per_address and not self.new_visitors.allow(address, visitor_id):
-            raise TooManyRequests("Too many new visitors from this address; wait a moment")
-
     def _expire_anonymous(self, conn) -> None:
         if not conn.identified and not conn.closed:
             conn.close(1008, "Login timeout")
-
-    def connections_anywhere(self, key: str) -> int:
-        """Live sockets under ``key`` on every worker (this one's hub if it is alone)."""
-        if self.registry is not None:
-            return self.registry.count(key)
-        return len(self.hub.connections(key))
-
-    def _check_cap(self, key: str, conn) -> None:
-        cap = self.limits["MAX_CONNECTIONS_PER_IDENTITY"]
-        if conn in self.hub.connections(key):
-            return
-        if self.connections_anywhere(key) >= cap:
-            raise TooManyConnections(f"Too many connections for this identity (max {cap})")
 
     def sign_in(self, conn, principal) -> None:
         """Attach a socket to its person; an agent's first socket brings it online.

@@ -19,6 +19,7 @@ from kefu.errors import Invalid, NotFound
 from kefu.models import Agent, Conversation
 from kefu.realtime.events import (
     AgentChanged,
+    AssignmentDeferred,
     ConversationAssigned,
     ConversationRequeued,
     QueueChanged,
@@ -40,6 +41,9 @@ def assign_waiting_locked() -> list:
     events = []
     while online:
         conv = cached_first("queue_head", _queue_head)
+        if not db.is_sqlite() and _head_is_busy(conv):
+            events.append(AssignmentDeferred())
+            break
         if conv is None:
             break
         agent = cached_first(f"free_agent:{len(online)}", _free_agent, *online)
@@ -51,6 +55,16 @@ def assign_waiting_locked() -> list:
 
 def _queue_head():
     return db.locked(Conversation.waiting().limit(1), skip_locked=True)
+
+
+def _queue_head_seen():
+    return Conversation.waiting().limit(1)
+
+
+def _head_is_busy(taken) -> bool:
+    """Whether SKIP LOCKED passed over the true head (MySQL; SQLite has no row locks)."""
+    head = cached_first("queue_head_seen", _queue_head_seen)
+    return head is not None and (taken is None or taken.id != head.id)
 
 
 def _free_agent(*kefu_ids: int):

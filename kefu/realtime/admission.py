@@ -1,0 +1,86 @@
+"""What a socket and a visitor may do before the desk serves them: the frame rate,
+visitor message rates, new visitor ids per address, and the per-identity socket cap,
+counted across workers through the registry when there is one.
+
+A part of ``Live`` (a mixin): it uses the ``hub``, ``registry`` and ``limits`` that
+``Live`` sets up, and keeps its own state from ``_init_admission``.
+"""
+
+import logging
+
+from kefu.errors import TooManyRequests
+from kefu.realtime.events import visitor_key
+from kefu.realtime.limits import KeyedBuckets, NewKeyLimit
+
+log = logging.getLogger(__name__)
+
+
+class TooManyConnections(TooManyRequests):
+    """The per-identity socket cap."""
+
+
+class Admission:
+    def _init_admission(self) -> None:
+        self._registered: dict[object, list[str]] = {}  # conn → keys counted in registry
+        per_minute = self.limits["VISITOR_MESSAGES_PER_MINUTE"]
+        self.visitor_messages = KeyedBuckets(per_minute / 60.0, max(1.0, per_minute / 3))
+        self.new_visitors = NewKeyLimit(self.limits["NEW_VISITORS_PER_ADDRESS_PER_MINUTE"])
+
+    def admit_frame(self, conn) -> None:
+        """Spend one frame of the socket's rate budget, or refuse the frame."""
+        if not conn.rate.allow():
+            raise TooManyRequests("Rate limit exceeded: too many frames, slow down")
+
+    def admit_visitor_message(self, visitor_id: str, address: str | None = None) -> None:
+        """Refuse a visitor's message past its rate, or from an address that has used too
+        many new visitor ids lately (per worker; 0 in the setting turns that off)."""
+        self._admit_visitor_id(visitor_id, address)
+        if self.registry is not None:  # counted across workers, per minute
+            allowed = self.registry.admit(
+                visitor_key(visitor_id), self.limits["VISITOR_MESSAGES_PER_MINUTE"]
+            )
+        else:
+            allowed = self.visitor_messages.allow(visitor_id)
+        if not allowed:
+            raise TooManyRequests("Too many messages from this visitor; wait a moment")
+
+    def _admit_visitor_id(self, visitor_id: str, address: str | None) -> None:
+        per_address = self.limits["NEW_VISITORS_PER_ADDRESS_PER_MINUTE"]
+        if address and per_address and not self.new_visitors.allow(address, visitor_id):
+            raise TooManyRequests("Too many new visitors from this address; wait a moment")
+
+    def connections_anywhere(self, key: str) -> int:
+        """Live sockets under ``key`` on every worker (this one's hub if it is alone)."""
+        if self.registry is not None:
+            return self.registry.count(key)
+        return len(self.hub.connections(key))
+
+    def _check_cap(self, key: str, conn) -> None:
+        cap = self.limits["MAX_CONNECTIONS_PER_IDENTITY"]
+        if conn in self.hub.connections(key):
+            return
+        if self.connections_anywhere(key) >= cap:
+            raise TooManyConnections(f"Too many connections for this identity (max {cap})")
+
+    def _count(self, conn, key: str) -> None:
+        """Count ``conn`` under ``key`` in the shared registry (once per socket and key)."""
+        if self.registry is None:
+            return
+        keys = self._registered.setdefault(conn, [])
+        if key not in keys:
+            keys.append(key)
+            self.registry.connected(key)
+
+    def _uncount(self, conn, key: str | None = None) -> None:
+        """Take back one key of ``conn`` (or all of them) from the shared registry."""
+        if self.registry is None:
+            return
+        keys = self._registered.get(conn, [])
+        for gone in [k for k in keys if key is None or k == key]:
+            keys.remove(gone)
+            try:
+                self.registry.disconnected(gone)
+            except Exception:  # the heartbeat's rewrite or the TTL corrects it
+                log.exception("uncounting %s failed", gone)
+        if not keys:
+            self._registered.pop(conn, None)
