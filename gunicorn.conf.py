@@ -2,6 +2,8 @@
 
 import os
 import resource
+import subprocess
+import sys
 
 from kefu.config import env_int  # plain os/secrets: no peewee in the master
 
@@ -28,34 +30,60 @@ loglevel = os.environ.get("KEFU_LOG_LEVEL", "info")
 def on_starting(server):
     """Before any worker forks: refuse a broker / worker / database combination that
     cannot work, raise the open-files limit and apply migrations once."""
-    from kefu.config import deployment_problem, from_environment, weak_secrets
-
-    try:
-        settings = from_environment()
-    except ValueError as exc:  # a setting that is not a number, or below 0
-        raise SystemExit(f"kefu: {exc}") from None
-    problem = deployment_problem(
-        settings["BROKER"], server.cfg.workers, settings["DATABASE_URL"], settings["DB_POOL_SIZE"]
-    )
+    problem = _settings_problem(server) or _migrate(server)
     if problem:
-        raise SystemExit(f"kefu: {problem}")
-    for warning in weak_secrets(settings):
-        server.log.warning("kefu: %s", warning)
+        raise SystemExit(problem)
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if hard == resource.RLIM_INFINITY or soft < hard:
         resource.setrlimit(
             resource.RLIMIT_NOFILE, (hard if hard != resource.RLIM_INFINITY else 65536, hard)
         )
-    import subprocess
-    import sys
 
+
+def on_reload(server):
+    """SIGHUP (``systemctl reload``, after a deploy): the new workers run the files as
+    they are now, so their migrations are applied first. The running master cannot
+    refuse to go on as at start; it says what is wrong, loudly."""
+    problem = _settings_problem(server) or _migrate(server)
+    if problem:
+        server.log.error("kefu: reload: %s", problem)
+
+
+def _settings_problem(server) -> str | None:
+    from kefu.config import deployment_problem, from_environment, weak_secrets
+
+    try:
+        settings = from_environment()
+    except ValueError as exc:  # a setting that is not a number, or below 0
+        return f"kefu: {exc}"
+    finally:
+        _forget_kefu()
+    problem = deployment_problem(
+        settings["BROKER"], server.cfg.workers, settings["DATABASE_URL"], settings["DB_POOL_SIZE"]
+    )
+    for warning in weak_secrets(settings):
+        server.log.warning("kefu: %s", warning)
+    return f"kefu: {problem}" if problem else None
+
+
+def _migrate(server) -> str | None:
     # A child process, so that this master never imports peewee (see kefu/migrate.py).
     done = subprocess.run(
         [sys.executable, "-m", "kefu.migrate"], capture_output=True, text=True, check=False
     )
     if done.returncode != 0:
-        raise SystemExit(f"migrations failed:\n{done.stderr}")
+        return f"migrations failed:\n{done.stderr}"
     server.log.info("migrations applied: %s", done.stdout.strip())
+    return None
+
+
+def _forget_kefu() -> None:
+    """The master reads settings through kefu.config, and workers are forked from it: a
+    worker started by a reload after a deploy ran the master's old kefu modules beside
+    the new files (a new worker failed to boot, and the server went down). Forgotten,
+    every worker imports kefu from the files as they are."""
+    for name in [n for n in sys.modules if n == "kefu" or n.startswith("kefu.")]:
+        del sys.modules[name]
 
 
 def post_worker_init(worker):

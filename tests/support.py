@@ -165,13 +165,14 @@ class Server:
         }
         self.proc = None
         self.log_path = self.workdir / "server.log"
+        self.root = ROOT  # the release it runs (a test deploys a copy: test_reload)
 
     # -- lifecycle -------------------------------------------------------------
     def start(self, timeout: float = 20.0) -> "Server":
         with open(self.log_path, "ab") as log:  # the child keeps its own copy of the fd
             self.proc = subprocess.Popen(
                 [str(BIN / "gunicorn"), "-c", "gunicorn.conf.py", "app:app"],
-                cwd=ROOT,
+                cwd=self.root,
                 env=self.env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
