@@ -58,9 +58,10 @@ def create_user(username, nickname, password, as_json):
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object only.")
 def create_agent(username, nickname, max_concurrent, password, as_json):
     """Create an agent (account + kefu profile) and print its bearer token."""
-    limit = max_concurrent or current_app.config["DEFAULT_MAX_CONCURRENT"]
+    if max_concurrent is None:  # 0 is refused below, not taken for "the default"
+        max_concurrent = current_app.config["DEFAULT_MAX_CONCURRENT"]
     try:
-        user, agent, token = accounts.create_agent(username, nickname, limit, password)
+        user, agent, token = accounts.create_agent(username, nickname, max_concurrent, password)
     except KefuError as exc:
         raise click.ClickException(exc.message) from None
     _emit(

@@ -180,6 +180,21 @@ def test_the_cli_works_before_the_server_ever_ran(tmp_path):
     assert json.loads(done.stdout)["username"] == "ann"
 
 
+@pytest.mark.parametrize(
+    "args, says",
+    [
+        (["--max-concurrent", "0"], "max_concurrent must be an integer from 1 to 1000"),  # was 5
+        (["--max-concurrent", "99999999999"], "max_concurrent must be an integer from 1 to 1000"),
+        (["--nickname", "n" * 151], "nickname must be at most 150 characters"),  # a traceback
+    ],
+)
+def test_the_cli_refuses_bad_agent_settings_in_one_line(tmp_path, args, says):
+    command = [str(BIN / "flask"), "--app", "app", "kefu", "create-agent", "ann", *args]
+    done = _run(command, tmp_path, {})
+    assert done.returncode == 1
+    assert done.stderr.strip() == f"Error: {says}"
+
+
 def _run(command, tmp_path, env):
     return subprocess.run(
         command,

@@ -174,9 +174,13 @@ def set_accepting(kefu_id: int, accepting: bool) -> list:
     return events + (dispatch() if accepting else [])
 
 
-def set_max_concurrent(kefu_id: int, limit: int) -> list:
+def check_max_concurrent(limit) -> None:
     if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= 1000:
         raise Invalid("max_concurrent must be an integer from 1 to 1000")
+
+
+def set_max_concurrent(kefu_id: int, limit: int) -> list:
+    check_max_concurrent(limit)
     with db.write():
         Agent.update(max_concurrent=limit).where(Agent.id == kefu_id).execute()
         events = [_agent_changed_locked(kefu_id)]
