@@ -139,3 +139,24 @@ def test_frames_trickling_in_and_spaced_apart_are_all_read(server):
     replies = [json.loads(payload) for _, payload in server_frames(received)]
     assert [(r["op_id"], r["message"]) for r in replies] == [(1, "pong"), (2, "pong")]
     sock.close()
+
+
+def test_a_malformed_upgrade_gets_400_and_no_traceback(server):
+    """No Sec-WebSocket-Version: wsproto refuses it, which was a 500 and a 30-line
+    "ERROR in app" traceback for a client's mistake."""
+    host, port = server.base.rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        key = base64.b64encode(os.urandom(16)).decode()
+        sock.sendall(
+            f"GET /ws HTTP/1.1\r\nHost: {server.base}\r\nUpgrade: websocket\r\n"
+            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n\r\n".encode()
+        )
+        answer = b""
+        while chunk := sock.recv(4096):
+            answer += chunk
+            if b"Invalid WebSocket upgrade" in answer:
+                break
+    assert answer.startswith(b"HTTP/1.1 400"), answer[:200]
+    assert b"Invalid WebSocket upgrade: Missing header, &#39;Sec-WebSocket-Version&#39;" in answer
+    assert "Traceback" not in server.log()
+    assert raw_upgrade(server.base).close() is None  # the next upgrade is served

@@ -24,11 +24,12 @@ from gevent.exceptions import ConcurrentObjectUseError
 from gevent.hub import get_hub
 from gevent.socket import wait as wait_on_watcher
 from simple_websocket import ConnectionClosed
+from werkzeug.exceptions import BadRequest
 from wsproto.connection import ConnectionState
 from wsproto.events import AcceptConnection, Ping, Request, TextMessage
 from wsproto.extensions import PerMessageDeflate
 from wsproto.frame_protocol import CloseReason
-from wsproto.utilities import LocalProtocolError
+from wsproto.utilities import LocalProtocolError, RemoteProtocolError
 
 from kefu.realtime.frames import LeanFrames
 from kefu.realtime.heartbeat import heartbeat
@@ -282,8 +283,14 @@ class KefuServer(simple_websocket.Server):
                 header = "-".join(p.capitalize() for p in key[5:].split("_"))
                 lines.append(f"{header}: {value}\r\n".encode())
         lines.append(b"\r\n")
-        self.ws.receive_data(b"".join(lines))
-        for event in self.ws.events():
+        try:
+            self.ws.receive_data(b"".join(lines))
+            events = list(self.ws.events())
+        except RemoteProtocolError as exc:
+            # The client's mistake (no Sec-WebSocket-Version, say): a 400 that names it,
+            # not a 500 and a traceback in the log.
+            raise BadRequest(f"Invalid WebSocket upgrade: {exc}") from None
+        for event in events:
             if isinstance(event, Request):
                 self.subprotocol = self.choose_subprotocol(event)
                 extensions = [PerMessageDeflate()] if self.deflate else []
