@@ -58,7 +58,12 @@ def create_app(config: dict | None = None):
 
     @app.get("/healthz")
     def healthz():
+        """For a load balancer: 503 when this worker cannot reach its database (every
+        request it took would fail), with the reason."""
         hub = app.extensions["kefu.live"].hub
+        problem = db.unreachable()
+        if problem:
+            return {"ok": False, "database": problem, "connections": hub.connection_count()}, 503
         return {"ok": True, "connections": hub.connection_count()}
 
     return app

@@ -157,6 +157,18 @@ def is_sqlite() -> bool:
     return isinstance(database.obj, PooledSqliteDatabase)
 
 
+def unreachable() -> str | None:
+    """Why a round trip to the database fails now, or None."""
+    try:
+        with read():
+            database.execute_sql("SELECT 1")
+    except Busy as exc:
+        return exc.message
+    except Exception as exc:  # the driver's own: connection refused, disk I/O, …
+        return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return None
+
+
 def is_postgres() -> bool:
     return isinstance(database.obj, PooledPostgresqlDatabase)
 

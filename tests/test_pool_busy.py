@@ -14,12 +14,14 @@ outside would stop the server's whole worker, not two requests).
 import json
 import time
 
+import psycopg2
 import pytest
 import requests
 import websocket
 
 from kefu.db import make_database
 from tests.support import (
+    PG_ADMIN,
     TEST_DATABASE,
     Server,
     drop_database,
@@ -288,3 +290,27 @@ def test_a_drained_pool_does_not_stop_the_heartbeat(tmp_path):
     finally:
         drop_database(url)
     assert result == {"before": [True], "during": [True], "after_stop": []}
+
+
+@pytest.mark.ignores_test_database  # a PostgreSQL database of its own, whatever the suite's
+def test_healthz_says_when_the_database_cannot_be_reached(pg_server):
+    """It said ok while every request failed (operations tester): a load balancer kept
+    sending clients to a worker that could not reach its database."""
+    assert pg_server.get("/healthz").json()["ok"] is True
+    name = pg_server.env["KEFU_DATABASE_URL"].rsplit("/", 1)[-1]
+    admin = psycopg2.connect(**PG_ADMIN)
+    admin.autocommit = True
+    with admin.cursor() as cur:
+        cur.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
+        cur.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,)
+        )
+    try:
+        down = pg_server.get("/healthz")
+        assert down.status_code == 503
+        assert down.json()["ok"] is False and "not currently accepting" in down.json()["database"]
+    finally:
+        with admin.cursor() as cur:
+            cur.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+        admin.close()
+    assert pg_server.get("/healthz").json()["ok"] is True
