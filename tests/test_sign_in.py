@@ -109,3 +109,12 @@ def test_guesses_from_elsewhere_do_not_lock_the_agent_out_of_a_known_browser(mak
     assert sign_in(stranger, "kept-password").status_code == 429
     stranger.cookies.set("kefu_known", "W10.forged.signature", path="/agent")
     assert sign_in(stranger, "kept-password").status_code == 429
+
+
+def test_spellings_of_one_username_share_its_sign_in_budget(srv):
+    """MariaDB's default collation matches ``cárla`` or ``GUARDED `` as the account:
+    counted per spelling, each had a fresh budget of guesses (operations tester)."""
+    statuses = [attempt(srv, "guarded", f"guess-{n}").status_code for n in range(3)]
+    assert statuses == [401, 401, 401]
+    for spelling in ("güarded", "GUARDED ", "guarded\u0301"):
+        assert attempt(srv, spelling, "right-password").status_code == 429

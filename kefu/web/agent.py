@@ -55,7 +55,7 @@ def _too_many_attempts(username: str) -> bool:
         buckets = (KeyedBuckets(per_user / 60, per_user), KeyedBuckets(per_ip / 60, per_ip))
         current_app.extensions["kefu.sign_in_attempts"] = buckets
     by_user, by_ip = buckets
-    name = username.lower()
+    name = web.username_key(username)
     key = f"{name}\x00known" if name in web.known_devices() else name
     return not (by_ip.allow(request.remote_addr or "?") and by_user.allow(key))
 

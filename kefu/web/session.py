@@ -8,6 +8,7 @@ so a disabled account or a removed agent profile loses access at once.
 import hmac
 import secrets
 import time
+import unicodedata
 from datetime import UTC
 from functools import wraps
 
@@ -95,8 +96,17 @@ def _device_signer():
     return URLSafeTimedSerializer(current_app.secret_key, salt="kefu-known-device")
 
 
+def username_key(username: str) -> str:
+    """The name sign-in limits count under: what MariaDB's default collation matches
+    as one (case, accents, trailing spaces). Counted per spelling, ``cárla`` and
+    ``CARLA `` each had a fresh budget there, and each signed in as ``carla``."""
+    decomposed = unicodedata.normalize("NFKD", username)
+    bare = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+    return bare.casefold().rstrip()
+
+
 def known_devices() -> list[str]:
-    """The usernames this browser has signed in as (lowercase, newest first)."""
+    """The usernames this browser has signed in as (``username_key``, newest first)."""
     raw = request.cookies.get(KNOWN_DEVICE_COOKIE)
     if not raw:
         return []
@@ -108,7 +118,8 @@ def known_devices() -> list[str]:
 
 
 def remember_device(response, username: str) -> None:
-    names = [username.lower()] + [n for n in known_devices() if n != username.lower()]
+    key = username_key(username)
+    names = [key] + [n for n in known_devices() if n != key]
     response.set_cookie(
         KNOWN_DEVICE_COOKIE,
         _device_signer().dumps(names[:KNOWN_DEVICE_NAMES]),
