@@ -69,7 +69,7 @@ class Drain:
 class Live:
     def __init__(self, srv: Server):
         self.srv = srv
-        agent = srv.create_agent("fuzz-agent", max_concurrent=100000)
+        agent = srv.create_agent("fuzz-agent", max_concurrent=1000)
         user, wuser = srv.host_jwt("fuzz-user", "Fuzz"), srv.host_jwt("fuzz-wuser", "Fuzz W")
         kefu = agent["kefu_id"]
         self.ctx = {"user_token": user, "bearer_user": f"Bearer {user}", "kefu": kefu}
