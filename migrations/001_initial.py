@@ -3,9 +3,11 @@
 import peewee as pw
 from peewee_migrate import Migrator
 
+from kefu.migrate import create_model
+
 
 def migrate(migrator: Migrator, database: pw.Database, *, fake=False):
-    @migrator.create_model
+    @create_model(migrator)
     class User(pw.Model):
         id = pw.AutoField()
         uuid = pw.CharField(max_length=36, unique=True)
@@ -20,7 +22,7 @@ def migrate(migrator: Migrator, database: pw.Database, *, fake=False):
         class Meta:
             table_name = "user"
 
-    @migrator.create_model
+    @create_model(migrator)
     class Agent(pw.Model):
         id = pw.AutoField()
         user = pw.ForeignKeyField(
@@ -38,7 +40,7 @@ def migrate(migrator: Migrator, database: pw.Database, *, fake=False):
         class Meta:
             table_name = "agent"
 
-    @migrator.create_model
+    @create_model(migrator)
     class Visitor(pw.Model):
         id = pw.AutoField()
         key = pw.CharField(max_length=128, unique=True)
@@ -47,7 +49,7 @@ def migrate(migrator: Migrator, database: pw.Database, *, fake=False):
         class Meta:
             table_name = "visitor"
 
-    @migrator.create_model
+    @create_model(migrator)
     class Conversation(pw.Model):
         id = pw.AutoField()
         user = pw.ForeignKeyField(
@@ -82,7 +84,7 @@ def migrate(migrator: Migrator, database: pw.Database, *, fake=False):
         class Meta:
             table_name = "conversation"
 
-    @migrator.create_model
+    @create_model(migrator)
     class Message(pw.Model):
         id = pw.AutoField()
         conversation = pw.ForeignKeyField(
@@ -108,7 +110,7 @@ def migrate(migrator: Migrator, database: pw.Database, *, fake=False):
             table_name = "message"
             indexes = [(("conversation", "seq"), True), (("sender_key", "op_id"), True)]
 
-    @migrator.create_model
+    @create_model(migrator)
     class Token(pw.Model):
         id = pw.AutoField()
         user = pw.ForeignKeyField(

@@ -12,9 +12,11 @@ kefu/realtime/pg_broker.py and kefu/realtime/presence_db.py, not through models.
 import peewee as pw
 from peewee_migrate import Migrator
 
+from kefu.migrate import create_model
+
 
 def migrate(migrator: Migrator, database: pw.Database, *, fake=False):
-    @migrator.create_model
+    @create_model(migrator)
     class BrokerEvent(pw.Model):
         id = pw.BigAutoField()
         payload = pw.TextField()
@@ -23,7 +25,7 @@ def migrate(migrator: Migrator, database: pw.Database, *, fake=False):
         class Meta:
             table_name = "broker_event"
 
-    @migrator.create_model
+    @create_model(migrator)
     class WorkerPresence(pw.Model):
         worker_id = pw.CharField(max_length=100, primary_key=True)
         expires_at = pw.DoubleField()
@@ -31,7 +33,7 @@ def migrate(migrator: Migrator, database: pw.Database, *, fake=False):
         class Meta:
             table_name = "worker_presence"
 
-    @migrator.create_model
+    @create_model(migrator)
     class LiveKey(pw.Model):
         id = pw.BigAutoField()
         worker_id = pw.CharField(max_length=100)
@@ -42,7 +44,7 @@ def migrate(migrator: Migrator, database: pw.Database, *, fake=False):
             table_name = "live_key"
             indexes = [(("worker_id", "key"), True)]
 
-    @migrator.create_model
+    @create_model(migrator)
     class AgentAway(pw.Model):
         kefu_id = pw.IntegerField(primary_key=True)
         since = pw.DoubleField()
@@ -50,7 +52,7 @@ def migrate(migrator: Migrator, database: pw.Database, *, fake=False):
         class Meta:
             table_name = "agent_away"
 
-    @migrator.create_model
+    @create_model(migrator)
     class RateWindow(pw.Model):
         id = pw.BigAutoField()
         key = pw.CharField(max_length=200)

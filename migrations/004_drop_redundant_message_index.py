@@ -9,9 +9,11 @@ B-tree page, which SQLite writes to the WAL at each commit.
 import peewee as pw
 from peewee_migrate import Migrator
 
+from kefu.migrate import drop_index
+
 
 def migrate(migrator: Migrator, database: pw.Database, *, fake=False):
-    migrator.drop_index("message", "conversation")
+    drop_index(migrator, "message", "conversation")
 
 
 def rollback(migrator: Migrator, database: pw.Database, *, fake=False):

@@ -12,10 +12,12 @@ Random op_ids land on random pages either way.
 import peewee as pw
 from peewee_migrate import Migrator
 
+from kefu.migrate import add_index, drop_index
+
 
 def migrate(migrator: Migrator, database: pw.Database, *, fake=False):
-    migrator.drop_index("message", "sender_key", "op_id")
-    migrator.add_index("message", "op_id", "sender_key", unique=True)
+    drop_index(migrator, "message", "sender_key", "op_id")
+    add_index(migrator, "message", "op_id", "sender_key", unique=True)
 
 
 def rollback(migrator: Migrator, database: pw.Database, *, fake=False):
