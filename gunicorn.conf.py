@@ -7,13 +7,13 @@ import sys
 
 from kefu.config import env_int  # plain os/secrets: no peewee in the master
 
-bind = os.environ.get("KEFU_BIND", "127.0.0.1:8000")
+bind = os.environ.get("KEFU_BIND", "127.0.0.1:8000")  # on_starting refuses an empty one
 worker_class = "gevent"
 try:
     # One worker by default (the memory broker). More workers need KEFU_BROKER=postgres
     # on PostgreSQL; on_starting refuses other combinations (docs/deployment.md).
-    workers = env_int("KEFU_WORKERS", 1)
-    worker_connections = env_int("KEFU_WORKER_CONNECTIONS", 20000)
+    workers = env_int("KEFU_WORKERS", 1, least=1)  # 0: a master with no worker
+    worker_connections = env_int("KEFU_WORKER_CONNECTIONS", 20000, least=1)  # 0 accepts none
     graceful_timeout = env_int("KEFU_GRACEFUL_TIMEOUT", 10)
 except ValueError as exc:
     raise SystemExit(f"kefu: {exc}") from None
@@ -24,7 +24,7 @@ keepalive = 5
 # last. kefu does not use it.
 control_socket_disable = True
 accesslog = os.environ.get("KEFU_ACCESS_LOG") or None
-loglevel = os.environ.get("KEFU_LOG_LEVEL", "info")
+loglevel = os.environ.get("KEFU_LOG_LEVEL", "info")  # on_starting refuses unknown ones
 
 
 def on_starting(server):
@@ -54,7 +54,7 @@ def _settings_problem(server) -> str | None:
 
     try:
         settings = from_environment()
-    except ValueError as exc:  # a setting that is not a number, or below 0
+    except ValueError as exc:  # a setting that is not a number, or out of its range
         return f"kefu: {exc}"
     finally:
         _forget_kefu()

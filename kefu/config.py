@@ -13,17 +13,21 @@ class SettingsError(ValueError):
     the variable. gunicorn and the CLI print it as one line and stop."""
 
 
-def env_int(name: str, default: int) -> int:
-    return _number(name, default, int, "must be a whole number")
+INFINITY = float("inf")
 
 
-def env_float(name: str, default: float) -> float:
-    return _number(name, default, float, "must be a number")
+def env_int(name: str, default: int, least: int = 0, most: float = INFINITY) -> int:
+    return _number(name, default, int, "must be a whole number", least, most)
 
 
-def _number(name: str, default, kind, wanted: str):
-    """A numeric setting, or a ``ValueError`` that names it: no setting counts below 0
-    (0 turns some off, e.g. ``KEFU_WS_PING_SECONDS``), and none runs forever."""
+def env_float(name: str, default: float, least: float = 0, most: float = INFINITY) -> float:
+    return _number(name, default, float, "must be a number", least, most)
+
+
+def _number(name: str, default, kind, wanted: str, least, most):
+    """A numeric setting from ``least`` to ``most``, or a ``SettingsError`` that names
+    it. 0 is the floor where it means off or none (``KEFU_WS_PING_SECONDS``); elsewhere a
+    0 started a server that nobody could use, so such settings pass a higher floor."""
     raw = os.environ.get(name)
     if raw is None:
         return default
@@ -31,9 +35,34 @@ def _number(name: str, default, kind, wanted: str):
         value = kind(raw)
     except ValueError:
         raise SettingsError(f"{name}={raw!r}: {wanted}") from None
-    if not 0 <= value < float("inf"):  # also refuses NaN
-        raise SettingsError(f"{name}={raw!r}: {wanted}, 0 or more")
+    # Written so that NaN fails it too; and no setting runs forever (inf).
+    if not least <= value <= most or value == INFINITY:
+        raise SettingsError(f"{name}={raw!r}: {wanted}, {_bounds(least, most)}")
     return value
+
+
+def _bounds(least, most) -> str:
+    return f"{least} or more" if most == INFINITY else f"from {least} to {most}"
+
+
+def _bind() -> str:
+    """gunicorn's address. Empty (a blank line in an environment file) started a server
+    that listened nowhere, and said nothing."""
+    bind = os.environ.get("KEFU_BIND", "127.0.0.1:8000")
+    if not bind.strip():
+        raise SettingsError(f"KEFU_BIND={bind!r}: must be an address, e.g. 127.0.0.1:8000")
+    return bind
+
+
+# gunicorn's own names (it lowercases them); it took any other word for info, silently.
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+
+
+def _log_level() -> str:
+    level = os.environ.get("KEFU_LOG_LEVEL", "info")
+    if level.lower() not in LOG_LEVELS:
+        raise SettingsError(f"KEFU_LOG_LEVEL={level!r}: must be one of {', '.join(LOG_LEVELS)}")
+    return level
 
 
 def _flag(name: str, default: bool) -> bool:
@@ -66,63 +95,73 @@ def _secret_key() -> str:
 
 
 def from_environment() -> dict:
-    """Read the settings once; values are plain Python objects."""
+    """Read the settings once; values are plain Python objects. Sizes, counts and
+    limits are at least 1 unless the comment gives 0 a meaning: at 0 they let nothing
+    through (nobody could sign in, every message was too long)."""
     return {
+        "BIND": _bind(),
+        "LOG_LEVEL": _log_level(),
         "DATABASE_URL": os.environ.get("KEFU_DATABASE_URL", "sqlite:///kefu.db"),
         "DB_POOL_SIZE": env_int("KEFU_DB_POOL_SIZE", 8),
         # How long a call waits for a pooled connection before "Server busy" (HTTP 503).
         "DB_POOL_WAIT_SECONDS": env_float("KEFU_DB_POOL_WAIT_SECONDS", 30.0),
-        # SQLite under load: the least time between two group commits (more writes share one).
-        "GROUP_COMMIT_GAP_MS": env_float("KEFU_GROUP_COMMIT_GAP_MS", 2.0),
+        # SQLite under load: the least time between two group commits (more writes share
+        # one). Each write may wait the whole gap: at most 100 ms (1e9 hung every write).
+        "GROUP_COMMIT_GAP_MS": env_float("KEFU_GROUP_COMMIT_GAP_MS", 2.0, most=100),
         # SQLite under gevent: the log's length (pages of 4 KB) at which the checkpointer
         # catches up under the writer lock, so the next commit starts the log over.
         "SQLITE_WAL_REWIND_PAGES": env_int("KEFU_SQLITE_WAL_REWIND_PAGES", 32768),
         # memory: one worker, the hub in-process. postgres: N workers/hosts share one
         # PostgreSQL database (LISTEN/NOTIFY, presence in tables). docs/deployment.md.
         "BROKER": _broker(),
-        "WORKERS": env_int("KEFU_WORKERS", 1),
+        "WORKERS": env_int("KEFU_WORKERS", 1, least=1),
         # A worker that stops heart-beating stops counting as present after this long.
-        "PRESENCE_TTL_SECONDS": env_float("KEFU_PRESENCE_TTL_SECONDS", 15.0),
+        # It beats every third of it: at least 1 s (0 beat the database in a loop).
+        "PRESENCE_TTL_SECONDS": env_float("KEFU_PRESENCE_TTL_SECONDS", 15.0, least=1),
         # How long a message push may wait for its predecessor from another worker.
         "BROKER_HOLD_SECONDS": env_float("KEFU_BROKER_HOLD_SECONDS", 1.0),
         "SECRET_KEY": _secret_key(),
         "JWT_SECRET": os.environ.get("KEFU_JWT_SECRET", ""),
         "JWT_LEEWAY_SECONDS": env_int("KEFU_JWT_LEEWAY_SECONDS", 30),
         # Frames above this get a clear error reply and the socket stays open.
-        "MAX_FRAME_BYTES": env_int("KEFU_MAX_FRAME_BYTES", 64 * 1024),
+        "MAX_FRAME_BYTES": env_int("KEFU_MAX_FRAME_BYTES", 64 * 1024, least=1),
         # Frames above this are refused by the transport (close 1009); protects memory.
-        "MAX_WS_MESSAGE_BYTES": env_int("KEFU_MAX_WS_MESSAGE_BYTES", 1024 * 1024),
-        "MAX_CONTENT_CHARS": env_int("KEFU_MAX_CONTENT_CHARS", 5000),
+        "MAX_WS_MESSAGE_BYTES": env_int("KEFU_MAX_WS_MESSAGE_BYTES", 1024 * 1024, least=1),
+        "MAX_CONTENT_CHARS": env_int("KEFU_MAX_CONTENT_CHARS", 5000, least=1),
         "WS_PING_SECONDS": env_float("KEFU_WS_PING_SECONDS", 25.0),
         "WS_DEFLATE": _flag("KEFU_WS_DEFLATE", False),
         # /ws/echo for WebSocket conformance runs (tests/autobahn); never in production.
         "ECHO_ENDPOINT": _flag("KEFU_ECHO_ENDPOINT", False),
         # Frames queued for one slow socket before it is dropped (it resyncs on reconnect).
-        "WS_OUTBOX_LIMIT": env_int("KEFU_WS_OUTBOX_LIMIT", 1000),
-        "DEFAULT_MAX_CONCURRENT": env_int("KEFU_DEFAULT_MAX_CONCURRENT", 5),
+        "WS_OUTBOX_LIMIT": env_int("KEFU_WS_OUTBOX_LIMIT", 1000, least=1),
+        "DEFAULT_MAX_CONCURRENT": env_int("KEFU_DEFAULT_MAX_CONCURRENT", 5, least=1),
         # An agent whose last socket dropped keeps its conversations this long.
         "AGENT_GRACE_SECONDS": env_float("KEFU_AGENT_GRACE_SECONDS", 60.0),
         # A waiter-protocol user socket silent this long gets ``idle``; after the grace
         # it is disconnected (and its conversation ended if it has no other socket).
-        "USER_IDLE_SECONDS": env_float("KEFU_USER_IDLE_SECONDS", 600.0),
+        # At least 1 s: at 0 every user socket was idle as soon as it opened.
+        "USER_IDLE_SECONDS": env_float("KEFU_USER_IDLE_SECONDS", 600.0, least=1),
         "USER_IDLE_GRACE_SECONDS": env_float("KEFU_USER_IDLE_GRACE_SECONDS", 60.0),
         # An open conversation without a message this long, whose customer has no
         # socket open, is ended as if the customer had left (frees the agent); 0: never.
         "INACTIVE_END_SECONDS": env_float("KEFU_INACTIVE_END_SECONDS", 3600.0),
-        "PAGE_SIZE_MAX": env_int("KEFU_PAGE_SIZE_MAX", 100),
-        # Abuse limits (docs/security.md).
-        "WS_RATE_PER_SECOND": env_float("KEFU_WS_RATE_PER_SECOND", 20.0),
-        "WS_RATE_BURST": env_int("KEFU_WS_RATE_BURST", 40),
-        "VISITOR_MESSAGES_PER_MINUTE": env_float("KEFU_VISITOR_MESSAGES_PER_MINUTE", 30.0),
+        "PAGE_SIZE_MAX": env_int("KEFU_PAGE_SIZE_MAX", 100, least=1),
+        # Abuse limits (docs/security.md). Rates are at least 1 per second or minute:
+        # at 0 a bucket never refills, and a socket or visitor was done after its burst.
+        "WS_RATE_PER_SECOND": env_float("KEFU_WS_RATE_PER_SECOND", 20.0, least=1),
+        "WS_RATE_BURST": env_int("KEFU_WS_RATE_BURST", 40, least=1),
+        "VISITOR_MESSAGES_PER_MINUTE": env_float("KEFU_VISITOR_MESSAGES_PER_MINUTE", 30.0, least=1),
         # New visitor ids one client address may use per minute (each can open a
         # conversation with an agent); 0: no limit.
         "NEW_VISITORS_PER_ADDRESS_PER_MINUTE": env_float(
             "KEFU_NEW_VISITORS_PER_ADDRESS_PER_MINUTE", 20.0
         ),
-        "MAX_CONNECTIONS_PER_IDENTITY": env_int("KEFU_MAX_CONNECTIONS_PER_IDENTITY", 20),
-        "WS_LOGIN_TIMEOUT_SECONDS": env_float("KEFU_WS_LOGIN_TIMEOUT_SECONDS", 30.0),
+        "MAX_CONNECTIONS_PER_IDENTITY": env_int("KEFU_MAX_CONNECTIONS_PER_IDENTITY", 20, least=1),
+        # At least 1 s: a socket must have time to sign in before it is closed.
+        "WS_LOGIN_TIMEOUT_SECONDS": env_float("KEFU_WS_LOGIN_TIMEOUT_SECONDS", 30.0, least=1),
         # How often open sockets are checked against disabled accounts / changed passwords.
-        "REVALIDATE_SECONDS": env_float("KEFU_REVALIDATE_SECONDS", 10.0),
+        # At least 0.1 s: 0 checked in a loop (an idle worker at 97% CPU).
+        "REVALIDATE_SECONDS": env_float("KEFU_REVALIDATE_SECONDS", 10.0, least=0.1),
         # Queue positions go out at most this often (the latest place, read fresh).
         "QUEUE_UPDATE_SECONDS": env_float("KEFU_QUEUE_UPDATE_SECONDS", 0.05),
         # Origins besides this host allowed to open the pages' cookie-authenticated socket.
@@ -131,16 +170,21 @@ def from_environment() -> dict:
             for o in os.environ.get("KEFU_WS_ALLOWED_ORIGINS", "").split(",")
             if o.strip()
         ),
-        # Password guessing on the agent sign-in form: attempts per minute.
-        "SIGN_IN_ATTEMPTS_PER_USERNAME": env_float("KEFU_SIGN_IN_ATTEMPTS_PER_USERNAME", 5.0),
-        "SIGN_IN_ATTEMPTS_PER_IP": env_float("KEFU_SIGN_IN_ATTEMPTS_PER_IP", 30.0),
+        # Password guessing on the agent sign-in form: attempts per minute, and as many
+        # at once; under 1 nobody could sign in.
+        "SIGN_IN_ATTEMPTS_PER_USERNAME": env_float(
+            "KEFU_SIGN_IN_ATTEMPTS_PER_USERNAME", 5.0, least=1
+        ),
+        "SIGN_IN_ATTEMPTS_PER_IP": env_float("KEFU_SIGN_IN_ATTEMPTS_PER_IP", 30.0, least=1),
         # Reverse proxies in front (nginx: 1) whose X-Forwarded-For and -Proto are
         # believed; 0 (no proxy) believes none, since any client can send them.
         "PROXY_COUNT": env_int("KEFU_PROXY_COUNT", 0),
         # Pages (issue 4): uploads on local disk, and the session cookie's flags.
         "UPLOAD_DIR": os.path.abspath(os.environ.get("KEFU_UPLOAD_DIR", "uploads")),
-        "UPLOAD_MAX_BYTES": env_int("KEFU_UPLOAD_MAX_BYTES", 10 * 1024 * 1024),
-        "UPLOAD_VISITOR_MAX_BYTES": env_int("KEFU_UPLOAD_VISITOR_MAX_BYTES", 2 * 1024 * 1024),
+        "UPLOAD_MAX_BYTES": env_int("KEFU_UPLOAD_MAX_BYTES", 10 * 1024 * 1024, least=1),
+        "UPLOAD_VISITOR_MAX_BYTES": env_int(
+            "KEFU_UPLOAD_VISITOR_MAX_BYTES", 2 * 1024 * 1024, least=1
+        ),
         # Visitor uploads per client address per minute (a burst of as many); 0: no limit.
         "VISITOR_UPLOADS_PER_ADDRESS_PER_MINUTE": env_float(
             "KEFU_VISITOR_UPLOADS_PER_ADDRESS_PER_MINUTE", 10.0
@@ -150,7 +194,7 @@ def from_environment() -> dict:
         "SESSION_COOKIE_SAMESITE": "Lax",
         # Turn on behind HTTPS so the session cookie never travels in clear text.
         "SESSION_COOKIE_SECURE": _flag("KEFU_SECURE_COOKIES", False),
-        "PERMANENT_SESSION_LIFETIME": env_int("KEFU_SESSION_SECONDS", 7 * 24 * 3600),
+        "PERMANENT_SESSION_LIFETIME": env_int("KEFU_SESSION_SECONDS", 7 * 24 * 3600, least=1),
     }
 
 

@@ -1,0 +1,196 @@
+"""Settings the server cannot work with stop it at start, with one line that names them.
+
+Only values below 0 were refused: many a 0, an empty or a huge value started a server
+that was useless (nobody could sign in, it listened nowhere) or harmful (an idle worker
+at 97% CPU, writes that hung). A 0 the README gives a meaning ("off", "never") stays.
+"""
+
+import os
+import re
+import subprocess
+
+import pytest
+
+from kefu.config import SettingsError, from_environment
+from tests.support import BIN, ROOT, free_port
+
+pytestmark = pytest.mark.ignores_test_database
+
+WHOLE = "must be a whole number"
+NUMBER = "must be a number"
+
+# Where 0 lets nothing through: sizes, counts and limits from 1 (at 0 nobody could sign
+# in, every message was "too long", the transport's memory limit was off) ...
+WHOLE_FROM_1 = [
+    "KEFU_WORKERS",
+    "KEFU_MAX_FRAME_BYTES",
+    "KEFU_MAX_WS_MESSAGE_BYTES",
+    "KEFU_MAX_CONTENT_CHARS",
+    "KEFU_WS_OUTBOX_LIMIT",
+    "KEFU_DEFAULT_MAX_CONCURRENT",
+    "KEFU_PAGE_SIZE_MAX",
+    "KEFU_WS_RATE_BURST",
+    "KEFU_MAX_CONNECTIONS_PER_IDENTITY",
+    "KEFU_UPLOAD_MAX_BYTES",
+    "KEFU_UPLOAD_VISITOR_MAX_BYTES",
+    "KEFU_SESSION_SECONDS",
+]
+# ... and rates and times from 1 per second or minute, or 1 s.
+NUMBER_FROM_1 = [
+    "KEFU_PRESENCE_TTL_SECONDS",
+    "KEFU_USER_IDLE_SECONDS",
+    "KEFU_WS_RATE_PER_SECOND",
+    "KEFU_VISITOR_MESSAGES_PER_MINUTE",
+    "KEFU_WS_LOGIN_TIMEOUT_SECONDS",
+    "KEFU_SIGN_IN_ATTEMPTS_PER_USERNAME",
+    "KEFU_SIGN_IN_ATTEMPTS_PER_IP",
+]
+
+# (variable, a value it refuses, what the refusal says)
+REFUSED = [
+    *[(var, "0", f"{var}='0': {WHOLE}, 1 or more") for var in WHOLE_FROM_1],
+    *[(var, "0", f"{var}='0': {NUMBER}, 1 or more") for var in NUMBER_FROM_1],
+    # 0 was a loop: an idle worker at 97% CPU.
+    ("KEFU_REVALIDATE_SECONDS", "0", f"KEFU_REVALIDATE_SECONDS='0': {NUMBER}, 0.1 or more"),
+    # Every write under load waits up to the gap: 1e9 ms hung them.
+    ("KEFU_GROUP_COMMIT_GAP_MS", "1e9", f"KEFU_GROUP_COMMIT_GAP_MS='1e9': {NUMBER}, from 0 to 100"),
+    # A blank line in an environment file: gunicorn listened nowhere and said nothing.
+    ("KEFU_BIND", "", "KEFU_BIND='': must be an address"),
+    ("KEFU_BIND", " ", "KEFU_BIND=' ': must be an address"),
+    # gunicorn took an unknown level for info, silently.
+    ("KEFU_LOG_LEVEL", "loud", "KEFU_LOG_LEVEL='loud': must be one of debug, info, warning"),
+    ("KEFU_LOG_LEVEL", "", "KEFU_LOG_LEVEL='': must be one of"),
+]
+
+# (variable, the least or most value it takes, one a little past it)
+BOUNDS = [
+    *[(var, "1", "0") for var in WHOLE_FROM_1],
+    *[(var, "1", "0.9") for var in NUMBER_FROM_1],
+    ("KEFU_REVALIDATE_SECONDS", "0.1", "0.09"),
+    ("KEFU_GROUP_COMMIT_GAP_MS", "100", "100.1"),
+]
+CONFIG_KEY = {"KEFU_SESSION_SECONDS": "PERMANENT_SESSION_LIFETIME"}
+
+
+def key(var: str) -> str:
+    return CONFIG_KEY.get(var, var.removeprefix("KEFU_"))
+
+
+# Where 0 means something (README, or the code), so it stays allowed.
+ZERO_MEANS = {
+    "KEFU_DB_POOL_WAIT_SECONDS": "wait without limit",
+    "KEFU_GROUP_COMMIT_GAP_MS": "commit at once",
+    "KEFU_SQLITE_WAL_REWIND_PAGES": "rewind at every checkpoint",
+    "KEFU_BROKER_HOLD_SECONDS": "do not wait for a predecessor",
+    "KEFU_JWT_LEEWAY_SECONDS": "no clock skew",
+    "KEFU_WS_PING_SECONDS": "no pings",
+    "KEFU_AGENT_GRACE_SECONDS": "requeue at once",
+    "KEFU_USER_IDLE_GRACE_SECONDS": "disconnect an idle user at once",
+    "KEFU_INACTIVE_END_SECONDS": "never",
+    "KEFU_NEW_VISITORS_PER_ADDRESS_PER_MINUTE": "no limit",
+    "KEFU_QUEUE_UPDATE_SECONDS": "send each change at once",
+    "KEFU_PROXY_COUNT": "no proxy",
+    "KEFU_VISITOR_UPLOADS_PER_ADDRESS_PER_MINUTE": "no limit",
+    # Refused by deployment_problem, which says why (a pool of 2 or more).
+    "KEFU_DB_POOL_SIZE": "checked with the broker and database",
+}
+
+
+def numeric_settings() -> list[str]:
+    """Every number from_environment reads, from its source: a new one must be sorted
+    into REFUSED or ZERO_MEANS here."""
+    source = (ROOT / "kefu" / "config.py").read_text()
+    return sorted(set(re.findall(r'env_(?:int|float)\(\s*"(KEFU_\w+)"', source)))
+
+
+@pytest.fixture
+def environ(monkeypatch):
+    """A clean environment, so that a developer's KEFU_* cannot change the outcome."""
+    for name in [n for n in os.environ if n.startswith("KEFU_")]:
+        monkeypatch.delenv(name)
+    return monkeypatch
+
+
+@pytest.mark.parametrize("var, value, says", REFUSED)
+def test_a_value_the_server_cannot_work_with_is_refused(environ, var, value, says):
+    environ.setenv(var, value)
+    with pytest.raises(SettingsError, match=re.escape(says)):
+        from_environment()
+
+
+@pytest.mark.parametrize("var", numeric_settings())
+def test_zero_is_refused_only_where_it_means_nothing(environ, var):
+    environ.setenv(var, "0")
+    if var in ZERO_MEANS:
+        assert from_environment()[key(var)] == 0
+    else:
+        with pytest.raises(SettingsError, match=f"{var}='0'"):
+            from_environment()
+
+
+def test_every_default_passes_written_out_too(environ):
+    defaults = from_environment()
+    assert (defaults["BIND"], defaults["LOG_LEVEL"]) == ("127.0.0.1:8000", "info")
+    for var in [*numeric_settings(), "KEFU_BIND", "KEFU_LOG_LEVEL"]:
+        environ.setenv(var, str(defaults[key(var)]))
+    written = from_environment()
+    assert {k: v for k, v in written.items() if k != "SECRET_KEY"} == {
+        k: v for k, v in defaults.items() if k != "SECRET_KEY"
+    }
+
+
+@pytest.mark.parametrize("var, bound, past", BOUNDS)
+def test_each_bound_is_allowed_and_a_step_past_it_is_not(environ, var, bound, past):
+    environ.setenv(var, bound)
+    assert from_environment()[key(var)] == float(bound)
+    environ.setenv(var, past)
+    with pytest.raises(SettingsError, match=f"{var}='{past}'"):
+        from_environment()
+
+
+@pytest.mark.parametrize("level", ["debug", "INFO", "Warning", "error", "critical"])
+def test_gunicorn_log_levels_pass_in_any_case(environ, level):
+    environ.setenv("KEFU_LOG_LEVEL", level)
+    assert from_environment()["LOG_LEVEL"] == level
+
+
+@pytest.mark.parametrize(
+    "env, says",
+    [
+        ({"KEFU_WORKERS": "0"}, "kefu: KEFU_WORKERS='0': must be a whole number, 1 or more"),
+        ({"KEFU_BIND": ""}, "kefu: KEFU_BIND='': must be an address, e.g. 127.0.0.1:8000"),
+        ({"KEFU_REVALIDATE_SECONDS": "0"}, "kefu: KEFU_REVALIDATE_SECONDS='0': must be a number"),
+        ({"KEFU_LOG_LEVEL": "loud"}, "kefu: KEFU_LOG_LEVEL='loud': must be one of debug"),
+        ({"KEFU_GROUP_COMMIT_GAP_MS": "1e9"}, "kefu: KEFU_GROUP_COMMIT_GAP_MS='1e9'"),
+        # gunicorn's own setting: the CLI holds no sockets and does not read it.
+        ({"KEFU_WORKER_CONNECTIONS": "0"}, "kefu: KEFU_WORKER_CONNECTIONS='0': must be a whole"),
+    ],
+)
+def test_gunicorn_and_the_cli_refuse_to_start_with_one_line(tmp_path, env, says):
+    commands = [[str(BIN / "gunicorn"), "-c", "gunicorn.conf.py", "app:app"]]
+    if "KEFU_WORKER_CONNECTIONS" not in env:
+        commands.append([str(BIN / "flask"), "--app", "app", "kefu", "create-user", "nobody"])
+    for command in commands:
+        done = _run(command, tmp_path, env)
+        assert done.returncode != 0
+        assert "Traceback" not in done.stderr
+        # Besides gunicorn's own "[time] [pid] [INFO] Starting gunicorn", one line.
+        said = [line for line in (done.stdout + done.stderr).splitlines() if line[:1] != "["]
+        assert len(said) == 1 and said[0].startswith(says), said
+
+
+def _run(command, tmp_path, env):
+    return subprocess.run(
+        command,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+        env={
+            **os.environ,
+            "KEFU_DATABASE_URL": f"sqlite:///{tmp_path}/k.db",
+            "KEFU_BIND": f"127.0.0.1:{free_port()}",
+            **env,
+        },
+    )
