@@ -63,47 +63,55 @@ MYSQL_ADMIN = {"host": "127.0.0.1", "port": 3306, "user": "root", "password": ""
 def fresh_database_url(workdir: Path) -> str:
     if TEST_DATABASE == "sqlite":
         return f"sqlite:///{workdir}/kefu.db"
-    name = f"kefu_t{uuid.uuid4().hex[:12]}"
-    if TEST_DATABASE == "postgresql":
-        import psycopg2
-
-        conn = psycopg2.connect(**PG_ADMIN)
-        conn.autocommit = True
-        with conn.cursor() as cur:
-            cur.execute(f'CREATE DATABASE "{name}"')
-        conn.close()
-        return f"postgresql://postgres@127.0.0.1:5432/{name}"
-    if TEST_DATABASE == "mysql":
-        import pymysql
-
-        conn = pymysql.connect(**MYSQL_ADMIN, autocommit=True)
-        with conn.cursor() as cur:
-            cur.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
-        conn.close()
-        return f"mysql://root@127.0.0.1:3306/{name}"
-    raise ValueError(f"KEFU_TEST_DATABASE={TEST_DATABASE!r}: use sqlite, postgresql or mysql")
+    if TEST_DATABASE not in ("postgresql", "mysql"):
+        raise ValueError(f"KEFU_TEST_DATABASE={TEST_DATABASE!r}: use sqlite, postgresql or mysql")
+    return _create_database(TEST_DATABASE, _admin(TEST_DATABASE), "kefu_t")
 
 
 def own_postgres_database(needs: str) -> str:
-    """A new PostgreSQL database, whatever ``KEFU_TEST_DATABASE`` names, for tests that
-    need PostgreSQL itself (``needs`` says what for). A server that does not answer is
-    handled as ``tests/other_databases.py`` does: a failure under CI (``CI=true``, where
-    ``.ci/run`` starts it first), a skip on a developer machine without one."""
-    try:
-        import psycopg2
+    return own_database("postgresql", needs)
 
-        conn = psycopg2.connect(**PG_ADMIN, connect_timeout=2)
+
+def own_database(kind: str, needs: str) -> str:
+    """A new PostgreSQL or MySQL database, whatever ``KEFU_TEST_DATABASE`` names, for
+    tests that need that server itself (``needs`` says what for). A server that does not
+    answer is handled as ``tests/other_databases.py`` does: a failure under CI
+    (``CI=true``, where ``.ci/run`` starts it first), a skip on a developer machine."""
+    try:
+        conn = _admin(kind, connect_timeout=2)
     except Exception as exc:
-        problem = f"PostgreSQL is not reachable on 127.0.0.1:5432 ({exc}); {needs}"
+        where = "127.0.0.1:5432" if kind == "postgresql" else "127.0.0.1:3306"
+        problem = f"{kind} is not reachable on {where} ({exc}); {needs}"
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail(problem)
         pytest.skip(problem)
-    name = f"kefu_own{uuid.uuid4().hex[:10]}"
-    conn.autocommit = True
+    return _create_database(kind, conn, "kefu_own")
+
+
+def _admin(kind: str, **options):
+    """An autocommit connection to the server's administrative database."""
+    if kind == "postgresql":
+        import psycopg2
+
+        conn = psycopg2.connect(**PG_ADMIN, **options)
+        conn.autocommit = True
+        return conn
+    import pymysql
+
+    return pymysql.connect(**MYSQL_ADMIN, autocommit=True, **options)
+
+
+def _create_database(kind: str, conn, prefix: str) -> str:
+    name = f"{prefix}{uuid.uuid4().hex[:12]}"
     with conn.cursor() as cur:
-        cur.execute(f'CREATE DATABASE "{name}"')
+        if kind == "postgresql":
+            cur.execute(f'CREATE DATABASE "{name}"')
+        else:
+            cur.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
     conn.close()
-    return f"postgresql://postgres@127.0.0.1:5432/{name}"
+    if kind == "postgresql":
+        return f"postgresql://postgres@127.0.0.1:5432/{name}"
+    return f"mysql://root@127.0.0.1:3306/{name}"
 
 
 # PostgreSQL: how many sessions of this database wait for a row lock they asked for.

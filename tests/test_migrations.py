@@ -8,7 +8,6 @@ import os
 import subprocess
 import sys
 import time
-import uuid
 
 import pytest
 from peewee import DateTimeField, IntegrityError
@@ -23,7 +22,7 @@ from tests.support import (
     ROOT,
     drop_database,
     fresh_database_url,
-    own_postgres_database,
+    own_database,
 )
 
 BEFORE_005 = "004_drop_redundant_message_index"
@@ -78,23 +77,7 @@ def test_005_puts_op_id_first_and_keeps_sends_idempotent(database):
 
 
 def own_mysql_database(needs: str) -> str:
-    """A new MySQL database, whatever the suite's, as ``own_postgres_database`` makes
-    for PostgreSQL: a server that does not answer fails the test under CI, skips it on
-    a developer machine."""
-    try:
-        import pymysql
-
-        conn = pymysql.connect(**MYSQL_ADMIN, connect_timeout=2, autocommit=True)
-    except Exception as exc:
-        problem = f"MySQL is not reachable on 127.0.0.1:3306 ({exc}); {needs}"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(problem)
-        pytest.skip(problem)
-    name = f"kefu_own{uuid.uuid4().hex[:10]}"
-    with conn.cursor() as cur:
-        cur.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
-    conn.close()
-    return f"mysql://root@127.0.0.1:3306/{name}"
+    return own_database("mysql", needs)
 
 
 def names_done(database) -> list[str]:
@@ -209,12 +192,10 @@ def test_006_gives_an_old_mysql_database_microseconds():
         drop_database(url)
 
 
-def own_database(kind: str, tmp_path) -> str:
+def racing_database(kind: str, tmp_path) -> str:
     if kind == "sqlite":
         return f"sqlite:///{tmp_path}/kefu.db"
-    if kind == "postgresql":
-        return own_postgres_database("two runs at once on PostgreSQL")
-    return own_mysql_database("two runs at once on MySQL")
+    return own_database(kind, f"two runs at once on {kind}")
 
 
 RACER = """
@@ -230,7 +211,7 @@ print(json.dumps(upgrade(sys.argv[1])))
 def test_two_hosts_starting_at_once_migrate_once(kind, tmp_path):
     """Without a lock both saw 001 pending: one failed on what the other had just made
     (duplicate key or column), or 001 was recorded twice."""
-    url = own_database(kind, tmp_path)
+    url = racing_database(kind, tmp_path)
     try:
         racer = tmp_path / "racer.py"
         racer.write_text(RACER)
