@@ -71,8 +71,8 @@ def _migrate(server) -> str | None:
     done = subprocess.run(
         [sys.executable, "-m", "kefu.migrate"], capture_output=True, text=True, check=False
     )
-    if done.returncode != 0:
-        return f"migrations failed:\n{done.stderr}"
+    if done.returncode != 0:  # its last line says why (one line if it could not connect)
+        return done.stderr.strip() or f"migrations failed (exit {done.returncode})"
     server.log.info("migrations applied: %s", done.stdout.strip())
     return None
 

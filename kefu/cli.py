@@ -5,9 +5,10 @@ import json
 import click
 from flask import current_app
 from flask.cli import AppGroup, with_appcontext
+from peewee import PeeweeException
 
 from kefu.errors import KefuError
-from kefu.migrate import upgrade
+from kefu.migrate import reason, shown, upgrade
 from kefu.services import accounts
 
 
@@ -15,7 +16,18 @@ from kefu.services import accounts
 def _migrate_first() -> None:
     """Accounts can be made before the server ever ran: a fresh database gets its
     tables first, as ``make serve`` and gunicorn's start give it (nothing if current)."""
-    upgrade(current_app.config["DATABASE_URL"])
+    _upgrade()
+
+
+def _upgrade() -> list[str]:
+    """Pending migrations applied. A database that cannot be opened or migrated is one
+    line, as from ``python -m kefu.migrate`` (it was a page of chained tracebacks)."""
+    url = current_app.config["DATABASE_URL"]
+    try:
+        return upgrade(url)
+    except (PeeweeException, OSError, TypeError) as exc:
+        problem = f"cannot open or migrate KEFU_DATABASE_URL ({shown(url)}): {reason(exc)}"
+        raise click.ClickException(problem) from None
 
 
 kefu_cli = AppGroup("kefu", help="Manage kefu users and agents.", callback=_migrate_first)
@@ -108,7 +120,7 @@ def _change(action, as_json: bool, what: str) -> None:
 @db_cli.command("upgrade")
 def db_upgrade():
     """Apply pending migrations."""
-    applied = upgrade(current_app.config["DATABASE_URL"])
+    applied = _upgrade()
     click.echo(
         f"applied {len(applied)} migration(s)" + (f": {', '.join(applied)}" if applied else "")
     )

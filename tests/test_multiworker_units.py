@@ -164,6 +164,11 @@ def test_short_secrets_are_warned_about(make_server):
         ({"KEFU_GROUP_COMMIT_GAP_MS": "1e9"}, "kefu: KEFU_GROUP_COMMIT_GAP_MS='1e9'"),
         # gunicorn's own settings: the CLI holds no sockets and does not read them.
         ({"KEFU_WORKER_CONNECTIONS": "0"}, "kefu: KEFU_WORKER_CONNECTIONS='0': must be a whole"),
+        # A database that cannot be opened (a page of chained tracebacks from both).
+        (
+            {"KEFU_DATABASE_URL": "sqlite:////nonexistent-dir/k.db"},
+            "KEFU_DATABASE_URL (sqlite:////nonexistent-dir/k.db): unable to open database file",
+        ),
     ],
 )
 def test_gunicorn_and_the_cli_refuse_to_start(tmp_path, env, says):
