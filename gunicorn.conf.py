@@ -50,7 +50,7 @@ def on_reload(server):
 
 
 def _settings_problem(server) -> str | None:
-    from kefu.config import deployment_problem, from_environment, weak_secrets
+    from kefu.config import deployment_problem, from_environment, upload_dir_problem, weak_secrets
 
     try:
         settings = from_environment()
@@ -60,7 +60,7 @@ def _settings_problem(server) -> str | None:
         _forget_kefu()
     problem = deployment_problem(
         settings["BROKER"], server.cfg.workers, settings["DATABASE_URL"], settings["DB_POOL_SIZE"]
-    )
+    ) or upload_dir_problem(settings["UPLOAD_DIR"])
     for warning in weak_secrets(settings):
         server.log.warning("kefu: %s", warning)
     return f"kefu: {problem}" if problem else None

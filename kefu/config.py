@@ -6,6 +6,7 @@ override any of them (tests do). The README lists them all.
 
 import os
 import secrets
+import tempfile
 
 
 class SettingsError(ValueError):
@@ -210,6 +211,18 @@ def weak_secrets(settings: dict) -> list[str]:
         for name, key in named.items()
         if key and len(key.encode()) < STRONG_KEY_BYTES
     ]
+
+
+def upload_dir_problem(folder: str) -> str | None:
+    """Why uploads could not be stored in ``folder``, or None. Checked at start: every
+    upload was a 500 and a traceback, while the rest of the server seemed fine."""
+    try:
+        os.makedirs(folder, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".kefu-write-check-"):
+            pass
+    except OSError as exc:
+        return f"KEFU_UPLOAD_DIR={folder!r}: uploads cannot be stored there ({exc.strerror})"
+    return None
 
 
 def deployment_problem(broker: str, workers: int, database_url: str, pool_size: int) -> str | None:

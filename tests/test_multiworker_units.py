@@ -164,6 +164,11 @@ def test_short_secrets_are_warned_about(make_server):
         ({"KEFU_GROUP_COMMIT_GAP_MS": "1e9"}, "kefu: KEFU_GROUP_COMMIT_GAP_MS='1e9'"),
         # gunicorn's own settings: the CLI holds no sockets and does not read them.
         ({"KEFU_WORKER_CONNECTIONS": "0"}, "kefu: KEFU_WORKER_CONNECTIONS='0': must be a whole"),
+        # Checked by gunicorn only: every upload was a 500 and a traceback.
+        (
+            {"KEFU_UPLOAD_DIR": "/proc/kefu-uploads"},
+            "kefu: KEFU_UPLOAD_DIR='/proc/kefu-uploads': uploads cannot be stored there",
+        ),
         # A database that cannot be opened (a page of chained tracebacks from both).
         (
             {"KEFU_DATABASE_URL": "sqlite:////nonexistent-dir/k.db"},
@@ -175,7 +180,8 @@ def test_gunicorn_and_the_cli_refuse_to_start(tmp_path, env, says):
     """The same one line from gunicorn's master and from ``flask kefu`` (which printed
     a traceback), and nothing else but gunicorn's own "[time] [pid] [INFO] …" lines."""
     commands = [[str(BIN / "gunicorn"), "-c", "gunicorn.conf.py", "app:app"]]
-    if env != {"KEFU_WORKERS": "2"} and "KEFU_WORKER_CONNECTIONS" not in env:
+    gunicorn_only = {"KEFU_WORKER_CONNECTIONS", "KEFU_UPLOAD_DIR"}
+    if env != {"KEFU_WORKERS": "2"} and not env.keys() & gunicorn_only:
         commands.append([str(BIN / "flask"), "--app", "app", "kefu", "create-user", "nobody"])
     for command in commands:
         done = _run(command, tmp_path, env)
