@@ -15,9 +15,8 @@ import secrets
 from flask import Blueprint, abort, current_app, jsonify, request, send_from_directory
 
 from kefu import auth
-from kefu.errors import Forbidden, Invalid, KefuError, TooManyRequests, Unauthorized
+from kefu.errors import Forbidden, Invalid, KefuError, Unauthorized
 from kefu.models import FILE, IMAGE
-from kefu.realtime.limits import KeyedBuckets
 from kefu.services import visitors
 from kefu.web import session as web
 
@@ -69,21 +68,6 @@ def _uploader() -> str:
     raise Unauthorized("Sign in, send a Bearer token, or give a visitor_id")
 
 
-def _admit_visitor() -> None:
-    """Per client address (the forwarded one behind KEFU_PROXY_COUNT, as for the other
-    limits), since a script can make up a new visitor id for every upload. Checked
-    before the file is read, so a refused upload writes nothing. Per worker, in memory."""
-    per_minute = current_app.config["VISITOR_UPLOADS_PER_ADDRESS_PER_MINUTE"]
-    if not per_minute:
-        return
-    buckets = current_app.extensions.get("kefu.visitor_uploads")
-    if buckets is None:
-        buckets = KeyedBuckets(per_minute / 60.0, max(1.0, per_minute))
-        current_app.extensions["kefu.visitor_uploads"] = buckets
-    if not buckets.allow(request.remote_addr or "?"):
-        raise TooManyRequests("Too many uploads from this address; wait a moment")
-
-
 def _classify(upload) -> tuple[str, int]:
     """(our extension, message_type) after checking extension, declared type and bytes."""
     name = upload.filename or ""
@@ -130,8 +114,9 @@ def cap_body():
 @bp.post("/api/kefu/upload")
 def upload():
     who = _uploader()
-    if who == "visitor":
-        _admit_visitor()
+    if who == "visitor":  # before the file is read: a refused upload writes nothing
+        # The client's address: the forwarded one behind KEFU_PROXY_COUNT.
+        current_app.extensions["kefu.live"].admit_visitor_upload(request.remote_addr)
     upload = request.files.get("file")
     if upload is None:
         raise Invalid("file is required (multipart field 'file')")

@@ -1,6 +1,6 @@
 """What a socket and a visitor may do before the desk serves them: the frame rate,
-visitor message rates, new visitor ids per address, and the per-identity socket cap,
-counted across workers through the registry when there is one.
+visitor message rates, new visitor ids and visitor uploads per address, and the
+per-identity socket cap, counted across workers through the registry when there is one.
 
 A part of ``Live`` (a mixin): it uses the ``hub``, ``registry`` and ``limits`` that
 ``Live`` sets up, and keeps its own state from ``_init_admission``.
@@ -25,6 +25,8 @@ class Admission:
         per_minute = self.limits["VISITOR_MESSAGES_PER_MINUTE"]
         self.visitor_messages = KeyedBuckets(per_minute / 60.0, max(1.0, per_minute / 3))
         self.new_visitors = NewKeyLimit(self.limits["NEW_VISITORS_PER_ADDRESS_PER_MINUTE"])
+        uploads = self.limits["VISITOR_UPLOADS_PER_ADDRESS_PER_MINUTE"]
+        self.visitor_uploads = KeyedBuckets(uploads / 60.0, max(1.0, uploads))
 
     def admit_frame(self, conn) -> None:
         """Spend one frame of the socket's rate budget, or refuse the frame."""
@@ -48,6 +50,13 @@ class Admission:
         per_address = self.limits["NEW_VISITORS_PER_ADDRESS_PER_MINUTE"]
         if address and per_address and not self.new_visitors.allow(address, visitor_id):
             raise TooManyRequests("Too many new visitors from this address; wait a moment")
+
+    def admit_visitor_upload(self, address: str | None) -> None:
+        """Per client address, since a script can make up a visitor id for every upload
+        (per worker, in memory; 0 in the setting turns it off)."""
+        per_minute = self.limits["VISITOR_UPLOADS_PER_ADDRESS_PER_MINUTE"]
+        if per_minute and not self.visitor_uploads.allow(address or "?"):
+            raise TooManyRequests("Too many uploads from this address; wait a moment")
 
     def connections_anywhere(self, key: str) -> int:
         """Live sockets under ``key`` on every worker (this one's hub if it is alone)."""
