@@ -60,11 +60,14 @@ def create_app(config: dict | None = None):
     def healthz():
         """For a load balancer: 503 when this worker cannot reach its database (every
         request it took would fail), with the reason."""
-        hub = app.extensions["kefu.live"].hub
         problem = db.unreachable()
+        health = {
+            "ok": problem is None,
+            "connections": app.extensions["kefu.live"].hub.connection_count(),
+        }
         if problem:
-            return {"ok": False, "database": problem, "connections": hub.connection_count()}, 503
-        return {"ok": True, "connections": hub.connection_count()}
+            return {**health, "database": problem}, 503
+        return health
 
     return app
 

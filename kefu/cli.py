@@ -7,8 +7,9 @@ from flask import current_app
 from flask.cli import AppGroup, with_appcontext
 from peewee import PeeweeException
 
+from kefu.db import error_text
 from kefu.errors import KefuError
-from kefu.migrate import reason, shown, upgrade
+from kefu.migrate import shown, upgrade
 from kefu.services import accounts
 
 
@@ -26,7 +27,7 @@ def _upgrade() -> list[str]:
     try:
         return upgrade(url)
     except (PeeweeException, OSError, TypeError) as exc:
-        problem = f"cannot open or migrate KEFU_DATABASE_URL ({shown(url)}): {reason(exc)}"
+        problem = f"cannot open or migrate KEFU_DATABASE_URL ({shown(url)}): {error_text(exc)}"
         raise click.ClickException(problem) from None
 
 

@@ -165,8 +165,21 @@ def unreachable() -> str | None:
     except Busy as exc:
         return exc.message
     except Exception as exc:  # the driver's own: connection refused, disk I/O, …
-        return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return error_text(exc)
     return None
+
+
+def error_text(exc: BaseException) -> str:
+    """The driver's message on one line, without the wrapping around it."""
+    args = exc.args
+    if len(args) == 1 and isinstance(args[0], BaseException):
+        return error_text(args[0])  # peewee's error wrapping the driver's
+    if len(args) == 2 and isinstance(args[0], int):
+        args = args[1:]  # PyMySQL's (code, message)
+    text = " ".join(str(a) for a in args) if args else type(exc).__name__
+    text = " ".join(line.strip() for line in text.splitlines() if line.strip())
+    # psycopg2: 'connection to server at "h", port 5432 failed: FATAL:  <what>'
+    return text.split("failed: FATAL:", 1)[-1].strip()
 
 
 def is_postgres() -> bool:

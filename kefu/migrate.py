@@ -23,7 +23,7 @@ import peewee as pw
 from peewee_migrate import Router
 from playhouse.migrate import make_index_name
 
-from kefu.db import make_database
+from kefu.db import error_text, make_database
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 log = logging.getLogger(__name__)
@@ -224,19 +224,6 @@ def shown(url: str) -> str:
     return url
 
 
-def reason(exc: BaseException) -> str:
-    """The driver's message on one line, without the wrapping around it."""
-    args = exc.args
-    if len(args) == 1 and isinstance(args[0], BaseException):
-        return reason(args[0])  # peewee's error wrapping the driver's
-    if len(args) == 2 and isinstance(args[0], int):
-        args = args[1:]  # PyMySQL's (code, message)
-    text = " ".join(str(a) for a in args) if args else type(exc).__name__
-    text = " ".join(line.strip() for line in text.splitlines() if line.strip())
-    # psycopg2: 'connection to server at "h", port 5432 failed: FATAL:  <what>'
-    return text.split("failed: FATAL:", 1)[-1].strip()
-
-
 def main() -> int:
     """One line on stderr and status 1 if the database cannot be opened or migrated:
     gunicorn's master prints this process's stderr whole, and a page of chained
@@ -249,10 +236,10 @@ def main() -> int:
                 applied = migrate(database)
             except (pw.PeeweeException, OSError) as exc:
                 # peewee-migrate has logged the failed migration's traceback above.
-                return _fail(f"migrations failed on {shown(url)}: {reason(exc)}")
+                return _fail(f"migrations failed on {shown(url)}: {error_text(exc)}")
     # TypeError: a URL option (?name=value) the driver does not take.
     except (pw.PeeweeException, ValueError, TypeError, OSError) as exc:
-        return _fail(f"cannot open KEFU_DATABASE_URL ({shown(url)}): {reason(exc)}")
+        return _fail(f"cannot open KEFU_DATABASE_URL ({shown(url)}): {error_text(exc)}")
     print(", ".join(applied) or "none pending")
     return 0
 
