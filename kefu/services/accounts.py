@@ -1,6 +1,7 @@
 """Users and agents: creation, host-provisioned users, passwords, agent settings."""
 
 import secrets
+from contextlib import contextmanager
 
 from peewee import IntegrityError
 from werkzeug.security import check_password_hash, generate_password_hash
@@ -26,11 +27,8 @@ def _hash(password: str) -> str:
 def create_user(username: str, nickname: str = "", password: str | None = None):
     """A new user account and its first token: (user, raw_token)."""
     fields = _new_user_fields(username, nickname, password)
-    try:
-        with db.write():
-            return _create_user_locked(fields)
-    except IntegrityError:
-        raise Conflict(f"username {fields['username']!r} is taken") from None
+    with _name_free(fields["username"]), db.write():
+        return _create_user_locked(fields)
 
 
 def create_agent(
@@ -39,13 +37,19 @@ def create_agent(
     """A new agent (account + profile): (user, agent, raw_token)."""
     check_max_concurrent(max_concurrent)
     fields = _new_user_fields(username, nickname, password)
+    with _name_free(fields["username"]), db.write():
+        user, token = _create_user_locked(fields)
+        agent = Agent.create(user=user, max_concurrent=max_concurrent)
+        return user, agent, token
+
+
+@contextmanager
+def _name_free(username: str):
+    """The unique index says a name is taken (after the write rolled back)."""
     try:
-        with db.write():
-            user, token = _create_user_locked(fields)
-            agent = Agent.create(user=user, max_concurrent=max_concurrent)
-            return user, agent, token
+        yield
     except IntegrityError:
-        raise Conflict(f"username {fields['username']!r} is taken") from None
+        raise Conflict(f"username {username!r} is taken") from None
 
 
 def _new_user_fields(username: str, nickname: str, password: str | None) -> dict:

@@ -6,7 +6,7 @@ through the live channel, which renders the same partials.
 
 import re
 
-from flask import Blueprint, current_app, redirect, render_template, request, session, url_for
+from flask import Blueprint, current_app, redirect, render_template, request, url_for
 
 from kefu.errors import KefuError
 from kefu.models import OPEN, SENDER_AGENT, SENDER_USER, TEXT
@@ -82,7 +82,7 @@ def sign_in():
         web.sign_in(web.AGENT_KEY, user.id)
         who = web.current_agent()
     if who is None:
-        session.pop(web.AGENT_KEY, None)
+        web.sign_out(web.AGENT_KEY)
         return _sign_in_page("Wrong username or password, or not an agent account.", 401)
     response = redirect(_safe_next(request.form.get("next")))
     web.remember_device(response, username)

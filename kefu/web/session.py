@@ -13,6 +13,7 @@ from datetime import UTC
 from functools import wraps
 
 from flask import abort, current_app, redirect, request, session, url_for
+from itsdangerous import BadData, URLSafeTimedSerializer
 
 from kefu import db
 from kefu.auth import Principal, principal_for
@@ -91,8 +92,6 @@ KNOWN_DEVICE_COOKIE, KNOWN_DEVICE_DAYS, KNOWN_DEVICE_NAMES = "kefu_known", 90, 5
 
 
 def _device_signer():
-    from itsdangerous import URLSafeTimedSerializer
-
     return URLSafeTimedSerializer(current_app.secret_key, salt="kefu-known-device")
 
 
@@ -112,7 +111,7 @@ def known_devices() -> list[str]:
         return []
     try:
         names = _device_signer().loads(raw, max_age=KNOWN_DEVICE_DAYS * 86400)
-    except Exception:  # forged, stale or from another secret key: a stranger's browser
+    except BadData:  # forged, stale or from another secret key: a stranger's browser
         return []
     return [n for n in names if isinstance(n, str)] if isinstance(names, list) else []
 
