@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 import pytest
 
 from kefu.config import deployment_problem, weak_secrets
+from kefu.db import make_database
 from kefu.realtime import events as ev
 from kefu.realtime import wire
 from kefu.realtime.pg_broker import SeqOrder
@@ -213,6 +214,20 @@ def test_the_cli_refuses_bad_agent_settings_in_one_line(tmp_path, args, says):
     done = _run(command, tmp_path, {})
     assert done.returncode == 1
     assert done.stderr.strip() == f"Error: {says}"
+
+
+def test_the_cli_refuses_a_taken_name_and_stores_nothing_more(tmp_path):
+    for command in ("create-user", "create-agent"):
+        args = [str(BIN / "flask"), "--app", "app", "kefu", command, "taken"]
+        done = _run(args, tmp_path, {})
+        assert done.returncode == (0 if command == "create-user" else 1), done.stderr
+    assert done.stderr.strip() == "Error: username 'taken' is taken"
+    database = make_database(f"sqlite:///{tmp_path}/k.db", pool_size=1)
+    counts = [
+        database.execute_sql(f"SELECT COUNT(*) FROM {t}").fetchone()[0] for t in ("user", "agent")
+    ]
+    database.close_all()
+    assert counts == [1, 0]  # the agent's account was not kept without its profile
 
 
 def _run(command, tmp_path, env):
