@@ -34,18 +34,18 @@ def rollback(migrator, database, *, fake=False):
 
 
 def _deploy_next_release(release) -> None:
-    """A release whose package needs a function its config module did not have."""
+    """A release whose package needs a function its config module did not have, and
+    answers on a route of its own."""
     config = release / "kefu" / "config.py"
     config.write_text(config.read_text() + '\n\ndef release_name() -> str:\n    return "next"\n')
     package = release / "kefu" / "__init__.py"
-    old = '        return {"ok": True, "connections": hub.connection_count()}'
-    assert old in package.read_text()
-    new = (
-        "        from kefu.config import release_name\n\n"
-        '        return {"ok": True, "connections": hub.connection_count(), '
-        '"release": release_name()}'
+    end = "\n    return app\n"
+    assert package.read_text().count(end) == 1
+    route = (
+        "\n    from kefu.config import release_name\n\n"
+        '    app.add_url_rule("/release", "release", lambda: {"release": release_name()})\n'
     )
-    package.write_text(package.read_text().replace(old, new))
+    package.write_text(package.read_text().replace(end, route + end))
     (release / "migrations" / "999_reload_probe.py").write_text(PROBE_MIGRATION)
 
 
@@ -58,16 +58,16 @@ def test_a_reload_after_a_deploy_runs_the_new_release_on_a_migrated_schema(tmp_p
     server.root = release
     server.start()
     try:
-        assert "release" not in requests.get(server.url("/healthz"), timeout=5).json()
+        assert requests.get(server.url("/release"), timeout=5).status_code == 404
         _deploy_next_release(release)
         server.proc.send_signal(signal.SIGHUP)
         deadline = time.monotonic() + 20
         while True:
             try:
-                health = requests.get(server.url("/healthz"), timeout=2).json()
+                answer = requests.get(server.url("/release"), timeout=2)
             except requests.RequestException:
-                health = {}
-            if health.get("release") == "next":
+                answer = None
+            if answer is not None and answer.ok and answer.json() == {"release": "next"}:
                 break
             assert server.proc.poll() is None, server.log()[-2000:]
             assert time.monotonic() < deadline, server.log()[-2000:]
