@@ -105,7 +105,9 @@ def _from_host_jwt(token: str) -> Principal:
             secret,
             algorithms=["HS256"],
             leeway=current_app.config["JWT_LEEWAY_SECONDS"],
-            options={"require": ["sub"]},
+            # RFC 7519 makes ``sub`` a string, but host applications often put their
+            # numeric user id there as a number: 998877 and "998877" are one user.
+            options={"require": ["sub"], "verify_sub": False},
         )
     except jwt.ExpiredSignatureError:
         raise Unauthorized("Token has expired") from None
@@ -115,7 +117,10 @@ def _from_host_jwt(token: str) -> Principal:
         raise Unauthorized(f"Invalid token: {exc}") from None
     from kefu.services import accounts  # accounts imports auth for token issuing
 
-    sub, name, avatar = str(claims["sub"]), claims.get("name"), claims.get("avatar")
+    sub, name, avatar = claims["sub"], claims.get("name"), claims.get("avatar")
+    if isinstance(sub, bool) or not isinstance(sub, str | int) or sub == "":
+        raise Unauthorized("Invalid token: sub must be a non-empty string or an integer")
+    sub = str(sub)
     if len(sub) > 150:  # what the account keeps of it (a longer one failed on PostgreSQL)
         raise Unauthorized("Invalid token: sub must be at most 150 characters")
     if not all(value is None or isinstance(value, str) for value in (name, avatar)):

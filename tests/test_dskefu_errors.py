@@ -46,7 +46,7 @@ FRAME_CASES = [
     ("[1, 2]", "Frame must be a JSON object", None),
     ('"text"', "Frame must be a JSON object", None),
     ({"data": {}}, "action is required", None),
-    ({"action": 5, "op_id": "a"}, "action is required", "a"),
+    ({"action": 5, "op_id": "a"}, "action must be a string", "a"),
     ({"action": "bogus", "op_id": "a"}, "Unknown action: bogus", "a"),
     ({"action": "kefu_message_send", "data": [], "op_id": "b"}, "data must be an object", "b"),
     ({"action": "kefu_message_send", "data": {}, "op_id": 3}, "conversation_id is required", 3),
@@ -155,7 +155,7 @@ FRAME_CASES = [
             "data": {"conversation_id": "CID", "content": "a"},
             "op_id": {"x": 1},
         },
-        "op_id must be a string",
+        "op_id must be a string or an integer",
         None,
     ),
     (
@@ -409,6 +409,8 @@ def test_host_jwt_sign_in(server):
         ({"sub": "host-\x00", "name": "n"}, "claims must not contain NUL characters"),
         ({"sub": "host-43", "avatar": "/a\x00.png"}, "claims must not contain NUL characters"),
         ({"sub": "host-44", "name": 7}, "name and avatar must be strings"),
+        ({"sub": 4.5}, "sub must be a non-empty string or an integer"),
+        ({"sub": ""}, "sub must be a non-empty string or an integer"),
     ):
         odd = jwt.encode({**claims, "exp": int(time.time()) + 60}, JWT_SECRET, algorithm="HS256")
         reply = server.get("/api/kefu/message/getConversation", odd)
@@ -424,6 +426,12 @@ def test_host_jwt_sign_in(server):
     }
     assert ws.request({"action": "login", "data": {"token": f"Bearer {token}"}})["success"]
     ws.close()
+    # Hosts often put their numeric user id in ``sub`` as a number: one user either way.
+    numeric = jwt.encode({"sub": 998877, "exp": int(time.time()) + 60}, JWT_SECRET, "HS256")
+    as_number = server.get("/api/kefu/message/getConversation", numeric)
+    assert as_number.status_code == 200, as_number.text
+    as_text = server.get("/api/kefu/message/getConversation", Server.host_jwt("998877"))
+    assert as_text.json()["data"]["id"] == as_number.json()["data"]["id"]
 
 
 def test_a_host_user_whose_name_is_taken_still_signs_in(server):
@@ -453,3 +461,17 @@ def test_socket_survives_a_burst_of_garbage(server, setup):
     assert ws.request({"action": "ping", "op_id": "after"})["op_id"] == "after"
     assert time.monotonic() - started < 5
     ws.close()
+
+
+def test_numbers_may_be_digit_strings_everywhere(server, setup):
+    """Ids took "1" (the guide sends kefu_id so); the other numbers refused it."""
+    cid = str(setup["cid"])
+    data = {"conversation_id": cid, "content": "quoted", "message_type": "1", "sender_type": "1"}
+    sent = setup["ws"].request({"action": "kefu_message_send", "data": data})
+    assert sent["success"] is True, sent
+    pushed = setup["agent_ws"].recv_until(lambda f: f.get("action") == "kefu_message")
+    assert pushed["message_id"] == sent["data"]["message_id"]
+    read = {"conversation_id": cid, "message_ids": [str(sent["data"]["message_id"])]}
+    read["sender_type"] = "1"  # whose messages: the customer's
+    marked = setup["agent_ws"].request({"action": "kefu_message_read", "data": read})
+    assert marked["success"] is True and marked["data"] == {"updated_count": 1}, marked

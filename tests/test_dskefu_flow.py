@@ -280,9 +280,11 @@ def test_paging_newest_page_first_oldest_first_inside(server):
         ]
         == "m25"
     )  # default page_size 10, newest last
-    too_big = server.get(f"/api/kefu/message/list?conversation_id={cid}&page_size=101", token)
-    assert too_big.status_code == 422
-    assert too_big.json() == {"code": 422, "message": "page_size must be from 1 to 100"}
+    assert len(contents(1, 101)) == 25  # capped at 100, not refused (the spec's README)
+    assert contents(1, 10**9) == contents(1, 100)
+    too_small = server.get(f"/api/kefu/message/list?conversation_id={cid}&page_size=0", token)
+    assert too_small.status_code == 422
+    assert too_small.json() == {"code": 422, "message": "page_size must be 1 or more"}
     agent_ws.close()
     user_ws.close()
 
@@ -340,4 +342,29 @@ def test_idempotent_send_by_op_id(server):
     assert second == first
     listing = server.get(f"/api/kefu/message/list?conversation_id={cid}", token).json()["data"]
     assert [m["content"] for m in listing] == ["once"]
+    ws.close()
+
+
+def test_an_op_id_reused_for_another_message_gets_an_error_not_a_false_success(server):
+    """The guide's examples all say "unique_op_id": a client copying them must learn
+    that its second message was not sent, not be told it was."""
+    server.create_agent("reuse-agent")
+    token = server.host_jwt("reuse-user")
+    cid = server.get("/api/kefu/message/getConversation", token).json()["data"]["id"]
+    ws = server.ws()
+    ws.request({"action": "login", "data": {"token": token}})
+
+    def send(content):
+        data = {"conversation_id": cid, "content": content}
+        return ws.request({"action": "kefu_message_send", "data": data, "op_id": "unique_op_id"})
+
+    assert send("first")["success"] is True
+    assert send("second") == {
+        "success": False,
+        "message": "op_id was already used for another message; send each message with a new op_id",
+        "op_id": "unique_op_id",
+    }
+    assert ws.request({"action": "ping", "op_id": "p"})["message"] == "pong"  # still usable
+    listing = server.get(f"/api/kefu/message/list?conversation_id={cid}", token).json()["data"]
+    assert [m["content"] for m in listing] == ["first"]
     ws.close()

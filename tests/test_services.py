@@ -13,6 +13,7 @@ from kefu.migrate import upgrade
 from kefu.models import ENDED, Agent, Conversation, User
 from kefu.realtime.events import ConversationAssigned, MessageCreated, QueueMoved
 from kefu.services import accounts, conversations, messages, presence, routing, targets, visitors
+from kefu.services.message_rules import OpIdReused
 from tests.support import drop_database, fresh_database_url
 
 
@@ -121,6 +122,26 @@ def test_send_rules_and_idempotency(app):
     assert dup and resent.id == view.id and events == []
     with pytest.raises(Conflict):
         messages.send(u, conv.id, "late", op_id="op-new")
+
+
+def test_an_op_id_reused_for_another_message_is_refused_not_swallowed(app):
+    kefu_id = agent(app, "reuse-agent").kefu_id
+    u = customer("reuse-user")
+    conv, _ = conversations.open_for_user(u)
+    first, _, _ = messages.send(u, conv.id, "first", op_id="unique_op_id")
+    for body in (("second",), ("first", 2, "https://example.com/a.png")):
+        with pytest.raises(OpIdReused, match="op_id was already used for another message"):
+            messages.send(u, conv.id, *body, op_id="unique_op_id")
+    conversations.end(conv.id, u)
+    later, _ = conversations.open_for_user(u)
+    with pytest.raises(OpIdReused):  # the old message is not a new conversation's reply
+        messages.send(u, later.id, "first", op_id="unique_op_id")
+    again, _, dup = messages.send(u, conv.id, "first", op_id="unique_op_id")
+    assert dup and again.id == first.id  # a true resend is still answered with the first
+    visitors.send("v_reuse", kefu_id, "hello", op_id="v-1")
+    with pytest.raises(OpIdReused):
+        visitors.send("v_reuse", kefu_id, "goodbye", op_id="v-1")
+    assert [m.content for m in messages.page(u, later.id)] == []
 
 
 def _people(events) -> tuple:

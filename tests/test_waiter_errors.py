@@ -72,7 +72,7 @@ USER_CASES = [
     ),
     (
         {"type": "message_text", "payload": {"text": "x"}, "op_id": {"a": 1}},
-        "op_id must be a string",
+        "op_id must be a string or an integer",
     ),
     (
         {"type": "message_text", "payload": {"text": "x"}, "op_id": "o" * 65},

@@ -165,8 +165,8 @@ PATHS = {
                 ),
                 _query(
                     "page_size",
-                    {"type": "integer", "minimum": 1, "maximum": 100, "default": 10},
-                    "Messages per page (at most KEFU_PAGE_SIZE_MAX, 100 by default)",
+                    {"type": "integer", "minimum": 1, "maximum": ID_MAX, "default": 10},
+                    "Messages per page; a larger one is capped at KEFU_PAGE_SIZE_MAX (100)",
                 ),
                 _query(
                     "after_id",

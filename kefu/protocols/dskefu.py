@@ -132,8 +132,10 @@ def handle(conn, raw, live, max_bytes: int) -> None:
         live.admit_frame(conn)
         op_id = op_id_of(frame)
         action = frame.get("action")
-        if not isinstance(action, str) or not action:
+        if action is None or action == "":
             raise FrameError("action is required")
+        if not isinstance(action, str):
+            raise FrameError("action must be a string")
         handler = ACTIONS.get(action)
         if handler is None:
             raise FrameError(f"Unknown action: {action}")

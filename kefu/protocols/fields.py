@@ -46,6 +46,15 @@ def _is_int(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+def _digits_as_int(value):
+    """A string of ASCII digits as its number, anything else as it is: ids already take
+    ``"1"`` (the guide sends kefu_id so), and a client that does it for one number does
+    it for all of them (``sender_type: "2"``, ``message_ids: ["5"]``)."""
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) < 20:
+        return int(value)
+    return value
+
+
 class Fields:
     """Typed reads from a frame's data object."""
 
@@ -70,7 +79,7 @@ class Fields:
         return number
 
     def integer(self, name: str, default=None, choices=None):
-        value = self.data.get(name)
+        value = _digits_as_int(self.data.get(name))
         if value is None:
             return default
         if not _is_int(value):
@@ -97,10 +106,13 @@ class Fields:
         value = self.data.get(name)
         if value is None:
             raise Invalid(f"{name} is required")
-        if not isinstance(value, list) or not all(_is_int(v) for v in value):
+        if not isinstance(value, list):
             raise Invalid(f"{name} must be an array of integers")
         if len(value) > max_items:
             raise Invalid(f"{name} has too many items (max {max_items})")
+        value = [_digits_as_int(v) for v in value]
+        if not all(_is_int(v) for v in value):
+            raise Invalid(f"{name} must be an array of integers")
         return value
 
 
@@ -110,7 +122,7 @@ def op_id_of(frame: dict):
     if op_id is None:
         return None
     if isinstance(op_id, bool) or not isinstance(op_id, str | int):
-        raise Invalid("op_id must be a string")
+        raise Invalid("op_id must be a string or an integer")
     if len(str(op_id)) > 64:
         raise Invalid("op_id is too long (max 64 characters)")
     return op_id

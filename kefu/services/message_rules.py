@@ -5,7 +5,7 @@ Every way in (ds/kefu, waiter, the pages) checks a message here before it is sto
 
 import re
 
-from kefu.errors import Invalid, refuse_nul
+from kefu.errors import Conflict, Invalid, refuse_nul
 from kefu.models import FILE, IMAGE, TEXT
 
 LIMITS = {"content_chars": 5000, "page_size_max": 100}
@@ -58,3 +58,27 @@ def idempotency_key(op_id: str | None) -> str | None:
     and nothing stored. Checked here because the pages' forms pass it as is."""
     refuse_nul("op_id", op_id)
     return op_id or None
+
+
+class OpIdReused(Conflict):
+    """A send's op_id names a stored message with another body. A resend repeats its
+    message; anything else is a client reusing op_ids (a literal copied from the guide's
+    examples, a counter restarted by a reload), and answering it with the first message
+    would report a new message as sent while storing nothing. Refused, as payment APIs
+    refuse an idempotency key reused with other parameters: nothing is lost unseen."""
+
+    def __init__(self):
+        super().__init__(
+            "op_id was already used for another message; send each message with a new op_id"
+        )
+
+
+def is_resend(first, conversation_id, content, message_type, file_url) -> bool:
+    """Whether ``first`` (the stored message with this op_id) is what this send asks to
+    store: the same conversation and body. Bodies are compared as ``check_body`` left them."""
+    return (
+        first.conversation_id == conversation_id
+        and first.content == content
+        and first.message_type == message_type
+        and first.file_url == file_url
+    )

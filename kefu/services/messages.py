@@ -8,7 +8,13 @@ from kefu.errors import Conflict, Invalid, KefuError, seq_bound
 from kefu.models import SENDER_USER, TEXT, Conversation, Message
 from kefu.realtime.events import MessageCreated, MessageView
 from kefu.services.conversations import visible
-from kefu.services.message_rules import LIMITS, check_body, idempotency_key
+from kefu.services.message_rules import (
+    LIMITS,
+    OpIdReused,
+    check_body,
+    idempotency_key,
+    is_resend,
+)
 from kefu.services.snapshots import conversation_ref, load, message_view
 from kefu.services.targets import Target, load_current_target
 from kefu.sqlcache import PROBE_TIMES, cached_select, cached_write
@@ -41,12 +47,16 @@ def _send_locked(who, conversation_id, content, message_type, file_url, op_id):
             raise Conflict("Conversation has ended")
         row = (sender_type, sender_id, sender_key, content, message_type, file_url, op_id)
         view, events = append_locked(target, *row)
-    except (KefuError, DuplicateOp):
+    except (KefuError, DuplicateOp) as exc:
         # A resend of a stored message is answered with it, even if the conversation
         # has ended since. Looked up only now: the unique (sender, op_id) index makes
         # the INSERT fail for a resend, so a new message costs no extra query.
         first = _first_with_op(sender_key, op_id)
         if first is None:
+            raise
+        if not is_resend(first, conversation_id, content, message_type, file_url):
+            if isinstance(exc, DuplicateOp):
+                raise OpIdReused from None
             raise
         return first, [], True
     return view, events, False
@@ -247,7 +257,7 @@ def page(who: Principal, conversation_id: int, page_number: int = 1, page_size: 
     """Page 1 holds the newest ``page_size`` messages; each page runs oldest → newest."""
     if page_number < 1:
         raise Invalid("page must be 1 or more")
-    _check_page_size(page_size)
+    page_size = _capped(page_size)
     with db.read():
         visible(conversation_id, who)
         newest_first = (
@@ -258,9 +268,12 @@ def page(who: Principal, conversation_id: int, page_number: int = 1, page_size: 
         return [message_view(m) for m in reversed(list(newest_first))]
 
 
-def _check_page_size(page_size: int) -> None:
-    if not 1 <= page_size <= LIMITS["page_size_max"]:
-        raise Invalid(f"page_size must be from 1 to {LIMITS['page_size_max']}")
+def _capped(page_size: int) -> int:
+    """The spec's README: "page_size is capped (100)". A larger one gets the most a page
+    holds; 0 or less asks for nothing sensible and is refused."""
+    if page_size < 1:
+        raise Invalid("page_size must be 1 or more")
+    return min(page_size, LIMITS["page_size_max"])
 
 
 def after_message(who: Principal, conversation_id: int, after_id: int, limit: int = 100):
@@ -271,7 +284,7 @@ def after_message(who: Principal, conversation_id: int, after_id: int, limit: in
     grows in commit order."""
     if after_id < 0:
         raise Invalid("after_id must be 0 or more")
-    _check_page_size(limit)
+    limit = _capped(limit)
     with db.read():
         visible(conversation_id, who)
         after_seq = 0

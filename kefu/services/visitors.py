@@ -47,6 +47,9 @@ def _send_locked(visitor_id: str, kefu_id: int, content: str, op_id: str | None)
     if op_id is not None:
         first = Message.by_op(sender_key, op_id).first()
         if first is not None:
+            # A visitor's conversation follows from the agent it names: the body decides.
+            if (first.content, first.message_type) != (content, TEXT):
+                raise message_rules.OpIdReused
             return message_view(first), [], True
     events = []
     conv, created = Conversation.get_or_create(
