@@ -69,6 +69,43 @@ class Token(BaseModel):
     created_at = DateTimeField(default=clock.now)
 
 
+class PageSession(BaseModel):
+    """A signed-in page (the agent dashboard or the user chat) of one browser, stored
+    only as its secret's SHA-256: the cookie holds the secret, and signing out deletes
+    the row, so a copy of the cookie is worth nothing afterwards."""
+
+    user = ForeignKeyField(User, backref="page_sessions", on_delete="CASCADE")
+    role = CharField(max_length=10)  # "agent" or "user": one browser may hold both
+    secret_hash = CharField(max_length=64, unique=True)
+    created_at = DateTimeField(default=clock.now)  # the sign-in
+    expires_at = DateTimeField()
+
+    @classmethod
+    def account(cls, secret_hash: str, role: str, now):
+        """The active account a live session of ``role`` belongs to: unexpired, and
+        signed in since its credentials last changed (a password change or a
+        re-enabled account ends the sessions signed in before it). The session's id and
+        end come along as ``session_id`` and ``session_expires``."""
+        changed = User.credentials_changed_at
+        return (
+            User.select(User, cls.id.alias("session_id"), cls.expires_at.alias("session_expires"))
+            .join(cls)
+            .where(
+                cls.secret_hash == secret_hash,
+                cls.role == role,
+                cls.expires_at > now,
+                User.is_active == True,  # noqa: E712 (peewee expression)
+                changed.is_null() | (changed <= cls.created_at),
+            )
+            .objects()  # the session's columns on the User, not on a joined PageSession
+        )
+
+    @classmethod
+    def expired_of(cls, user_id: int, now):
+        """Delete ``user_id``'s expired sessions."""
+        return cls.delete().where(cls.user == user_id, cls.expires_at <= now)
+
+
 class Agent(BaseModel):
     """The agent (客服 / kefu / waiter) profile of a user account; its id is ``kefu_id``."""
 
@@ -209,4 +246,4 @@ class Message(BaseModel):
         return cls.select().where(cls.sender_key == sender_key, cls.op_id == op_id)
 
 
-ALL_MODELS = [User, Token, Agent, Visitor, Conversation, Message]
+ALL_MODELS = [User, Token, PageSession, Agent, Visitor, Conversation, Message]

@@ -179,10 +179,11 @@ def test_006_gives_an_old_mysql_database_microseconds():
         before = datetime_columns(url)
         assert {kind for kind, *_ in before.values()} == {"datetime"}
 
-        assert upgrade(url) == ["006_mysql_datetime_microseconds"]
-        after = datetime_columns(url)
-        assert after.keys() == before.keys()
-        assert {kind for kind, *_ in after.values()} == {"datetime(6)"}
+        assert upgrade(url) == ALL[ALL.index("006_mysql_datetime_microseconds") :]
+        everything = datetime_columns(url)
+        assert {kind for kind, *_ in everything.values()} == {"datetime(6)"}
+        after = {column: v for column, v in everything.items() if column in before}
+        assert after.keys() == before.keys()  # the tables of later migrations aside
         assert {k: v[1] for k, v in after.items()} == {k: v[1] for k, v in before.items()}
         assert "2000-01-01 00:00:00" in after["visitor", "created_at"][2]
         assert "current_timestamp" in after["conversation", "updated_at"][2].lower()

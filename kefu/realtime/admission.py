@@ -1,6 +1,7 @@
 """What a socket and a visitor may do before the desk serves them: the frame rate,
-visitor message rates, new visitor ids and visitor uploads per address, and the
-per-identity socket cap, counted across workers through the registry when there is one.
+visitor message rates, new visitor ids and visitor uploads per address, the
+per-identity socket cap, counted across workers through the registry when there is one,
+and the agent sign-in form's attempts.
 
 A part of ``Live`` (a mixin): it uses the ``hub``, ``registry`` and ``limits`` that
 ``Live`` sets up, and keeps its own state from ``_init_admission``.
@@ -27,6 +28,12 @@ class Admission:
         self.new_visitors = NewKeyLimit(self.limits["NEW_VISITORS_PER_ADDRESS_PER_MINUTE"])
         uploads = self.limits["VISITOR_UPLOADS_PER_ADDRESS_PER_MINUTE"]
         self.visitor_uploads = KeyedBuckets(uploads / 60.0, max(1.0, uploads))
+        per_username = self.limits["SIGN_IN_ATTEMPTS_PER_USERNAME"]
+        per_address = self.limits["SIGN_IN_ATTEMPTS_PER_IP"]
+        self.sign_in_attempts = (  # attempts per minute, and as many at once
+            KeyedBuckets(per_username / 60, per_username),
+            KeyedBuckets(per_address / 60, per_address),
+        )
 
     def admit_frame(self, conn) -> None:
         """Spend one frame of the socket's rate budget, or refuse the frame."""
@@ -57,6 +64,14 @@ class Admission:
         per_minute = self.limits["VISITOR_UPLOADS_PER_ADDRESS_PER_MINUTE"]
         if per_minute and not self.visitor_uploads.allow(address or "?"):
             raise TooManyRequests("Too many uploads from this address; wait a moment")
+
+    def admit_sign_in(self, username: str, address: str | None) -> None:
+        """Per username and per client address, so guessing one account from many
+        addresses and many accounts from one address are both slowed down (per worker,
+        in memory). A refused address spends none of the username's budget."""
+        by_username, by_address = self.sign_in_attempts
+        if not (by_address.allow(address or "?") and by_username.allow(username)):
+            raise TooManyRequests("Too many sign-in attempts; wait a minute and try again.")
 
     def connections_anywhere(self, key: str) -> int:
         """Live sockets under ``key`` on every worker (this one's hub if it is alone)."""

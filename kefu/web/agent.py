@@ -8,9 +8,8 @@ import re
 
 from flask import Blueprint, current_app, redirect, render_template, request, url_for
 
-from kefu.errors import KefuError
+from kefu.errors import KefuError, TooManyRequests
 from kefu.models import OPEN, SENDER_AGENT, SENDER_USER, TEXT
-from kefu.realtime.limits import KeyedBuckets
 from kefu.services import accounts, conversations, desk, messages, routing
 from kefu.web import session as web
 from kefu.web.render import partial
@@ -43,21 +42,14 @@ def sign_in_form():
     )
 
 
-def _too_many_attempts(username: str) -> bool:
-    """Per username and per client address, so guessing one account from many
-    addresses and many accounts from one address are both slowed down. A browser the
-    agent signed in from before counts apart (``web.known_devices``): guesses from
-    elsewhere cannot lock the agent out of it."""
-    buckets = current_app.extensions.get("kefu.sign_in_attempts")
-    if buckets is None:
-        per_user = current_app.config["SIGN_IN_ATTEMPTS_PER_USERNAME"]
-        per_ip = current_app.config["SIGN_IN_ATTEMPTS_PER_IP"]
-        buckets = (KeyedBuckets(per_user / 60, per_user), KeyedBuckets(per_ip / 60, per_ip))
-        current_app.extensions["kefu.sign_in_attempts"] = buckets
-    by_user, by_ip = buckets
+def _admit_attempt(username: str) -> None:
+    """TooManyRequests past the username's or the address's budget. A browser the agent
+    signed in from before counts apart (``web.known_devices``): guesses from elsewhere
+    cannot lock the agent out of it."""
     name = web.username_key(username)
     key = f"{name}\x00known" if name in web.known_devices() else name
-    return not (by_ip.allow(request.remote_addr or "?") and by_user.allow(key))
+    # The client's address: the forwarded one behind KEFU_PROXY_COUNT.
+    current_app.extensions["kefu.live"].admit_sign_in(key, request.remote_addr)
 
 
 def _sign_in_page(error: str, status: int):
@@ -74,15 +66,17 @@ def _sign_in_page(error: str, status: int):
 def sign_in():
     web.check_csrf()
     username = request.form.get("username", "").strip()
-    if _too_many_attempts(username):
-        return _sign_in_page("Too many sign-in attempts; wait a minute and try again.", 429)
+    try:
+        _admit_attempt(username)
+    except TooManyRequests as exc:
+        return _sign_in_page(exc.message, exc.status)
     user = accounts.verify_password(username, request.form.get("password", ""))
     who = None
     if user is not None:
-        web.sign_in(web.AGENT_KEY, user.id)
+        web.sign_in(web.AGENT, user.id)
         who = web.current_agent()
     if who is None:
-        web.sign_out(web.AGENT_KEY)
+        web.sign_out(web.AGENT)
         return _sign_in_page("Wrong username or password, or not an agent account.", 401)
     response = redirect(_safe_next(request.form.get("next")))
     web.remember_device(response, username)
@@ -93,7 +87,7 @@ def sign_in():
 def sign_out():
     web.check_csrf()
     who = web.current_agent()
-    web.sign_out(web.AGENT_KEY)
+    web.sign_out(web.AGENT)
     if who is not None:  # signing out closes the person's open sockets too
         current_app.extensions["kefu.live"].disconnect_user(who.user_id)
     return redirect(url_for("agent.sign_in_form"))

@@ -43,7 +43,7 @@ def page():
             return render_template("chat/signed_out.html", csrf="", error=exc.message), status
         if who.is_agent:
             abort(403, description="Agents use the dashboard at /agent")
-        web.sign_in(web.USER_KEY, who.user_id)
+        web.sign_in(web.USER, who.user_id)
         return redirect(url_for("chat.page"))
     who = web.current_user()
     if who is None:
@@ -74,7 +74,7 @@ def sign_out():
     go; the host application's own connections stay."""
     web.check_csrf()
     who = web.current_user()
-    web.sign_out(web.USER_KEY)
+    web.sign_out(web.USER)
     if who is not None:
         current_app.extensions["kefu.live"].disconnect_user(who.user_id, pages_only=True)
     return render_template("chat/signed_out.html", csrf="", signed_out=True)

@@ -1,15 +1,16 @@
-"""Who is on a page: the session cookie, CSRF tokens, and guards for agent and user pages.
+"""Who is on a page: the page session, CSRF tokens, and guards for agent and user pages.
 
-Agents and customers keep separate session keys, so one browser can hold both without
-one identity leaking into the other's pages. The account is re-read on every request,
-so a disabled account or a removed agent profile loses access at once.
+A page session is a row on the server (``services/page_sessions``) whose secret the
+signed cookie holds: signing out deletes the row, so a copy of the cookie taken before
+is refused afterwards. Agents and customers keep separate sessions under separate keys,
+so one browser can hold both without one identity leaking into the other's pages. The
+account is re-read with the session on every request, so a disabled account, a changed
+password or a removed agent profile loses access at once.
 """
 
 import hmac
 import secrets
-import time
 import unicodedata
-from datetime import UTC
 from functools import wraps
 
 from flask import abort, current_app, redirect, request, session, url_for
@@ -17,10 +18,16 @@ from itsdangerous import BadData, URLSafeTimedSerializer
 
 from kefu import db
 from kefu.auth import Principal, principal_for
-from kefu.models import User
+from kefu.services import page_sessions
 
-AGENT_KEY, USER_KEY = "agent_uid", "user_uid"
+AGENT, USER = page_sessions.ROLES
 CSRF_HEADER = "X-CSRF-Token"
+
+
+def _key(role: str) -> str:
+    """Where the cookie keeps ``role``'s session secret. Cookies from before server-side
+    sessions held ``agent_uid``/``user_uid`` instead: they count as signed out."""
+    return f"{role}_session"
 
 
 def csrf_token() -> str:
@@ -38,48 +45,40 @@ def check_csrf() -> None:
         abort(403, description="CSRF token missing or invalid")
 
 
-def _principal(key: str) -> Principal | None:
-    user_id = session.get(key)
-    if not isinstance(user_id, int):
+def _principal(role: str) -> Principal | None:
+    secret = session.get(_key(role))
+    if not isinstance(secret, str):
         return None
-    with db.read():
-        user = User.get_or_none(User.id == user_id, User.is_active == True)  # noqa: E712
-        if user is None or _changed_since(user, session.get(f"{key}_at", 0)):
-            return None
-        return principal_for(user)
-
-
-def _changed_since(user: User, signed_in_at) -> bool:
-    """A password change (or a re-enabled account) ends sessions signed in before it."""
-    changed = getattr(user, "credentials_changed_at", None)
-    if changed is None:
-        return False
-    return changed.replace(tzinfo=UTC).timestamp() > float(signed_in_at or 0)
+    with db.read():  # one pooled connection for the session and the agent profile
+        lifetime = current_app.permanent_session_lifetime.total_seconds()
+        user = page_sessions.find(secret, role, lifetime)
+        return None if user is None else principal_for(user)
 
 
 def current_agent() -> Principal | None:
-    who = _principal(AGENT_KEY)
+    who = _principal(AGENT)
     return who if who and who.is_agent else None
 
 
 def current_user() -> Principal | None:
-    who = _principal(USER_KEY)
+    who = _principal(USER)
     return who if who and not who.is_agent else None
 
 
-def sign_in(key: str, user_id: int) -> None:
+def sign_in(role: str, user_id: int) -> None:
     """A fresh session id-wise: drop the old CSRF token (no fixation), keep the other role.
     A customer signing in where an agent is keeps the agent's token, made at the agent's
-    own sign-in: a link to ``/chat?token=…`` must not break the open dashboard's forms."""
-    other_role = USER_KEY if key == AGENT_KEY else AGENT_KEY
-    kept = (other_role, f"{other_role}_at")
-    if key == USER_KEY and isinstance(session.get(AGENT_KEY), int):
+    own sign-in: a link to ``/chat?token=…`` must not break the open dashboard's forms.
+    The session this browser held as ``role`` is ended, not left to expire."""
+    kept = (_key(USER if role == AGENT else AGENT),)
+    if role == USER and isinstance(session.get(_key(AGENT)), str):
         kept += ("csrf",)
     other = {k: session[k] for k in kept if k in session}
+    sign_out(role)
     session.clear()
     session.update(other)
-    session[key] = user_id
-    session[f"{key}_at"] = time.time()
+    lifetime = current_app.permanent_session_lifetime.total_seconds()
+    session[_key(role)] = page_sessions.start(user_id, role, lifetime)
     session.permanent = True
     csrf_token()
 
@@ -130,9 +129,12 @@ def remember_device(response, username: str) -> None:
     )
 
 
-def sign_out(key: str) -> None:
-    session.pop(key, None)
-    session.pop(f"{key}_at", None)
+def sign_out(role: str) -> None:
+    """End this browser's session as ``role``, here and on the server (every copy of
+    the cookie with it); the other role's stays."""
+    secret = session.pop(_key(role), None)
+    if isinstance(secret, str):
+        page_sessions.end(secret)
 
 
 def agent_required(view):

@@ -1,0 +1,58 @@
+"""Page sessions kept on the server: the agent dashboard's and the user chat's.
+
+The browser holds a random secret (in the signed session cookie); the database holds
+only its SHA-256, like a bearer token's. Signing out deletes the row, so a copy of the
+cookie taken before is worth nothing afterwards. A session lasts ``lifetime`` from its
+last use, as Flask's cookie did: past half its time, a use moves its end forward (one
+write per session every half lifetime, not one per request).
+"""
+
+import secrets
+from datetime import timedelta
+
+from kefu import clock, db
+from kefu.auth import hash_token
+from kefu.models import PageSession, User
+
+ROLES = ("agent", "user")
+
+
+def start(user_id: int, role: str, lifetime: float) -> str:
+    """A new session of ``user_id`` as ``role``; returns its secret. The person's expired
+    sessions go in the same write: nothing else deletes the rows of sessions that were
+    never signed out."""
+    if role not in ROLES:
+        raise ValueError(f"unknown page role {role!r}")
+    secret = secrets.token_urlsafe(32)
+    now = clock.now()
+    with db.write():
+        PageSession.expired_of(user_id, now).execute()
+        PageSession.create(
+            user=user_id,
+            role=role,
+            secret_hash=hash_token(secret),
+            created_at=now,
+            expires_at=now + timedelta(seconds=lifetime),
+        )
+    return secret
+
+
+def find(secret: str, role: str, lifetime: float) -> User | None:
+    """The account of the live session ``secret`` as ``role``, in one query: None if the
+    session was ended or has expired, or the account was disabled or its credentials
+    changed since the sign-in. (The account, not only its id: pages re-read it on
+    every request anyway.) A session past half its ``lifetime`` is renewed."""
+    now = clock.now()
+    with db.read():
+        user = PageSession.account(hash_token(secret), role, now).first()
+    if user is not None and user.session_expires - now < timedelta(seconds=lifetime / 2):
+        ends = now + timedelta(seconds=lifetime)
+        with db.write():
+            PageSession.update(expires_at=ends).where(PageSession.id == user.session_id).execute()
+    return user
+
+
+def end(secret: str) -> None:
+    """Sign the session out (nothing happens if it is gone already)."""
+    with db.write():
+        PageSession.delete().where(PageSession.secret_hash == hash_token(secret)).execute()

@@ -1,0 +1,227 @@
+"""Page sessions live on the server: signing out of the dashboard or the chat page ends
+the session itself, so a copy of the cookie taken before is refused afterwards (pages
+and the live channel's upgrade alike), while the person's other browsers stay signed in.
+Expired sessions are refused and cleared at the person's next sign-in; cookies from
+before server sessions count as signed out. On whichever database the suite runs on."""
+
+import time
+
+import pytest
+import requests
+import websocket
+from flask import Flask
+from flask.sessions import SecureCookieSessionInterface
+from peewee_migrate import Router
+from playhouse.migrate import SchemaMigrator
+
+from kefu.db import make_database
+from kefu.migrate import MIGRATIONS
+from tests.support import Server, drop_database, fresh_database_url, retire
+from tests.test_pages_security import agent_session, csrf_of, live_socket
+
+PAGE = {"agent": "/agent", "user": "/chat"}
+REFUSED = {"agent": 302, "user": 403}  # to the sign-in form; the chat page says "sign in"
+
+
+@pytest.fixture(scope="module")
+def srv(tmp_path_factory):
+    server = Server(tmp_path_factory.mktemp("page-sessions")).start()
+    yield server
+    retire(server)
+
+
+def person(srv, role: str, name: str) -> dict:
+    if role == "agent":
+        return srv.create_agent(name, password=f"{name}-password")
+    return srv.create_user(name)
+
+
+def browser(srv, role: str, who: dict) -> requests.Session:
+    """A browser signed in as ``who``: the agent's form, or the host's link to /chat."""
+    if role == "agent":
+        return agent_session(srv, who["username"], f"{who['username']}-password")
+    s = requests.Session()
+    signed = s.get(srv.url("/chat?token=" + who["token"]), allow_redirects=False)
+    assert signed.status_code == 302
+    s.csrf = csrf_of(s.get(srv.url("/chat")).text)
+    return s
+
+
+def copy_of(session: requests.Session) -> requests.Session:
+    """Another browser holding the same cookies (copied off the wire or the disk)."""
+    copy = requests.Session()
+    copy.cookies.update(session.cookies)
+    return copy
+
+
+def page_status(srv, session, role: str) -> int:
+    return session.get(srv.url(PAGE[role]), allow_redirects=False).status_code
+
+
+def upgrade_status(srv, session, role: str) -> int:
+    """101 if the page's live channel opens, else the handshake's refusal."""
+    try:
+        ws = live_socket(srv, session, role)
+    except websocket.WebSocketBadStatusException as refused:
+        return refused.status_code
+    ws.close()
+    return 101
+
+
+def assert_signed_in(srv, session, role: str) -> None:
+    assert page_status(srv, session, role) == 200
+    assert upgrade_status(srv, session, role) == 101
+
+
+def assert_signed_out(srv, session, role: str) -> None:
+    assert page_status(srv, session, role) == REFUSED[role]
+    assert upgrade_status(srv, session, role) == 403
+
+
+def sign_out(srv, session, role: str) -> None:
+    path = "/agent/sign-out" if role == "agent" else "/chat/sign-out"
+    out = session.post(srv.url(path), data={"csrf_token": session.csrf}, allow_redirects=False)
+    assert out.status_code == (302 if role == "agent" else 200)
+
+
+def write(srv, query: str, *params) -> None:
+    """Change stored rows straight in the server's database (``?`` placeholders)."""
+    database = make_database(srv.env["KEFU_DATABASE_URL"], pool_size=1)
+    try:
+        with database.atomic():
+            database.execute_sql(query.replace("?", database.param), params)
+    finally:
+        database.close()
+        database.close_all()
+
+
+def sessions_of(srv, user_id: int) -> int:
+    return srv.sql("SELECT COUNT(*) FROM page_session WHERE user_id = ?", user_id)[0][0]
+
+
+def expire_sessions_of(srv, user_id: int) -> None:
+    write(srv, "UPDATE page_session SET expires_at = created_at WHERE user_id = ?", user_id)
+
+
+@pytest.mark.parametrize("role", ["agent", "user"])
+def test_a_cookie_copied_before_sign_out_is_refused_after_it(srv, role):
+    who = person(srv, role, f"copied-{role}")
+    here, elsewhere = browser(srv, role, who), browser(srv, role, who)
+    stolen = copy_of(here)
+    assert_signed_in(srv, stolen, role)
+
+    sign_out(srv, here, role)
+    assert_signed_out(srv, here, role)
+    assert_signed_out(srv, stolen, role)
+    assert_signed_in(srv, elsewhere, role)  # the person's other browser is another session
+
+
+@pytest.mark.parametrize("role", ["agent", "user"])
+def test_an_expired_session_is_refused(srv, role):
+    who = person(srv, role, f"expired-{role}")
+    session = browser(srv, role, who)
+    assert_signed_in(srv, session, role)
+    expire_sessions_of(srv, who["id"])
+    assert_signed_out(srv, session, role)
+
+
+def test_a_session_in_use_is_renewed_past_half_its_lifetime(srv):
+    """A session lasts KEFU_SESSION_SECONDS from its last use, as the cookie did: an
+    agent at work every day is not sent to the sign-in form once a week."""
+    who = person(srv, "agent", "renewed-agent")
+    session = browser(srv, "agent", who)
+    ends = "SELECT expires_at FROM page_session WHERE user_id = ?"
+    (signed_in_end,) = srv.sql(ends, who["id"])[0]
+    assert_signed_in(srv, session, "agent")  # early in its life: no write
+    assert srv.sql(ends, who["id"])[0][0] == signed_in_end
+    # Three days and a bit are left of the default seven: past half.
+    write(
+        srv,
+        "UPDATE page_session SET created_at = ?, expires_at = ? WHERE user_id = ?",
+        *_days_ago(4),
+        who["id"],
+    )
+    assert_signed_in(srv, session, "agent")
+    (renewed_end,) = srv.sql(ends, who["id"])[0]
+    assert str(renewed_end) >= str(signed_in_end)
+
+
+def _days_ago(days: float) -> tuple:
+    from datetime import UTC, datetime, timedelta
+
+    now = datetime.now(UTC).replace(tzinfo=None)
+    started = now - timedelta(days=days)
+    return started, started + timedelta(days=7)
+
+
+def test_sign_in_deletes_the_persons_expired_sessions(srv):
+    dora, eli = person(srv, "agent", "dora"), person(srv, "agent", "eli")
+    browser(srv, "agent", dora)
+    browser(srv, "agent", eli)
+    expire_sessions_of(srv, dora["id"])
+    expire_sessions_of(srv, eli["id"])
+
+    kept = browser(srv, "agent", dora)  # clears dora's expired session
+    assert sessions_of(srv, dora["id"]) == 1
+    customer = person(srv, "user", "dora-as-customer")
+    browser(srv, "user", customer)  # someone else's sign-in leaves eli's alone
+    assert sessions_of(srv, eli["id"]) == 1
+
+    browser(srv, "agent", dora)  # a live session is not expired: it stays
+    assert sessions_of(srv, dora["id"]) == 2
+    assert_signed_in(srv, kept, "agent")
+
+
+def old_cookie(srv, fields: dict) -> requests.Session:
+    """A browser holding a session cookie as kefu signed it before server sessions."""
+    app = Flask(__name__)
+    app.secret_key = srv.env["KEFU_SECRET_KEY"]
+    signed = SecureCookieSessionInterface().get_signing_serializer(app).dumps(fields)
+    session = requests.Session()
+    session.cookies.set("kefu_session", signed)
+    return session
+
+
+@pytest.mark.parametrize("role", ["agent", "user"])
+def test_a_cookie_from_before_server_sessions_counts_as_signed_out(srv, role):
+    who = person(srv, role, f"old-cookie-{role}")
+    key = f"{role}_uid"
+    session = old_cookie(
+        srv, {key: who["id"], f"{key}_at": time.time(), "csrf": "x", "_permanent": True}
+    )
+    assert_signed_out(srv, session, role)
+    assert_signed_in(srv, browser(srv, role, who), role)  # signing in again works
+
+
+@pytest.fixture
+def database(tmp_path):
+    url = fresh_database_url(tmp_path)
+    database = make_database(url, pool_size=1)
+    yield database
+    database.close_all()
+    drop_database(url)
+
+
+def page_session_indexes(database) -> dict:
+    return {tuple(i.columns): i.unique for i in database.get_indexes("page_session")}
+
+
+def test_007_makes_the_page_session_table_and_can_be_run_again(database):
+    router = Router(database, migrate_dir=MIGRATIONS)
+    assert "007_page_sessions" in router.run()
+    columns = {c.name for c in database.get_columns("page_session")}
+    assert columns == {"id", "user_id", "role", "secret_hash", "created_at", "expires_at"}
+    assert page_session_indexes(database)[("secret_hash",)] is True
+    assert page_session_indexes(database)[("user_id",)] is False
+
+    # A run cut short after the table was made (MySQL commits each DDL statement at
+    # once): the next run finishes it.
+    database.execute_sql("DELETE FROM migratehistory WHERE name = '007_page_sessions'")
+    SchemaMigrator.from_database(database).drop_index(
+        "page_session", "page_session_secret_hash"
+    ).run()
+    assert Router(database, migrate_dir=MIGRATIONS).run() == ["007_page_sessions"]
+    assert page_session_indexes(database)[("secret_hash",)] is True
+
+    Router(database, migrate_dir=MIGRATIONS).rollback()
+    assert "page_session" not in database.get_tables()
