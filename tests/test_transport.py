@@ -1,4 +1,4 @@
-"""The handler reads its own socket (kefu/realtime/transport.py, ``KefuServer.inline``):
+"""The handler reads its own socket (kefu/realtime/open_socket.py, ``OpenSocket.inline``):
 heartbeat pings while it waits, the 1008 close of a peer that never answers them, and
 a socket closed under a waiting handler."""
 

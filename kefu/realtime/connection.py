@@ -23,7 +23,7 @@ from collections import deque
 import gevent
 from simple_websocket import ConnectionClosed
 
-from kefu.realtime.transport import CLOSE_HANDSHAKE_SECONDS
+from kefu.realtime.open_socket import CLOSE_HANDSHAKE_SECONDS
 from kefu.realtime.turns import turns
 
 log = logging.getLogger(__name__)
@@ -144,5 +144,5 @@ class Connection:
             writer.join(timeout=5)
             writer.kill(block=False)
         # Our close frame is out: take the peer's answer before the socket is closed
-        # (a handler that reads its own socket; see transport.KefuServer).
+        # (a handler that reads its own socket; see open_socket.OpenSocket).
         self.ws.await_close_reply()

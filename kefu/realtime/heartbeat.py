@@ -6,7 +6,7 @@ as the socket is idle, and a dying Timeout of one socket made room in the young
 generation's count for the new one of another, so on 10,000 idle sockets some 90,000
 of these objects sat in the young generation and each young collection walked them
 (70-120 ms, measured with the stall monitor). Now a handler with no deadline of its own
-waits on its socket alone (``KefuServer._park``, which allocates nothing), and this
+waits on its socket alone (``OpenSocket._park``, which allocates nothing), and this
 greenlet sends each socket its ping when it is due, and closes with 1008 a socket
 whose last ping got no pong, as simple-websocket's reader did.
 """
@@ -30,7 +30,7 @@ class Heartbeat:
         self.tick = 1.0
 
     def add(self, server, interval: float) -> None:
-        """Ping ``server`` (a ``KefuServer``) every ``interval`` seconds from now on."""
+        """Ping ``server`` (an ``OpenSocket``) every ``interval`` seconds from now on."""
         self._servers.add(server)
         self.tick = min(self.tick, interval / 4)
         if self._greenlet is None:

@@ -1,97 +1,36 @@
-"""The WebSocket transport under flask-sock: whole-frame writes, deflate only on request.
+"""The WebSocket transport under flask-sock: how a socket opens, deflate only on request.
 
-simple-websocket 1.1.0 writes with ``socket.send``, which may write part of a frame
-under back-pressure, and whoever reads (its reader thread, or under gevent the handler
-itself, see ``KefuServer``) writes pongs and close replies to the same socket as the
-greenlets that push. Both would corrupt the stream. ``WholeFrameSocket`` turns every
-write into one ``sendall`` under a lock, so a frame is always written whole and frames
-from different greenlets never interleave. simple-websocket also always accepts
-permessage-deflate, which costs tens of KB of zlib state per socket; ``KefuServer``
-accepts it only when ``KEFU_WS_DEFLATE`` is on.
+Split in two along the life of a socket. ``open_socket`` holds what runs for every
+frame of an open socket (whole-frame writes, the handler reading its own socket, the
+lean text path, pings and closes): the hot path, kept apart so it can be read whole.
+This module holds what runs once: the HTTP upgrade (``KefuServer.handshake``: choosing
+deflate, the lean path and the heartbeat for the socket) and ``install``, which makes
+flask-sock build ``KefuServer`` with kefu's settings. Protocols take ``sock`` from here.
+
+simple-websocket always accepts permessage-deflate, which costs tens of KB of zlib
+state per socket; ``KefuServer`` accepts it only when ``KEFU_WS_DEFLATE`` is on.
 """
 
-import contextlib
-import threading
 from time import monotonic
 
 import flask_sock
-import gevent
-import gevent.socket
-import simple_websocket
 from flask_sock import Sock
-from gevent import getcurrent
-from gevent.exceptions import ConcurrentObjectUseError
-from gevent.hub import get_hub
-from gevent.socket import wait as wait_on_watcher
-from simple_websocket import ConnectionClosed
 from werkzeug.exceptions import BadRequest
-from wsproto.connection import ConnectionState
-from wsproto.events import AcceptConnection, Ping, Request, TextMessage
+from wsproto.events import AcceptConnection, Request
 from wsproto.extensions import PerMessageDeflate
-from wsproto.frame_protocol import CloseReason
-from wsproto.utilities import LocalProtocolError, RemoteProtocolError
+from wsproto.utilities import RemoteProtocolError
 
 from kefu.realtime.frames import LeanFrames
 from kefu.realtime.heartbeat import heartbeat
+from kefu.realtime.open_socket import OpenSocket, WholeFrameSocket
 from kefu.realtime.turns import turns
 
 sock = Sock()
-# How long a peer may take to answer our close frame before its socket is dropped.
-CLOSE_HANDSHAKE_SECONDS = 1.0
-
-
-class WholeFrameSocket:
-    """A socket proxy whose ``send`` writes all bytes, one writer at a time."""
-
-    def __init__(self, sock):
-        self._sock = sock
-        self._lock = threading.Lock()  # a greenlet lock once gevent has patched threading
-        self.can_try = isinstance(sock, gevent.socket.socket)  # send(timeout=0) exists
-
-    def send(self, data: bytes) -> int:
-        with self._lock:
-            self._sock.sendall(data)
-        return len(data)
-
-    def send_now(self, encode) -> bool:
-        """Write the frame ``encode()`` makes without waiting, if no other write is under
-        way; False (nothing encoded, nothing written) if one is.
-
-        ``encode`` runs only once the lock is held: wsproto's encoder has state (the
-        deflate context), so a frame it made must be written. What the kernel does not
-        take at once is finished by a greenlet that holds the lock until it is written,
-        so no other frame can start in the middle of this one."""
-        if not self.can_try or not self._lock.acquire(blocking=False):
-            return False
-        try:
-            data = encode()
-            sent = self._sock.send(data, 0, timeout=0.0) if data else 0
-        except BlockingIOError:
-            sent = 0
-        except BaseException:
-            self._lock.release()
-            raise
-        if sent == len(data):
-            self._lock.release()
-        else:
-            gevent.spawn(self._finish, data[sent:])
-        return True
-
-    def _finish(self, rest: bytes) -> None:
-        try:
-            self._sock.sendall(rest)
-        except OSError:
-            pass  # the reader sees the socket closed and ends the connection
-        finally:
-            self._lock.release()
-
-    def __getattr__(self, name):
-        return getattr(self._sock, name)
 
 
 class NoReader:
     """simple-websocket's reader "thread", which under gevent is never started: the
-    handler reads its own socket (``KefuServer.receive``)."""
+    handler reads its own socket (``OpenSocket.receive``)."""
 
     name = "simple_websocket reader (none: the handler reads)"
 
@@ -108,171 +47,11 @@ class NoReader:
         return False
 
 
-class _NotReadable(Exception):
-    """The wait for a readable socket timed out."""
+class KefuServer(OpenSocket):
+    """The server flask-sock builds for each socket: an ``OpenSocket`` (everything per
+    frame) plus the upgrade that opens it, with deflate only on request."""
 
-
-class KefuServer(simple_websocket.Server):
-    """simple-websocket's server with whole-frame writes, deflate only on request, the
-    lean text-frame path, and, under gevent, no reader greenlet.
-
-    simple-websocket reads each socket in a greenlet of its own that parses what
-    arrives and hands each message to the handler through an Event: per frame a wake-up
-    of the reader, an Event callback and a switch to the handler, and per socket a
-    second suspended greenlet that every full collection walks. With ``inline`` the
-    handler itself reads in ``receive``: it tries the socket first and waits only when
-    nothing is there; one greenlet pings every socket (heartbeat.py). While the handler
-    is busy nothing is read, so a fast client fills the kernel's buffer (TCP pushes
-    back) instead of the process's memory.
-    """
-
-    deflate = False
-    inline = False  # set by install() once gevent has patched threading
-    next_ping = None  # when the heartbeat pings next (handlers that read only)
-    _socket_closed = False
-    _drained = False  # the last read emptied the socket (see _read)
-    _switch = None  # the handler greenlet's switch, for waits that allocate nothing
-
-    def send_now(self, data: str | bytes) -> bool:
-        """Write a message (text for ``str``, binary for ``bytes``) at once if the socket
-        takes it without waiting (see ``WholeFrameSocket.send_now``); False if another
-        write is under way."""
-        if not self.connected:
-            raise ConnectionClosed(self.close_reason, self.close_message)
-        ws = self.ws
-        if type(ws) is LeanFrames:
-            return self.sock.send_now(lambda: ws.send_message(data))
-        return self.sock.send_now(lambda: ws.send(TextMessage(data=data)))
-
-    def receive(self, timeout: float | None = None):
-        if not self.inline:
-            return super().receive(timeout)
-        deadline = None if timeout is None else monotonic() + timeout
-        while not self.input_buffer:
-            if not self.connected:
-                self.await_close_reply()
-                raise ConnectionClosed(self.close_reason, self.close_message)
-            if not self._read(deadline):
-                return None
-        return self.input_buffer.pop(0)
-
-    def await_close_reply(self, seconds: float = CLOSE_HANDSHAKE_SECONDS) -> None:
-        """After our close frame, read until the peer's close frame (or the end of the
-        stream, or ``seconds``), then close the socket. Closing it with the answer
-        unread would make the kernel reset the connection instead of ending it."""
-        if not self.inline or self._socket_closed:
-            return
-        deadline = monotonic() + seconds
-        while self.ws.state is ConnectionState.LOCAL_CLOSING and not self._socket_closed:
-            if not self._read(deadline):
-                break
-        self._close_socket()
-
-    def _read(self, deadline: float | None) -> bool:
-        """Parse what the socket has, waiting for it if need be; False once
-        ``deadline`` has passed with nothing read."""
-        gsock = self.sock._sock
-        if self._drained:
-            # The last read took less than it asked for: the socket was empty then, and
-            # trying it again now would mostly cost a failed recv (and its exception)
-            # per frame. Wait for it to be readable (the watcher is level-triggered:
-            # bytes that came meanwhile wake it at once).
-            self._drained = False
-            if gsock._sock.fileno() != -1:  # closed under us: let recv say so below
-                return self._wait(gsock, deadline)
-        try:
-            data = gsock._sock.recv(self.receive_bytes)  # the OS socket: never waits
-        except BlockingIOError:
-            data = None  # waited for below: inside this clause the exception and its
-            # traceback would stay alive for the whole wait, in every young collection
-        except OSError:
-            data = b""
-        if data is None:
-            return self._wait(gsock, deadline)
-        if not data:  # the peer is gone (or the socket was closed under us)
-            self._lost()
-            return True
-        self._drained = len(data) < self.receive_bytes
-        try:
-            self.ws.receive_data(data)
-            keep_going = self._handle_events()
-        except (OSError, LocalProtocolError):
-            keep_going = False
-        if not keep_going:  # the peer closed, broke the protocol, or the socket failed
-            self._lost()
-        return True
-
-    def _wait(self, gsock, deadline: float | None) -> bool:
-        """Until the socket is readable (True) or the deadline passes (False). The
-        socket's own watcher: closing the socket wakes the wait with an error."""
-        try:
-            if deadline is None:
-                self._park(gsock._read_event)
-            else:
-                wait_on_watcher(gsock._read_event, max(0.0, deadline - monotonic()), _NotReadable)
-            return True
-        except _NotReadable:
-            return False
-        except OSError:
-            self._lost()
-            return True
-
-    def _park(self, watcher) -> None:
-        """gevent's wait on ``watcher`` without its Waiter, bound methods and tuple:
-        an idle socket waits here for as long as it is idle (see heartbeat.py)."""
-        if watcher.callback is not None:
-            raise ConcurrentObjectUseError(f"socket already waited on by {watcher.callback!r}")
-        current = getcurrent()
-        if self._switch is None or self._switch.__self__ is not current:
-            self._switch = current.switch
-        watcher.start(self._switch)
-        try:
-            get_hub().switch()  # back when readable, or with the error of a close
-        finally:
-            watcher.stop()
-
-    def heartbeat(self, now: float) -> None:
-        """simple-websocket's heartbeat, called by heartbeat.py: a ping per interval;
-        no pong since the last one closes the socket with 1008."""
-        if not self.connected or self._socket_closed:
-            self.next_ping = None
-            return
-        if not self.pong_received:
-            self.next_ping = None
-            with contextlib.suppress(OSError):
-                self.close(reason=CloseReason.POLICY_VIOLATION, message="Ping/Pong timeout")
-            self._lost()  # wakes the handler's wait with an error
-            return
-        self.pong_received = False
-        self.next_ping = max(now, self.next_ping) + self.ping_interval
-        try:
-            self.sock.send(self.ws.send(Ping()))
-        except (OSError, LocalProtocolError):
-            self.next_ping = None
-            self._lost()
-
-    def _lost(self) -> None:
-        self.connected = False
-        self._close_socket()
-
-    def _close_socket(self) -> None:
-        self._socket_closed = True
-        with contextlib.suppress(OSError):
-            self.sock.close()
-
-    def _handle_events(self):
-        """simple-websocket's, with the whole text messages the lean path parsed put
-        straight into the input buffer (no event objects, no isinstance chain)."""
-        ws = self.ws
-        if type(ws) is LeanFrames:
-            texts = ws.take_texts(self.max_message_size)
-            if texts:
-                self.input_buffer.extend(texts)
-                if not self.inline:  # a reader greenlet wakes the handler
-                    self.event.set()
-            if not ws.pending():
-                return True
-        return super()._handle_events()
+    deflate = False  # set by install() from KEFU_WS_DEFLATE
 
     def handshake(self):
         turns.take()  # an arrival burst's upgrades wait their turn like frames
