@@ -111,6 +111,15 @@ def test_visitor_round_trip(server):
     pushed["content"] = "https://cdn.example.com/map.png"
     assert visitor.recv() == pushed
     assert other_tab.recv() == pushed
+    # With a caption, the caption and the link below it (the caption alone hid the image).
+    data = {"conversation_id": cid, "content": "Our shop", "message_type": 2}
+    data["file_url"] = "https://cdn.example.com/shop.png"
+    captioned = agent_ws.request({"action": "kefu_message_send", "data": data})
+    assert captioned["success"] is True, captioned
+    pushed = {**expected, "message_id": captioned["data"]["message_id"]}
+    pushed["content"] = "Our shop\nhttps://cdn.example.com/shop.png"
+    assert visitor.recv() == pushed
+    assert other_tab.recv() == pushed
 
     # Same op_id again: same answer, nothing new stored or pushed.
     again = visitor.request(first_send)

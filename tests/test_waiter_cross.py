@@ -232,3 +232,37 @@ def test_many_concurrent_writers_to_one_socket_give_whole_frames(srv):
     assert sum(f["type"] == "message_text" for f in frames) == per_sender * (len(users) - 1)
     assert all(f["payload"]["message_id"] == INT for f in frames)
     assert w.silent(0.3)
+
+
+def test_an_image_caption_reaches_a_waiter_protocol_user(srv):
+    """A ds/kefu image may carry a caption (its content); the waiter user got the image
+    alone, live and in history. It comes as an extra ``text`` beside ``image``."""
+    a = agent(srv)
+    desk = ds_login(srv, a["token"])
+    u = user(srv)
+    assert u.request("connect")["type"] == "connect_success"
+    cid = desk.recv_until(is_push("kefu_conversation_assigned"))["conversation_id"]
+    sent = desk.request(
+        {
+            "action": "kefu_message_send",
+            "data": {
+                "conversation_id": cid,
+                "content": "our new shop",
+                "sender_type": 2,
+                "message_type": 2,
+                "file_url": "https://example.com/shop.png",
+            },
+        }
+    )
+    assert sent["success"], sent
+    payload = {
+        "image": "https://example.com/shop.png",
+        "text": "our new shop",
+        "message_id": sent["data"]["message_id"],
+        "conversation_id": cid,
+        "created_at": sent["data"]["created_at"],
+    }
+    assert u.recv() == frame("message_image", payload, None, a["uuid"], u)
+    history = u.request("get_history")["payload"]
+    item = {"from": a["uuid"], "to": u.uuid, "type": "message_image", "payload": payload}
+    assert history == [item]

@@ -226,3 +226,61 @@ def test_idle_socket_of_a_user_with_another_live_socket_keeps_the_conversation(m
     assert closed(idle_tab)
     assert w.silent(0.3)
     assert rows(srv, "SELECT status FROM conversation") == [(1,)]
+
+
+def test_messages_written_while_queued_reach_the_agent_who_takes_it(make_server):
+    """The spec README: messages sent into a waiting conversation are kept and shown to
+    the agent who takes it. A waiter got only new_connection: an empty chat."""
+    srv = make_server()
+    w = waiter(srv, agent(srv, max_concurrent=1))
+    first = user(srv)
+    connect(first)
+    w.expect("new_connection")
+    waiting = user(srv)
+    assert connect(waiting, "cw")["payload"] == {"location": 1}
+    sent = [
+        waiting.request("message_text", {"text": "anyone?"})["payload"],
+        waiting.request("message_image", {"image": "https://example.com/q.png"})["payload"],
+        waiting.request("message_text", {"text": "hello??"})["payload"],
+    ]
+    assert w.silent(0.2)
+    first.request("disconnect")
+    assert w.expect("disconnected")["from"] == first.uuid
+    assert w.recv() == frame("new_connection", waiting.me, None, waiting, w)
+    kinds = ["message_text", "message_image", "message_text"]
+    assert [w.recv() for _ in sent] == [
+        frame(kind, payload, None, waiting, w) for kind, payload in zip(kinds, sent, strict=True)
+    ]
+    assert w.silent(0.3)
+    assert waiting.recv() == frame("connect_success", w.me, "cw", w, waiting)
+    # From now on, live as usual.
+    live = waiting.request("message_text", {"text": "thanks"})["payload"]
+    assert w.recv() == frame("message_text", live, None, waiting, w)
+
+
+def test_messages_written_during_the_grace_reach_the_next_agent(make_server):
+    """After a requeue the next agent gets what the agent side has not read: the first
+    agent (on ds/kefu) read "before"; "during" came while it was away."""
+    srv = make_server(agent_grace_seconds=1)
+    first = agent(srv)
+    desk = srv.ws("/ws")
+    assert desk.request({"action": "login", "data": {"token": first["token"]}})["success"]
+    u = user(srv)
+    assert connect(u)["from"] == first["uuid"]
+    receipt = u.request("message_text", {"text": "before"})["payload"]
+    cid, before = receipt["conversation_id"], receipt["message_id"]
+    desk.recv_until(lambda f: f.get("action") == "kefu_message")
+    read = desk.request(
+        {
+            "action": "kefu_message_read",
+            "data": {"conversation_id": cid, "message_ids": [before], "sender_type": 1},
+        }
+    )
+    assert read["data"] == {"updated_count": 1}
+    second = waiter(srv, agent(srv))  # online, ready, idle: it takes the requeued user
+    desk.close()
+    during = u.request("message_text", {"text": "during"})["payload"]
+    assert second.recv(5) == frame("new_connection", u.me, None, u, second)
+    assert second.recv() == frame("message_text", during, None, u, second)
+    assert second.silent(0.3)
+    assert u.recv() == frame("connect_success", second.me, "c", second, u)

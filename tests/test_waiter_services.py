@@ -13,7 +13,8 @@ from kefu.auth import principal_for
 from kefu.errors import Invalid
 from kefu.migrate import upgrade
 from kefu.protocols.waiter_codec import USER, WAITER, WaiterCodec
-from kefu.realtime.events import ConversationRequeued, QueueMoved
+from kefu.realtime import wire
+from kefu.realtime.events import ConversationAssigned, ConversationRequeued, QueueMoved
 from kefu.services import accounts, conversations, history, messages, presence, routing
 from kefu.services.snapshots import conversation_ref
 from tests.support import drop_database, fresh_database_url
@@ -120,3 +121,32 @@ def test_history_queries(app):
     assert history.find_user("no-such-uuid") is None
     assert history.open_with(agent_row.id, customer.uuid).id == again.id
     assert [r.id for r in history.open_for_agent(agent_row.id)] == [again.id]
+
+
+def test_the_agent_taking_a_conversation_gets_what_it_has_not_read(app):
+    """``ConversationAssigned.pending``: the customer's unread messages, the latest
+    ``PENDING_MAX``, oldest first, read in the assigning transaction."""
+    _, agent_row, _ = accounts.create_agent("svc-agent-3", max_concurrent=1)
+    online = set()
+    presence.use(lambda: frozenset(online))  # nobody online: the customer waits
+    (customer,) = people(1)
+    conv, _ = conversations.open_for_user(customer)
+    sent = [messages.send(customer, conv.id, f"m{i}")[0].id for i in range(history.PENDING_MAX + 2)]
+    online.add(agent_row.id)
+    (assigned,) = [e for e in routing.dispatch() if isinstance(e, ConversationAssigned)]
+    expected = [f"m{i}" for i in range(2, history.PENDING_MAX + 2)]
+    assert [m.content for m in assigned.pending] == expected
+    # The PostgreSQL broker carries it to other workers whole.
+    (revived,), _ = wire.loads(wire.dumps([assigned], None))
+    assert revived == assigned
+    # What was read, or what the agent wrote, is not pending for the next one.
+    agent = principal_for(accounts.agent_profile(agent_row.id).user)
+    messages.send(agent, conv.id, "an answer")
+    conversations.mark_read(conv.id, agent, sent[:-1], 1)
+    routing.requeue_agent(agent_row.id)  # still online: nothing moves
+    online.clear()
+    requeued = routing.requeue_agent(agent_row.id)
+    assert isinstance(requeued[0], ConversationRequeued)
+    online.add(agent_row.id)
+    (again,) = [e for e in routing.dispatch() if isinstance(e, ConversationAssigned)]
+    assert [m.content for m in again.pending] == [expected[-1]]

@@ -1,7 +1,8 @@
 """The waiter protocol: ``/v1/ws/connect/user`` and ``/v1/ws/connect/waiter``.
 
-Frames are handled one at a time per socket, in order, by the tables in waiter_frames.py;
-a bad frame costs one ``error`` reply and never the socket. A handler's events are
+Frames are handled one at a time per socket, in order, by the tables below (signing in
+is here, with the kickout it causes; the other handlers are in waiter_frames.py); a bad
+frame costs one ``error`` reply and never the socket. A handler's events are
 published after its reply, to every connection of the people concerned, each rendered
 in its own protocol. A user socket silent for ``USER_IDLE_SECONDS`` gets ``idle`` and,
 after ``USER_IDLE_GRACE_SECONDS`` more, is disconnected. docs/protocol-waiter.md
@@ -12,21 +13,29 @@ import logging
 
 from flask import Blueprint, current_app
 
-from kefu.errors import Invalid, KefuError, refuse_nul
+from kefu import auth
+from kefu.errors import Forbidden, Invalid, KefuError, Unauthorized, refuse_nul
 from kefu.protocols import waiter_codec as codec
 from kefu.protocols.fields import Fields, FrameError, op_id_of, parse_frame
 from kefu.protocols.waiter_codec import USER, WAITER, frame
 from kefu.protocols.waiter_frames import (
-    USER_TYPES,
-    WAITER_TYPES,
     NotConnected,
     Request,
-    kick_older_waiters,
+    user_connect,
+    user_disconnect,
+    user_history,
+    user_rate,
+    user_send,
+    waiter_disconnect,
+    waiter_history,
+    waiter_send,
+    waiter_sessions,
+    waiter_switch,
 )
 from kefu.realtime.connection import Connection
-from kefu.realtime.events import WaiterSignedIn
+from kefu.realtime.events import WaiterSignedIn, user_key
 from kefu.realtime.transport import sock
-from kefu.services import conversations
+from kefu.services import accounts, conversations, history
 from kefu.services.snapshots import conversation_ref
 
 log = logging.getLogger(__name__)
@@ -37,6 +46,90 @@ bp = Blueprint("waiter", __name__)
 def _install(state) -> None:
     """A waiter's new sign-in kicks its older sockets on every worker (a published event)."""
     state.app.extensions["kefu.live"].on(WaiterSignedIn, kick_older_waiters)
+
+
+# -- signing in ------------------------------------------------------------------
+
+
+def _authenticate(conn, req: Request, live, role: str):
+    principal = auth.authenticate(req.data.text("token", required=True))
+    if conn.principal is not None and conn.principal.user_id != principal.user_id:
+        raise Unauthorized("This connection is already authenticated as another account")
+    if role == WAITER and not principal.is_agent:
+        raise Forbidden("This account is not a waiter")
+    if role == USER and principal.is_agent:
+        raise Forbidden("Waiter accounts sign in on /v1/ws/connect/waiter")
+    first = conn.principal is None
+    if first:
+        # Sign-in may refuse (too many sockets); the users it may hand an agent are
+        # dispatched in a greenlet of their own, so they follow this reply.
+        live.sign_in(conn, principal)
+    conn.send(frame("auth_success", principal.person.profile(), req.op_id, None, principal.person))
+    return principal, first
+
+
+def user_auth(conn, req, live):
+    _authenticate(conn, req, live, USER)
+    return []
+
+
+def waiter_auth(conn, req, live):
+    """Sign in; older waiter sockets of this agent are kicked out (its conversations
+    belong to the agent, not to a socket, so none move or drop); this socket is told
+    about every user and visitor the agent is serving. The kickout is a published event, so it
+    reaches older sockets on every worker (``kick_older_waiters``)."""
+    who, first = _authenticate(conn, req, live, WAITER)
+    conn.state["accepting"] = accounts.agent_profile(who.kefu_id).accepting
+    for ref in history.open_for_agent(who.kefu_id):  # users and visitors
+        for out in codec.announcement(conn, ref, req.op_id):
+            conn.send(out)
+    if not first:
+        return []
+    return [WaiterSignedIn(who.user_id, live.worker_id, conn.id, conn.signed_in_at)]
+
+
+def kick_older_waiters(live, event: WaiterSignedIn) -> None:
+    """In every worker: the agent's waiter sockets that signed in before ``event`` get
+    ``kickout`` and are closed; the new socket (and any newer one) stays."""
+    for other in live.hub.connections(user_key(event.user_id)):
+        if not _is_waiter_socket(other) or other.closed:
+            continue
+        if event.worker_id == live.worker_id and other.id == event.connection_id:
+            continue
+        if (getattr(other, "signed_in_at", None) or event.at) > event.at:
+            continue
+        other.send(frame("kickout", None, None, None, other.principal.person))
+        other.close(4000, "Signed in on another connection")
+
+
+def _is_waiter_socket(conn) -> bool:
+    return isinstance(conn.codec, codec.WaiterCodec) and conn.codec.role == WAITER
+
+
+# -- frame type → handler, one table per role -------------------------------------
+
+USER_TYPES = {
+    "auth": user_auth,
+    "connect": user_connect,
+    "disconnect": user_disconnect,
+    "message_text": user_send("message_text"),
+    "message_image": user_send("message_image"),
+    "get_history": user_history,
+    "rate": user_rate,
+}
+WAITER_TYPES = {
+    "auth": waiter_auth,
+    "ready": waiter_switch(True),
+    "unready": waiter_switch(False),
+    "disconnect": waiter_disconnect,
+    "message_text": waiter_send("message_text"),
+    "message_image": waiter_send("message_image"),
+    "get_history": waiter_history,
+    "get_history_session": waiter_sessions,
+}
+
+
+# -- the socket loop --------------------------------------------------------------
 
 
 WAITER_TICK = 5.0  # how often a waiter socket's loop notices it was kicked out

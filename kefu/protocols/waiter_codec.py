@@ -5,10 +5,15 @@ stable uuids of people (spec README), never socket ids. A frame caused by a requ
 this very socket echoes that request's ``op_id``; the queue's later ``connect_queue`` /
 ``connect_success`` pushes echo the op_id of the socket's last ``connect``.
 
+A visitor (ds/kefu's anonymous widget) has no uuid; a waiter addresses it as
+``visitor:<visitor_id>`` (``VisitorPeer``), so its conversations work here like a user's.
+
 Per-connection memory (``conn.state``) keeps pushes from repeating what a socket was
 already told: the last queue place sent, the conversation announced as served, the
 conversations a waiter was told about.
 """
+
+from dataclasses import dataclass
 
 from kefu import clock
 from kefu.models import IMAGE, SENDER_USER
@@ -23,6 +28,44 @@ from kefu.realtime.events import (
 )
 
 USER, WAITER = "user", "waiter"
+# User uuids are uuid4 strings (hex digits and dashes), so none starts with this, while a
+# bare visitor_id could be anything a visitor chooses, another user's uuid included.
+VISITOR_PREFIX = "visitor:"
+
+
+@dataclass(frozen=True)
+class VisitorPeer:
+    """A visitor where a frame names a person: ``from`` / ``to`` and profiles."""
+
+    visitor_id: str
+
+    @property
+    def uuid(self) -> str:
+        return VISITOR_PREFIX + self.visitor_id
+
+    def profile(self) -> dict:
+        # The address is both its id and its uuid: get_history's user_id takes either.
+        address, name = self.uuid, self.visitor_id
+        return {
+            "id": address,
+            "uuid": address,
+            "username": name,
+            "nickname": name,
+            "avatar": "",
+            "visitor_id": name,
+        }
+
+
+def visitor_id_of(address) -> str | None:
+    """The visitor_id a waiter's address names, or None (a user's uuid or id)."""
+    if isinstance(address, str) and address.startswith(VISITOR_PREFIX):
+        return address[len(VISITOR_PREFIX) :] or None
+    return None
+
+
+def customer_of(conv):
+    """A conversation's customer as frames name it: the user, or the visitor."""
+    return conv.customer if conv.customer is not None else VisitorPeer(conv.visitor_id)
 
 
 def frame(type_: str, payload=None, op_id=None, sender=None, to=None) -> str:
@@ -50,6 +93,8 @@ def message_type_name(msg) -> str:
 def message_payload(msg, conversation_id: int) -> dict:
     if msg.message_type == IMAGE:
         payload = {"image": msg.file_url}
+        if msg.content:  # a caption (ds/kefu and the pages send one): an extra field
+            payload["text"] = msg.content
     else:
         payload = {"text": msg.text}
         if msg.file_url:
@@ -62,30 +107,6 @@ def message_payload(msg, conversation_id: int) -> dict:
     return payload
 
 
-def history_item(entry) -> dict:
-    """One stored message as a history list shows it: the live frame's fields, plus time."""
-    msg = entry.message
-    return {
-        "from": entry.sender.uuid if entry.sender else None,
-        "to": entry.recipient.uuid if entry.recipient else None,
-        "type": message_type_name(msg),
-        "payload": message_payload(msg, msg.conversation_id),
-    }
-
-
-def session_item(session) -> dict:
-    conv = session.conversation
-    return {
-        "conversation_id": conv.id,
-        "user": conv.customer.profile(),
-        "status": conv.status,
-        "rating": session.rating,
-        "created_at": clock.wire(session.created_at),
-        "ended_at": clock.wire(session.ended_at),
-        "last_message_at": clock.wire(session.last_message_at),
-    }
-
-
 def _request_op(conn, origin):
     return conn.state.get("request_op") if origin == conn.id else None
 
@@ -95,12 +116,7 @@ def _mine_as_customer(conn, conv) -> bool:
 
 
 def _mine_as_agent(conn, conv) -> bool:
-    # Visitors have no uuid to address, so the waiter protocol leaves them to ds/kefu.
-    return (
-        conv.customer is not None
-        and conv.agent is not None
-        and conv.agent.user_id == conn.principal.user_id
-    )
+    return conv.agent is not None and conv.agent.user_id == conn.principal.user_id
 
 
 class WaiterCodec:
@@ -187,32 +203,31 @@ def _waiter_message(event: MessageCreated, conn, origin):
     conv, msg = event.conversation, event.message
     if origin == conn.id or not _mine_as_agent(conn, conv):
         return
-    name = message_type_name(msg)
+    name, customer = message_type_name(msg), customer_of(conv)
     if msg.sender_type == SENDER_USER:
-        yield frame(name, message_payload(msg, conv.id), None, conv.customer, conv.agent)
+        yield frame(name, message_payload(msg, conv.id), None, customer, conv.agent)
     else:  # the agent wrote it elsewhere (its /ws or dashboard): keep this socket in step
-        yield frame(
-            f"{name}_success", message_payload(msg, conv.id), None, conv.agent, conv.customer
-        )
+        yield frame(f"{name}_success", message_payload(msg, conv.id), None, conv.agent, customer)
 
 
-def announce_user(conn, conv, op_id=None):
-    """``new_connection`` for a conversation this socket has not been told about yet."""
+def announcement(conn, conv, op_id, pending=()):
+    """``new_connection`` for a conversation this socket has not been told about yet,
+    then the customer's messages the agent side has not seen, as if they came now."""
     announced = conn.state.setdefault("announced", set())
     if conv.id in announced:
         return
     announced.add(conv.id)
-    conn.send(frame("new_connection", conv.customer.profile(), op_id, conv.customer, conv.agent))
+    customer = customer_of(conv)
+    yield frame("new_connection", customer.profile(), op_id, customer, conv.agent)
+    for msg in pending:
+        payload = message_payload(msg, conv.id)
+        yield frame(message_type_name(msg), payload, None, customer, conv.agent)
 
 
 def _waiter_assigned(event: ConversationAssigned, conn, origin):
     conv = event.conversation
     if _mine_as_agent(conn, conv):
-        announced = conn.state.setdefault("announced", set())
-        if conv.id not in announced:
-            announced.add(conv.id)
-            op_id = _request_op(conn, origin)
-            yield frame("new_connection", conv.customer.profile(), op_id, conv.customer, conv.agent)
+        yield from announcement(conn, conv, _request_op(conn, origin), event.pending)
 
 
 def _waiter_ended(event: ConversationEnded, conn, origin):
@@ -221,7 +236,7 @@ def _waiter_ended(event: ConversationEnded, conn, origin):
         return
     conn.state.setdefault("announced", set()).discard(conv.id)
     if origin != conn.id:
-        yield frame("disconnected", None, None, conv.customer, conv.agent)
+        yield frame("disconnected", None, None, customer_of(conv), conv.agent)
 
 
 def _waiter_requeued(event: ConversationRequeued, conn, origin):

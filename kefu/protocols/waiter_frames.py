@@ -1,4 +1,4 @@
-"""The waiter protocol's frame handlers: one table per role (user, waiter).
+"""The waiter protocol's frame handlers (waiter.py's tables, one per role, name them).
 
 A handler validates its payload, calls a service, sends its reply (echoing ``op_id``)
 and returns the domain events; waiter.py publishes them after the reply is queued.
@@ -6,18 +6,20 @@ and returns the domain events; waiter.py publishes them after the reply is queue
 
 from dataclasses import dataclass
 
-from kefu import auth
-from kefu.errors import Conflict, Forbidden, Invalid, KefuError, Unauthorized
-from kefu.models import IMAGE, TEXT
+from kefu import clock
+from kefu.errors import Conflict, Forbidden, Invalid, KefuError, Unauthorized, refuse_nul
+from kefu.models import IMAGE, SENDER_USER, TEXT
 from kefu.protocols import waiter_codec as codec
 from kefu.protocols.fields import Fields
-from kefu.protocols.waiter_codec import USER, WAITER, frame
-from kefu.realtime.events import WaiterSignedIn, user_key
-from kefu.services import accounts, conversations, history, message_rules, messages, routing
+from kefu.protocols.waiter_codec import frame
+from kefu.services import conversations, history, message_rules, messages, routing
 from kefu.services.snapshots import conversation_ref
+from kefu.services.visitors import VISITOR_ID_MAX
 
 NOT_YOURS = "This user is not connected to you"
+NOT_SERVED = "You have not served this user"
 NOT_CONNECTED = "Not connected to a waiter; send connect first"
+ADDRESS_MAX = len(codec.VISITOR_PREFIX) + VISITOR_ID_MAX  # a visitor's; a user uuid has 36
 
 
 class NotConnected(KefuError):
@@ -40,23 +42,6 @@ def _signed_in(conn):
 def _op(req: Request) -> str | None:
     """The op_id as messages.send stores it (unique per sender: a resend is a no-op)."""
     return None if req.op_id is None else str(req.op_id)
-
-
-def _authenticate(conn, req: Request, live, role: str):
-    principal = auth.authenticate(req.data.text("token", required=True))
-    if conn.principal is not None and conn.principal.user_id != principal.user_id:
-        raise Unauthorized("This connection is already authenticated as another account")
-    if role == WAITER and not principal.is_agent:
-        raise Forbidden("This account is not a waiter")
-    if role == USER and principal.is_agent:
-        raise Forbidden("Waiter accounts sign in on /v1/ws/connect/waiter")
-    first = conn.principal is None
-    if first:
-        # Sign-in may refuse (too many sockets); the users it may hand an agent are
-        # dispatched in a greenlet of their own, so they follow this reply.
-        live.sign_in(conn, principal)
-    conn.send(frame("auth_success", principal.person.profile(), req.op_id, None, principal.person))
-    return principal, first
 
 
 def _body(data: Fields, kind: str):
@@ -84,12 +69,38 @@ def _history_page(data: Fields):
     return (*_page(data), data.id("after_id", required=False))
 
 
+def _history_item(msg, sender, recipient) -> dict:
+    """One stored message as a history list shows it: the live frame's fields."""
+    return {
+        "from": sender.uuid if sender else None,
+        "to": recipient.uuid if recipient else None,
+        "type": codec.message_type_name(msg),
+        "payload": codec.message_payload(msg, msg.conversation_id),
+    }
+
+
+def _visitor_history_item(msg, visitor_id: str, agent) -> dict:
+    """A message of a visitor's conversation with ``agent``, the only one who writes there."""
+    visitor = codec.VisitorPeer(visitor_id)
+    if msg.sender_type == SENDER_USER:
+        return _history_item(msg, visitor, agent)
+    return _history_item(msg, agent, visitor)
+
+
+def _session_item(session) -> dict:
+    conv = session.conversation
+    return {
+        "conversation_id": conv.id,
+        "user": codec.customer_of(conv).profile(),
+        "status": conv.status,
+        "rating": session.rating,
+        "created_at": clock.wire(session.created_at),
+        "ended_at": clock.wire(session.ended_at),
+        "last_message_at": clock.wire(session.last_message_at),
+    }
+
+
 # -- user frames ----------------------------------------------------------------
-
-
-def user_auth(conn, req, live):
-    _authenticate(conn, req, live, USER)
-    return []
 
 
 def user_connect(conn, req, live):
@@ -158,7 +169,17 @@ def user_send(kind: str):
 
 def _send_history(conn, req, who, user_id: int) -> list:
     entries = history.user_messages(user_id, *_history_page(req.data))
-    items = [codec.history_item(e) for e in entries]
+    items = [_history_item(e.message, e.sender, e.recipient) for e in entries]
+    conn.send(frame("message_history", items, req.op_id, None, who.person))
+    return []
+
+
+def _send_visitor_history(conn, req, who, visitor_id: str) -> list:
+    """A visitor's messages with this waiter (visitors talk to the agent they name)."""
+    found = history.visitor_messages(who.kefu_id, visitor_id, *_history_page(req.data))
+    if found is None:
+        raise Forbidden(NOT_SERVED)
+    items = [_visitor_history_item(m, visitor_id, who.person) for m in found]
     conn.send(frame("message_history", items, req.op_id, None, who.person))
     return []
 
@@ -190,38 +211,6 @@ def user_rate(conn, req, live):
 # -- waiter frames --------------------------------------------------------------
 
 
-def waiter_auth(conn, req, live):
-    """Sign in; older waiter sockets of this agent are kicked out (its conversations
-    belong to the agent, not to a socket, so none move or drop); this socket is told
-    about every user the agent is serving. The kickout is a published event, so it
-    reaches older sockets on every worker (``kick_older_waiters``)."""
-    who, first = _authenticate(conn, req, live, WAITER)
-    conn.state["accepting"] = accounts.agent_profile(who.kefu_id).accepting
-    for ref in history.open_for_agent(who.kefu_id):
-        codec.announce_user(conn, ref, req.op_id)
-    if not first:
-        return []
-    return [WaiterSignedIn(who.user_id, live.worker_id, conn.id, conn.signed_in_at)]
-
-
-def kick_older_waiters(live, event: WaiterSignedIn) -> None:
-    """In every worker: the agent's waiter sockets that signed in before ``event`` get
-    ``kickout`` and are closed; the new socket (and any newer one) stays."""
-    for other in live.hub.connections(user_key(event.user_id)):
-        if not _is_waiter_socket(other) or other.closed:
-            continue
-        if event.worker_id == live.worker_id and other.id == event.connection_id:
-            continue
-        if (getattr(other, "signed_in_at", None) or event.at) > event.at:
-            continue
-        other.send(frame("kickout", None, None, None, other.principal.person))
-        other.close(4000, "Signed in on another connection")
-
-
-def _is_waiter_socket(conn) -> bool:
-    return isinstance(conn.codec, codec.WaiterCodec) and conn.codec.role == WAITER
-
-
 def waiter_switch(accepting: bool):
     def handler(conn, req, live):
         who = _signed_in(conn)
@@ -233,10 +222,15 @@ def waiter_switch(accepting: bool):
     return handler
 
 
-def _own_user(who, uuid) -> object:
-    if not isinstance(uuid, str) or not uuid:
+def _own_user(who, address) -> object:
+    """The open conversation of this waiter with the user (uuid) or visitor (address)."""
+    if not isinstance(address, str) or not address:
         raise Invalid("the user's uuid is required")
-    ref = history.open_with(who.kefu_id, uuid)
+    visitor_id = codec.visitor_id_of(address)
+    if visitor_id is not None:
+        ref = history.open_with_visitor(who.kefu_id, visitor_id)
+    else:
+        ref = history.open_with(who.kefu_id, address)
     if ref is None:
         raise Forbidden(NOT_YOURS)
     return ref
@@ -250,7 +244,8 @@ def waiter_send(kind: str):
             raise Invalid("to is required: the uuid of one of your users")
         ref = _own_user(who, req.to)
         body = (content, message_type, file_url)
-        return _send_with_receipt(conn, req, kind, who, ref, body, ref.agent, ref.customer)
+        customer = codec.customer_of(ref)
+        return _send_with_receipt(conn, req, kind, who, ref, body, ref.agent, customer)
 
     return handler
 
@@ -259,10 +254,10 @@ def waiter_disconnect(conn, req, live):
     """End one of this waiter's conversations; its other users stay, and the freed
     place is refilled from the queue in the same transaction."""
     who = _signed_in(conn)
-    ref = _own_user(who, req.data.text("uuid", required=True, max_len=36))
+    ref = _own_user(who, req.data.text("uuid", required=True, max_len=ADDRESS_MAX))
     events = conversations.end(ref.id, who)
     conn.state.setdefault("announced", set()).discard(ref.id)
-    conn.send(frame("disconnected", None, req.op_id, ref.customer, ref.agent))
+    conn.send(frame("disconnected", None, req.op_id, codec.customer_of(ref), ref.agent))
     return events
 
 
@@ -273,37 +268,20 @@ def waiter_history(conn, req, live):
         raise Invalid("user_id is required")
     if isinstance(ref, bool) or not isinstance(ref, str | int):
         raise Invalid("user_id must be a user's id or uuid")
+    visitor_id = codec.visitor_id_of(ref)
+    if visitor_id is not None:
+        refuse_nul("user_id", ref)  # as find_user: PostgreSQL refuses the lookup
+        return _send_visitor_history(conn, req, who, visitor_id)
     user_id = history.find_user(ref)
     # One answer for "no such user" and "not yours": a waiter learns nothing it may not.
     if user_id is None or not history.has_served(who.kefu_id, user_id):
-        raise Forbidden("You have not served this user")
+        raise Forbidden(NOT_SERVED)
     return _send_history(conn, req, who, user_id)
 
 
 def waiter_sessions(conn, req, live):
     who = _signed_in(conn)
     sessions = history.agent_sessions(who.kefu_id, *_page(req.data))
-    items = [codec.session_item(s) for s in sessions]
+    items = [_session_item(s) for s in sessions]
     conn.send(frame("session_history", items, req.op_id, None, who.person))
     return []
-
-
-USER_TYPES = {
-    "auth": user_auth,
-    "connect": user_connect,
-    "disconnect": user_disconnect,
-    "message_text": user_send("message_text"),
-    "message_image": user_send("message_image"),
-    "get_history": user_history,
-    "rate": user_rate,
-}
-WAITER_TYPES = {
-    "auth": waiter_auth,
-    "ready": waiter_switch(True),
-    "unready": waiter_switch(False),
-    "disconnect": waiter_disconnect,
-    "message_text": waiter_send("message_text"),
-    "message_image": waiter_send("message_image"),
-    "get_history": waiter_history,
-    "get_history_session": waiter_sessions,
-}

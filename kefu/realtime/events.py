@@ -113,8 +113,11 @@ class MessageView:
 
     @property
     def text(self) -> str:
-        """What a text-only client shows: the content, or the file's link if it has none
-        (ds/kefu visitors and waiter text frames carry no file_url of their own)."""
+        """What a text-only client shows: the content, and the file's link below it
+        (ds/kefu visitors and waiter text frames carry no file_url of their own: an
+        image with a caption reached a visitor as the caption alone)."""
+        if self.content and self.file_url:
+            return f"{self.content}\n{self.file_url}"
         return self.content or self.file_url or ""
 
 
@@ -129,9 +132,16 @@ class MessageCreated:
 
 @snapshot
 class ConversationAssigned:
-    """A waiting (or new) conversation got its agent."""
+    """A waiting (or new) conversation got its agent.
+
+    ``pending``: the customer's messages the agent side has not read (those its
+    ``kefu_unread_count`` counts: written while it waited, or to an agent who then
+    left), the latest ``history.PENDING_MAX``, oldest first. Read in the assigning
+    transaction, so a codec can show them to the agent who takes it without touching
+    the database (spec README: such messages "are shown to the agent who takes it")."""
 
     conversation: ConversationRef
+    pending: tuple[MessageView, ...] = ()
 
     def audience(self):
         return [*self.conversation.audience(), AGENTS]

@@ -1,8 +1,10 @@
-"""Looking back: a user's messages across conversations, an agent's sessions, and who
-has served whom (the waiter protocol's history frames and its ownership checks).
+"""Looking back: a user's messages across conversations, a visitor's with one agent, an
+agent's sessions, who has served whom (the waiter protocol's history frames and its
+ownership checks), and what an agent taking a conversation has not seen yet.
 
-Reads only; each function opens its own read block and returns frozen snapshots, so an
-adapter can render them without touching the database.
+Reads only; each function opens its own read block (or joins the caller's, for
+``unread_by_agent_locked``) and returns frozen snapshots, so an adapter can render them
+without touching the database.
 """
 
 from dataclasses import dataclass
@@ -12,13 +14,23 @@ from peewee import fn
 
 from kefu import db
 from kefu.errors import Invalid, is_row_id, refuse_nul, row_id, seq_bound
-from kefu.models import ENDED, SENDER_AGENT, Agent, Conversation, Message, User
+from kefu.models import (
+    ENDED,
+    SENDER_AGENT,
+    SENDER_USER,
+    Agent,
+    Conversation,
+    Message,
+    User,
+    Visitor,
+)
 from kefu.realtime.events import ConversationRef, MessageView, Person
 from kefu.services.snapshots import conversation_ref, load, message_view, person, with_people
 from kefu.sqlcache import cached_first
 
 LIMIT_DEFAULT = 100
 LIMIT_MAX = 100
+PENDING_MAX = 100  # unread messages an agent taking a conversation is shown
 
 
 @dataclass(frozen=True)
@@ -64,15 +76,7 @@ def user_messages(
     ``after_id`` the first ``limit`` after that message (resync after a reconnect)."""
     before, limit = check_page(before, limit)
     with db.read():
-        query = Message.select(Message, Conversation).join(Conversation)
-        query = query.where(Conversation.user == user_id)
-        if after_id is not None:
-            rows = list(_after(query, user_id, after_id).limit(limit))
-        else:
-            if before is not None:
-                query = query.where(Message.id < before)
-            rows = list(query.order_by(Message.id.desc()).limit(limit))
-            rows.reverse()
+        rows = _message_page(Conversation.user == user_id, before, limit, after_id)
         customer = person(User.get_or_none(User.id == user_id))
         kefu_ids = {m.sender_id for m in rows if m.sender_type == SENDER_AGENT}
         kefu_ids |= {m.conversation.agent_id for m in rows if m.conversation.agent_id}
@@ -88,17 +92,54 @@ def user_messages(
         return entries
 
 
-def _after(query, user_id: int, after_id: int):
+def visitor_messages(
+    kefu_id: int,
+    visitor_id: str,
+    before: int | None = None,
+    limit: int | None = None,
+    after_id: int | None = None,
+) -> list[MessageView] | None:
+    """A visitor's messages with this agent, in every conversation they had, paged as
+    ``user_messages``; None if they never had one. Visitor conversations are keyed by
+    visitor and agent, so the visitor's chats with other agents are not included."""
+    before, limit = check_page(before, limit)
+    with db.read():
+        visitor = Visitor.get_or_none(Visitor.key == visitor_id)
+        if visitor is None:
+            return None
+        owner = (Conversation.visitor == visitor.id) & (Conversation.agent == kefu_id)
+        rows = _message_page(owner, before, limit, after_id)
+        if not rows and not Conversation.select().where(owner).exists():
+            return None
+        return [message_view(m) for m in rows]
+
+
+def _message_page(owner, before: int | None, limit: int, after_id: int | None) -> list:
+    """Messages (joined to their conversation) of the conversations ``owner`` selects,
+    oldest → newest: the latest ``limit`` below ``before``, or the first after
+    ``after_id``. Inside the caller's read block."""
+    query = Message.select(Message, Conversation).join(Conversation).where(owner)
+    if after_id is not None:
+        return list(_after(query, owner, after_id).limit(limit))
+    if before is not None:
+        query = query.where(Message.id < before)
+    rows = list(query.order_by(Message.id.desc()).limit(limit))
+    rows.reverse()
+    return rows
+
+
+def _after(query, owner, after_id: int):
     """Messages after ``after_id`` by (conversation, sequence), never by raw id: ids are
     handed out before commit on PostgreSQL and MySQL, the per-conversation sequence is
-    assigned under the conversation's row lock. A user has one open conversation at a
-    time, so a later conversation's messages all come after."""
+    assigned under the conversation's row lock. A customer has one open conversation
+    (with an agent, for a visitor) at a time, so a later conversation's messages all
+    come after."""
     if not is_row_id(after_id):  # past 64 bits no driver can bind it, and no row has it
         raise Invalid("after_id is not one of this user's messages")
     seen = (
         Message.select(Message.conversation, Message.seq)
         .join(Conversation)
-        .where(Message.id == after_id, Conversation.user == user_id)
+        .where(Message.id == after_id, owner)
         .first()
     )
     if seen is None:
@@ -117,11 +158,11 @@ def _agent_people(kefu_ids) -> dict[int, Person]:
 
 
 def agent_sessions(kefu_id: int, before: int | None = None, limit: int | None = None):
-    """The agent's conversations with signed-in users, newest first, with their rating.
-    (Visitor conversations have no person to address in the waiter protocol.)"""
+    """The agent's conversations (with users and visitors), newest first, with their
+    rating."""
     before, limit = check_page(before, limit)
     with db.read():
-        query = with_people().where(Conversation.agent == kefu_id, Conversation.user.is_null(False))
+        query = with_people().where(Conversation.agent == kefu_id)
         if before is not None:
             query = query.where(Conversation.id < before)
         rows = query.order_by(Conversation.id.desc()).limit(limit)
@@ -176,13 +217,39 @@ def open_with(kefu_id: int, user_uuid: str) -> ConversationRef | None:
         return conversation_ref(load(conv.id)) if conv else None
 
 
-def open_for_agent(kefu_id: int) -> list[ConversationRef]:
-    """The agent's open conversations with signed-in users, oldest first."""
+def open_with_visitor(kefu_id: int, visitor_id: str) -> ConversationRef | None:
+    """The visitor's open conversation with this agent, if there is one."""
     with db.read():
-        rows = with_people(Conversation.open_for_agent(kefu_id)).where(
-            Conversation.user.is_null(False)
-        )
+        visitor = Visitor.get_or_none(Visitor.key == visitor_id)
+        if visitor is None:
+            return None
+        mine = Conversation.open_for_agent(kefu_id).where(Conversation.visitor == visitor.id)
+        conv = mine.first()
+        return conversation_ref(load(conv.id)) if conv else None
+
+
+def open_for_agent(kefu_id: int) -> list[ConversationRef]:
+    """The agent's open conversations (with users and visitors), oldest first."""
+    with db.read():
+        rows = with_people(Conversation.open_for_agent(kefu_id))
         return [conversation_ref(c) for c in rows.order_by(Conversation.id)]
+
+
+def unread_by_agent_locked(conv: ConversationRef) -> tuple[MessageView, ...]:
+    """The customer's messages the agent side has not read, the latest ``PENDING_MAX``,
+    oldest first: what the agent taking ``conv`` is shown (``ConversationAssigned``).
+    Run in the assigning transaction, with the conversation's row written (locked), so
+    a message is either here or written after the assignment and pushed live to the
+    agent. The counter spares the query for the usual fresh conversation."""
+    if not conv.kefu_unread_count:
+        return ()
+    rows = (
+        Message.in_conversation(conv.id)
+        .where(Message.sender_type == SENDER_USER, Message.is_read == 0)
+        .order_by(Message.seq.desc())
+        .limit(PENDING_MAX)
+    )
+    return tuple(message_view(m) for m in reversed(list(rows)))
 
 
 def latest_ended(user_id: int) -> int | None:

@@ -25,7 +25,7 @@ from kefu.realtime.events import (
     QueueChanged,
     QueueMoved,
 )
-from kefu.services import presence
+from kefu.services import history, presence
 from kefu.services.snapshots import conversation_ref, load, person
 from kefu.sqlcache import PROBE_TIMES, cached_first, cached_write
 
@@ -98,11 +98,13 @@ def _assign_serialised() -> list:
 
 
 def assign_locked(conversation_id: int, kefu_id: int) -> ConversationAssigned:
-    """Give one open conversation to an agent and count it against the agent's load."""
+    """Give one open conversation to an agent and count it against the agent's load.
+    The event carries what the customer wrote that the agent side has not read."""
     args = (kefu_id, clock.now(), conversation_id)
     cached_write("assign", _assign_query, args, (-771001, PROBE_TIMES[0], -771002))
     took_one_locked(kefu_id)
-    return ConversationAssigned(conversation_ref(load(conversation_id)))
+    ref = conversation_ref(load(conversation_id))
+    return ConversationAssigned(ref, history.unread_by_agent_locked(ref))
 
 
 def took_one_locked(kefu_id: int) -> None:

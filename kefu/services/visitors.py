@@ -4,11 +4,12 @@ A visitor names its agent (the widget's ``data-kefu-id``), so its conversation g
 that agent directly instead of through the queue, and counts against the agent's load.
 """
 
-from kefu import db, groupcommit
+from kefu import groupcommit
 from kefu.errors import Invalid, NotFound, refuse_nul
 from kefu.models import SENDER_USER, TEXT, Conversation, Message, Visitor
 from kefu.realtime.events import ConversationAssigned
 from kefu.services import accounts, conversations, message_rules, messages, routing
+from kefu.services import history as past  # ``history`` is this module's own function
 from kefu.services.snapshots import conversation_ref, load, message_view
 
 VISITOR_ID_MAX = 128
@@ -87,17 +88,7 @@ def _end_locked(visitor_id: str, kefu_id: int) -> list:
 
 
 def history(visitor_id: str, kefu_id: int, limit: int = 50) -> list:
-    """The visitor's messages with that agent across conversations, oldest → newest."""
+    """The visitor's messages with that agent across conversations, oldest → newest
+    (the latest ``limit``, at most ``history.LIMIT_MAX``)."""
     check_visitor_id(visitor_id)
-    with db.read():
-        visitor = Visitor.get_or_none(Visitor.key == visitor_id)
-        if visitor is None:
-            return []
-        rows = (
-            Message.select()
-            .join(Conversation)
-            .where(Conversation.visitor == visitor, Conversation.agent == kefu_id)
-            .order_by(Message.id.desc())
-            .limit(limit)
-        )
-        return [message_view(m) for m in reversed(list(rows))]
+    return past.visitor_messages(kefu_id, visitor_id, limit=limit) or []
