@@ -32,6 +32,7 @@ import time
 
 import gevent
 
+from kefu import failures
 from kefu.offload import off_hub
 
 log = logging.getLogger(__name__)
@@ -70,12 +71,16 @@ class Checkpointer:
         return self
 
     def _loop(self) -> None:
+        """Every ``interval``: a failed checkpoint leaves the log to the next one. A full
+        disk fails four times a second: said once, then counted (``kefu.failures``)."""
         while True:
             gevent.sleep(self.interval)
             try:
                 self.run()
-            except Exception:  # a failed checkpoint leaves the log to the next one
-                log.exception("WAL checkpoint failed")
+            except Exception as exc:
+                failures.repeated(log, "WAL checkpoint failed", exc)
+            else:
+                failures.recovered(log, "WAL checkpoint failed")
 
     def run(self) -> None:
         log_pages, _copied = _in_own_thread(self._checkpoint)

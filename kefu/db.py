@@ -241,20 +241,25 @@ def _committed_off_hub():
     kind of machine): on the hub's thread every socket waited that long."""
     database.begin()  # BEGIN IMMEDIATE, as atomic() would
     database.push_transaction(database.transaction())  # nested writes make savepoints
+    connection = database.connection()
     try:
         yield
     except BaseException:
         database.pop_transaction()
-        database.rollback()
+        if connection.in_transaction:  # see below
+            database.rollback()
         raise
     database.pop_transaction()
     try:
         # The connection itself: peewee's state is per greenlet, and the thread has none.
         # Its errors become peewee's, as from atomic().
         with __exception_wrapper__:
-            off_hub(database.connection().commit, own_thread="sqlite-commit")
+            off_hub(connection.commit, own_thread="sqlite-commit")
     except BaseException:
-        database.rollback()
+        # A full disk (or an I/O error) has SQLite roll back by itself: a ROLLBACK then
+        # failed with "no transaction is active", which hid the error that mattered.
+        if connection.in_transaction:
+            database.rollback()
         raise
 
 

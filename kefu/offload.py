@@ -33,11 +33,11 @@ def off_hub(fn, *args, own_thread: str | None = None):
     elif (pool := _own_pools.get(own_thread)) is None:
         pool = _own_pools[own_thread] = ThreadPool(1)
         pool.spawn(_not_preempting).get()  # its one thread lasts: gevent's pools keep idle threads
-    result = pool.spawn(fn, *args)
+    result = pool.spawn(_returning_error, fn, args)
     interrupted = None
     while True:
         try:
-            value = result.get()
+            value, error = result.get()
         except BaseException as exc:
             if not result.ready():  # thrown into this greenlet: fn still runs
                 interrupted = interrupted or exc
@@ -46,8 +46,23 @@ def off_hub(fn, *args, own_thread: str | None = None):
                 raise
             raise interrupted from exc
         if interrupted is not None:
+            if error is not None:
+                raise interrupted from error
             raise interrupted
+        if error is not None:
+            raise error
         return value
+
+
+def _returning_error(fn, args):
+    """In the pool's thread: (value, None) or (None, the exception). gevent's pool
+    prints the traceback of every exception its task raises, to stderr, before the
+    caller gets it: a COMMIT that failed on a full disk printed it once there and once
+    more where the caller logged it."""
+    try:
+        return fn(*args), None
+    except Exception as exc:
+        return None, exc
 
 
 def _not_preempting() -> None:

@@ -10,6 +10,7 @@ from flask import Blueprint, current_app, request
 
 from kefu import auth, clock
 from kefu.errors import Invalid, KefuError, NotFound, Unauthorized
+from kefu.failures import log_failure
 from kefu.models import SENDER_AGENT, SENDER_USER, TEXT
 from kefu.protocols import dskefu_codec as codec
 from kefu.protocols.fields import Fields, FrameError, op_id_of, parse_frame
@@ -125,7 +126,7 @@ ACTIONS = {
 
 def handle(conn, raw, live, max_bytes: int) -> None:
     """One frame in, one reply out (plus pushes to others)."""
-    op_id = None
+    op_id = action = None
     try:
         frame = parse_frame(raw, max_bytes)
         op_id = frame.get("op_id")
@@ -143,8 +144,9 @@ def handle(conn, raw, live, max_bytes: int) -> None:
     except KefuError as exc:
         conn.send(codec.fail(exc.message, _echoable(op_id)))
         return
-    except Exception:  # a bug must cost one reply, not the socket
-        log.exception("ds/kefu frame failed")
+    except Exception as exc:  # a bug (or a full disk) must cost one reply, not the socket
+        known = isinstance(action, str) and action in ACTIONS
+        log_failure(log, f"ds/kefu {action if known else 'frame'} failed", exc)
         conn.send(codec.fail("Internal server error", _echoable(op_id)))
         return
     conn.send(codec.ok(message, data, op_id))

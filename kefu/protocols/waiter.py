@@ -15,6 +15,7 @@ from flask import Blueprint, current_app
 
 from kefu import auth
 from kefu.errors import Forbidden, Invalid, KefuError, Unauthorized, refuse_nul
+from kefu.failures import log_failure
 from kefu.protocols import waiter_codec as codec
 from kefu.protocols.fields import Fields, FrameError, op_id_of, parse_frame
 from kefu.protocols.waiter_codec import USER, WAITER, frame
@@ -138,7 +139,7 @@ _GONE = object()
 
 def handle(conn, raw, live, max_bytes: int, table: dict) -> None:
     """One frame in: its reply (or an error) out, then its events to everyone concerned."""
-    op_id = None
+    op_id = kind = None
     try:
         parsed = parse_frame(raw, max_bytes)
         op_id = _echoable(parsed.get("op_id"))
@@ -162,8 +163,9 @@ def handle(conn, raw, live, max_bytes: int, table: dict) -> None:
         conn.send(frame("not_connect", {"message": exc.message}, op_id, None, _person(conn)))
     except KefuError as exc:
         conn.send(codec.error(exc.message, op_id, _person(conn)))
-    except Exception:  # a bug must cost one reply, not the socket
-        log.exception("waiter-protocol frame failed")
+    except Exception as exc:  # a bug (or a full disk) must cost one reply, not the socket
+        known = isinstance(kind, str) and kind in table
+        log_failure(log, f"waiter-protocol {kind if known else 'frame'} failed", exc)
         conn.send(codec.error("Internal server error", op_id, _person(conn)))
     finally:
         conn.state.pop("request_op", None)
