@@ -103,27 +103,35 @@ def from_environment() -> dict:
         "BIND": _bind(),
         "LOG_LEVEL": _log_level(),
         "DATABASE_URL": os.environ.get("KEFU_DATABASE_URL", "sqlite:///kefu.db"),
-        "DB_POOL_SIZE": env_int("KEFU_DB_POOL_SIZE", 8),
+        # At most 100 per worker: PostgreSQL allows 100 connections by default, and a pool
+        # past what the database takes fails with connection errors instead of waiting.
+        "DB_POOL_SIZE": env_int("KEFU_DB_POOL_SIZE", 8, most=100),
         # How long a call waits for a pooled connection before "Server busy" (HTTP 503).
         "DB_POOL_WAIT_SECONDS": env_float("KEFU_DB_POOL_WAIT_SECONDS", 30.0),
         # SQLite under load: the least time between two group commits (more writes share
         # one). Each write may wait the whole gap: at most 100 ms (1e9 hung every write).
         "GROUP_COMMIT_GAP_MS": env_float("KEFU_GROUP_COMMIT_GAP_MS", 2.0, most=100),
         # SQLite under gevent: the log's length (pages of 4 KB) at which the checkpointer
-        # catches up under the writer lock, so the next commit starts the log over.
-        "SQLITE_WAL_REWIND_PAGES": env_int("KEFU_SQLITE_WAL_REWIND_PAGES", 32768),
+        # catches up under the writer lock, so the next commit starts the log over. At
+        # most 1 GiB of log: past it, a sustained load grows the log until the disk fills.
+        "SQLITE_WAL_REWIND_PAGES": env_int("KEFU_SQLITE_WAL_REWIND_PAGES", 32768, most=262144),
         # memory: one worker, the hub in-process. postgres: N workers/hosts share one
         # PostgreSQL database (LISTEN/NOTIFY, presence in tables). docs/deployment.md.
         "BROKER": _broker(),
         "WORKERS": env_int("KEFU_WORKERS", 1, least=1),
         # A worker that stops heart-beating stops counting as present after this long.
-        # It beats every third of it: at least 1 s (0 beat the database in a loop).
-        "PRESENCE_TTL_SECONDS": env_float("KEFU_PRESENCE_TTL_SECONDS", 15.0, least=1),
-        # How long a message push may wait for its predecessor from another worker.
-        "BROKER_HOLD_SECONDS": env_float("KEFU_BROKER_HOLD_SECONDS", 1.0),
+        # It beats every third of it: at least 1 s (0 beat the database in a loop), at
+        # most 5 minutes (a dead worker's agents count as online that long, its customers
+        # as present, and nothing is re-queued or ended for them).
+        "PRESENCE_TTL_SECONDS": env_float("KEFU_PRESENCE_TTL_SECONDS", 15.0, least=1, most=300),
+        # How long a message push may wait for its predecessor from another worker; at
+        # most 10 s (a lost predecessor holds back every later push of the conversation).
+        "BROKER_HOLD_SECONDS": env_float("KEFU_BROKER_HOLD_SECONDS", 1.0, most=10),
         "SECRET_KEY": _secret_key(),
         "JWT_SECRET": os.environ.get("KEFU_JWT_SECRET", ""),
-        "JWT_LEEWAY_SECONDS": env_int("KEFU_JWT_LEEWAY_SECONDS", 30),
+        # Clock skew on a host JWT's exp: an expired token is taken this much longer. At
+        # most 5 minutes (Kerberos's skew); a huge one made tokens never expire.
+        "JWT_LEEWAY_SECONDS": env_int("KEFU_JWT_LEEWAY_SECONDS", 30, most=300),
         # Frames above this get a clear error reply and the socket stays open.
         "MAX_FRAME_BYTES": env_int("KEFU_MAX_FRAME_BYTES", 64 * 1024, least=1),
         # Frames above this are refused by the transport (close 1009); protects memory.
@@ -135,9 +143,12 @@ def from_environment() -> dict:
         "ECHO_ENDPOINT": _flag("KEFU_ECHO_ENDPOINT", False),
         # Frames queued for one slow socket before it is dropped (it resyncs on reconnect).
         "WS_OUTBOX_LIMIT": env_int("KEFU_WS_OUTBOX_LIMIT", 1000, least=1),
-        "DEFAULT_MAX_CONCURRENT": env_int("KEFU_DEFAULT_MAX_CONCURRENT", 5, least=1),
-        # An agent whose last socket dropped keeps its conversations this long.
-        "AGENT_GRACE_SECONDS": env_float("KEFU_AGENT_GRACE_SECONDS", 60.0),
+        # At most what an agent may take (routing.check_max_concurrent): beyond it, every
+        # create-agent without --max-concurrent is refused.
+        "DEFAULT_MAX_CONCURRENT": env_int("KEFU_DEFAULT_MAX_CONCURRENT", 5, least=1, most=1000),
+        # An agent whose last socket dropped keeps its conversations this long; at most an
+        # hour (its customers wait for it meanwhile).
+        "AGENT_GRACE_SECONDS": env_float("KEFU_AGENT_GRACE_SECONDS", 60.0, most=3600),
         # A waiter-protocol user socket silent this long gets ``idle``; after the grace
         # it is disconnected (and its conversation ended if it has no other socket).
         # At least 1 s: at 0 every user socket was idle as soon as it opened.
@@ -145,7 +156,8 @@ def from_environment() -> dict:
         "USER_IDLE_GRACE_SECONDS": env_float("KEFU_USER_IDLE_GRACE_SECONDS", 60.0),
         # An open conversation without a message this long, whose customer has no
         # socket open, is ended as if the customer had left (frees the agent); 0: never.
-        "INACTIVE_END_SECONDS": env_float("KEFU_INACTIVE_END_SECONDS", 3600.0),
+        # At most 30 days: a huge one fails every sweep (OverflowError on the cutoff date).
+        "INACTIVE_END_SECONDS": env_float("KEFU_INACTIVE_END_SECONDS", 3600.0, most=2592000),
         "PAGE_SIZE_MAX": env_int("KEFU_PAGE_SIZE_MAX", 100, least=1),
         # Abuse limits (docs/security.md). Rates are at least 1 per second or minute:
         # at 0 a bucket never refills, and a socket or visitor was done after its burst.
@@ -161,10 +173,12 @@ def from_environment() -> dict:
         # At least 1 s: a socket must have time to sign in before it is closed.
         "WS_LOGIN_TIMEOUT_SECONDS": env_float("KEFU_WS_LOGIN_TIMEOUT_SECONDS", 30.0, least=1),
         # How often open sockets are checked against disabled accounts / changed passwords.
-        # At least 0.1 s: 0 checked in a loop (an idle worker at 97% CPU).
-        "REVALIDATE_SECONDS": env_float("KEFU_REVALIDATE_SECONDS", 10.0, least=0.1),
-        # Queue positions go out at most this often (the latest place, read fresh).
-        "QUEUE_UPDATE_SECONDS": env_float("KEFU_QUEUE_UPDATE_SECONDS", 0.05),
+        # At least 0.1 s: 0 checked in a loop (an idle worker at 97% CPU); at most an hour
+        # (a disabled account keeps its open sockets that long).
+        "REVALIDATE_SECONDS": env_float("KEFU_REVALIDATE_SECONDS", 10.0, least=0.1, most=3600),
+        # Queue positions go out at most this often (the latest place, read fresh); at
+        # most 10 s (with a huge one nobody waiting ever learns their place).
+        "QUEUE_UPDATE_SECONDS": env_float("KEFU_QUEUE_UPDATE_SECONDS", 0.05, most=10),
         # Origins besides this host allowed to open the pages' cookie-authenticated socket.
         "WS_ALLOWED_ORIGINS": frozenset(
             o.strip().rstrip("/")
@@ -195,7 +209,11 @@ def from_environment() -> dict:
         "SESSION_COOKIE_SAMESITE": "Lax",
         # Turn on behind HTTPS so the session cookie never travels in clear text.
         "SESSION_COOKIE_SECURE": _flag("KEFU_SECURE_COOKIES", False),
-        "PERMANENT_SESSION_LIFETIME": env_int("KEFU_SESSION_SECONDS", 7 * 24 * 3600, least=1),
+        # At most 400 days, the longest cookie browsers keep (RFC 6265bis); past about
+        # 8,000 years every sign-in fails (the cookie's expiry is beyond year 9999).
+        "PERMANENT_SESSION_LIFETIME": env_int(
+            "KEFU_SESSION_SECONDS", 7 * 24 * 3600, least=1, most=400 * 24 * 3600
+        ),
     }
 
 

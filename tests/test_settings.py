@@ -45,12 +45,53 @@ NUMBER_FROM_1 = [
     "KEFU_SIGN_IN_ATTEMPTS_PER_IP",
 ]
 
+# Where a huge value broke the server or made it useless: (variable, what it says, its
+# least and most, a step past the most). A huge value ...
+CEILINGS = [
+    # ... took an expired host JWT for ever;
+    ("KEFU_JWT_LEEWAY_SECONDS", WHOLE, "0", "300", "301"),
+    # ... opened more connections than PostgreSQL takes (100 by default): errors, not waits;
+    ("KEFU_DB_POOL_SIZE", WHOLE, "0", "100", "101"),
+    # ... let a sustained load grow SQLite's log until the disk was full;
+    ("KEFU_SQLITE_WAL_REWIND_PAGES", WHOLE, "0", "262144", "262145"),
+    # ... had every create-agent refused (an agent takes 1 to 1000);
+    ("KEFU_DEFAULT_MAX_CONCURRENT", WHOLE, "1", "1000", "1001"),
+    # ... failed every sign-in (a cookie expiring after year 9999; browsers keep 400 days);
+    ("KEFU_SESSION_SECONDS", WHOLE, "1", "34560000", "34560001"),
+    # ... counted a dead worker's agents online and its customers present for good;
+    ("KEFU_PRESENCE_TTL_SECONDS", NUMBER, "1", "300", "300.5"),
+    # ... held every push after a lost one back for good;
+    ("KEFU_BROKER_HOLD_SECONDS", NUMBER, "0", "10", "10.5"),
+    # ... left an absent agent's customers waiting for good;
+    ("KEFU_AGENT_GRACE_SECONDS", NUMBER, "0", "3600", "3600.5"),
+    # ... failed every sweep for conversations left behind (OverflowError);
+    ("KEFU_INACTIVE_END_SECONDS", NUMBER, "0", "2592000", "2592000.5"),
+    # ... kept a disabled account's sockets open for good;
+    ("KEFU_REVALIDATE_SECONDS", NUMBER, "0.1", "3600", "3600.5"),
+    # ... never told anyone waiting their place.
+    ("KEFU_QUEUE_UPDATE_SECONDS", NUMBER, "0", "10", "10.5"),
+]
+MOST = {var: most for var, _, _, most, _ in CEILINGS}
+
+
+def allowed(var: str, least: str) -> str:
+    return f"from {least} to {MOST[var]}" if var in MOST else f"{least} or more"
+
+
 # (variable, a value it refuses, what the refusal says)
 REFUSED = [
-    *[(var, "0", f"{var}='0': {WHOLE}, 1 or more") for var in WHOLE_FROM_1],
-    *[(var, "0", f"{var}='0': {NUMBER}, 1 or more") for var in NUMBER_FROM_1],
+    *[(var, "0", f"{var}='0': {WHOLE}, {allowed(var, '1')}") for var in WHOLE_FROM_1],
+    *[(var, "0", f"{var}='0': {NUMBER}, {allowed(var, '1')}") for var in NUMBER_FROM_1],
+    *[
+        (var, "1000000000", f"{var}='1000000000': {says}, from {least} to {most}")
+        for var, says, least, most, _ in CEILINGS
+    ],
     # 0 was a loop: an idle worker at 97% CPU.
-    ("KEFU_REVALIDATE_SECONDS", "0", f"KEFU_REVALIDATE_SECONDS='0': {NUMBER}, 0.1 or more"),
+    (
+        "KEFU_REVALIDATE_SECONDS",
+        "0",
+        f"KEFU_REVALIDATE_SECONDS='0': {NUMBER}, {allowed('KEFU_REVALIDATE_SECONDS', '0.1')}",
+    ),
     # Every write under load waits up to the gap: 1e9 ms hung them.
     ("KEFU_GROUP_COMMIT_GAP_MS", "1e9", f"KEFU_GROUP_COMMIT_GAP_MS='1e9': {NUMBER}, from 0 to 100"),
     # A blank line in an environment file: gunicorn listened nowhere and said nothing.
@@ -67,6 +108,7 @@ BOUNDS = [
     *[(var, "1", "0.9") for var in NUMBER_FROM_1],
     ("KEFU_REVALIDATE_SECONDS", "0.1", "0.09"),
     ("KEFU_GROUP_COMMIT_GAP_MS", "100", "100.1"),
+    *[(var, most, past) for var, _, _, most, past in CEILINGS],
 ]
 CONFIG_KEY = {"KEFU_SESSION_SECONDS": "PERMANENT_SESSION_LIFETIME"}
 
