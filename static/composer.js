@@ -32,14 +32,37 @@
       if (text) sessionStorage.setItem(DRAFT + url, text); else sessionStorage.removeItem(DRAFT + url);
     } catch (err) { /* storage full or off: the draft lives as long as the box */ }
   }
+  function within(root, selector) {
+    if (!root || !root.querySelectorAll) return [];
+    var found = Array.prototype.slice.call(root.querySelectorAll(selector));
+    if (root.matches && root.matches(selector)) found.unshift(root);
+    return found;
+  }
   function restoreDrafts(root) {
-    var forms = root.querySelectorAll ? root.querySelectorAll("form[data-composer]") : [];
-    Array.prototype.forEach.call(forms, function (form) {
+    within(root, "form[data-composer]").forEach(function (form) {
       var box = form.querySelector("textarea"), draft = draftOf(form.getAttribute("action"));
       if (box && draft && !box.value) { box.value = draft; grow(box); }
     });
+    showLeftDrafts(root);
   }
   htmx.onLoad(restoreDrafts); /* the page itself, and every thread htmx swaps in */
+
+  /* A conversation that ended (the customer ended it, or the agent) while a reply was
+     being written: its box is gone, the reply is not. The ended notice shows it, to copy
+     from, until discarded. */
+  function showLeftDrafts(root) {
+    within(root, "[data-left-draft]").forEach(function (left) {
+      var text = draftOf(left.getAttribute("data-left-draft")), box = left.querySelector("textarea");
+      if (box) box.value = text;
+      left.hidden = !text;
+    });
+  }
+  document.addEventListener("click", function (e) {
+    var left = e.target.closest && e.target.closest("[data-left-draft]");
+    if (!left || !e.target.closest("[data-discard-draft]")) return;
+    saveDraft(left.getAttribute("data-left-draft"), "");
+    showLeftDrafts(left);
+  });
 
   /* What is sent is what the box held when the writer pressed Enter: the text is taken
      and the box emptied at once, so the next message can be typed while this one is on
@@ -135,7 +158,7 @@
     retries[url] = back.length === 1 && !typed ? { text: texts[0], op_id: item.values.op_id } : null;
     var text = texts.concat(typed ? [typed] : []).join("\n");
     saveDraft(url, text);
-    if (box) { box.value = text; grow(box); }
+    if (box) { box.value = text; grow(box); } else showLeftDrafts(document); /* ended meanwhile */
   }
 
   document.addEventListener("change", function (e) {

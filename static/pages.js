@@ -39,6 +39,42 @@
   document.addEventListener("htmx:sendError", function () { toast("Not connected. Try again in a moment."); });
 
   /* -- threads: one copy of each message, in order, scrolled to the newest --------- */
+  /* A thread holds messages and, on /chat, the customer's earlier conversations above
+     the current one, each closed by a "Conversation ended" divider (data-seq 0 of the
+     conversation after it): they go in (conversation, seq) order. Anything else (the
+     "Load older" button, a hint) stays above them. */
+  function threadOrder(a, b) {
+    return (+a.dataset.conv - +b.dataset.conv) || (+a.dataset.seq - +b.dataset.seq);
+  }
+  function inOrder(parent, items, order) {
+    var sorted = items.slice().sort(order);
+    if (!sorted.some(function (m, i) { return m !== items[i]; })) return;
+    var focused = document.activeElement;
+    sorted.forEach(function (m) { parent.appendChild(m); });
+    /* moving an element takes the keyboard focus from it: give it back */
+    if (focused && focused !== document.activeElement && parent.contains(focused)) focused.focus({ preventScroll: true });
+  }
+  /* The open list, as a reload orders it: newest activity first (a row's <time>).
+     Pushes put a row at the top; one handed over may have older activity than those below. */
+  function activity(row) {
+    var t = row.querySelector("time[datetime]");
+    return (t && Date.parse(t.getAttribute("datetime"))) || 0;
+  }
+  function sortList() {
+    var list = document.getElementById("open-list");
+    if (!list) return;
+    var rows = Array.prototype.filter.call(list.children, function (r) { return r.classList.contains("conv-row"); });
+    inOrder(list, rows, function (a, b) { return activity(b) - activity(a); }); /* stable: ties keep their place */
+  }
+  /* A thread that does not fill its box cannot be scrolled to the top to load more: load
+     the page above at once (a new conversation under the earlier ones, a short one). */
+  function fill(thread) {
+    var btn = thread.querySelector("button.older:not([data-busy])");
+    if (!btn || !thread.clientHeight || thread.scrollHeight > thread.clientHeight + 40) return;
+    btn.dataset.busy = "1";
+    btn.dataset.fill = "1";
+    btn.click();
+  }
   /* scroll: "newest" shows the newest message (a thread just opened, a message just
      sent); "follow" does so only for a reader who was at the bottom (something arrived);
      "keep" leaves the thread where it is (older messages were added above). */
@@ -51,28 +87,30 @@
     document.querySelectorAll(".conv-row").forEach(function (r) {
       r.classList.toggle("active", +r.dataset.conv === id);
     });
+    sortList();
     document.body.classList.toggle("no-open", !document.querySelector("#open-list .conv-row"));
     document.querySelectorAll(".thread").forEach(function (thread) {
       var seen = {};
-      var msgs = Array.prototype.slice.call(thread.querySelectorAll(".msg"));
-      msgs.forEach(function (m) { if (seen[m.id]) m.remove(); else seen[m.id] = true; });
-      msgs = Array.prototype.slice.call(thread.querySelectorAll(".msg"));
-      var sorted = msgs.slice().sort(function (a, b) { return (+a.dataset.seq) - (+b.dataset.seq); });
-      if (sorted.some(function (m, i) { return m !== msgs[i]; })) {
-        sorted.forEach(function (m) { thread.appendChild(m); });
-      }
-      if (msgs.length) { var hint = thread.querySelector(".empty-hint"); if (hint) hint.remove(); }
+      Array.prototype.forEach.call(thread.querySelectorAll(".msg"), function (m) {
+        if (seen[m.id]) m.remove(); else seen[m.id] = true;
+      });
+      var items = Array.prototype.slice.call(thread.querySelectorAll(":scope > .msg, :scope > .conv-divider"));
+      inOrder(thread, items, threadOrder);
+      if (thread.querySelector(".msg")) { var hint = thread.querySelector(".empty-hint"); if (hint) hint.remove(); }
       /* kefuAway is where the reader was before this change (see the scroll listener):
          measured now, a tall new message would already have pushed the bottom away. */
       if (scroll === "newest" || (scroll === "follow" && !thread.kefuAway)) {
         thread.scrollTop = thread.scrollHeight;
       }
+      fill(thread);
     });
   }
   document.addEventListener("htmx:afterSettle", function (e) {
     var elt = e.detail.elt, target = e.detail.target;
-    if (elt && elt.classList && elt.classList.contains("older")) tidy("keep");
-    else if (target && target.id === "main") tidy("newest"); /* a conversation opened */
+    if (elt && elt.classList && elt.classList.contains("older")) {
+      /* loaded because the thread was not full: the reader was at its newest message */
+      tidy(elt.dataset.fill ? "newest" : "keep");
+    } else if (target && target.id === "main") tidy("newest"); /* a conversation opened */
     else tidy("follow");
   });
   document.addEventListener("DOMContentLoaded", function () { tidy("newest"); });
@@ -189,7 +227,8 @@
   function lastSeq() {
     var id = viewing(), max = 0;
     if (!id) return 0;
-    document.querySelectorAll("#thread-" + id + " .msg").forEach(function (m) { max = Math.max(max, +m.dataset.seq); });
+    /* this conversation's own messages: the thread may show earlier ones above (/chat) */
+    document.querySelectorAll("#thread-" + id + ' .msg[data-conv="' + id + '"]').forEach(function (m) { max = Math.max(max, +m.dataset.seq); });
     return max;
   }
   document.addEventListener("htmx:wsOpen", function (e) {
@@ -215,8 +254,45 @@
       setTimeout(function () { if (live()) socket.reconnect(); }, 1000 + Math.random() * 2000);
     }
   });
-  document.addEventListener("htmx:wsAfterMessage", function (e) {
-    var msg = String(e.detail.message || "");
+  /* -- pushes aimed at what the page does not show ---------------------------------
+     A push names its targets by id: a conversation's thread and footer (shown only while
+     it is open here), its list row (absent until it first appears). htmx would log
+     htmx:oobErrorNoTarget for each absent one; this extension (hx-ext="kefu-live" on the
+     socket's element) drops those parts of a pushed frame just before it is swapped, so
+     every part whose target is here is applied as before. HTTP answers pass untouched. */
+  function presentOnly(html) {
+    var tpl = document.createElement("template"), dropped = false;
+    tpl.innerHTML = html;
+    Array.prototype.slice.call(tpl.content.children).forEach(function (el) {
+      var how = el.getAttribute("hx-swap-oob");
+      if (how === null) return;
+      var colon = how.indexOf(":");
+      var selector = colon > 0 ? how.slice(colon + 1) : "#" + CSS.escape(el.id);
+      var here = true;
+      try { here = !!document.querySelector(selector); } catch (err) { /* htmx's own syntax: let htmx read it */ }
+      if (!here) { el.remove(); dropped = true; }
+    });
+    return dropped ? tpl.innerHTML : html;
+  }
+  htmx.defineExtension("kefu-live", {
+    transformResponse: function (text, xhr) { return xhr ? text : presentOnly(text); }
+  });
+
+  /* The frame as the server sent it (the extension may have dropped parts of it by the
+     time htmx:wsAfterMessage tells it), and the element that had the keyboard focus: a
+     push that replaces it (the Ready switch) gives the focus to its replacement. */
+  var frame = "", focusedId = "";
+  document.addEventListener("htmx:wsBeforeMessage", function (e) {
+    frame = String(e.detail.message || "");
+    var el = document.activeElement;
+    focusedId = el && el !== document.body && el.id ? el.id : "";
+  });
+  document.addEventListener("htmx:wsAfterMessage", function () {
+    var msg = frame;
+    if (focusedId && (!document.activeElement || document.activeElement === document.body)) {
+      var again = document.getElementById(focusedId);
+      if (again) again.focus({ preventScroll: true });
+    }
     tidy("follow");
     /* A push during a load may be newer than what the load brings: load once more. */
     if (role() === "user" && (chatLoading || newerConversation(msg))) loadChat();

@@ -10,7 +10,11 @@
   var box = composer.querySelector("textarea");
   var ended = document.getElementById("ended");
   var endBtn = document.getElementById("end-chat");
-  var ws = null, retry = 0, pending = [], lastId = 0, loading = null, reload = false;
+  var confirmEnd = document.getElementById("end-confirm");
+  var presence = document.getElementById("visitor-status");
+  var notice = document.getElementById("visitor-notice");
+  var ws = null, retry = 0, live = false, lastId = 0, lastConv = null, loading = null, reload = false;
+  var noticeTimer = null;
 
   function randomId(bytes) {
     var a = new Uint8Array(bytes);
@@ -28,9 +32,11 @@
      iframe, and then the id lives as long as the page. An id in the link is taken only
      inside the loader's frame: opened on its own, a link carrying someone else's id
      would have the reader chat in a conversation whose author can read it. */
+  var inLoader = false;
   var visitorId = (function () {
     var key = "kefu.visitor_id";
     var given = window.parent !== window && /(?:^#|&)vid=(v_[0-9a-f]{32})(?:&|$)/.exec(location.hash);
+    inLoader = !!given;
     if (given) return given[1]; /* kept by the loader in the host page's storage */
     try {
       var id = localStorage.getItem(key);
@@ -39,9 +45,131 @@
     } catch (e) { return "v_" + randomId(16); }
   })();
 
+  /* Errors (a refused message, a failed upload) go to a notice above the box, announced
+     politely; it clears on the next message that goes through, or after a while. The
+     header's line says whether the agent is around. */
+  function say(text) {
+    notice.textContent = text || "";
+    clearTimeout(noticeTimer);
+    if (text) noticeTimer = setTimeout(function () { notice.textContent = ""; }, 8000);
+  }
+
+  /* The outbox: what the visitor wrote and the server has not yet stored, oldest first.
+     Each message shows at once as a pending bubble, marked "Sending…", and is replaced
+     by the server's bubble once stored. Frames leave one at a time, in order, each with
+     the op_id made when it was written, so a resend (after a reconnect, or a reload) is
+     stored once. A refused message stops the queue: it and those behind it stay in the
+     thread marked "Not sent" with a Retry button (a new message retries them too, ahead
+     of itself), so nothing typed is lost and the order is kept. The texts are kept for
+     this tab (sessionStorage), so a reload during an outage still sends them: in the
+     loader's frame by the loader, in the host page's storage (like the visitor id, and
+     for the same reason: a third-party frame's own storage is often blocked). */
+  var outbox = [], inflight = null;
+  var storeKey = "kefu.outbox." + kefuId + "." + visitorId;
+
+  function save() {
+    var texts = outbox.filter(function (o) { return o.text != null; })
+      .map(function (o) { return { op_id: o.op_id, text: o.text }; });
+    if (inLoader) { parent.postMessage({ kefu: "outbox", items: texts }, "*"); return; }
+    try {
+      if (texts.length) sessionStorage.setItem(storeKey, JSON.stringify(texts));
+      else sessionStorage.removeItem(storeKey);
+    } catch (e) { /* storage blocked: the outbox lives as long as the page */ }
+  }
+  function restore(list) {
+    if (!Array.isArray(list)) return;
+    var added = false;
+    list.forEach(function (o) {
+      if (!o || typeof o.op_id !== "string" || typeof o.text !== "string" || !o.text) return;
+      if (outbox.some(function (x) { return x.op_id === o.op_id; })) return;
+      queueText(o.text, o.op_id);
+      added = true;
+    });
+    if (added) { setEnded(false); pump(); }
+  }
+
+  function hasReal() { return !!thread.querySelector(".msg:not(.pending)"); }
+  function hasUnsent() { return outbox.some(function (o) { return o.text != null; }); }
+
   function setEnded(isEnded) {
-    ended.hidden = !isEnded;
-    endBtn.hidden = isEnded || !thread.querySelector(".msg");
+    ended.hidden = !isEnded || hasUnsent();
+    endBtn.hidden = isEnded || !hasReal();
+  }
+  function dropHint() {
+    var hint = thread.querySelector(".empty-hint"); if (hint) hint.remove();
+  }
+
+  function pendingBubble(o) {
+    var el = document.createElement("div");
+    el.className = "msg mine pending";
+    var bubble = document.createElement("div");
+    bubble.className = "bubble";
+    var text = document.createElement("div");
+    text.className = "text";
+    text.textContent = o.text;
+    bubble.appendChild(text);
+    var state = document.createElement("span");
+    state.className = "send-state";
+    el.appendChild(bubble);
+    el.appendChild(state);
+    o.el = el;
+    showState(o);
+    dropHint();
+    thread.appendChild(el);
+  }
+  function showState(o) {
+    var state = o.el.querySelector(".send-state");
+    o.el.classList.toggle("failed", !!o.failed);
+    state.textContent = "";
+    if (!o.failed) { state.textContent = "Sending…"; return; }
+    state.appendChild(document.createTextNode("Not sent "));
+    var again = document.createElement("button");
+    again.type = "button";
+    again.className = "resend";
+    again.textContent = "Retry";
+    again.addEventListener("click", function () { resume(); box.focus(); });
+    state.appendChild(again);
+  }
+
+  function queueText(text, opId) {
+    var o = { op_id: opId || newOpId(), text: text };
+    outbox.push(o);
+    pendingBubble(o);
+    save();
+    return o;
+  }
+  /* Retry everything that was refused, in order. */
+  function resume() {
+    outbox.forEach(function (o) {
+      if (o.failed) { o.failed = false; if (o.el) showState(o); }
+    });
+    pump();
+  }
+  function pump() {
+    if (inflight || !live || !outbox.length || outbox[0].failed) return;
+    inflight = outbox[0];
+    var data = { visitor_id: visitorId, kefu_id: kefuId };
+    if (inflight.text != null) data.content = inflight.text;
+    ws.send(JSON.stringify({
+      action: inflight.text != null ? "kefu_message_visitor_send" : "kefu_message_visitor_end",
+      op_id: inflight.op_id, data: data,
+    }));
+  }
+  function answered(msg) {
+    var o = inflight;
+    inflight = null;
+    if (msg.success) {
+      outbox.shift();
+      if (o.el) o.el.dataset.messageId = (msg.data && msg.data.message_id) || "";
+      say("");
+      save();
+      refresh();
+    } else {
+      say(msg.message || "Not sent");
+      if (o.text == null) outbox.shift(); /* a refused "end": the conversation stays open */
+      else outbox.forEach(function (x) { if (x.text != null) { x.failed = true; showState(x); } });
+    }
+    pump();
   }
 
   /* Fetch the bubbles after the newest one shown; coalesce overlapping calls. */
@@ -50,21 +178,33 @@
     var url = "/visitor/messages?kefu_id=" + kefuId + "&visitor_id=" + encodeURIComponent(visitorId) + "&after=" + lastId;
     loading = fetch(url, { cache: "no-store" }).then(function (r) {
       var open = r.headers.get("X-Kefu-Open");
+      var away = r.headers.get("X-Kefu-Away");
       return r.text().then(function (html) {
         if (!r.ok) return;
+        presence.textContent = away ? presence.dataset.away : presence.dataset.here;
         var tpl = document.createElement("template");
         tpl.innerHTML = html;
-        var fresh = 0;
+        var fresh = 0, before = thread.querySelector(".msg.pending"); /* pending ones stay last */
         tpl.content.querySelectorAll(".msg").forEach(function (m) {
           if (document.getElementById(m.id)) return;
           if (m.classList.contains("theirs")) fresh += 1;
-          thread.appendChild(m);
+          /* A return visit shows earlier conversations too: a divider between them. */
+          if (lastConv !== null && m.dataset.conv !== lastConv) {
+            var divider = document.createElement("p");
+            divider.className = "conv-divider";
+            divider.innerHTML = "<span>Conversation ended · a new one started</span>";
+            thread.insertBefore(divider, before);
+          }
+          lastConv = m.dataset.conv;
+          thread.insertBefore(m, before);
           lastId = Math.max(lastId, +m.dataset.id);
         });
-        if (thread.querySelector(".msg")) {
-          var hint = thread.querySelector(".empty-hint"); if (hint) hint.remove();
-        }
-        setEnded(!open && !!thread.querySelector(".msg"));
+        /* a pending bubble gives way to the stored one */
+        thread.querySelectorAll(".msg.pending[data-message-id]").forEach(function (p) {
+          if (document.getElementById("msg-" + p.dataset.messageId)) p.remove();
+        });
+        if (thread.querySelector(".msg")) dropHint();
+        setEnded(!open && hasReal());
         thread.scrollTop = thread.scrollHeight;
         /* the loader shows a dot on the bubble if the panel is closed */
         if (fresh && parent !== window) parent.postMessage({ kefu: "unread" }, "*");
@@ -76,21 +216,16 @@
     return loading;
   }
 
-  function send(frame) {
-    if (ws && ws.readyState === 1) ws.send(JSON.stringify(frame));
-    else pending.push(frame); /* op_id makes a resend after reconnect harmless */
-  }
-
   function connect() {
     var scheme = location.protocol === "https:" ? "wss://" : "ws://";
     ws = new WebSocket(scheme + location.host + "/ws");
     ws.onopen = function () {
       retry = 0;
+      live = true;
       document.body.classList.remove("offline");
       document.body.dataset.live = "open";
       ws.send(JSON.stringify({ action: "kefu_message_visitor_bind_fd", data: { bind_key: visitorId } }));
-      var queued = pending; pending = [];
-      queued.forEach(function (f) { ws.send(JSON.stringify(f)); });
+      pump(); /* what was written meanwhile, with the op_ids it was given */
       refresh(); /* whatever arrived while we were away */
     };
     ws.onmessage = function (e) {
@@ -98,13 +233,15 @@
       if (msg.type === "push_message" && msg.visitor_id === visitorId) {
         if (msg.action === "kefu_visitor_message") refresh();
         if (msg.action === "kefu_visitor_conversation_end") refresh().then(function () { setEnded(true); });
-      } else if (msg.success === true && msg.data && msg.data.message_id) {
-        refresh();
+      } else if (inflight && msg.op_id === inflight.op_id && typeof msg.success === "boolean") {
+        answered(msg);
       } else if (msg.success === false) {
-        document.getElementById("visitor-status").textContent = msg.message;
+        say(msg.message);
       }
     };
     ws.onclose = function () {
+      live = false;
+      inflight = null; /* still first in the outbox: resent with its op_id on reconnect */
       document.body.classList.add("offline");
       document.body.dataset.live = "closed";
       /* Exponential back-off with jitter, capped at 5 s: a chat must come back quickly. */
@@ -117,17 +254,21 @@
     e.preventDefault();
     var text = box.value.trim();
     if (!text) return;
-    send({ action: "kefu_message_visitor_send", op_id: newOpId(),
-           data: { visitor_id: visitorId, kefu_id: kefuId, content: text } });
+    queueText(text);
     box.value = "";
     ended.hidden = true;
+    thread.scrollTop = thread.scrollHeight;
+    resume(); /* a new message retries any refused before it, in order */
   });
   box.addEventListener("keydown", function (e) {
     if (e.key === "Enter" && !e.shiftKey && !e.isComposing) { e.preventDefault(); composer.requestSubmit(); }
   });
   /* Visitor messages are text (the ds/kefu visitor actions carry no file_url), so an
-     uploaded image is sent as its link; the bubble shows it as a safe http(s) link. */
-  document.getElementById("attach").addEventListener("change", function (e) {
+     uploaded image is sent as its link; the visitor's own view shows it as the picture
+     (kefu/web/visitor.py). The file input is hidden; a real button opens it. */
+  var attach = document.getElementById("attach");
+  document.getElementById("attach-button").addEventListener("click", function () { attach.click(); });
+  attach.addEventListener("change", function (e) {
     var input = e.target;
     if (!input.files.length) return;
     var body = new FormData();
@@ -137,25 +278,44 @@
       .then(function (r) { return r.json(); })
       .then(function (res) {
         input.value = "";
-        if (res.code !== 200) { document.getElementById("visitor-status").textContent = res.message; return; }
-        send({ action: "kefu_message_visitor_send", op_id: newOpId(),
-               data: { visitor_id: visitorId, kefu_id: kefuId, content: location.origin + res.data.url } });
+        if (res.code !== 200) { say(res.message); return; }
+        queueText(location.origin + res.data.url);
+        resume();
       })
-      .catch(function () { input.value = ""; });
+      .catch(function () { input.value = ""; say("The image could not be sent; try again"); });
   });
-  endBtn.addEventListener("click", function () {
-    send({ action: "kefu_message_visitor_end", data: { visitor_id: visitorId, kefu_id: kefuId } });
+
+  /* "End chat" asks first, as the dashboard and /chat do, in a modal dialog inside the
+     panel (focus moves into it, Escape or "Keep chatting" cancels). */
+  endBtn.addEventListener("click", function () { confirmEnd.showModal(); });
+  document.getElementById("end-keep").addEventListener("click", function () { confirmEnd.close(); });
+  confirmEnd.addEventListener("close", function () { if (!endBtn.hidden) endBtn.focus(); });
+  document.getElementById("end-yes").addEventListener("click", function () {
+    outbox.push({ op_id: newOpId(), text: null }); /* after anything still on its way */
     setEnded(true);
+    confirmEnd.close();
+    box.focus();
+    pump();
   });
 
   /* The loader (widget.js) says when the panel fills the screen (a phone): its close
-     button then sits over the header's right end, and the header makes room for it. */
+     button then sits over the header's right end, and the header makes room for it. It
+     also asks for the focus when the panel opens; Escape asks it to close the panel. */
   window.addEventListener("message", function (e) {
-    if (e.source === parent && e.data && e.data.kefu === "layout") {
-      document.body.classList.toggle("full-screen", !!e.data.fullScreen);
+    if (e.source !== parent || !e.data) return;
+    if (e.data.kefu === "layout") document.body.classList.toggle("full-screen", !!e.data.fullScreen);
+    if (e.data.kefu === "focus") box.focus();
+    if (e.data.kefu === "outbox" && inLoader) restore(e.data.items); /* kept by the loader (see save) */
+  });
+  document.addEventListener("keydown", function (e) {
+    if (e.key === "Escape" && !confirmEnd.open && parent !== window) {
+      parent.postMessage({ kefu: "close" }, "*");
     }
   });
 
+  if (!inLoader) {
+    try { restore(JSON.parse(sessionStorage.getItem(storeKey) || "[]")); } catch (e) { /* none */ }
+  }
   refresh();
   connect();
 })();

@@ -30,13 +30,28 @@
     } catch (e) { return fresh; }
   }
 
+  /* What the visitor wrote and the server has not stored yet, kept for this tab so that a
+     reload during an outage does not lose it; the chat sends it again with its op_ids. */
+  var outboxKey = "kefu.outbox." + kefuId;
+  function keptOutbox() {
+    try { return JSON.parse(sessionStorage.getItem(outboxKey) || "[]"); } catch (e) { return []; }
+  }
+  function keepOutbox(items) {
+    try {
+      if (items.length) sessionStorage.setItem(outboxKey, JSON.stringify(items));
+      else sessionStorage.removeItem(outboxKey);
+    } catch (e) { /* storage blocked: kept as long as the page */ }
+  }
+
   function mount() {
     var host = document.createElement("div");
     host.id = "kefu-widget";
     var root = host.attachShadow({ mode: "open" });
     var style = document.createElement("style");
     style.textContent =
-      ":host{all:initial}" +
+      /* !important: for important rules the shadow root's own win over the host page's,
+         so a page's `div{border:…}` or `#kefu-widget{…}` cannot reach this element. */
+      ":host{all:initial !important}" +
       /* The bubble stays above the panel: on a phone the panel fills the screen and the
          bubble, moved to its top corner, is the only way to close it. */
       ".bubble{position:fixed;right:20px;bottom:20px;z-index:2147483647;width:56px;height:56px;border-radius:50%;border:0;" +
@@ -45,10 +60,10 @@
       ".bubble.unread .dot{display:block}.bubble .close,.bubble.open .chat{display:none}.bubble.open .close{display:block}" +
       ".panel{position:fixed;right:20px;bottom:88px;z-index:2147483646;width:370px;height:560px;max-height:calc(100vh - 110px);" +
       "border:0;border-radius:14px;box-shadow:0 12px 40px rgba(0,0,0,.25);background:#fff;display:none}" +
-      ".panel.open{display:block}" +
+      ".panel.open{display:block}.bubble:focus-visible{outline:3px solid #111827;outline-offset:3px}" +
       "@media (max-width:480px){.panel{right:0;bottom:0;width:100vw;height:100vh;max-height:none;border-radius:0}" +
-      ".open~.bubble{bottom:auto;top:10px;right:10px;width:40px;height:40px}}";
-    var frame = null;
+      ".bubble.open{bottom:auto;top:10px;right:10px;width:40px;height:40px}}";
+    var frame = null, loaded = false;
     var bubble = document.createElement("button");
     bubble.className = "bubble";
     bubble.type = "button";
@@ -56,21 +71,42 @@
     bubble.title = label;
     bubble.innerHTML = '<svg class="chat" viewBox="0 0 24 24" fill="none" stroke="currentColor" stroke-width="2" stroke-linecap="round" stroke-linejoin="round" aria-hidden="true"><path d="M21 12a8 8 0 0 1-11.6 7.1L4 20l1-4.6A8 8 0 1 1 21 12z"/></svg>' +
       '<svg class="close" viewBox="0 0 24 24" fill="none" stroke="currentColor" stroke-width="2.5" stroke-linecap="round" aria-hidden="true"><path d="M6 6l12 12M18 6L6 18"/></svg><span class="dot"></span>';
-    bubble.addEventListener("click", function () {
+    bubble.setAttribute("aria-expanded", "false");
+    bubble.setAttribute("aria-controls", "kefu-panel");
+    function isOpen() { return !!frame && frame.classList.contains("open"); }
+    /* Opening moves the focus into the chat's message box; closing (the bubble, or Escape
+       in the chat or on the bubble) gives it back to the bubble. The panel comes after
+       the bubble in the DOM, so Tab goes on from the bubble into the chat. */
+    function setOpen(open) {
       if (!frame) {
         frame = document.createElement("iframe");
         frame.className = "panel";
+        frame.id = "kefu-panel";
         frame.title = label;
         frame.src = origin + "/visitor?kefu_id=" + kefuId + "#vid=" + visitorId();
         frame.setAttribute("allow", "clipboard-write");
-        frame.addEventListener("load", tellLayout);
-        root.insertBefore(frame, bubble);
+        frame.addEventListener("load", function () {
+          loaded = true;
+          tellLayout();
+          frame.contentWindow.postMessage({ kefu: "outbox", items: keptOutbox() }, origin);
+          if (isOpen()) focusChat();
+        });
+        root.appendChild(frame);
       }
-      var open = !frame.classList.contains("open");
       frame.classList.toggle("open", open);
       bubble.classList.toggle("open", open);
       bubble.setAttribute("aria-expanded", String(open));
       bubble.classList.remove("unread");
+      if (!open) bubble.focus();
+      else if (loaded) focusChat(); /* else once it has loaded */
+    }
+    function focusChat() {
+      frame.focus(); /* the frame's document takes the focus; it puts it in its message box */
+      if (frame.contentWindow) frame.contentWindow.postMessage({ kefu: "focus" }, origin);
+    }
+    bubble.addEventListener("click", function () { setOpen(!isOpen()); });
+    root.addEventListener("keydown", function (e) {
+      if (e.key === "Escape" && isOpen()) { e.preventDefault(); setOpen(false); }
     });
     /* Tell the chat when it fills the screen, so its header leaves room for the bubble
        (the media query inside the iframe sees the iframe's width, 370 px on a desktop too). */
@@ -81,9 +117,11 @@
     if (phone.addEventListener) phone.addEventListener("change", tellLayout);
     else if (phone.addListener) phone.addListener(tellLayout);
     window.addEventListener("message", function (e) {
-      if (e.origin === origin && e.data && e.data.kefu === "unread" && frame && !frame.classList.contains("open")) {
-        bubble.classList.add("unread");
-      }
+      if (e.origin !== origin || !e.data || !frame) return;
+      if (e.data.kefu === "unread" && !isOpen()) bubble.classList.add("unread");
+      if (e.source !== frame.contentWindow) return;
+      if (e.data.kefu === "close" && isOpen()) setOpen(false);
+      if (e.data.kefu === "outbox" && Array.isArray(e.data.items)) keepOutbox(e.data.items);
     });
     root.appendChild(style);
     root.appendChild(bubble);

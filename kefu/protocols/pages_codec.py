@@ -75,6 +75,7 @@ def _agent_assigned(event: ConversationAssigned, conn) -> str:
     if not _is_mine(conn, conv):
         return ""
     row = desk.row_for(conv.id)  # the row needs its latest message: one read
+    # At the top for now; the page moves it to its place by its last activity (pages.js).
     return _delete(f"conv-{conv.id}") + oob(
         "#open-list", partial("parts/conv_row.html", row=row), "afterbegin"
     )
@@ -85,7 +86,13 @@ def _agent_ended(event: ConversationEnded, conn) -> str:
     if not _is_mine(conn, conv):
         return ""
     row = desk.row_for(conv.id)
-    footer = partial("parts/agent_footer.html", c=conv, csrf=conn.state.get("csrf", ""))
+    # Says who ended it; a reply being written stays in the notice (composer.js).
+    footer = partial(
+        "parts/agent_footer.html",
+        c=conv,
+        csrf=conn.state.get("csrf", ""),
+        ended_by=event.operator_type,
+    )
     return "".join(
         [
             _delete(f"conv-{conv.id}"),

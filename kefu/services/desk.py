@@ -107,6 +107,19 @@ def latest_for_user(user_id: int) -> Conversation | None:
         return load(conv.id) if conv else None
 
 
+def earlier_conversation(who: Principal, conversation_id: int) -> int | None:
+    """The customer's conversation before ``conversation_id`` (the newest of the older
+    ones), where the chat page's history goes on once that one's first message is shown."""
+    with db.read():
+        earlier = (
+            Conversation.select(Conversation.id)
+            .where(Conversation.user == who.user_id, Conversation.id < conversation_id)
+            .order_by(Conversation.id.desc())
+            .first()
+        )
+        return earlier.id if earlier else None
+
+
 def queue_position(conversation_id: int) -> int | None:
     """1-based place of a waiting conversation in the shared FIFO queue."""
     with db.read():

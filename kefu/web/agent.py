@@ -12,7 +12,7 @@ from kefu.errors import KefuError, TooManyRequests
 from kefu.models import OPEN, SENDER_AGENT, SENDER_USER, TEXT
 from kefu.services import accounts, conversations, desk, messages, routing
 from kefu.web import session as web
-from kefu.web.render import partial
+from kefu.web.render import error_response, partial
 
 bp = Blueprint("agent", __name__, url_prefix="/agent")
 PAGE = 30
@@ -186,7 +186,13 @@ def read(who, conversation_id):
 def end(who, conversation_id):
     publish(conversations.end(conversation_id, who))
     conv, rating = desk.thread(who, conversation_id)
-    return partial("parts/agent_footer.html", c=conv, rating=rating, csrf=web.csrf_token())
+    return partial(
+        "parts/agent_footer.html",
+        c=conv,
+        rating=rating,
+        csrf=web.csrf_token(),
+        ended_by=SENDER_AGENT,  # "You ended this conversation", as the push says
+    )
 
 
 @bp.post("/ready")
@@ -199,4 +205,4 @@ def ready(who):
 
 @bp.errorhandler(KefuError)
 def domain_error(exc: KefuError):
-    return partial("parts/flash.html", message=exc.message), exc.status
+    return error_response(exc.message, exc.status, "/agent", "Back to your conversations")

@@ -13,7 +13,7 @@ from kefu.errors import KefuError
 from kefu.models import SENDER_AGENT, SENDER_USER, TEXT
 from kefu.services import conversations, desk, messages
 from kefu.web import session as web
-from kefu.web.render import partial
+from kefu.web.render import error_response, partial
 
 bp = Blueprint("chat", __name__, url_prefix="/chat")
 PAGE = 30
@@ -62,6 +62,7 @@ def page():
         rating=conv.rating if conv else None,
         msgs=msgs,
         more=bool(msgs) and msgs[0].seq > 1,
+        earlier=_earlier(who, conv.id if conv else None, msgs),
         side=SENDER_USER,
         position=position,
         csrf=web.csrf_token(),
@@ -148,9 +149,18 @@ def older(who):
         side=SENDER_USER,
         url_base="/chat",
         more=bool(msgs) and msgs[0].seq > 1,
+        earlier=_earlier(who, conversation_id, msgs),
     )
+
+
+def _earlier(who, conversation_id: int | None, msgs: list) -> int | None:
+    """Once a conversation's first message is shown, the history goes on into the
+    customer's conversation before it (``parts/older.html``): one continuous chat."""
+    if not conversation_id or (msgs and msgs[0].seq > 1):
+        return None
+    return desk.earlier_conversation(who, conversation_id)
 
 
 @bp.errorhandler(KefuError)
 def domain_error(exc: KefuError):
-    return partial("parts/flash.html", message=exc.message), exc.status
+    return error_response(exc.message, exc.status, "/chat", "Back to the chat")

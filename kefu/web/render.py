@@ -2,16 +2,21 @@
 
 Partials are rendered from ``app.jinja_env`` with an explicit context only: the live
 channel renders in whichever greenlet published the event (maybe another person's
-request), so nothing may come from ``session`` or ``request`` implicitly.
+request), so nothing may come from ``session`` or ``request`` implicitly. (The one
+exception, ``error_response``, is an error handler's helper and reads the request it
+answers.)
 """
 
+import dataclasses
+import os
 import re
 from datetime import UTC, datetime
+from http import HTTPStatus
 from urllib.parse import urlsplit
 
 from markupsafe import Markup, escape
 
-from kefu.models import FILE, IMAGE, SENDER_AGENT, SENDER_USER
+from kefu.models import FILE, IMAGE, SENDER_AGENT, SENDER_USER, TEXT
 from kefu.services.message_rules import is_upload_path
 
 _URL = re.compile(r"https?://[^\s<>\"']+", re.IGNORECASE)
@@ -54,10 +59,18 @@ def linkify(text) -> Markup:
 
 
 def clock_time(value) -> str:
+    """The UTC clock time: what a ``<time>`` shows until static/localtime.js rewrites it
+    in the reader's zone (and what stays when scripts are off)."""
     return value.strftime("%H:%M") if isinstance(value, datetime) else ""
 
 
+def utc_stamp(value) -> str:
+    """The whole UTC date and time, for a ``<time>``'s title when scripts are off."""
+    return value.strftime("%Y-%m-%d %H:%M UTC") if isinstance(value, datetime) else ""
+
+
 def iso(value) -> str:
+    """The instant for ``<time datetime>`` (stored times are naive UTC)."""
     return value.replace(tzinfo=UTC).isoformat() if isinstance(value, datetime) else ""
 
 
@@ -88,13 +101,41 @@ def file_name(url) -> str:
     return (url or "").rstrip("/").rsplit("/", 1)[-1] or "file"
 
 
+# A visitor's image travels as its link (the ds/kefu visitor send carries text only):
+# the widget sends ``<kefu's origin>/uploads/<name>``.
+_IMAGE_UPLOAD_LINK = re.compile(
+    r"https?://[^/\s]+(/uploads/[A-Za-z0-9_-]{1,64}\.(?:png|jpe?g|gif|webp))", re.IGNORECASE
+)
+
+
+def as_shown(m):
+    """``m`` as a bubble shows it: a text that is nothing but a link to one of this
+    server's image uploads is shown as that picture, to the visitor and the agent alike.
+    The picture is loaded from this server (its upload path), whatever host the link
+    names, and only an upload that exists qualifies: a link elsewhere stays a link and
+    makes no reader's browser fetch anything."""
+    if m.message_type != TEXT or m.file_url or not dataclasses.is_dataclass(m):
+        return m
+    found = _IMAGE_UPLOAD_LINK.fullmatch((m.content or "").strip())
+    if found is None or not _uploaded(found.group(1)):
+        return m
+    return dataclasses.replace(m, message_type=IMAGE, file_url=found.group(1), content="")
+
+
+def _uploaded(path: str) -> bool:
+    folder = _app["app"].config["UPLOAD_DIR"]
+    return os.path.isfile(os.path.join(folder, path.rsplit("/", 1)[-1]))
+
+
 def install(app) -> None:
     _app["app"] = app
     app.jinja_env.filters.update(
         safe_url=safe_url,
+        as_shown=as_shown,
         linkify=linkify,
         clock_time=clock_time,
         iso=iso,
+        utc_stamp=utc_stamp,
         preview=preview,
         file_name=file_name,
     )
@@ -111,3 +152,23 @@ def install(app) -> None:
 def partial(name: str, **context) -> str:
     """One component, e.g. ``partial("parts/message.html", m=msg, side=2)``."""
     return _app["app"].jinja_env.get_template(name).render(**context)
+
+
+def error_response(message: str, status: int, back: str, back_label: str):
+    """A refused request's answer, for a blueprint's error handler. An htmx request or
+    the composer's fetch (both send ``HX-Request``) gets the one-line ``parts/flash.html``,
+    which the page shows as a toast; a page the browser opened (a link, the address bar)
+    gets ``error.html``: the message in the normal layout, with a link ``back``.
+    Called only while answering a request (it reads its headers)."""
+    from flask import request
+
+    if request.headers.get("HX-Request"):
+        return partial("parts/flash.html", message=message), status
+    try:
+        title = HTTPStatus(status).phrase
+    except ValueError:
+        title = "Something went wrong"
+    page = partial(
+        "error.html", title=title, message=message, back=back, back_label=back_label, csrf=""
+    )
+    return page, status

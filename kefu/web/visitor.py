@@ -11,7 +11,7 @@ from flask import Blueprint, current_app, render_template, request, send_from_di
 from kefu.errors import KefuError
 from kefu.models import SENDER_USER
 from kefu.protocols.fields import Fields
-from kefu.services import accounts, desk, visitors
+from kefu.services import accounts, desk, presence, visitors
 from kefu.web.render import partial
 
 bp = Blueprint("visitor", __name__)
@@ -27,7 +27,19 @@ def page():
     kefu_id = _kefu_id()
     agent = accounts.serving_agent(kefu_id)
     name = agent.user.nickname or agent.user.username
-    return render_template("visitor/visitor.html", kefu_id=kefu_id, agent_name=name, csrf="")
+    return render_template(
+        "visitor/visitor.html", kefu_id=kefu_id, agent_name=name, away=_away(agent), csrf=""
+    )
+
+
+def _away(agent) -> bool:
+    """Whether the header should say the agent is away: signed out everywhere (the hub's
+    presence) or not taking conversations (the Ready switch). Messages are still stored."""
+    return (
+        not agent.user.is_active
+        or not agent.accepting
+        or (agent.id not in presence.online_agent_ids())
+    )
 
 
 @bp.get("/visitor/messages")
@@ -40,7 +52,11 @@ def history():
     rows = [m for m in visitors.history(visitor_id, kefu_id, limit=100) if m.id > after]
     html = "".join(partial("parts/message.html", m=m, side=SENDER_USER) for m in rows)
     open_id = desk.visitor_state(visitor_id, kefu_id)
-    headers = {"X-Kefu-Open": str(open_id or ""), "Cache-Control": "no-store"}
+    headers = {
+        "X-Kefu-Open": str(open_id or ""),
+        "X-Kefu-Away": "1" if _away(accounts.agent_profile(kefu_id)) else "",
+        "Cache-Control": "no-store",
+    }
     return html, 200, headers
 
 
@@ -59,4 +75,6 @@ def demo():
 
 @bp.errorhandler(KefuError)
 def domain_error(exc: KefuError):
+    if request.endpoint == "visitor.page":  # the widget's panel: a page, not a fragment
+        return render_template("visitor/unavailable.html", message=exc.message), exc.status
     return partial("parts/flash.html", message=exc.message), exc.status

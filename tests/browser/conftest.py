@@ -49,8 +49,9 @@ def new_page(browser):
     """Pages in separate contexts (separate cookies and storage: separate people)."""
     contexts = []
 
-    def make(width: int = 1200, height: int = 800):
-        context = browser.new_context(viewport={"width": width, "height": height})
+    def make(width: int = 1200, height: int = 800, **options):
+        """``options`` for the context, e.g. ``timezone_id``, ``locale``."""
+        context = browser.new_context(viewport={"width": width, "height": height}, **options)
         contexts.append(context)
         page = context.new_page()
         page.on("dialog", lambda dialog: dialog.accept())

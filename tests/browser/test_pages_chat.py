@@ -188,9 +188,61 @@ def test_a_second_chat_tab_follows_the_current_conversation(kefu, new_page):
     # In front again: a hidden tab's timers are throttled, and on a loaded machine its
     # swaps once took longer than the wait (a user sees it when they look at it).
     tab2.bring_to_front()
-    expect(tab2.locator(".msg .text")).to_have_text(["another question"])
+    new_id = tab1.locator("#conversation").get_attribute("data-conv")
+    expect(tab2.locator("#conversation")).to_have_attribute("data-conv", new_id)
+    expect(tab2.locator(f'.msg[data-conv="{new_id}"] .text')).to_have_text(["another question"])
     expect(tab2.locator("[data-ended]")).to_have_count(0)
     expect(tab2.locator("form[data-composer]")).to_be_visible()
-    assert tab2.locator("#conversation").get_attribute("data-conv") == tab1.locator(
-        "#conversation"
-    ).get_attribute("data-conv")
+    # The ended conversation stays above the new one (one continuous chat).
+    expect(tab2.locator(".msg .text")).to_have_text(
+        ["hello from tab 1", "Hi, how can I help?", "another question"]
+    )
+
+
+def test_earlier_conversations_stay_above_a_new_one(kefu, new_page):
+    """After "Start a new conversation" the customer still reads the ended one above it,
+    past a divider, and its older pages still load."""
+    chat = new_page(width=390, height=780)
+    chat.goto(kefu.url("/chat?token=" + kefu.host_jwt("shopper-13", name="Ole")))
+    wait_live(chat)
+    box = chat.locator("form[data-composer] textarea")
+    box.fill("first conversation 1")
+    box.press("Enter")
+    expect(chat.locator(".msg.mine")).to_have_count(1)
+    first = int(chat.locator("#conversation").get_attribute("data-conv"))
+    user = kefu.ws()
+    assert user.request({"action": "login", "data": {"token": kefu.host_jwt("shopper-13")}})[
+        "success"
+    ]
+    for n in range(2, 36):
+        data = {"conversation_id": first, "content": f"first conversation {n}"}
+        sent = user.request({"action": "kefu_message_send", "op_id": f"h{n}", "data": data})
+        assert sent["success"], sent
+    ended = user.request({"action": "kefu_message_end", "data": {"conversation_id": first}})
+    assert ended["success"], ended
+    user.close()
+    expect(chat.locator("[data-ended]")).to_be_visible()
+
+    chat.locator("text=Start a new conversation").click()
+    expect(chat.locator("form[data-composer]")).to_be_visible()
+    expect(chat.locator("#conversation")).not_to_have_attribute("data-conv", str(first))
+    earlier = chat.locator(f'.thread .msg[data-conv="{first}"]')
+    expect(earlier).to_have_count(30)  # its newest page, loaded as the new thread is empty
+    expect(chat.locator(".conv-divider")).to_have_text("Conversation ended")
+    expect(earlier.last).to_contain_text("first conversation 35")
+    thread = chat.locator(".thread")
+    assert thread.evaluate("t => t.scrollHeight - t.scrollTop - t.clientHeight") < 2
+    box.fill("second conversation")
+    box.press("Enter")
+    order = ".thread > .msg .text, .thread > .conv-divider"
+    expect(chat.locator(order).last).to_have_text("second conversation")
+    expect(chat.locator(order).nth(-2)).to_have_text("Conversation ended")
+
+    chat.locator("button.older").click()  # the ended conversation's older messages
+    expect(earlier).to_have_count(35)
+    expect(chat.locator("button.older")).to_have_count(0)
+    texts = [*(f"first conversation {n}" for n in range(1, 36)), "Conversation ended"]
+    expect(chat.locator(order)).to_have_text([*texts, "second conversation"])
+    chat.reload()  # the same, loaded afresh
+    expect(chat.locator(order)).to_have_count(32)
+    expect(chat.locator(order).last).to_have_text("second conversation")
