@@ -1,6 +1,14 @@
 import pytest
 
-from tests.support import Server, own_postgres_database, retire, wait_for_retired
+from kefu.db import make_database
+from tests.support import (
+    Server,
+    drop_database,
+    fresh_database_url,
+    own_postgres_database,
+    retire,
+    wait_for_retired,
+)
 
 
 @pytest.fixture(scope="module")
@@ -33,6 +41,17 @@ def pg_server(tmp_path):
     server = Server(tmp_path, url, agent_grace_seconds=1).start()
     yield server
     retire(server)  # drops the database too
+
+
+@pytest.fixture
+def database(tmp_path):
+    """A peewee database of its own (the suite's kind: SQLite, PostgreSQL or MySQL),
+    empty, dropped afterwards: for migrations run straight against it."""
+    url = fresh_database_url(tmp_path)
+    database = make_database(url, pool_size=1)
+    yield database
+    database.close_all()
+    drop_database(url)
 
 
 @pytest.fixture(scope="session", autouse=True)

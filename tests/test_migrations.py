@@ -21,21 +21,11 @@ from tests.support import (
     MYSQL_ADMIN,
     ROOT,
     drop_database,
-    fresh_database_url,
     own_database,
 )
 
 BEFORE_005 = "004_drop_redundant_message_index"
 ALL = sorted(path.stem for path in MIGRATIONS.glob("[0-9][0-9][0-9]_*.py"))
-
-
-@pytest.fixture
-def database(tmp_path):
-    url = fresh_database_url(tmp_path)
-    database = make_database(url, pool_size=1)
-    yield database
-    database.close_all()
-    drop_database(url)
 
 
 def unique_message_indexes(database) -> set:

@@ -16,7 +16,7 @@ from playhouse.migrate import SchemaMigrator
 
 from kefu.db import make_database
 from kefu.migrate import MIGRATIONS
-from tests.support import Server, drop_database, fresh_database_url, retire
+from tests.support import Server, retire
 from tests.test_pages_security import agent_session, csrf_of, live_socket
 
 PAGE = {"agent": "/agent", "user": "/chat"}
@@ -191,15 +191,6 @@ def test_a_cookie_from_before_server_sessions_counts_as_signed_out(srv, role):
     )
     assert_signed_out(srv, session, role)
     assert_signed_in(srv, browser(srv, role, who), role)  # signing in again works
-
-
-@pytest.fixture
-def database(tmp_path):
-    url = fresh_database_url(tmp_path)
-    database = make_database(url, pool_size=1)
-    yield database
-    database.close_all()
-    drop_database(url)
 
 
 def page_session_indexes(database) -> dict:

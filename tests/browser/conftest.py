@@ -29,17 +29,17 @@ def browser():
         chromium.close()
 
 
+def pages_server(tmp_path_factory, name: str, **settings) -> Server:
+    """A server for browser tests: uploads in its folder; pages tests seed conversations
+    quickly through /ws, so the socket rate limit is high (it has tests of its own)."""
+    workdir = tmp_path_factory.mktemp(name)
+    settings = {"ws_rate_per_second": 1000, "ws_rate_burst": 1000, **settings}
+    return Server(workdir, upload_dir=str(workdir / "uploads"), **settings).start()
+
+
 @pytest.fixture(scope="module")
 def kefu(tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("pages")
-    # Pages tests seed conversations quickly through /ws; rate limits have their own tests.
-    srv = Server(
-        workdir,
-        upload_dir=str(workdir / "uploads"),
-        visitor_messages_per_minute=100000,
-        ws_rate_per_second=1000,
-        ws_rate_burst=1000,
-    ).start()
+    srv = pages_server(tmp_path_factory, "pages", visitor_messages_per_minute=100000)
     yield srv
     retire(srv)
 

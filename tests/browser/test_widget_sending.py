@@ -8,8 +8,8 @@ import time
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser.conftest import open_widget
-from tests.support import Server, retire
+from tests.browser.conftest import open_widget, pages_server
+from tests.support import retire
 
 BUBBLE = "#kefu-widget .bubble"
 FRAME = "#kefu-widget iframe"
@@ -18,14 +18,7 @@ FRAME = "#kefu-widget iframe"
 @pytest.fixture(scope="module")
 def kefu(tmp_path_factory):
     """The visitor limit as shipped (30 a minute: a burst of 10, then one every 2 s)."""
-    workdir = tmp_path_factory.mktemp("widget-sending")
-    srv = Server(
-        workdir,
-        upload_dir=str(workdir / "uploads"),
-        visitor_messages_per_minute=30,
-        ws_rate_per_second=1000,
-        ws_rate_burst=1000,
-    ).start()
+    srv = pages_server(tmp_path_factory, "widget-sending", visitor_messages_per_minute=30)
     yield srv
     retire(srv)
 
