@@ -8,13 +8,7 @@ from kefu.errors import Conflict, Invalid, KefuError, seq_bound
 from kefu.models import SENDER_USER, TEXT, Conversation, Message
 from kefu.realtime.events import MessageCreated, MessageView
 from kefu.services.conversations import visible
-from kefu.services.message_rules import (
-    LIMITS,
-    OpIdReused,
-    check_body,
-    idempotency_key,
-    is_resend,
-)
+from kefu.services.message_rules import LIMITS, OpIdReused, check_body, idempotency_key, is_resend
 from kefu.services.snapshots import conversation_ref, load, message_view
 from kefu.services.targets import Target, load_current_target
 from kefu.sqlcache import PROBE_TIMES, cached_select, cached_write
