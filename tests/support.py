@@ -74,18 +74,30 @@ def own_postgres_database(needs: str) -> str:
 
 def own_database(kind: str, needs: str) -> str:
     """A new PostgreSQL or MySQL database, whatever ``KEFU_TEST_DATABASE`` names, for
-    tests that need that server itself (``needs`` says what for). A server that does not
-    answer is handled as ``tests/other_databases.py`` does: a failure under CI
-    (``CI=true``, where ``.ci/run`` starts it first), a skip on a developer machine."""
+    tests that need that server itself (``needs`` says what for); ``unavailable`` if the
+    server does not answer."""
     try:
         conn = _admin(kind, connect_timeout=2)
     except Exception as exc:
         where = "127.0.0.1:5432" if kind == "postgresql" else "127.0.0.1:3306"
-        problem = f"{kind} is not reachable on {where} ({exc}); {needs}"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(problem)
-        pytest.skip(problem)
+        unavailable(f"{kind} is not reachable on {where} ({exc}); {needs}")
     return _create_database(kind, conn, "kefu_own")
+
+
+def unavailable(problem: str) -> None:
+    """What this machine cannot give a test, handled as ``tests/other_databases.py``
+    does: a failure under CI (``CI=true``: ``.ci/run`` runs as root with both database
+    servers started), a skip on a developer machine."""
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(problem)
+    pytest.skip(problem)
+
+
+def run(command: list, env: dict | None = None, timeout: float = 60, check: bool = False):
+    """``command`` run from the project's root, its output captured as text."""
+    return subprocess.run(
+        command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout, check=check
+    )
 
 
 def _admin(kind: str, **options):
@@ -223,14 +235,7 @@ class Server:
 
     # -- accounts --------------------------------------------------------------
     def cli(self, *args: str) -> dict:
-        out = subprocess.run(
-            [str(BIN / "flask"), "--app", "app", *args, "--json"],
-            cwd=ROOT,
-            env=self.env,
-            capture_output=True,
-            text=True,
-            check=True,
-        )
+        out = run([str(BIN / "flask"), "--app", "app", *args, "--json"], self.env, check=True)
         return json.loads(out.stdout)
 
     def create_agent(self, username: str, max_concurrent: int = 5, password: str | None = None):
@@ -365,14 +370,6 @@ def run_python(tmp_path, source: str, *args) -> dict:
     script = tmp_path / "script.py"
     script.write_text(source)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}  # the script's own folder is tmp_path
-    proc = subprocess.run(
-        [sys.executable, str(script), *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    proc = run([sys.executable, str(script), *args], env)
     assert proc.returncode == 0, proc.stderr
     return json.loads(proc.stdout.strip().splitlines()[-1])

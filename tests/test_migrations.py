@@ -17,12 +17,7 @@ from playhouse.pool import PooledMySQLDatabase
 
 from kefu.db import make_database
 from kefu.migrate import MIGRATIONS, upgrade
-from tests.support import (
-    MYSQL_ADMIN,
-    ROOT,
-    drop_database,
-    own_database,
-)
+from tests.support import MYSQL_ADMIN, ROOT, drop_database, own_database, run
 
 BEFORE_005 = "004_drop_redundant_message_index"
 ALL = sorted(path.stem for path in MIGRATIONS.glob("[0-9][0-9][0-9]_*.py"))
@@ -245,15 +240,7 @@ def test_two_hosts_starting_at_once_migrate_once(kind, tmp_path):
 def test_a_database_that_cannot_be_opened_is_one_line(url, shown, why):
     """gunicorn's master prints this child's stderr whole: it was 18 to 179 lines."""
     env = {**os.environ, "KEFU_DATABASE_URL": url}
-    done = subprocess.run(
-        [sys.executable, "-m", "kefu.migrate"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = run([sys.executable, "-m", "kefu.migrate"], env)
     assert done.returncode == 1
     assert done.stdout == ""
     [line] = done.stderr.splitlines()

@@ -3,7 +3,6 @@ order of message pushes, and refusing deployments that cannot work."""
 
 import json
 import os
-import subprocess
 from datetime import UTC, datetime
 
 import pytest
@@ -13,7 +12,7 @@ from kefu.db import make_database
 from kefu.realtime import events as ev
 from kefu.realtime import wire
 from kefu.realtime.pg_broker import SeqOrder
-from tests.support import BIN, ROOT, free_port, run_python
+from tests.support import BIN, free_port, run, run_python
 
 pytestmark = pytest.mark.ignores_test_database
 
@@ -231,20 +230,13 @@ def test_the_cli_refuses_a_taken_name_and_stores_nothing_more(tmp_path):
 
 
 def _run(command, tmp_path, env):
-    return subprocess.run(
-        command,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-        env={
-            **os.environ,
-            "KEFU_DATABASE_URL": f"sqlite:///{tmp_path}/k.db",
-            "KEFU_BIND": f"127.0.0.1:{free_port()}",
-            **env,
-        },
-    )
+    env = {
+        **os.environ,
+        "KEFU_DATABASE_URL": f"sqlite:///{tmp_path}/k.db",
+        "KEFU_BIND": f"127.0.0.1:{free_port()}",
+        **env,
+    }
+    return run(command, env, timeout=30)
 
 
 SAME_PID_SCRIPT = r"""

@@ -18,7 +18,7 @@ import pytest
 import requests
 import schemathesis
 
-from tests.support import BIN, ROOT, Server, retire
+from tests.support import BIN, ROOT, Server, retire, run
 
 # A schema-valid cursor that names no message of the conversation: a documented 422.
 UNKNOWN_CURSOR = b"after_id is not a message of this conversation"
@@ -41,14 +41,7 @@ def api(tmp_path_factory):
 def test_document_lists_every_api_route(api):
     doc = requests.get(api.url("/api/openapi.json"), timeout=10).json()
     assert doc["openapi"].startswith("3.")
-    out = subprocess.run(
-        [str(BIN / "flask"), "--app", "app", "routes"],
-        cwd=ROOT,
-        env=api.env,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
+    out = run([str(BIN / "flask"), "--app", "app", "routes"], api.env, check=True).stdout
     routes = set()
     for line in out.splitlines():
         parts = line.split()

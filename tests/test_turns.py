@@ -11,15 +11,14 @@ process is not monkey-patched.
 """
 
 import json
-import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
+from tests.support import run
+
 pytestmark = pytest.mark.ignores_test_database
 
-ROOT = Path(__file__).resolve().parent.parent
 HANDLERS = 60
 
 SCRIPT = r"""
@@ -69,13 +68,7 @@ burst()
 
 
 def _burst(mode: str) -> dict:
-    done = subprocess.run(
-        [sys.executable, "-c", SCRIPT, mode, str(HANDLERS)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    done = run([sys.executable, "-c", SCRIPT, mode, str(HANDLERS)])
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)
 
@@ -135,13 +128,7 @@ long_loop()
 
 
 def test_a_paced_loop_lets_the_hub_run_every_few_milliseconds():
-    finished = subprocess.run(
-        [sys.executable, "-c", PACED_SCRIPT],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    finished = run([sys.executable, "-c", PACED_SCRIPT])
     assert finished.returncode == 0, finished.stderr
     result = json.loads(finished.stdout)
     assert result["done"] == list(range(200))  # every item, in order
