@@ -49,7 +49,7 @@ def _send_locked(visitor_id: str, kefu_id: int, content: str, op_id: str | None)
         first = Message.by_op(sender_key, op_id).first()
         if first is not None:
             # A visitor's conversation follows from the agent it names: the body decides.
-            if (first.content, first.message_type) != (content, TEXT):
+            if not message_rules.is_resend(first, first.conversation_id, content, TEXT, None):
                 raise message_rules.OpIdReused
             return message_view(first), [], True
     events = []

@@ -103,9 +103,7 @@ def file_name(url) -> str:
 
 # A visitor's image travels as its link (the ds/kefu visitor send carries text only):
 # the widget sends ``<kefu's origin>/uploads/<name>``.
-_IMAGE_UPLOAD_LINK = re.compile(
-    r"https?://[^/\s]+(/uploads/[A-Za-z0-9_-]{1,64}\.(?:png|jpe?g|gif|webp))", re.IGNORECASE
-)
+_LINK_PATH = re.compile(r"https?://[^/\s]+(/\S+)", re.IGNORECASE)
 
 
 def as_shown(m):
@@ -116,15 +114,20 @@ def as_shown(m):
     makes no reader's browser fetch anything."""
     if m.message_type != TEXT or m.file_url or not dataclasses.is_dataclass(m):
         return m
-    found = _IMAGE_UPLOAD_LINK.fullmatch((m.content or "").strip())
-    if found is None or not _uploaded(found.group(1)):
+    found = _LINK_PATH.fullmatch((m.content or "").strip())
+    if found is None or not _an_uploaded_image(found.group(1)):
         return m
     return dataclasses.replace(m, message_type=IMAGE, file_url=found.group(1), content="")
 
 
-def _uploaded(path: str) -> bool:
-    folder = _app["app"].config["UPLOAD_DIR"]
-    return os.path.isfile(os.path.join(folder, path.rsplit("/", 1)[-1]))
+def _an_uploaded_image(path: str) -> bool:
+    """``path`` names an image ``POST /api/kefu/upload`` stored, and it is still there."""
+    from kefu.api.uploads import IMAGES  # here: kefu.api.uploads imports kefu.web
+
+    if not is_upload_path(path) or path.rsplit(".", 1)[-1] not in IMAGES:
+        return False
+    name = path.rsplit("/", 1)[-1]
+    return os.path.isfile(os.path.join(_app["app"].config["UPLOAD_DIR"], name))
 
 
 def install(app) -> None:
