@@ -5,6 +5,7 @@ app:app``), against its own database file, and creates accounts with the service
 CLI calls, or host-signed JWTs. ``WS`` is a small JSON wrapper over websocket-client.
 """
 
+import collections
 import contextlib
 import json
 import os
@@ -326,17 +327,30 @@ class WS:
     def __init__(self, url: str, timeout: float = 5.0, **kw):
         self.sock = websocket.create_connection(url, timeout=timeout, **kw)
         self.timeout = timeout
+        self.held = collections.deque()  # pushes that arrived before a request's reply
 
     def send(self, obj) -> None:
         self.sock.send(obj if isinstance(obj, str | bytes) else json.dumps(obj))
 
     def recv(self, timeout: float | None = None) -> dict:
+        if self.held:
+            return self.held.popleft()
         self.sock.settimeout(timeout or self.timeout)
         return json.loads(self.sock.recv())
 
     def request(self, obj) -> dict:
+        """Send ``obj`` and return its reply.
+
+        A ds/kefu push may come first (an assignment made by the assigner a moment after
+        the request that queued it): it is held, and later ``recv`` calls get it in order.
+        """
         self.send(obj)
-        return self.recv()
+        while True:
+            self.sock.settimeout(self.timeout)
+            frame = json.loads(self.sock.recv())
+            if not (isinstance(frame, dict) and frame.get("type") == "push_message"):
+                return frame
+            self.held.append(frame)
 
     def recv_until(self, predicate, timeout: float | None = None) -> dict:
         """The first frame matching ``predicate``; others are kept in ``skipped``."""
@@ -353,6 +367,8 @@ class WS:
 
     def silent(self, seconds: float = 0.3) -> bool:
         """True if nothing arrives within ``seconds``."""
+        if self.held:
+            raise AssertionError(f"expected silence, got {self.held[0]}")
         self.sock.settimeout(seconds)
         try:
             frame = self.sock.recv()
