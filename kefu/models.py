@@ -101,9 +101,9 @@ class PageSession(BaseModel):
         )
 
     @classmethod
-    def expired_of(cls, user_id: int, now):
-        """Delete ``user_id``'s expired sessions."""
-        return cls.delete().where(cls.user == user_id, cls.expires_at <= now)
+    def expired(cls, now):
+        """Delete the sessions that have expired."""
+        return cls.delete().where(cls.expires_at <= now)
 
 
 class Agent(BaseModel):

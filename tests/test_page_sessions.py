@@ -1,7 +1,7 @@
 """Page sessions live on the server: signing out of the dashboard or the chat page ends
 the session itself, so a copy of the cookie taken before is refused afterwards (pages
 and the live channel's upgrade alike), while the person's other browsers stay signed in.
-Expired sessions are refused and cleared at the person's next sign-in; cookies from
+Expired sessions are refused and cleared at anyone's next sign-in; cookies from
 before server sessions count as signed out. On whichever database the suite runs on."""
 
 import time
@@ -154,7 +154,7 @@ def _days_ago(days: float) -> tuple:
     return started, started + timedelta(days=7)
 
 
-def test_sign_in_deletes_the_persons_expired_sessions(srv):
+def test_a_sign_in_deletes_every_expired_session(srv):
     dora, eli = person(srv, "agent", "dora"), person(srv, "agent", "eli")
     browser(srv, "agent", dora)
     browser(srv, "agent", eli)
@@ -163,9 +163,13 @@ def test_sign_in_deletes_the_persons_expired_sessions(srv):
 
     kept = browser(srv, "agent", dora)  # clears dora's expired session
     assert sessions_of(srv, dora["id"]) == 1
+    # ... and eli's, who may never sign in again
+    assert sessions_of(srv, eli["id"]) == 0
+    eli_now = browser(srv, "agent", eli)
     customer = person(srv, "user", "dora-as-customer")
-    browser(srv, "user", customer)  # someone else's sign-in leaves eli's alone
+    browser(srv, "user", customer)  # someone else's sign-in leaves live sessions alone
     assert sessions_of(srv, eli["id"]) == 1
+    assert_signed_in(srv, eli_now, "agent")
 
     browser(srv, "agent", dora)  # a live session is not expired: it stays
     assert sessions_of(srv, dora["id"]) == 2

@@ -18,15 +18,16 @@ ROLES = ("agent", "user")
 
 
 def start(user_id: int, role: str, lifetime: float) -> str:
-    """A new session of ``user_id`` as ``role``; returns its secret. The person's expired
-    sessions go in the same write: nothing else deletes the rows of sessions that were
-    never signed out."""
+    """A new session of ``user_id`` as ``role``; returns its secret. Every expired
+    session goes in the same write, whoever's it was: nothing else deletes the rows of
+    sessions that were never signed out, and one sweep per sign-in keeps the table to
+    the live sessions and those expired since the last sign-in."""
     if role not in ROLES:
         raise ValueError(f"unknown page role {role!r}")
     secret = secrets.token_urlsafe(32)
     now = clock.now()
     with db.write():
-        PageSession.expired_of(user_id, now).execute()
+        PageSession.expired(now).execute()
         PageSession.create(
             user=user_id,
             role=role,
