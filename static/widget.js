@@ -77,7 +77,9 @@
     /* Opening moves the focus into the chat's message box; closing (the bubble, or Escape
        in the chat or on the bubble) gives it back to the bubble. The panel comes after
        the bubble in the DOM, so Tab goes on from the bubble into the chat. */
-    function setOpen(open) {
+    /* The chat loads when first opened, or at once (closed) if this tab holds messages
+       written during an outage: they are sent without waiting for the visitor to look. */
+    function ensureFrame() {
       if (!frame) {
         frame = document.createElement("iframe");
         frame.className = "panel";
@@ -93,6 +95,9 @@
         });
         root.appendChild(frame);
       }
+    }
+    function setOpen(open) {
+      ensureFrame();
       frame.classList.toggle("open", open);
       bubble.classList.toggle("open", open);
       bubble.setAttribute("aria-expanded", String(open));
@@ -126,6 +131,7 @@
     root.appendChild(style);
     root.appendChild(bubble);
     document.body.appendChild(host);
+    if (keptOutbox().length) ensureFrame();
   }
   if (document.body) mount(); else document.addEventListener("DOMContentLoaded", mount);
 })();

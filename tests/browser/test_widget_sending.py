@@ -128,3 +128,47 @@ def test_a_message_written_offline_shows_at_once_and_is_stored_once(kefu, host_s
     expect(widget.locator(".msg.mine")).to_have_count(2)
     expect(widget.locator(".msg.mine").last).to_contain_text("written offline")
     assert stored(kefu, agent["kefu_id"]) == ["before the outage", "written offline"]
+
+
+def test_messages_held_over_a_reload_are_sent_with_the_panel_closed(kefu, host_site, new_page):
+    """After a reload during an outage the chat loads (closed) by itself and sends what
+    this tab holds: the visitor need not open the panel again for it to go."""
+    agent = kefu.create_agent("tess")
+    shop = new_page()
+    down = {"now": False}
+    routes = []
+
+    def route(ws):
+        routes.append(ws)
+        if down["now"]:
+            ws.close(code=1011, reason="down")
+        else:
+            ws.connect_to_server()
+
+    shop.context.route_web_socket(re.compile(r"/ws$"), route)
+    shop.goto(host_site(agent["kefu_id"]))
+    widget = open_widget(shop)
+    down["now"] = True
+    for ws in list(routes):
+        ws.close(code=1011, reason="down")
+    expect(widget.locator("body")).to_have_attribute("data-live", "closed")
+    box = widget.locator("textarea")
+    for text in ["held first", "held second"]:
+        box.fill(text)
+        box.press("Enter")
+    expect(widget.locator(".msg.pending")).to_have_count(2)
+
+    shop.reload()
+    expect(shop.locator(FRAME)).to_be_attached()  # loaded without a click...
+    expect(shop.locator(FRAME)).not_to_have_class(re.compile(r"\bopen\b"))  # ...and closed
+    assert stored(kefu, agent["kefu_id"]) == []
+
+    down["now"] = False
+    deadline = time.monotonic() + 15
+    while stored(kefu, agent["kefu_id"]) != ["held first", "held second"]:
+        assert time.monotonic() < deadline, f"never sent: {stored(kefu, agent['kefu_id'])}"
+        shop.wait_for_timeout(200)  # (Playwright runs the route's handlers meanwhile)
+    shop.locator(BUBBLE).click()
+    widget = shop.frame_locator(FRAME)
+    expect(widget.locator(".msg.pending")).to_have_count(0)
+    expect(widget.locator(".msg.mine")).to_have_count(2)
