@@ -174,6 +174,9 @@ class Server:
             "KEFU_BIND": self.base,
             "KEFU_JWT_SECRET": JWT_SECRET,
             "KEFU_SECRET_KEY": "test-secret-key-0123456789abcdef0123",
+            # Its own folder: the default, uploads/ in the working directory, was the
+            # checkout's own for every test server.
+            "KEFU_UPLOAD_DIR": str(self.workdir / "uploads"),
             "KEFU_LOG_LEVEL": "info",
             # Functional tests send fast; the limits have tests of their own.
             "KEFU_WS_RATE_PER_SECOND": "10000",

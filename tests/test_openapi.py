@@ -32,7 +32,7 @@ def filter_failure(context, failure, case, response) -> bool:
 @pytest.fixture(scope="module")
 def api(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("openapi")
-    srv = Server(workdir, upload_dir=str(workdir / "uploads")).start()
+    srv = Server(workdir).start()
     srv.token = srv.host_jwt("openapi-user", "OpenAPI User")
     yield srv
     retire(srv)

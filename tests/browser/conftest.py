@@ -34,7 +34,7 @@ def pages_server(tmp_path_factory, name: str, **settings) -> Server:
     quickly through /ws, so the socket rate limit is high (it has tests of its own)."""
     workdir = tmp_path_factory.mktemp(name)
     settings = {"ws_rate_per_second": 1000, "ws_rate_burst": 1000, **settings}
-    return Server(workdir, upload_dir=str(workdir / "uploads"), **settings).start()
+    return Server(workdir, **settings).start()
 
 
 @pytest.fixture(scope="module")
