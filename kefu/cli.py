@@ -10,7 +10,7 @@ from peewee import PeeweeException
 from kefu.db import error_text
 from kefu.errors import KefuError
 from kefu.migrate import shown, upgrade
-from kefu.services import accounts
+from kefu.services import accounts, upload_files
 
 
 @with_appcontext
@@ -107,6 +107,25 @@ def disable(username, as_json):
 def enable(username, as_json):
     """Enable a disabled account again."""
     _change(lambda: accounts.set_active(username, True), as_json, "enabled")
+
+
+@kefu_cli.command("prune-uploads")
+@click.option(
+    "--older-than-hours",
+    type=click.FloatRange(min=1),
+    default=24.0,
+    show_default=True,
+    help="Keep uploads younger than this: they may be on their way into a message.",
+)
+@click.option("--dry-run", is_flag=True, help="List them; delete nothing.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object only.")
+def prune_uploads(older_than_hours, dry_run, as_json):
+    """Delete uploads no message refers to (uploaded, never sent)."""
+    folder, age = current_app.config["UPLOAD_DIR"], older_than_hours * 3600
+    names = upload_files.unnamed(folder, age) if dry_run else upload_files.prune(folder, age)
+    verb = "would delete" if dry_run else "deleted"
+    text = "\n".join([f"{verb} {len(names)} upload(s) in {folder}", *names])
+    _emit(as_json, {"dry_run": dry_run, "uploads": names}, text)
 
 
 def _change(action, as_json: bool, what: str) -> None:

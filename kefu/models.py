@@ -245,5 +245,13 @@ class Message(BaseModel):
     def by_op(cls, sender_key: str, op_id: str):
         return cls.select().where(cls.sender_key == sender_key, cls.op_id == op_id)
 
+    @classmethod
+    def naming_uploads(cls):
+        """(file_url, content) of every message that may name an upload: as its file, or
+        as a link in its text (a visitor's image travels as its link)."""
+        return cls.select(cls.file_url, cls.content).where(
+            cls.file_url.contains("/uploads/") | cls.content.contains("/uploads/")
+        )
+
 
 ALL_MODELS = [User, Token, PageSession, Agent, Visitor, Conversation, Message]

@@ -10,14 +10,13 @@ to make up, upload at most ``VISITOR_UPLOADS_PER_ADDRESS_PER_MINUTE`` per client
 """
 
 import os
-import secrets
 
 from flask import Blueprint, abort, current_app, jsonify, request, send_from_directory
 
 from kefu import auth
 from kefu.errors import Forbidden, Invalid, KefuError, Unauthorized
 from kefu.models import FILE, IMAGE
-from kefu.services import visitors
+from kefu.services import upload_files, visitors
 from kefu.web import session as web
 
 bp = Blueprint("uploads", __name__)
@@ -90,7 +89,7 @@ def _classify(upload) -> tuple[str, int]:
 def _save(upload, ext: str, limit: int) -> tuple[str, int]:
     folder = current_app.config["UPLOAD_DIR"]
     os.makedirs(folder, exist_ok=True)
-    name = f"{secrets.token_urlsafe(18)}.{ext}"
+    name = upload_files.new_name(ext)
     path = os.path.join(folder, name)
     size = 0
     with open(path, "wb") as out:
