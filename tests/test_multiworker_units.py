@@ -37,6 +37,7 @@ def test_every_event_survives_the_wire():
         ev.AgentChanged(2, PERSON, True, 5, 1),
         ev.WaiterSignedIn(7, "host:1:ab", "1:2", NOW),
         ev.SignedOut(7, "Signed out"),
+        ev.SignedOut(7, "Signed out", "ab" * 32),
     ]
     payload = wire.dumps(sample, "123:4")
     assert wire.loads(payload) == (sample, "123:4")

@@ -17,7 +17,7 @@ from playhouse.migrate import SchemaMigrator
 from kefu.db import make_database
 from kefu.migrate import MIGRATIONS
 from tests.support import Server, retire
-from tests.test_pages_security import agent_session, csrf_of, live_socket
+from tests.test_pages_security import agent_session, close_code, csrf_of, live_socket, still_open
 
 PAGE = {"agent": "/agent", "user": "/chat"}
 REFUSED = {"agent": 302, "user": 403}  # to the sign-in form; the chat page says "sign in"
@@ -114,6 +114,25 @@ def test_a_cookie_copied_before_sign_out_is_refused_after_it(srv, role):
     assert_signed_out(srv, here, role)
     assert_signed_out(srv, stolen, role)
     assert_signed_in(srv, elsewhere, role)  # the person's other browser is another session
+
+
+@pytest.mark.parametrize("role", ["agent", "user"])
+def test_signing_out_closes_that_browsers_live_channel_only(srv, role):
+    """The person's other browser keeps its live channel, and the host application's
+    own connection (ds/kefu, same person) stays: signing out ends one session."""
+    who = person(srv, role, f"one-browser-{role}")
+    here, elsewhere = browser(srv, role, who), browser(srv, role, who)
+    here_live, elsewhere_live = live_socket(srv, here, role), live_socket(srv, elsewhere, role)
+    app = srv.ws()
+    assert app.request({"action": "login", "data": {"token": who["token"]}})["success"]
+
+    sign_out(srv, here, role)
+    assert close_code(here_live) == 1008
+    assert still_open(elsewhere_live)
+    assert app.request({"action": "ping"})["success"] is True
+    assert_signed_in(srv, elsewhere, role)
+    elsewhere_live.close()
+    app.close()
 
 
 @pytest.mark.parametrize("role", ["agent", "user"])

@@ -179,6 +179,29 @@ def live_socket(srv, session, role="agent"):
     )
 
 
+def close_code(ws, timeout: float = 5.0) -> int | None:
+    """The code of the close frame ``ws`` gets next (frames before it are skipped)."""
+    ws.settimeout(timeout)
+    with contextlib.suppress(websocket.WebSocketConnectionClosedException):
+        while True:
+            opcode, payload = ws.recv_data(control_frame=True)
+            if opcode == websocket.ABNF.OPCODE_CLOSE:
+                return int.from_bytes(payload[:2], "big")
+    return None
+
+
+def still_open(ws, timeout: float = 5.0) -> bool:
+    """True if ``ws`` answers a ping (frames before the pong are skipped)."""
+    ws.settimeout(timeout)
+    ws.ping(b"alive?")
+    while True:
+        opcode, payload = ws.recv_data(control_frame=True)
+        if opcode == websocket.ABNF.OPCODE_PONG:
+            return payload == b"alive?"
+        if opcode == websocket.ABNF.OPCODE_CLOSE:
+            return False
+
+
 def test_a_customer_signs_out_of_the_chat_page(srv, agents):
     """A shared computer: the session ends and the person's page sockets close; the host
     application's own connection (ds/kefu, same person) stays."""
@@ -190,15 +213,7 @@ def test_a_customer_signs_out_of_the_chat_page(srv, agents):
     r = user.post(srv.url("/chat/sign-out"), data={"csrf_token": user.csrf})
     assert r.status_code == 200 and "You have signed out" in r.text
     assert user.get(srv.url("/chat")).status_code == 403
-    page.settimeout(5)
-    closed = None
-    with contextlib.suppress(websocket.WebSocketConnectionClosedException):
-        while True:
-            opcode, payload = page.recv_data(control_frame=True)
-            if opcode == websocket.ABNF.OPCODE_CLOSE:
-                closed = int.from_bytes(payload[:2], "big")
-                break
-    assert closed == 1008
+    assert close_code(page) == 1008
     assert app.request({"action": "ping"})["success"] is True
     app.close()
 

@@ -114,7 +114,10 @@ def serve(ws) -> None:
     app = current_app
     live = app.extensions["kefu.live"]
     conn = Connection(ws, PagesCodec(), app.config["WS_OUTBOX_LIMIT"])
-    conn.state.update(role="agent" if who.is_agent else "user", csrf=web_session.csrf_token())
+    role = web_session.AGENT if who.is_agent else web_session.USER
+    # The session it was opened in: signing out there closes it (SignedOut.session).
+    conn.state.update(role=role, csrf=web_session.csrf_token())
+    conn.state["session"] = web_session.session_mark(role)
     live.open(conn)
     try:
         try:

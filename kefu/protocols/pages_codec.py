@@ -43,8 +43,6 @@ def _is_mine(conn, conv) -> bool:
 
 
 class PagesCodec:
-    of_pages = True  # closed when the person signs out of the pages (SignedOut)
-
     def render(self, event, conn, origin):
         agent = conn.principal is not None and conn.principal.is_agent
         handler = (AGENT if agent else USER).get(type(event))

@@ -259,13 +259,14 @@ class WaiterSignedIn:
 
 @snapshot
 class SignedOut:
-    """A person signed out: every socket of theirs, on whatever worker, is closed; with
-    ``pages_only``, only their pages' sockets (a customer leaving the chat page keeps
-    the host application's own connections). A control event handled by ``Live``."""
+    """A person's sockets, on whatever worker, are to close: all of them (an account
+    disabled, a password changed), or with ``session`` only the pages' sockets opened in
+    that page session (one browser signed out; the person's other browsers and the host
+    application's own connections stay). A control event handled by ``Live``."""
 
     user_id: int
     reason: str
-    pages_only: bool = False
+    session: str | None = None  # page_sessions.mark of the browser that signed out
 
     def audience(self):
         return [user_key(self.user_id)]

@@ -216,13 +216,14 @@ class Live(Admission):
                 self.agent_grace_seconds, self._requeue_if_away, went_offline
             )
 
-    def disconnect_user(self, user_id: int, reason: str = "Signed out", pages_only=False):
-        """Close every socket of a person (or only its pages'), on every worker."""
-        self.publish([SignedOut(user_id, reason, pages_only)])
+    def disconnect_user(self, user_id: int, reason: str, session: str | None = None):
+        """Close every socket of a person, or only those of one page session (the
+        pages' live channel of one browser), on every worker."""
+        self.publish([SignedOut(user_id, reason, session)])
 
     def _close_signed_out(self, _live, event: SignedOut) -> None:
         for conn in self.hub.connections(user_key(event.user_id)):
-            if not event.pages_only or getattr(conn.codec, "of_pages", False):
+            if event.session is None or conn.state.get("session") == event.session:
                 conn.close(1008, event.reason)
 
     def shutdown(self) -> None:

@@ -53,6 +53,12 @@ def find(secret: str, role: str, lifetime: float) -> User | None:
     return user
 
 
+def mark(secret: str) -> str:
+    """A session's name without its secret (the hash the row keeps): what the live
+    channel's sockets carry, so that signing out closes that session's sockets only."""
+    return hash_token(secret)
+
+
 def end(secret: str) -> None:
     """Sign the session out (nothing happens if it is gone already)."""
     with db.write():

@@ -87,9 +87,9 @@ def sign_in():
 def sign_out():
     web.check_csrf()
     who = web.current_agent()
-    web.sign_out(web.AGENT)
-    if who is not None:  # signing out closes the person's open sockets too
-        current_app.extensions["kefu.live"].disconnect_user(who.user_id)
+    ended = web.sign_out(web.AGENT)
+    if who is not None and ended:  # this browser's dashboards close, on every worker
+        current_app.extensions["kefu.live"].disconnect_user(who.user_id, "Signed out", ended)
     return redirect(url_for("agent.sign_in_form"))
 
 

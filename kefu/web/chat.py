@@ -71,13 +71,13 @@ def page():
 
 @bp.post("/sign-out")
 def sign_out():
-    """Off this browser (a shared computer): the session and this person's page sockets
-    go; the host application's own connections stay."""
+    """Off this browser (a shared computer): the session and its chat pages' sockets
+    go; the person's other browsers and the host application's own connections stay."""
     web.check_csrf()
     who = web.current_user()
-    web.sign_out(web.USER)
-    if who is not None:
-        current_app.extensions["kefu.live"].disconnect_user(who.user_id, pages_only=True)
+    ended = web.sign_out(web.USER)
+    if who is not None and ended:
+        current_app.extensions["kefu.live"].disconnect_user(who.user_id, "Signed out", ended)
     return render_template("chat/signed_out.html", csrf="", signed_out=True)
 
 

@@ -129,12 +129,20 @@ def remember_device(response, username: str) -> None:
     )
 
 
-def sign_out(role: str) -> None:
+def session_mark(role: str) -> str | None:
+    """This browser's session as ``role`` (``page_sessions.mark``), None if none."""
+    secret = session.get(_key(role))
+    return page_sessions.mark(secret) if isinstance(secret, str) else None
+
+
+def sign_out(role: str) -> str | None:
     """End this browser's session as ``role``, here and on the server (every copy of
-    the cookie with it); the other role's stays."""
+    the cookie with it); the other role's stays. Returns the ended session's mark."""
     secret = session.pop(_key(role), None)
-    if isinstance(secret, str):
-        page_sessions.end(secret)
+    if not isinstance(secret, str):
+        return None
+    page_sessions.end(secret)
+    return page_sessions.mark(secret)
 
 
 def agent_required(view):
