@@ -7,18 +7,14 @@ import time
 
 import requests
 
-from tests.test_pages_security import PNG
+from tests.test_pages_security import PNG, upload
 
 DAY = 86400
 
 
-def upload(server, token: str) -> str:
-    reply = requests.post(
-        server.url("/api/kefu/upload"),
-        headers={"Authorization": f"Bearer {token}"},
-        files={"file": ("photo.png", PNG, "image/png")},
-        timeout=10,
-    )
+def uploaded(server, token: str) -> str:
+    photo = {"file": ("photo.png", PNG, "image/png")}
+    reply = upload(server, photo, headers={"Authorization": f"Bearer {token}"})
     assert reply.status_code == 200, reply.text
     return reply.json()["data"]["url"]  # /uploads/<name>
 
@@ -37,7 +33,7 @@ def test_prune_deletes_only_old_uploads_no_message_names(server):
     agent = server.create_agent("pruning-agent")
     token = server.host_jwt("pruning-customer")
     cid = server.get("/api/kefu/message/getConversation", token).json()["data"]["id"]
-    as_file, as_link, unsent, recent = (upload(server, token) for _ in range(4))
+    as_file, as_link, unsent, recent = (uploaded(server, token) for _ in range(4))
     ws = server.ws()
     assert ws.request({"action": "login", "data": {"token": token}})["success"]
     sent = ws.request(
