@@ -1,5 +1,6 @@
 """Bad input on ds/kefu: a precise error, a socket that still works, nothing stored."""
 
+import json
 import time
 
 import jwt
@@ -353,6 +354,12 @@ def test_oversized_frames(server, setup):
         "op_id": None,
     }
     assert ws.request({"action": "ping"})["success"]
+    # The limit is in bytes: 40,000 "é" are 80,000 bytes (they passed as 40,000 characters).
+    wide = {**big, "data": {**big["data"], "content": "é" * 40_000}}
+    assert ws.request(json.dumps(wide, ensure_ascii=False))["message"] == (
+        "Frame too large (max 65536 bytes)"
+    )
+    assert ws.request({"action": "ping"})["success"]
     # Beyond the transport limit (1 MiB) the socket is closed with 1009; the server lives on.
     huge = server.ws()
     # The close may come as a 1009 frame or, mid-write, as a reset: either way, refused.
@@ -376,8 +383,9 @@ def test_rest_errors(server, setup):
         422,
         {"code": 422, "message": "conversation_id is required"},
     )
-    wrong = server.get("/api/kefu/message/list?conversation_id=abc", setup["owner"])
-    assert wrong.json() == {"code": 422, "message": "conversation_id must be an integer"}
+    for odd in ("abc", "+1", "%201%20", "1_0", "\u0663"):  # int() took all but abc
+        wrong = server.get(f"/api/kefu/message/list?conversation_id={odd}", setup["owner"])
+        assert wrong.json() == {"code": 422, "message": "conversation_id must be an integer"}
     page0 = server.get(
         f"/api/kefu/message/list?conversation_id={setup['cid']}&page=0", setup["owner"]
     )
@@ -411,6 +419,12 @@ def test_host_jwt_sign_in(server):
         ({"sub": "host-44", "name": 7}, "name and avatar must be strings"),
         ({"sub": 4.5}, "sub must be a non-empty string or an integer"),
         ({"sub": ""}, "sub must be a non-empty string or an integer"),
+        # Half a surrogate pair (a host signing a name cut from browser text): a 500 once.
+        (
+            {"sub": "host-45", "name": "Bob \ud83d"},
+            "claims must be valid Unicode (a lone surrogate)",
+        ),
+        ({"sub": "\udfff"}, "claims must be valid Unicode (a lone surrogate)"),
     ):
         odd = jwt.encode({**claims, "exp": int(time.time()) + 60}, JWT_SECRET, algorithm="HS256")
         reply = server.get("/api/kefu/message/getConversation", odd)
@@ -418,6 +432,7 @@ def test_host_jwt_sign_in(server):
     quote = "`" if server.env["KEFU_DATABASE_URL"].startswith("mysql") else '"'
     users = f"SELECT external_id FROM {quote}user{quote} WHERE external_id IN (?, ?)"
     assert server.sql(users, "host-43", "host-44") == []
+    assert server.sql(users.replace("(?, ?)", "(?)"), "host-45") == []
     ws = server.ws()
     assert ws.request({"action": "login", "data": {"token": expired}}) == {
         "success": False,

@@ -42,6 +42,19 @@ def test_frame_rate_limit_answers_and_recovers(strict):
     assert ws.request({"action": "ping", "op_id": "later"})["success"] is True
 
 
+def test_frames_that_do_not_parse_count_against_the_rate(strict):
+    """Each bad frame costs an error reply: a flood of them is limited like pings."""
+    agent = strict.create_agent("garbage-agent")
+    ws = strict.ws()
+    assert ws.request({"action": "login", "data": {"token": agent["token"]}})["success"]
+    time.sleep(1.1)  # a full bucket again
+    replies = [ws.request("not json") for _ in range(8)]
+    assert [r["message"] for r in replies[:5]] == ["Invalid JSON"] * 5
+    assert replies[5]["message"] == "Rate limit exceeded: too many frames, slow down"
+    time.sleep(1.1)
+    assert ws.request({"action": "ping", "op_id": "later"})["success"] is True
+
+
 def test_visitor_message_rate_limit(strict):
     agent = strict.create_agent("limits-agent")
     ws = strict.ws()
@@ -63,6 +76,25 @@ def test_visitor_message_rate_limit(strict):
     assert [r["success"] for r in sent] == [True, True, False, False]
     assert sent[2]["message"] == "Too many messages from this visitor; wait a moment"
     assert strict.sql("SELECT COUNT(*) FROM message") == [(2,)]
+
+
+def test_refused_visitor_messages_spend_no_budget(strict):
+    """A message refused for what it is (too long, no visitor id) is not counted against
+    the visitor's budget: ten of them used to leave no room for the next good one."""
+    agent = strict.create_agent("patient-agent")
+    ws = strict.ws()
+    bind = {"action": "kefu_message_visitor_bind_fd", "data": {"bind_key": "careful-visitor"}}
+    assert ws.request(bind)["success"]  # a bound socket outlives the sign-in deadline
+
+    def send(content, visitor_id="careful-visitor"):
+        time.sleep(0.25)  # under the frame rate
+        data = {"visitor_id": visitor_id, "kefu_id": agent["kefu_id"], "content": content}
+        return ws.request({"action": "kefu_message_visitor_send", "data": data})
+
+    for _ in range(3):
+        assert send("x" * 5001)["message"] == "content is too long (max 5000 characters)"
+    assert send("hello", visitor_id=" ")["message"] == "visitor_id is required"
+    assert [send(text)["success"] for text in ("one", "two")] == [True, True]
 
 
 @pytest.mark.parametrize("proxy_count", [0, 1])

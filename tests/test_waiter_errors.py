@@ -90,6 +90,8 @@ USER_CASES = [
     ({"type": "get_history", "payload": {"before": "x"}}, "before must be a positive integer"),
     ({"type": "rate", "payload": {}}, "rate is required"),
     ({"type": "rate", "payload": {"rate": 6}}, "rate must be an integer from 1 to 5"),
+    ({"type": "rate", "payload": {"rate": "x"}}, "rate must be an integer from 1 to 5"),
+    ({"type": "rate", "payload": {"rate": "3"}}, "There is no ended conversation to rate"),
     ({"type": "rate", "payload": {"rate": 3}}, "There is no ended conversation to rate"),
     (
         {"type": "rate", "payload": {"rate": 3, "conversation_id": 1}},

@@ -13,7 +13,7 @@ from kefu.errors import Invalid, KefuError, NotFound, Unauthorized
 from kefu.failures import log_failure
 from kefu.models import SENDER_AGENT, SENDER_USER, TEXT
 from kefu.protocols import dskefu_codec as codec
-from kefu.protocols.fields import Fields, FrameError, op_id_of, parse_frame
+from kefu.protocols.fields import Fields, FrameError, op_id_of, parse_counted
 from kefu.realtime.connection import Connection
 from kefu.realtime.transport import sock
 from kefu.services import conversations, messages, visitors
@@ -89,7 +89,8 @@ def on_end(conn, data: Fields, op_id, live):
 
 def on_visitor_bind(conn, data: Fields, op_id, live):
     bind_key = data.text("bind_key", required=True, max_len=visitors.VISITOR_ID_MAX)
-    live.bind_visitor(conn, visitors.check_visitor_id(bind_key), conn.state.get("address"))
+    visitor_id = visitors.check_visitor_id(bind_key, "bind_key")
+    live.bind_visitor(conn, visitor_id, conn.state.get("address"))
     return "Bind key successfully", None, []
 
 
@@ -97,11 +98,11 @@ def on_visitor_send(conn, data: Fields, op_id, live):
     visitor_id = data.text("visitor_id", required=True, max_len=visitors.VISITOR_ID_MAX)
     kefu_id = data.id("kefu_id")
     content = data.text("content", required=True)
+    op_key = None if op_id is None else str(op_id)
+    visitors.check_message(visitor_id, content, op_key)  # a refused one spends no budget
     conn.identified = True  # an unbound visitor may send; it is not an idle anonymous socket
     live.admit_visitor_message(visitor_id, conn.state.get("address"))
-    msg, events, _ = visitors.send(
-        visitor_id, kefu_id, content, None if op_id is None else str(op_id)
-    )
+    msg, events, _ = visitors.send(visitor_id, kefu_id, content, op_key)
     return "Visitor message sent successfully", {"message_id": msg.id}, events
 
 
@@ -128,7 +129,7 @@ def handle(conn, raw, live, max_bytes: int) -> None:
     """One frame in, one reply out (plus pushes to others)."""
     op_id = action = None
     try:
-        frame = parse_frame(raw, max_bytes)
+        frame = parse_counted(raw, max_bytes, live, conn)
         op_id = frame.get("op_id")
         live.admit_frame(conn)
         op_id = op_id_of(frame)

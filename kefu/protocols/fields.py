@@ -3,6 +3,7 @@
 import json
 
 from kefu.errors import Invalid, refuse_nul, row_id
+from kefu.services.message_rules import OP_ID_MAX
 
 
 class FrameError(Invalid):
@@ -11,11 +12,13 @@ class FrameError(Invalid):
 
 def parse_frame(raw, max_bytes: int) -> dict:
     if isinstance(raw, bytes):
+        if len(raw) > max_bytes:
+            raise FrameError(f"Frame too large (max {max_bytes} bytes)")
         try:
             raw = raw.decode("utf-8")
         except UnicodeDecodeError:
             raise FrameError("Frame is not valid UTF-8") from None
-    if len(raw) > max_bytes and len(raw.encode("utf-8")) > max_bytes:
+    elif _utf8_length_over(raw, max_bytes):
         raise FrameError(f"Frame too large (max {max_bytes} bytes)")
     try:
         frame = json.loads(raw)
@@ -32,6 +35,28 @@ def parse_frame(raw, max_bytes: int) -> dict:
     return frame
 
 
+def parse_counted(raw, max_bytes: int, live, conn) -> dict:
+    """``parse_frame``; a frame that does not parse is counted against the socket's rate
+    (``live.admit_frame``) before its error goes back, so a flood of bad frames is
+    limited like any other. One that parses is counted by the caller, once it knows
+    the op_id that a refusal must echo."""
+    try:
+        return parse_frame(raw, max_bytes)
+    except FrameError:
+        live.admit_frame(conn)
+        raise
+
+
+def _utf8_length_over(text: str, limit: int) -> bool:
+    """Whether ``text`` takes more than ``limit`` bytes as UTF-8 (what went over the
+    wire), encoding it only when its length cannot tell: a character takes 1 to 4."""
+    if len(text) > limit:
+        return True
+    if len(text) * 4 <= limit:
+        return False
+    return len(text.encode("utf-8", "surrogatepass")) > limit
+
+
 def _has_lone_surrogate(frame: dict) -> bool:
     try:
         json.dumps(frame, ensure_ascii=False).encode("utf-8")
@@ -46,7 +71,7 @@ def _is_int(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _digits_as_int(value):
+def digits_as_int(value):
     """A string of ASCII digits as its number, anything else as it is: ids already take
     ``"1"`` (the guide sends kefu_id so), and a client that does it for one number does
     it for all of them (``sender_type: "2"``, ``message_ids: ["5"]``)."""
@@ -79,7 +104,7 @@ class Fields:
         return number
 
     def integer(self, name: str, default=None, choices=None):
-        value = _digits_as_int(self.data.get(name))
+        value = digits_as_int(self.data.get(name))
         if value is None:
             return default
         if not _is_int(value):
@@ -110,7 +135,7 @@ class Fields:
             raise Invalid(f"{name} must be an array of integers")
         if len(value) > max_items:
             raise Invalid(f"{name} has too many items (max {max_items})")
-        value = [_digits_as_int(v) for v in value]
+        value = [digits_as_int(v) for v in value]
         if not all(_is_int(v) for v in value):
             raise Invalid(f"{name} must be an array of integers")
         return value
@@ -123,6 +148,6 @@ def op_id_of(frame: dict):
         return None
     if isinstance(op_id, bool) or not isinstance(op_id, str | int):
         raise Invalid("op_id must be a string or an integer")
-    if len(str(op_id)) > 64:
-        raise Invalid("op_id is too long (max 64 characters)")
+    if len(str(op_id)) > OP_ID_MAX:
+        raise Invalid(f"op_id is too long (max {OP_ID_MAX} characters)")
     return op_id

@@ -17,7 +17,7 @@ from kefu import auth
 from kefu.errors import Forbidden, Invalid, KefuError, Unauthorized, refuse_nul
 from kefu.failures import log_failure
 from kefu.protocols import waiter_codec as codec
-from kefu.protocols.fields import Fields, FrameError, op_id_of, parse_frame
+from kefu.protocols.fields import Fields, FrameError, op_id_of, parse_counted
 from kefu.protocols.waiter_codec import USER, WAITER, frame
 from kefu.protocols.waiter_frames import (
     NotConnected,
@@ -141,7 +141,7 @@ def handle(conn, raw, live, max_bytes: int, table: dict) -> None:
     """One frame in: its reply (or an error) out, then its events to everyone concerned."""
     op_id = kind = None
     try:
-        parsed = parse_frame(raw, max_bytes)
+        parsed = parse_counted(raw, max_bytes, live, conn)
         op_id = _echoable(parsed.get("op_id"))
         live.admit_frame(conn)
         op_id = op_id_of(parsed)

@@ -10,7 +10,7 @@ from kefu import clock
 from kefu.errors import Conflict, Forbidden, Invalid, KefuError, Unauthorized, refuse_nul
 from kefu.models import IMAGE, SENDER_USER, TEXT
 from kefu.protocols import waiter_codec as codec
-from kefu.protocols.fields import Fields
+from kefu.protocols.fields import Fields, digits_as_int
 from kefu.protocols.waiter_codec import frame
 from kefu.services import conversations, history, message_rules, messages, routing
 from kefu.services.snapshots import conversation_ref
@@ -144,6 +144,8 @@ def user_disconnect(conn, req, live):
     ref = _current(who)
     events = conversations.end(ref.id, who)
     codec.forget_conversation(conn)
+    if not events:  # the agent ended it meanwhile: its "disconnected" push came already
+        raise NotConnected(NOT_CONNECTED)
     conn.send(frame("disconnected", None, req.op_id, ref.agent, ref.customer))
     return events
 
@@ -193,11 +195,10 @@ def user_rate(conn, req, live):
     """``{"rate": 1..5, "conversation_id"?}``: rates the given (or the latest) ended
     conversation of this user."""
     who = _signed_in(conn)
-    score = req.data.data.get("rate")
+    score = digits_as_int(req.data.data.get("rate"))  # "5" as every other number
     if score is None:
         raise Invalid("rate is required")
-    if isinstance(score, bool) or not isinstance(score, int) or not 1 <= score <= 5:
-        raise Invalid("rate must be an integer from 1 to 5")
+    conversations.check_score(score)
     conversation_id = req.data.id("conversation_id", required=False)
     conversation_id = conversation_id or history.latest_ended(who.user_id)
     if conversation_id is None:

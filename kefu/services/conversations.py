@@ -149,10 +149,16 @@ def _mark_read_locked(conversation_id, who: Principal, message_ids: list[int], s
     return len(marked), [MessagesRead(conversation_ref(load(conv.id)), reader, tuple(marked))]
 
 
-def rate(conversation_id: int, who: Principal, score: int) -> None:
-    """A customer's 1–5 satisfaction score for an ended conversation."""
+def check_score(score) -> int:
     if isinstance(score, bool) or not isinstance(score, int) or not 1 <= score <= 5:
         raise Invalid("rate must be an integer from 1 to 5")
+    return score
+
+
+def rate(conversation_id: int, who: Principal, score: int) -> None:
+    """A customer's 1–5 satisfaction score for an ended conversation; rating it again
+    replaces the score (a customer may think better of it)."""
+    check_score(score)
     with db.write():
         conv = visible(conversation_id, who)
         if who.is_agent:

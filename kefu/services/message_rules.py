@@ -10,6 +10,7 @@ from kefu.models import FILE, IMAGE, TEXT
 
 LIMITS = {"content_chars": 5000, "page_size_max": 100}
 FILE_URL_MAX = 1000
+OP_ID_MAX = 64  # the column's length
 # The one kind of local path a file URL may name: what POST /api/kefu/upload hands out.
 # A browser loads a message's file with the viewer's cookies, so any other path could
 # act for the agent (an image of /chat?token=… signed the agent in as the customer).
@@ -57,7 +58,15 @@ def idempotency_key(op_id: str | None) -> str | None:
     to mean "none" would otherwise have every later message answered with its first,
     and nothing stored. Checked here because the pages' forms pass it as is."""
     refuse_nul("op_id", op_id)
+    if op_id and len(op_id) > OP_ID_MAX:
+        raise Invalid(f"op_id is too long (max {OP_ID_MAX} characters)")
     return op_id or None
+
+
+def check_send(content, message_type, file_url, op_id) -> tuple:
+    """A send's (content, message_type, file_url, op_id) as stored, or what is wrong
+    with it: all ``messages.send`` refuses before it looks at the conversation."""
+    return (*check_body(content, message_type, file_url), idempotency_key(op_id))
 
 
 class OpIdReused(Conflict):

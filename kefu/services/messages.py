@@ -8,7 +8,7 @@ from kefu.errors import Conflict, Invalid, KefuError, seq_bound
 from kefu.models import SENDER_USER, TEXT, Conversation, Message
 from kefu.realtime.events import MessageCreated, MessageView
 from kefu.services.conversations import visible
-from kefu.services.message_rules import LIMITS, OpIdReused, check_body, idempotency_key, is_resend
+from kefu.services.message_rules import LIMITS, OpIdReused, check_send, is_resend
 from kefu.services.snapshots import conversation_ref, load, message_view
 from kefu.services.targets import Target, load_current_target
 from kefu.sqlcache import PROBE_TIMES, cached_select, cached_write
@@ -27,8 +27,7 @@ def send(
     Returns (MessageView, events, duplicate). A repeated ``op_id`` from the same sender
     returns the first message and announces nothing.
     """
-    content, message_type, file_url = check_body(content, message_type, file_url)
-    body = (content, message_type, file_url, idempotency_key(op_id))
+    body = check_send(content, message_type, file_url, op_id)
     return groupcommit.run(_send_locked, who, conversation_id, *body)
 
 

@@ -15,13 +15,22 @@ from kefu.services.snapshots import conversation_ref, load, message_view
 VISITOR_ID_MAX = 128
 
 
-def check_visitor_id(visitor_id) -> str:
+def check_visitor_id(visitor_id, field: str = "visitor_id") -> str:
+    """``field`` names it in the error (a bind's ``bind_key`` is a visitor id too)."""
     if not isinstance(visitor_id, str) or not visitor_id.strip():
-        raise Invalid("visitor_id is required")
+        raise Invalid(f"{field} is required")
     if len(visitor_id) > VISITOR_ID_MAX:
-        raise Invalid(f"visitor_id is too long (max {VISITOR_ID_MAX} characters)")
-    refuse_nul("visitor_id", visitor_id)
+        raise Invalid(f"{field} is too long (max {VISITOR_ID_MAX} characters)")
+    refuse_nul(field, visitor_id)
     return visitor_id
+
+
+def check_message(visitor_id, content, op_id) -> tuple[str, str | None]:
+    """(content, op_id) as ``send`` stores them, or what is wrong with the message: a
+    caller checks it before spending the visitor's rate budget on it."""
+    check_visitor_id(visitor_id)
+    content, _, _, op_id = message_rules.check_send(content, TEXT, None, op_id)
+    return content, op_id
 
 
 def _visitor(visitor_id: str) -> Visitor:
@@ -35,9 +44,7 @@ def _open_key(visitor: Visitor, kefu_id: int) -> str:
 def send(visitor_id: str, kefu_id: int, content: str, op_id: str | None = None):
     """Store a visitor's text message, opening the conversation with that agent if needed.
     Returns (MessageView, events, duplicate)."""
-    check_visitor_id(visitor_id)
-    content, _, _ = message_rules.check_body(content, TEXT, None)
-    op_id = message_rules.idempotency_key(op_id)
+    content, op_id = check_message(visitor_id, content, op_id)
     return groupcommit.run(_send_locked, visitor_id, kefu_id, content, op_id)
 
 

@@ -41,7 +41,9 @@ def check_csrf() -> None:
     """Every state-changing request from a page carries the session's token."""
     expected = session.get("csrf")
     sent = request.headers.get(CSRF_HEADER) or request.form.get("csrf_token") or ""
-    if not expected or not hmac.compare_digest(expected, sent):
+    # As bytes: compare_digest refuses str with non-ASCII characters (a TypeError, a 500).
+    sent = sent.encode("utf-8", "surrogateescape")
+    if not expected or not hmac.compare_digest(expected.encode(), sent):
         abort(403, description="CSRF token missing or invalid")
 
 
