@@ -49,6 +49,10 @@ def refuse_nul(name: str, value: str | None) -> None:
         raise Invalid(f"{name} must not contain NUL characters")
 
 
+class TooLarge(KefuError):
+    status = 413
+
+
 class Unauthorized(KefuError):
     status = 401
 

@@ -1,6 +1,7 @@
 """Odd numbers sent to the pages, checked over HTTP and the live channel against a live
-server: an id no row can have (past 64 bits, or not a number) is answered like any
-other id that names nothing, a paging bound past 64 bits means what it says, and
+server: an id in a query or form that is no number, or one past 64 bits, gets a 422
+that says what is wrong with it (as the API's parameters do), one that names nothing
+the 404 of any unknown conversation; a paging bound past 64 bits means what it says;
 nothing becomes an internal error or loses what is stored. And page views give their
 database connections back."""
 
@@ -57,14 +58,28 @@ def no_internal_error(srv, desk, log_mark):
     assert rows == [("first",), ("second",)]
 
 
-@pytest.mark.parametrize("value", HUGE + NOT_IDS)
-def test_customer_pages_answer_ids_that_name_nothing(srv, desk, value, log_mark):
+def what_is_wrong(value: str) -> tuple[int, str]:
+    """The customer pages' answer to ``conversation_id=value``."""
+    if value == "":
+        return 422, "conversation_id is required"
+    if value in HUGE:
+        return 422, "conversation_id is too large (max 9223372036854775807)"
+    if value in ("-1", "0"):
+        return 422, "conversation_id must be 1 or more"
+    if value in ("²", "abc", " 5", "+5", "5_0"):
+        return 422, "conversation_id must be an integer"
+    return 404, NO_ACCESS
+
+
+@pytest.mark.parametrize("value", HUGE + NOT_IDS + [" 5", "+5", "5_0", "4242"])
+def test_customer_pages_say_what_is_wrong_with_an_id(srv, desk, value, log_mark):
     user = desk["user"]
+    status, text = what_is_wrong(value)
     older = user.get(srv.url("/chat/older"), params={"conversation_id": value})
-    assert older.status_code == 404 and NO_ACCESS in older.text
+    assert older.status_code == status and text in older.text
     form = {"conversation_id": value, "rating": "5", "csrf_token": user.csrf}
     rated = user.post(srv.url("/chat/rate"), data=form)
-    assert rated.status_code == 404 and NO_ACCESS in rated.text
+    assert rated.status_code == status and text in rated.text
     no_internal_error(srv, desk, log_mark)
 
 
@@ -158,3 +173,42 @@ def test_page_views_give_their_connections_back(tmp_path):
     finally:
         server.stop()
     assert "Exception on" not in server.log()
+
+
+def test_forms_say_what_is_wrong_and_store_nothing(srv, desk, log_mark):
+    """Garbage in a form is refused with what is wrong with it, where it became a
+    default (``message_type=abc`` a text message, ``accepting=yes`` Not ready), and an
+    op_id the API refuses (over 64 characters) is refused here too."""
+    dee, headers = desk["dee"], {"X-CSRF-Token": desk["dee"].csrf}
+    send = srv.url(f"/agent/c/{desk['conv_id']}/send")
+    for form, message in (
+        ({"content": "x", "message_type": "abc"}, "message_type must be an integer"),
+        ({"content": "x", "op_id": "o" * 65}, "op_id is too long (max 64 characters)"),
+    ):
+        refused = dee.post(send, data=form, headers=headers)
+        assert refused.status_code == 422 and message in refused.text, refused.text
+    ready = dee.post(srv.url("/agent/ready"), data={"accepting": "yes"}, headers=headers)
+    assert ready.status_code == 422 and "accepting must be 0 or 1" in ready.text
+    accepting = srv.sql("SELECT accepting FROM agent WHERE id = ?", desk["agent"]["kefu_id"])
+    assert bool(accepting[0][0]) is True  # still Ready
+    no_internal_error(srv, desk, log_mark)
+
+
+def test_a_refused_first_message_opens_no_conversation(srv, desk, log_mark):
+    """A customer without a conversation whose first message is refused gets the reason,
+    and no conversation is opened (nor handed to an agent) for it."""
+    user = user_session(srv, "refused-first")
+    before = srv.sql("SELECT COUNT(*) FROM conversation")[0][0]
+    for form, message in (
+        ({"content": ""}, "content is required"),
+        ({"content": "x" * 5001}, "content is too long"),
+        ({"content": "", "message_type": "2"}, "file_url is required"),
+        ({"content": "x", "op_id": "o" * 65}, "op_id is too long (max 64 characters)"),
+    ):
+        refused = user.post(srv.url("/chat/send"), data={**form, "csrf_token": user.csrf})
+        assert refused.status_code == 422 and message in refused.text, refused.text
+    assert srv.sql("SELECT COUNT(*) FROM conversation")[0][0] == before
+    sent = user.post(srv.url("/chat/send"), data={"content": "now", "csrf_token": user.csrf})
+    assert sent.status_code in (200, 204)
+    assert srv.sql("SELECT COUNT(*) FROM conversation")[0][0] == before + 1
+    no_internal_error(srv, desk, log_mark)

@@ -7,7 +7,8 @@ from flask import Blueprint, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from kefu import auth
-from kefu.errors import ID_MAX, Invalid, KefuError, Unauthorized
+from kefu.errors import KefuError, Unauthorized
+from kefu.params import number
 from kefu.protocols.dskefu_codec import conversation_json, message_json
 from kefu.services import conversations, messages
 
@@ -22,25 +23,6 @@ def principal():
 
 
 PAGE_MAX = 1_000_000  # keeps page * page_size far from any OFFSET overflow
-
-
-def int_arg(
-    name: str, default: int | None = None, high: int = ID_MAX, low: int | None = None
-) -> int:
-    raw = request.args.get(name)
-    if raw is None or raw == "":
-        if default is None:
-            raise Invalid(f"{name} is required")
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise Invalid(f"{name} must be an integer") from None
-    if value > high:
-        raise Invalid(f"{name} is too large (max {high})")
-    if low is not None and value < low:
-        raise Invalid(f"{name} must be {low} or more")
-    return value
 
 
 def envelope(data, code: int = 200):
@@ -58,11 +40,12 @@ def get_conversation():
 @bp.get("/kefu/message/list")
 def message_list():
     who = principal()
-    conversation_id = int_arg("conversation_id")
-    page_size = int_arg("page_size", 10)
-    page = int_arg("page", 1, PAGE_MAX, low=1)  # checked as documented even when unused
-    if request.args.get("after_id") is not None:  # resync: everything after the last seen
-        rows = messages.after_message(who, conversation_id, int_arg("after_id"), page_size)
+    args = request.args
+    conversation_id = number(args, "conversation_id")
+    page_size = number(args, "page_size", 10)
+    page = number(args, "page", 1, PAGE_MAX, low=1)  # checked as documented even when unused
+    if args.get("after_id") is not None:  # resync: everything after the last seen
+        rows = messages.after_message(who, conversation_id, number(args, "after_id"), page_size)
     else:
         rows = messages.page(who, conversation_id, page, page_size)
     return envelope([message_json(m) for m in rows])
@@ -74,9 +57,8 @@ def domain_error(exc: KefuError):
 
 
 def http_error(exc: HTTPException):
-    """Every HTTP error under /api/ (unknown route, wrong method, …) in the API's envelope."""
-    if not request.path.startswith("/api/"):
-        return exc
+    """An HTTP error under /api/ (unknown route, wrong method, …) in the API's envelope
+    (``kefu.web`` registers the handler for every path)."""
     response = exc.get_response()  # keeps headers such as a 405's Allow
     response.set_data(json.dumps({"code": exc.code, "message": exc.description}))
     response.content_type = "application/json"
@@ -94,4 +76,3 @@ def init_app(app) -> None:
     from kefu.api import openapi  # noqa: F401  (adds GET /api/openapi.json to bp)
 
     app.register_blueprint(bp)
-    app.register_error_handler(HTTPException, http_error)

@@ -6,7 +6,8 @@ a route under ``/api/`` changes, change this document in the same commit.
 
 from flask import jsonify
 
-from kefu.api import ID_MAX, PAGE_MAX, bp
+from kefu.api import PAGE_MAX, bp
+from kefu.errors import ID_MAX
 
 TIME = {
     "type": ["string", "null"],

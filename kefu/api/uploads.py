@@ -14,7 +14,7 @@ import os
 from flask import Blueprint, abort, current_app, jsonify, request, send_from_directory
 
 from kefu import auth
-from kefu.errors import Forbidden, Invalid, KefuError, Unauthorized
+from kefu.errors import Forbidden, Invalid, KefuError, TooLarge, Unauthorized
 from kefu.models import FILE, IMAGE
 from kefu.services import upload_files, visitors
 from kefu.web import session as web
@@ -98,7 +98,7 @@ def _save(upload, ext: str, limit: int) -> tuple[str, int]:
             if size > limit:
                 out.close()
                 os.remove(path)
-                raise Invalid(f"File is too large (max {limit} bytes)")
+                raise TooLarge(f"File is too large (max {limit} bytes)")
             out.write(chunk)
     return name, size
 

@@ -1,5 +1,6 @@
 """The server-rendered pages: agent dashboard, customer chat, visitor widget, uploads."""
 
+from werkzeug.exceptions import HTTPException
 from werkzeug.routing import IntegerConverter
 
 from kefu.errors import ID_MAX
@@ -52,6 +53,28 @@ def init_app(app) -> None:
         app.register_blueprint(bp)
     app.add_url_rule("/", "index", _to_the_dashboard)
     app.after_request(_security_headers)
+    app.register_error_handler(HTTPException, _http_error)
+
+
+def _http_error(exc: HTTPException):
+    """Every HTTP error (an unknown address, a refused form): in the API's envelope under
+    /api/; under /agent and /chat on the pages' error page, with the way back (it was
+    Werkzeug's bare page); elsewhere Werkzeug's own."""
+    from flask import make_response, request
+
+    from kefu import api
+
+    if request.path.startswith("/api/"):
+        return api.http_error(exc)
+    home = render.home_of(request.path)
+    if home is None or exc.code is None or exc.code < 400:  # a routing redirect stays one
+        return exc
+    body, status = render.error_response(exc.description, exc.code, *home)
+    response = make_response(body, status)
+    for name in ("Allow", "Retry-After"):  # what Werkzeug's own answer would have said
+        if name in exc.get_response().headers:
+            response.headers[name] = exc.get_response().headers[name]
+    return response
 
 
 def _to_the_dashboard():

@@ -8,11 +8,12 @@ import re
 
 from flask import Blueprint, current_app, redirect, render_template, request, url_for
 
-from kefu.errors import KefuError, TooManyRequests
+from kefu.errors import Invalid, KefuError, TooManyRequests
 from kefu.models import OPEN, SENDER_AGENT, SENDER_USER, TEXT
+from kefu.params import BOUND_MAX, number, optional_number
 from kefu.services import accounts, conversations, desk, messages, routing
 from kefu.web import session as web
-from kefu.web.render import error_response, partial
+from kefu.web.render import HOMES, error_response, partial
 
 bp = Blueprint("agent", __name__, url_prefix="/agent")
 PAGE = 30
@@ -144,7 +145,7 @@ def conversation(who, conversation_id):
 @bp.get("/c/<row_id:conversation_id>/older")
 @web.agent_required
 def older(who, conversation_id):
-    before_seq = request.args.get("before", type=int)
+    before_seq = optional_number(request.args, "before", high=BOUND_MAX)  # none: the newest
     msgs = desk.before(who, conversation_id, before_seq, PAGE)
     return render_template(
         "parts/older.html",
@@ -159,7 +160,7 @@ def older(who, conversation_id):
 @bp.post("/c/<row_id:conversation_id>/send")
 @web.agent_required
 def send(who, conversation_id):
-    message_type = request.form.get("message_type", TEXT, type=int)
+    message_type = number(request.form, "message_type", TEXT)
     msg, events, _ = messages.send(
         who,
         conversation_id,
@@ -198,11 +199,14 @@ def end(who, conversation_id):
 @bp.post("/ready")
 @web.agent_required
 def ready(who):
-    accepting = request.form.get("accepting") == "1"
+    accepting = request.form.get("accepting")
+    if accepting not in ("0", "1"):
+        raise Invalid("accepting must be 0 or 1")
+    accepting = accepting == "1"
     publish(routing.set_accepting(who.kefu_id, accepting))
     return partial("parts/ready.html", accepting=accepting, csrf=web.csrf_token())
 
 
 @bp.errorhandler(KefuError)
 def domain_error(exc: KefuError):
-    return error_response(exc.message, exc.status, "/agent", "Back to your conversations")
+    return error_response(exc.message, exc.status, *HOMES["/agent"])

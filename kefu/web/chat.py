@@ -11,9 +11,11 @@ from flask import Blueprint, abort, current_app, redirect, render_template, requ
 from kefu import auth
 from kefu.errors import KefuError
 from kefu.models import SENDER_AGENT, SENDER_USER, TEXT
+from kefu.params import BOUND_MAX, number, optional_number
 from kefu.services import conversations, desk, messages
+from kefu.services.message_rules import check_send
 from kefu.web import session as web
-from kefu.web.render import error_response, partial
+from kefu.web.render import HOMES, error_response, partial
 
 bp = Blueprint("chat", __name__, url_prefix="/chat")
 PAGE = 30
@@ -84,17 +86,14 @@ def sign_out():
 @bp.post("/send")
 @web.user_required
 def send(who):
+    form = request.form
+    body = (form.get("content", ""), number(form, "message_type", TEXT), form.get("file_url"))
+    op_id = form.get("op_id")  # empty: none (message_rules.idempotency_key)
+    check_send(*body, op_id)  # a message refused opens no conversation for itself
     current = conversations.current_for_user(who.user_id)
     conv, events = (current, []) if current else conversations.open_for_user(who)
     publish(events)
-    msg, events, _ = messages.send(
-        who,
-        conv.id,
-        request.form.get("content", ""),
-        request.form.get("message_type", TEXT, type=int),
-        request.form.get("file_url") or None,
-        request.form.get("op_id"),  # empty: none (message_rules.idempotency_key)
-    )
+    msg, events, _ = messages.send(who, conv.id, *body, op_id)
     publish(events)
     if current is None or request.form.get("conversation_id", type=int) != conv.id:
         return _hx_refresh()  # the page showed no (or an old) conversation: show the new one
@@ -120,8 +119,8 @@ def end(who):
 @bp.post("/rate")
 @web.user_required
 def rate(who):
-    conversation_id = request.form.get("conversation_id", type=int) or 0
-    score = request.form.get("rating", type=int) or 0
+    conversation_id = number(request.form, "conversation_id", low=1)
+    score = number(request.form, "rating")
     conversations.rate(conversation_id, who, score)
     conv = desk.row_for(conversation_id).conversation
     return partial("parts/chat_footer.html", c=conv, rating=score, csrf=web.csrf_token())
@@ -140,8 +139,9 @@ def read(who):
 @bp.get("/older")
 @web.user_required
 def older(who):
-    conversation_id = request.args.get("conversation_id", type=int) or 0
-    msgs = desk.before(who, conversation_id, request.args.get("before", type=int), PAGE)
+    conversation_id = number(request.args, "conversation_id", low=1)
+    before = optional_number(request.args, "before", high=BOUND_MAX)  # none: the newest
+    msgs = desk.before(who, conversation_id, before, PAGE)
     return render_template(
         "parts/older.html",
         msgs=msgs,
@@ -163,4 +163,4 @@ def _earlier(who, conversation_id: int | None, msgs: list) -> int | None:
 
 @bp.errorhandler(KefuError)
 def domain_error(exc: KefuError):
-    return error_response(exc.message, exc.status, "/chat", "Back to the chat")
+    return error_response(exc.message, exc.status, *HOMES["/chat"])

@@ -157,6 +157,18 @@ def partial(name: str, **context) -> str:
     return _app["app"].jinja_env.get_template(name).render(**context)
 
 
+# Where a refused page sends its reader back to, by the path's first part.
+HOMES = {
+    "/agent": ("/agent", "Back to your conversations"),
+    "/chat": ("/chat", "Back to the chat"),
+}
+
+
+def home_of(path: str) -> tuple[str, str] | None:
+    """(link, label) of the page area ``path`` is in, or None outside the pages."""
+    return HOMES.get("/" + path.lstrip("/").split("/", 1)[0])
+
+
 def error_response(message: str, status: int, back: str, back_label: str):
     """A refused request's answer, for a blueprint's error handler. An htmx request or
     the composer's fetch (both send ``HX-Request``) gets the one-line ``parts/flash.html``,

@@ -10,6 +10,7 @@ from flask import Blueprint, current_app, render_template, request, send_from_di
 
 from kefu.errors import KefuError
 from kefu.models import SENDER_USER
+from kefu.params import number
 from kefu.protocols.fields import Fields
 from kefu.services import accounts, desk, presence, visitors
 from kefu.web.render import partial
@@ -48,7 +49,7 @@ def history():
     whether a conversation is open (``X-Kefu-Open``) so the iframe can show the end."""
     kefu_id = _kefu_id()
     visitor_id = visitors.check_visitor_id(request.args.get("visitor_id"))
-    after = request.args.get("after", 0, type=int)
+    after = number(request.args, "after", 0)
     rows = [m for m in visitors.history(visitor_id, kefu_id, limit=100) if m.id > after]
     html = "".join(partial("parts/message.html", m=m, side=SENDER_USER) for m in rows)
     open_id = desk.visitor_state(visitor_id, kefu_id)
@@ -69,7 +70,7 @@ def widget():
 
 @bp.get("/widget/demo")
 def demo():
-    kefu_id = request.args.get("kefu_id", 1, type=int)
+    kefu_id = number(request.args, "kefu_id", 1, low=1)
     return render_template("visitor/demo.html", kefu_id=kefu_id, csrf="")
 
 
