@@ -105,7 +105,9 @@ def from_environment() -> dict:
         "DATABASE_URL": os.environ.get("KEFU_DATABASE_URL", "sqlite:///kefu.db"),
         # At most 100 per worker: PostgreSQL allows 100 connections by default, and a pool
         # past what the database takes fails with connection errors instead of waiting.
-        "DB_POOL_SIZE": env_int("KEFU_DB_POOL_SIZE", 8, most=100),
+        "DB_POOL_SIZE": env_int("KEFU_DB_POOL_SIZE", 8, least=2, most=100),
+        # The opt-in stall monitor's sleep (KEFU_STALL_MONITOR=1, bench/README.md).
+        "STALL_TICK_MS": env_float("KEFU_STALL_TICK_MS", 5.0, least=0.1, most=1000),
         # How long a call waits for a pooled connection before "Server busy" (HTTP 503).
         "DB_POOL_WAIT_SECONDS": env_float("KEFU_DB_POOL_WAIT_SECONDS", 30.0),
         # SQLite under load: the least time between two group commits (more writes share
@@ -265,7 +267,8 @@ def deployment_problem(broker: str, workers: int, database_url: str, pool_size: 
         )
     if broker == "memory" and workers > 1:
         return (
-            f"KEFU_WORKERS={workers} with KEFU_BROKER=memory: each worker would hold its "
+            f"{workers} workers (KEFU_WORKERS or gunicorn -w) with KEFU_BROKER=memory: "
+            "each worker would hold its "
             "own hub, and an agent and a customer on different workers would not hear "
             "each other. Run one worker, or KEFU_BROKER=postgres on PostgreSQL "
             "(docs/deployment.md)."

@@ -111,7 +111,9 @@ def test_deployment_problems():
     assert deployment_problem("postgres", 4, "postgresql://u@h/k", 8) is None
     assert "PostgreSQL" in deployment_problem("postgres", 1, "mysql://root@h/k", 8)
     assert "PostgreSQL" in deployment_problem("postgres", 1, "sqlite:///k.db", 8)
-    assert "KEFU_WORKERS=2" in deployment_problem("memory", 2, "postgresql://u@h/k", 8)
+    assert "2 workers (KEFU_WORKERS or gunicorn -w)" in deployment_problem(
+        "memory", 2, "postgresql://u@h/k", 8
+    )
     assert "KEFU_BROKER" in deployment_problem("redis", 1, "sqlite:///k.db", 8)
     assert deployment_problem("memory", 1, "sqlite:///k.db", 2) is None
     assert "KEFU_DB_POOL_SIZE=1" in deployment_problem("memory", 1, "sqlite:///k.db", 1)
@@ -132,7 +134,7 @@ def test_short_secrets_are_warned_about(make_server):
     "env, says",
     [
         # (The CLI is one process, not a worker: it has nothing to refuse here.)
-        ({"KEFU_WORKERS": "2"}, "KEFU_WORKERS=2 with KEFU_BROKER=memory"),
+        ({"KEFU_WORKERS": "2"}, "2 workers (KEFU_WORKERS or gunicorn -w) with KEFU_BROKER=memory"),
         (
             {
                 "KEFU_BROKER": "postgres",
@@ -151,7 +153,7 @@ def test_short_secrets_are_warned_about(make_server):
             "kefu: KEFU_BROKER=postgres needs KEFU_SECRET_KEY",
         ),
         # With one, the group commit kept it and every other request failed after 30 s.
-        ({"KEFU_DB_POOL_SIZE": "1"}, "KEFU_DB_POOL_SIZE=1: use 2 or more"),
+        ({"KEFU_DB_POOL_SIZE": "1"}, "KEFU_DB_POOL_SIZE='1': must be a whole number, from 2 to"),
         # Settings that are not numbers, or below 0, are named (not a bare traceback).
         ({"KEFU_DB_POOL_SIZE": "eight"}, "kefu: KEFU_DB_POOL_SIZE='eight': must be a whole"),
         ({"KEFU_WS_PING_SECONDS": "-1"}, "KEFU_WS_PING_SECONDS='-1': must be a number, 0 or"),
