@@ -95,6 +95,12 @@ def _secret_key() -> str:
     return secrets.token_hex(32)
 
 
+def stall_tick_ms() -> float:
+    """The opt-in stall monitor's sleep (``KEFU_STALL_MONITOR=1``, bench/README.md); read
+    here for the master's check, and by the monitor in any app (the bench's relay too)."""
+    return env_float("KEFU_STALL_TICK_MS", 5.0, least=0.1, most=1000)
+
+
 def from_environment() -> dict:
     """Read the settings once; values are plain Python objects. Sizes, counts and
     limits are at least 1 unless the comment gives 0 a meaning: at 0 they let nothing
@@ -106,8 +112,7 @@ def from_environment() -> dict:
         # At most 100 per worker: PostgreSQL allows 100 connections by default, and a pool
         # past what the database takes fails with connection errors instead of waiting.
         "DB_POOL_SIZE": env_int("KEFU_DB_POOL_SIZE", 8, least=2, most=100),
-        # The opt-in stall monitor's sleep (KEFU_STALL_MONITOR=1, bench/README.md).
-        "STALL_TICK_MS": env_float("KEFU_STALL_TICK_MS", 5.0, least=0.1, most=1000),
+        "STALL_TICK_MS": stall_tick_ms(),
         # How long a call waits for a pooled connection before "Server busy" (HTTP 503).
         "DB_POOL_WAIT_SECONDS": env_float("KEFU_DB_POOL_WAIT_SECONDS", 30.0),
         # SQLite under load: the least time between two group commits (more writes share

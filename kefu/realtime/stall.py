@@ -244,7 +244,9 @@ def install(worker) -> StallMonitor | None:
     """Called from gunicorn's ``post_worker_init``: start the monitor if asked to."""
     if not enabled():
         return None
-    tick = worker.wsgi.config["STALL_TICK_MS"] / 1000  # checked when the master started
+    from kefu.config import stall_tick_ms
+
+    tick = stall_tick_ms() / 1000  # checked when the master started
     monitor = StallMonitor(tick).start()
     if _flag("KEFU_STALL_CULPRITS"):
         monitor.culprits = Culprits().start()
