@@ -84,14 +84,11 @@ def authenticate(raw: object) -> Principal:
     if token.count(".") == 2:
         return _from_host_jwt(token)
     with db.read():
-        user = (
-            User.select()
-            .join(Token)
-            .where(Token.token_hash == hash_token(token), User.is_active == True)  # noqa: E712
-            .first()
-        )
+        user = User.select().join(Token).where(Token.token_hash == hash_token(token)).first()
         if user is None:
             raise Unauthorized("Invalid or expired token")
+        if not user.is_active:  # as for a host JWT: the token is right, the account is off
+            raise Unauthorized("Account is disabled")
         return principal_for(user)
 
 

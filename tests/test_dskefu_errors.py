@@ -44,6 +44,12 @@ def stored(server, setup):
 
 FRAME_CASES = [
     ("not json", "Invalid JSON", None),
+    # Half a surrogate pair: refused, and the op_id still echoed (it was null).
+    (
+        '{"action": "ping", "op_id": "s1", "data": {"x": "\\ud800"}}',
+        "Frame contains invalid Unicode (a lone surrogate)",
+        "s1",
+    ),
     ("[1, 2]", "Frame must be a JSON object", None),
     ('"text"', "Frame must be a JSON object", None),
     ({"data": {}}, "action is required", None),

@@ -80,6 +80,30 @@ def test_local_file_url_that_is_no_upload_is_refused_on_ws(server, desk, url):
     assert message_count(server) == before
 
 
+# Remote URLs no page would show as given (safe_url drops them): refused when sent, so
+# what is stored is what is shown.
+NOT_URLS = [
+    "https://",
+    "https://exa mple.com/a.png",
+    "https://example.com/a.png\n<script>",
+    "https:\\\\evil.example/a.png",
+    "http://[::1/a.png",
+]
+
+
+@pytest.mark.parametrize("url", NOT_URLS)
+def test_a_remote_url_no_page_would_show_is_refused(server, desk, url):
+    before = message_count(server)
+    reply = send_file(desk["user_ws"], desk["cid"], url, "odd-url")
+    assert reply == {"success": False, "message": REFUSED, "op_id": "odd-url"}
+    assert message_count(server) == before
+
+
+def test_a_url_scheme_in_capitals_is_a_url(server, desk):
+    reply = send_file(desk["user_ws"], desk["cid"], "HTTPS://EXAMPLE.COM/A.PNG", "caps")
+    assert reply["success"] is True, reply
+
+
 def test_an_upload_url_is_accepted_and_shown(server, desk):
     url = upload_png(server, desk["token"])
     reply = send_file(desk["user_ws"], desk["cid"], url, "good-upload")

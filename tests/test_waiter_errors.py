@@ -221,3 +221,21 @@ def test_frame_rate_is_limited_per_socket(make_server):
     )
     time.sleep(0.5)  # the budget refills at 5 frames a second
     assert u.request("get_history", op_id="y")["type"] == "message_history"
+
+
+def test_a_conversation_nobody_served_cannot_be_rated(server, desk):
+    """It ended while it waited: ``rate`` without an id does not pick it (it would have
+    replaced the rating of the agent the user did talk to), and with its id is refused."""
+    w = desk["w"]
+    assert w.request("unready", op_id="off")["type"] == "unready"
+    try:
+        u = user(server)
+        assert u.request("connect")["type"] == "connect_queue"
+        assert u.request("disconnect", op_id="bye")["type"] == "disconnected"
+        (waited,) = rows(server, "SELECT max(id) FROM conversation")[0]
+        nothing = u.request("rate", {"rate": 5})
+        assert nothing == err("There is no ended conversation to rate", to=u.uuid)
+        refused = u.request("rate", {"rate": 5, "conversation_id": waited})
+        assert refused == err("Only a conversation an agent served can be rated", to=u.uuid)
+    finally:
+        assert w.request("ready", op_id="on")["type"] == "ready"

@@ -143,6 +143,7 @@ def handle(conn, raw, live, max_bytes: int) -> None:
             raise FrameError(f"Unknown action: {action}")
         message, data, events = handler(conn, Fields(frame.get("data")), op_id, live)
     except KefuError as exc:
+        op_id = getattr(exc, "op_id", None) if op_id is None else op_id  # a FrameError's
         conn.send(codec.fail(exc.message, _echoable(op_id)))
         return
     except Exception as exc:  # a bug (or a full disk) must cost one reply, not the socket

@@ -7,7 +7,12 @@ from kefu.services.message_rules import OP_ID_MAX
 
 
 class FrameError(Invalid):
-    """The frame itself is unusable (not JSON, not an object, too large)."""
+    """The frame itself is unusable (not JSON, not an object, too large). ``op_id`` is
+    the frame's own when it was read and can be echoed (a refusal echoes it)."""
+
+    def __init__(self, message: str, op_id=None):
+        super().__init__(message)
+        self.op_id = op_id
 
 
 def parse_frame(raw, max_bytes: int) -> dict:
@@ -31,7 +36,10 @@ def parse_frame(raw, max_bytes: int) -> dict:
     if "\\u" in raw and _has_lone_surrogate(frame):
         # JSON may escape half a surrogate pair ("\ud800"): such a string is not Unicode
         # text, cannot be stored or sent back, and would break the reply that echoes it.
-        raise FrameError("Frame contains invalid Unicode (a lone surrogate)")
+        op_id = frame.get("op_id")
+        readable = isinstance(op_id, int | str) and not isinstance(op_id, bool)
+        echo = op_id if readable and not _has_lone_surrogate(op_id) else None
+        raise FrameError("Frame contains invalid Unicode (a lone surrogate)", echo)
     return frame
 
 
@@ -57,7 +65,7 @@ def _utf8_length_over(text: str, limit: int) -> bool:
     return len(text.encode("utf-8", "surrogatepass")) > limit
 
 
-def _has_lone_surrogate(frame: dict) -> bool:
+def _has_lone_surrogate(frame) -> bool:
     try:
         json.dumps(frame, ensure_ascii=False).encode("utf-8")
     except UnicodeEncodeError:

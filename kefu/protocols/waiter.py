@@ -162,6 +162,7 @@ def handle(conn, raw, live, max_bytes: int, table: dict) -> None:
     except NotConnected as exc:
         conn.send(frame("not_connect", {"message": exc.message}, op_id, None, _person(conn)))
     except KefuError as exc:
+        op_id = getattr(exc, "op_id", None) if op_id is None else op_id  # a FrameError's
         conn.send(codec.error(exc.message, op_id, _person(conn)))
     except Exception as exc:  # a bug (or a full disk) must cost one reply, not the socket
         known = isinstance(kind, str) and kind in table

@@ -165,4 +165,6 @@ def rate(conversation_id: int, who: Principal, score: int) -> None:
             raise Forbidden("Only the customer can rate a conversation")
         if conv.status != ENDED:
             raise Conflict("Only an ended conversation can be rated")
+        if conv.agent_id is None:  # it ended while it waited: nobody served it
+            raise Conflict("Only a conversation an agent served can be rated")
         Conversation.update(rating=score).where(Conversation.id == conv.id).execute()

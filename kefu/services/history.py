@@ -253,11 +253,13 @@ def unread_by_agent_locked(conv: ConversationRef) -> tuple[MessageView, ...]:
 
 
 def latest_ended(user_id: int) -> int | None:
-    """The id of the user's most recently ended conversation (what ``rate`` rates)."""
+    """The id of the user's most recently ended conversation an agent served (what
+    ``rate`` rates)."""
     with db.read():
         conv = (
             Conversation.select(Conversation.id)
             .where(Conversation.user == user_id, Conversation.status == ENDED)
+            .where(Conversation.agent.is_null(False))  # one nobody served has no one to rate
             .order_by(Conversation.ended_at.desc(), Conversation.id.desc())
             .first()
         )

@@ -4,6 +4,7 @@ Every way in (ds/kefu, waiter, the pages) checks a message here before it is sto
 """
 
 import re
+from urllib.parse import urlsplit
 
 from kefu.errors import Conflict, Invalid, refuse_nul
 from kefu.models import FILE, IMAGE, TEXT
@@ -25,13 +26,30 @@ def is_upload_path(url: str) -> bool:
     return UPLOAD_PATH.fullmatch(url) is not None
 
 
+# What no URL a browser would load as given holds: whitespace, control characters, and
+# backslashes (which browsers read as slashes: "https:\\evil" is a host).
+_NOT_IN_URLS = re.compile(r"[\s\\\x00-\x1f\x7f]")
+
+
+def is_file_url(url) -> bool:
+    """An http(s) URL with a host (a client may upload elsewhere; the scheme in any
+    case), or one of this server's uploads; never protocol-relative (``//evil.example``),
+    ``javascript:``, ``data:`` or another local path. What is stored is what is shown."""
+    if not isinstance(url, str) or not url or _NOT_IN_URLS.search(url) or url.startswith("//"):
+        return False
+    if url.startswith("/"):
+        return is_upload_path(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # "http://[::1": a broken IPv6 host
+        return False
+    return parts.scheme.lower() in ("http", "https") and bool(parts.netloc)
+
+
 def check_file_url(url: str, field: str = "file_url") -> None:
-    """http(s) anywhere (a client may upload elsewhere), or one of this server's uploads;
-    never protocol-relative (``//evil.example``), ``javascript:`` or another local path."""
     if len(url) > FILE_URL_MAX:
         raise Invalid(f"{field} is too long (max {FILE_URL_MAX} characters)")
-    remote = url.startswith(("https://", "http://"))
-    if not remote and not is_upload_path(url):
+    if not is_file_url(url):
         raise Invalid(f"{field} must be an http(s) URL or an upload's path (/uploads/<name>)")
 
 

@@ -12,12 +12,11 @@ import os
 import re
 from datetime import UTC, datetime
 from http import HTTPStatus
-from urllib.parse import urlsplit
 
 from markupsafe import Markup, escape
 
 from kefu.models import FILE, IMAGE, SENDER_AGENT, SENDER_USER, TEXT
-from kefu.services.message_rules import is_upload_path
+from kefu.services.message_rules import is_file_url, is_upload_path
 
 _URL = re.compile(r"https?://[^\s<>\"']+", re.IGNORECASE)
 _TRAILING = ".,;:!?)]}"
@@ -32,12 +31,7 @@ def safe_url(url) -> str | None:
     if not isinstance(url, str):
         return None
     url = url.strip()
-    if not url or any(ch in url for ch in "\\\x00\r\n\t") or url.startswith("//"):
-        return None
-    if url.startswith("/"):
-        return url if is_upload_path(url) else None
-    parts = urlsplit(url)
-    return url if parts.scheme.lower() in ("http", "https") and parts.netloc else None
+    return url if is_file_url(url) else None
 
 
 def linkify(text) -> Markup:
