@@ -162,14 +162,16 @@ def expected_op_id(raw):
         frame = json.loads(text)
     except (ValueError, RecursionError):
         return None
-    if not isinstance(frame, dict) or has_lone_surrogate(frame):
+    if not isinstance(frame, dict):
         return None
     op_id = frame.get("op_id")
+    if has_lone_surrogate(op_id):  # refused too, but an op_id like this cannot be echoed
+        return None
     return op_id if isinstance(op_id, str | int) and not isinstance(op_id, bool) else None
 
 
 def has_lone_surrogate(frame) -> bool:
-    """Such a frame is refused before its op_id is read (it could not be echoed)."""
+    """Such a frame is refused (half a surrogate pair is no text to store or send back)."""
     return any(re.search("[\ud800-\udfff]", text) for text in strings(frame))
 
 
