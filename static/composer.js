@@ -74,6 +74,54 @@
      is not stored twice. */
   var outbox = [], sending = false, retries = {};
 
+  /* A send the network lost (the server restarting, the connection down) is not handed
+     back: it and every message written after it wait in the thread as "Sending…"
+     bubbles, in order, and leave again when the live channel is back (or every few
+     seconds), each with its op_id, so one stored although its answer was lost is stored
+     once. (Handed back to the box, the next one typed ran into it: one message of two.) */
+  var waiting = false, retryTimer = null;
+  function waitForServer() {
+    if (!waiting) toast("Not connected: your messages will be sent when the connection is back.");
+    waiting = true;
+    outbox.forEach(showPending);
+    clearTimeout(retryTimer);
+    retryTimer = setTimeout(resume, 3000);
+  }
+  function resume() {
+    if (!waiting) return;
+    waiting = false;
+    clearTimeout(retryTimer);
+    pump();
+  }
+  document.addEventListener("htmx:wsOpen", resume);
+  var pendingCount = 0;
+  function conversationOf(url) {
+    var agent = /\/c\/(\d+)\/send$/.exec(url), form = composerFor(url);
+    var conv = form && form.querySelector('input[name="conversation_id"]');
+    return agent ? agent[1] : conv && conv.value;
+  }
+  function showPending(item) {
+    var id = conversationOf(item.url), thread = id && document.getElementById("thread-" + id);
+    if (item.el || !item.values.content || !thread) return;
+    var el = document.createElement("div"), bubble = document.createElement("div");
+    var text = document.createElement("div"), state = document.createElement("span");
+    el.className = "msg mine pending";
+    el.dataset.conv = id; /* after every stored message (tidy orders a thread by seq) */
+    el.dataset.seq = String(9e15 + ++pendingCount);
+    bubble.className = "bubble";
+    text.className = "text";
+    text.dir = "auto";
+    text.textContent = item.values.content;
+    state.className = "send-state";
+    state.textContent = "Sending…";
+    bubble.appendChild(text);
+    el.appendChild(bubble);
+    el.appendChild(state);
+    thread.appendChild(el);
+    item.el = el;
+    tidy("newest");
+  }
+
   /* Time first (8 base-36 digits of milliseconds), then random, like the widget's
      (visitor.js): two tabs never share one, and the server's op_id index gets each
      commit's new entries side by side (see migrations/005). */
@@ -89,7 +137,9 @@
     return null;
   }
   function queueSend(url, values) {
-    outbox.push({ url: url, values: values });
+    var item = { url: url, values: values };
+    outbox.push(item);
+    if (waiting) showPending(item);
     pump();
   }
   document.addEventListener("submit", function (e) {
@@ -108,7 +158,7 @@
   });
 
   function pump() {
-    if (sending || !outbox.length) return;
+    if (sending || waiting || !outbox.length) return;
     sending = true;
     var item = outbox[0], body = new URLSearchParams(item.values);
     /* The user's chat names the conversation it shows: read when the send leaves, as the
@@ -127,10 +177,11 @@
           return;
         }
         outbox.shift();
+        if (item.el) item.el.remove(); /* the stored bubble takes its place */
         /* "the page showed no (or an old) conversation": the message opened a new one */
         if (res.r.headers.get("HX-Refresh") === "true") return pages.loadChat();
         showSent(res.html);
-      }, function () { failed(item, "Not connected. Try again in a moment."); })
+      }, waitForServer)
       .catch(function (err) { console.error(err); })
       .then(function () { sending = false; pump(); });
   }
@@ -151,6 +202,7 @@
     var url = item.url, form = composerFor(url), box = form && form.querySelector("textarea");
     var back = outbox.filter(function (i) { return i.url === url; });
     outbox = outbox.filter(function (i) { return i.url !== url; });
+    back.forEach(function (i) { if (i.el) i.el.remove(); });
     var texts = back.map(function (i) { return i.values.content; }).filter(Boolean);
     toast(texts.length && !box ? why + " The message is back in its conversation's box." : why);
     if (!texts.length) return;

@@ -92,6 +92,7 @@
     document.querySelectorAll(".thread").forEach(function (thread) {
       var seen = {};
       Array.prototype.forEach.call(thread.querySelectorAll(".msg"), function (m) {
+        if (!m.id) return; /* a message still being sent (composer.js) */
         if (seen[m.id]) m.remove(); else seen[m.id] = true;
       });
       var items = Array.prototype.slice.call(thread.querySelectorAll(":scope > .msg, :scope > .conv-divider"));

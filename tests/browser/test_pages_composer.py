@@ -73,28 +73,32 @@ def test_sends_while_one_is_in_flight_are_kept_in_order(kefu, new_page):
     assert stored(kefu, conv_id)[3:] == ["Let me check.", "One moment please."]
 
 
-def test_a_failed_send_comes_back_and_is_stored_once_when_sent_again(kefu, new_page):
+def test_a_send_whose_answer_was_lost_goes_again_and_is_stored_once(kefu, new_page):
     _, chat, box, conv_id = chatting(kefu, new_page, "lee", "Jo", "hello")
+    lost = []
 
-    # The message reaches the server, but its answer is lost on the way back.
+    # The message reaches the server, but its answer is lost on the way back (once).
     def lose_answer(route):
+        if lost:
+            route.continue_()
+            return
         route.fetch()
+        lost.append(route)
         route.abort()
 
     chat.route("**/chat/send", lose_answer)
-    box.fill("did it go?")
-    box.press("Enter")
-    expect(chat.locator("#toasts")).to_contain_text("Not connected")
-    expect(box).to_have_value("did it go?")  # back in the box, not lost
-    chat.unroute("**/chat/send")
-    with chat.expect_response(answer_to("/chat/send", "go"), timeout=5000):
-        box.press("Enter")  # sent again, with the same op_id: stored once
-    expect(box).to_have_value("")
-    assert stored(kefu, conv_id) == ["hello", "did it go?"]
+    with chat.expect_response(answer_to("/chat/send", "go"), timeout=10000):
+        box.fill("did it go?")
+        box.press("Enter")
+        expect(chat.locator("#toasts")).to_contain_text("Not connected")
+        expect(chat.locator(".msg.pending")).to_contain_text("did it go?")
+        expect(box).to_have_value("")  # free for the next one
+    expect(chat.locator(".msg.pending")).to_have_count(0)
+    assert stored(kefu, conv_id) == ["hello", "did it go?"]  # sent again, same op_id: once
     expect(chat.locator(".msg.mine .text")).to_have_text(["hello", "did it go?"])
 
 
-def test_a_draft_stays_with_its_conversation_and_a_failed_send_goes_back_to_it(kefu, new_page):
+def test_a_draft_stays_with_its_conversation_and_a_lost_send_goes_again(kefu, new_page):
     desk, _, _, uma = chatting(kefu, new_page, "max", "Uma", "hi from Uma")
     vic = new_page(width=390, height=780)
     vic.goto(kefu.url("/chat?token=" + kefu.host_jwt("vic", name="Vic")))
@@ -116,7 +120,8 @@ def test_a_draft_stays_with_its_conversation_and_a_failed_send_goes_back_to_it(k
     expect(reply).to_have_value("half a thought")
 
     # A send still on its way when the agent opens another conversation, whose answer
-    # is then lost although the server stored it.
+    # is then lost although the server stored it: it goes again by itself, with the same
+    # op_id, and is stored once.
     held = []
     desk.route(f"**/agent/c/{uma}/send", lambda route: held.append(route))
     reply.fill("are you there?")
@@ -127,12 +132,34 @@ def test_a_draft_stays_with_its_conversation_and_a_failed_send_goes_back_to_it(k
             break
         desk.wait_for_timeout(50)
     held[0].fetch()
-    held[0].abort()
-    expect(desk.locator("#toasts")).to_contain_text("back in its conversation's box")
-    desk.unroute(f"**/agent/c/{uma}/send")
+    with desk.expect_response(answer_to("/send", "there"), timeout=10000):
+        held[0].abort()
+        desk.unroute(f"**/agent/c/{uma}/send")
+        expect(desk.locator("#toasts")).to_contain_text("sent when the connection is back")
     show("Uma")
-    expect(reply).to_have_value("are you there?")
-    with desk.expect_response(answer_to("/send", "there"), timeout=5000):
-        reply.press("Enter")  # sent again with the same op_id: stored once
     expect(reply).to_have_value("")
+    expect(desk.locator(".thread .msg", has_text="are you there?")).to_have_count(1)
     assert stored(kefu, uma) == ["hi from Uma", "are you there?"]
+
+
+def test_messages_written_while_the_server_is_unreachable_go_in_order(kefu, new_page):
+    """Each one written while sends fail shows at once as "Sending…" and leaves the box
+    empty for the next (handed back, the next one typed ran into it: one message); when
+    the server answers again they are stored in order, each once."""
+    _, chat, _, conv_id = chatting(kefu, new_page, "nia", "Oli", "hello")
+    down = {"now": True}
+    chat.route("**/chat/send", lambda route: route.abort() if down["now"] else route.continue_())
+    box = chat.locator("form[data-composer] textarea")
+    for text in ("offline one", "offline two"):
+        box.fill(text)
+        box.press("Enter")
+        expect(box).to_have_value("")
+    pending = chat.locator(".thread .msg.pending")
+    expect(pending).to_have_count(2)
+    expect(pending.first).to_contain_text("Sending")
+    assert stored(kefu, conv_id) == ["hello"]
+
+    down["now"] = False
+    expect(pending).to_have_count(0, timeout=10000)
+    assert stored(kefu, conv_id) == ["hello", "offline one", "offline two"]
+    expect(chat.locator(".thread .msg.mine:not(.pending)")).to_have_count(3)
