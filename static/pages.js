@@ -128,6 +128,12 @@
       if (btn) { btn.dataset.busy = "1"; btn.click(); }
     }
   }, true);
+  /* A picture has no height until it has loaded, after the thread was scrolled for it:
+     a reader who was at the newest message stays there once it has its height. */
+  document.addEventListener("load", function (e) {
+    var thread = e.target.tagName === "IMG" && e.target.closest(".thread");
+    if (thread && !thread.kefuAway) thread.scrollTop = thread.scrollHeight;
+  }, true);
 
   /* The box grows with its text, up to the CSS max-height. */
   function grow(box) {

@@ -287,7 +287,12 @@
 
   /* "End chat" asks first, as the dashboard and /chat do, in a modal dialog inside the
      panel (focus moves into it, Escape or "Keep chatting" cancels). */
-  endBtn.addEventListener("click", function () { confirmEnd.showModal(); });
+  endBtn.addEventListener("click", function () {
+    confirmEnd.showModal();
+    /* (not autofocus: Chromium blocks it in a cross-origin frame, and logs an error on
+       every page load) */
+    document.getElementById("end-keep").focus();
+  });
   document.getElementById("end-keep").addEventListener("click", function () { confirmEnd.close(); });
   confirmEnd.addEventListener("close", function () { if (!endBtn.hidden) endBtn.focus(); });
   document.getElementById("end-yes").addEventListener("click", function () {

@@ -75,3 +75,53 @@ def test_a_long_agent_name_stops_before_sign_out(kefu, new_page):
     assert shown.evaluate("b => b.scrollWidth > b.clientWidth")  # cut, with an ellipsis
     expect(shown).to_have_css("text-overflow", "ellipsis")
     expect(shown).to_have_attribute("title", name)  # the whole name on hover
+
+
+def tall_png(width: int = 40, height: int = 900) -> bytes:
+    """A grey PNG taller than a phone's thread."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)  # 8-bit greyscale
+    rows = b"".join(b"\x00" + b"\x80" * width for _ in range(height))
+    parts = (chunk(b"IHDR", header), chunk(b"IDAT", zlib.compress(rows)), chunk(b"IEND", b""))
+    return b"\x89PNG\r\n\x1a\n" + b"".join(parts)
+
+
+def test_a_picture_keeps_a_reader_at_the_newest_message(kefu, new_page, tmp_path):
+    """The thread scrolled for the new message before its picture had a height: the
+    picture was cut off below, by its height. A reader at the bottom stays there."""
+    kefu.create_agent("pia", password="pia-pass-1")
+    desk = new_page(width=1280, height=800)
+    sign_in_agent(desk, kefu, "pia", "pia-pass-1")
+    chat = new_page(width=375, height=700)
+    chat.goto(kefu.url("/chat?token=" + kefu.host_jwt("shopper-12", name="Ida")))
+    chat.locator("textarea").fill("hi")
+    chat.locator("textarea").press("Enter")
+    expect(chat.locator(".msg.mine")).to_have_count(1)
+    wait_live(chat)
+    conv_id = int(chat.locator("#conversation").get_attribute("data-conv"))
+    user = kefu.ws()
+    assert user.request({"action": "login", "data": {"token": kefu.host_jwt("shopper-12")}})
+    for n in range(12):  # enough to scroll
+        data = {"conversation_id": conv_id, "content": f"{n} " + "y" * 300}
+        sent = user.request({"action": "kefu_message_send", "op_id": f"pic-{n}", "data": data})
+        assert sent["success"], sent
+    user.close()
+    desk.locator("#open-list .conv-row").click()
+    expect(desk.locator(".thread .msg")).to_have_count(13)
+    expect(chat.locator(".thread .msg")).to_have_count(13)
+
+    picture = tmp_path / "tall.png"
+    picture.write_bytes(tall_png())
+    chat.locator("input[data-upload]").set_input_files(str(picture))
+    for page in (chat, desk):
+        image = page.locator(".thread .msg img")
+        expect(image).to_have_count(1)
+        page.wait_for_function("i => i.complete && i.naturalHeight > 0", arg=image.element_handle())
+        page.wait_for_timeout(100)  # (the load listener has run)
+        assert page.locator(".thread").evaluate(FROM_BOTTOM) < 2
