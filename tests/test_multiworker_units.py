@@ -31,6 +31,7 @@ def test_every_event_survives_the_wire():
         message(1),
         ev.ConversationAssigned(CONV),
         ev.ConversationEnded(CONV, 2, 9),
+        ev.ConversationRated(CONV, 4),
         ev.ConversationRequeued(CONV, PERSON),
         ev.QueueChanged(((3, 7), (4, 8))),
         ev.MessagesRead(CONV, 1, (4, 5)),

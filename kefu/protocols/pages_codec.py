@@ -12,6 +12,7 @@ from kefu.realtime.events import (
     AgentChanged,
     ConversationAssigned,
     ConversationEnded,
+    ConversationRated,
     ConversationRef,
     ConversationRequeued,
     MessageCreated,
@@ -100,6 +101,16 @@ def _agent_ended(event: ConversationEnded, conn) -> str:
     )
 
 
+def _agent_rated(event: ConversationRated, conn) -> str:
+    conv = event.conversation
+    if not _is_mine(conn, conv):
+        return ""
+    stars = partial("parts/rating.html", rating=event.rating)
+    return oob(f"#rating-row-{conv.id}", stars, "innerHTML") + oob(
+        f"#rating-note-{conv.id}", f" Rated {stars}.", "innerHTML"
+    )
+
+
 def _agent_requeued(event: ConversationRequeued, conn) -> str:
     if conn.principal.user_id != event.previous_agent.user_id:
         return ""
@@ -128,6 +139,7 @@ AGENT = {
     MessageCreated: _agent_message,
     ConversationAssigned: _agent_assigned,
     ConversationEnded: _agent_ended,
+    ConversationRated: _agent_rated,
     ConversationRequeued: _agent_requeued,
     QueueChanged: _agent_queue,
     MessagesRead: _agent_read,

@@ -203,10 +203,10 @@ def user_rate(conn, req, live):
     conversation_id = conversation_id or history.latest_ended(who.user_id)
     if conversation_id is None:
         raise Conflict("There is no ended conversation to rate")
-    conversations.rate(conversation_id, who, score)
+    events = conversations.rate(conversation_id, who, score)
     payload = {"conversation_id": conversation_id, "rate": score}
     conn.send(frame("rate_success", payload, req.op_id, None, who.person))
-    return []
+    return events
 
 
 # -- waiter frames --------------------------------------------------------------

@@ -158,6 +158,18 @@ class ConversationEnded:
 
 
 @snapshot
+class ConversationRated:
+    """The customer rated an ended conversation (or rated it again): its agent's
+    dashboard shows the score."""
+
+    conversation: ConversationRef
+    rating: int
+
+    def audience(self):
+        return self.conversation.audience()
+
+
+@snapshot
 class ConversationRequeued:
     """The agent stayed away past the grace period; the customer waits again."""
 

@@ -7,7 +7,7 @@ from kefu import clock, db, groupcommit
 from kefu.auth import Principal
 from kefu.errors import Conflict, Forbidden, Invalid, NotFound, is_row_id
 from kefu.models import ENDED, OPEN, SENDER_AGENT, SENDER_USER, Conversation, Message
-from kefu.realtime.events import ConversationEnded, MessagesRead
+from kefu.realtime.events import ConversationEnded, ConversationRated, MessagesRead
 from kefu.services import routing
 from kefu.services.snapshots import conversation_ref, load
 from kefu.sqlcache import PROBE_TIMES, cached_first, cached_write
@@ -155,9 +155,9 @@ def check_score(score) -> int:
     return score
 
 
-def rate(conversation_id: int, who: Principal, score: int) -> None:
+def rate(conversation_id: int, who: Principal, score: int) -> list:
     """A customer's 1–5 satisfaction score for an ended conversation; rating it again
-    replaces the score (a customer may think better of it)."""
+    replaces the score (a customer may think better of it). Returns the event."""
     check_score(score)
     with db.write():
         conv = visible(conversation_id, who)
@@ -168,3 +168,4 @@ def rate(conversation_id: int, who: Principal, score: int) -> None:
         if conv.agent_id is None:  # it ended while it waited: nobody served it
             raise Conflict("Only a conversation an agent served can be rated")
         Conversation.update(rating=score).where(Conversation.id == conv.id).execute()
+        return [ConversationRated(conversation_ref(load(conv.id)), score)]

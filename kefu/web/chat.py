@@ -121,7 +121,7 @@ def end(who):
 def rate(who):
     conversation_id = number(request.form, "conversation_id", low=1)
     score = number(request.form, "rating")
-    conversations.rate(conversation_id, who, score)
+    publish(conversations.rate(conversation_id, who, score))
     conv = desk.row_for(conversation_id).conversation
     return partial("parts/chat_footer.html", c=conv, rating=score, csrf=web.csrf_token())
 

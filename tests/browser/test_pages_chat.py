@@ -43,6 +43,11 @@ def test_user_chats_with_agent_and_keeps_history(kefu, new_page):
     expect(chat.locator("[data-ended]")).to_contain_text("has ended")
     chat.locator(".rate button[value='5']").click()
     expect(chat.locator(".thanks")).to_contain_text("★★★★★")
+    # The dashboard shows the rating at once (it took a reload): the note and the row.
+    note = desk.locator("[data-ended]")
+    expect(note).to_contain_text("You ended this conversation. Rated ★★★★★.")
+    desk.locator("#ended-list").evaluate("e => e.closest('details').open = true")
+    expect(desk.locator("#ended-list .conv-row", has_text="Dana")).to_contain_text("★★★★★")
     desk.reload()
     desk.locator("#ended-list").evaluate("e => e.closest('details').open = true")
     expect(desk.locator("#ended-list .conv-row", has_text="Dana")).to_contain_text("★★★★★")
