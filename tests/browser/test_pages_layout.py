@@ -8,31 +8,33 @@ from tests.browser.conftest import sign_in_agent, wait_live
 FROM_BOTTOM = "t => t.scrollHeight - t.scrollTop - t.clientHeight"
 
 
-def test_threads_show_the_newest_message(kefu, new_page):
-    kefu.create_agent("mia", password="mia-pass-1")
-    phone_desk = new_page(width=375, height=740)  # the list and the thread take turns
-    sign_in_agent(phone_desk, kefu, "mia", "mia-pass-1")
+def long_chat(kefu, new_page, sub: str, name: str):
+    """A customer's /chat on a phone whose conversation holds 13 messages, more than the
+    thread shows (12 of them sent over /ws): the page."""
     chat = new_page(width=375, height=700)
-    chat.goto(kefu.url("/chat?token=" + kefu.host_jwt("shopper-11", name="Kai")))
+    chat.goto(kefu.url("/chat?token=" + kefu.host_jwt(sub, name=name)))
     chat.locator("textarea").fill("hi")
     chat.locator("textarea").press("Enter")
     expect(chat.locator(".msg.mine")).to_have_count(1)
     wait_live(chat)
     conv_id = int(chat.locator("#conversation").get_attribute("data-conv"))
     user = kefu.ws()
-    login = user.request({"action": "login", "data": {"token": kefu.host_jwt("shopper-11")}})
+    login = user.request({"action": "login", "data": {"token": kefu.host_jwt(sub)}})
     assert login["success"] is True, login
     for n in range(12):
-        sent = user.request(
-            {
-                "action": "kefu_message_send",
-                "op_id": f"long-{n}",
-                "data": {"conversation_id": conv_id, "content": f"{n} " + "x" * 400},
-            }
-        )
+        data = {"conversation_id": conv_id, "content": f"{n} " + "x" * 400}
+        sent = user.request({"action": "kefu_message_send", "op_id": f"long-{n}", "data": data})
         assert sent["success"], sent
     user.close()
     expect(chat.locator(".msg.mine")).to_have_count(13)
+    return chat
+
+
+def test_threads_show_the_newest_message(kefu, new_page):
+    kefu.create_agent("mia", password="mia-pass-1")
+    phone_desk = new_page(width=375, height=740)  # the list and the thread take turns
+    sign_in_agent(phone_desk, kefu, "mia", "mia-pass-1")
+    chat = long_chat(kefu, new_page, "shopper-11", "Kai")
     thread = chat.locator(".thread")
     assert thread.evaluate(FROM_BOTTOM) < 2
 
@@ -98,20 +100,7 @@ def test_a_picture_keeps_a_reader_at_the_newest_message(kefu, new_page, tmp_path
     kefu.create_agent("pia", password="pia-pass-1")
     desk = new_page(width=1280, height=800)
     sign_in_agent(desk, kefu, "pia", "pia-pass-1")
-    chat = new_page(width=375, height=700)
-    chat.goto(kefu.url("/chat?token=" + kefu.host_jwt("shopper-12", name="Ida")))
-    chat.locator("textarea").fill("hi")
-    chat.locator("textarea").press("Enter")
-    expect(chat.locator(".msg.mine")).to_have_count(1)
-    wait_live(chat)
-    conv_id = int(chat.locator("#conversation").get_attribute("data-conv"))
-    user = kefu.ws()
-    assert user.request({"action": "login", "data": {"token": kefu.host_jwt("shopper-12")}})
-    for n in range(12):  # enough to scroll
-        data = {"conversation_id": conv_id, "content": f"{n} " + "y" * 300}
-        sent = user.request({"action": "kefu_message_send", "op_id": f"pic-{n}", "data": data})
-        assert sent["success"], sent
-    user.close()
+    chat = long_chat(kefu, new_page, "shopper-12", "Ida")
     desk.locator("#open-list .conv-row").click()
     expect(desk.locator(".thread .msg")).to_have_count(13)
     expect(chat.locator(".thread .msg")).to_have_count(13)
