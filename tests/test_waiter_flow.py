@@ -219,3 +219,28 @@ def test_history_pages_backwards(srv, served):
     assert [i["payload"]["message_id"] for i in older] == ids[1:3]
     everything = u.request("get_history")["payload"]
     assert [i["payload"]["text"] for i in everything] == [f"m{i}" for i in range(5)]
+
+
+def test_a_waiter_back_from_a_dropped_connection_gets_what_was_written_meanwhile(server):
+    """No socket of the agent heard it; signing in again within the grace replays it after
+    new_connection (what the agent's earlier socket heard live is not repeated)."""
+    import time
+
+    a = agent(server)
+    w = waiter(server, a)
+    w.request("ready")
+    u = user(server)
+    assert u.request("connect")["type"] == "connect_success"
+    w.expect("new_connection")
+    u.request("message_text", {"text": "before"})
+    w.expect("message_text")
+    w.close()
+    time.sleep(0.5)  # the server has seen the socket go
+    sent = u.request("message_text", {"text": "while you were away"}, op_id="away")
+    assert sent["type"] == "message_text_success", sent
+
+    back = waiter(server, a)
+    assert back.expect("new_connection")["from"] == u.uuid
+    missed = back.recv()
+    assert missed == frame("message_text", text_payload("while you were away"), None, u, back)
+    assert back.silent()  # "before" is not repeated

@@ -81,8 +81,12 @@ def waiter_auth(conn, req, live):
     reaches older sockets on every worker (``kick_older_waiters``)."""
     who, first = _authenticate(conn, req, live, WAITER)
     conn.state["accepting"] = accounts.agent_profile(who.kefu_id).accepting
+    # Back from an absence (no socket of the agent anywhere here): what the customers
+    # wrote meanwhile follows each new_connection, as after an assignment.
+    since = conn.state.pop("missed_since", None)
     for ref in history.open_for_agent(who.kefu_id):  # users and visitors
-        for out in codec.announcement(conn, ref, req.op_id):
+        missed = history.customer_messages_since(ref.id, since) if since else ()
+        for out in codec.announcement(conn, ref, req.op_id, missed):
             conn.send(out)
     if not first:
         return []

@@ -78,6 +78,7 @@ class Live(Admission):
         self.limits = {**DEFAULT_LIMITS, **(limits or {})}
         self._init_admission()
         self._away: dict[int, gevent.Greenlet] = {}
+        self._gone_at: dict = {}  # kefu_id -> when its last socket here went (see sign_in)
         self.stopping = False  # shutdown() ran: sockets opening from now on go at once
         self._revalidator = None
         self.queue_delay = self.limits["QUEUE_UPDATE_SECONDS"]
@@ -180,6 +181,9 @@ class Live(Admission):
         timer = self._away.pop(principal.kefu_id, None)
         if timer is not None:
             timer.kill(block=False)  # back within the grace period: nothing moves
+            # What its customers wrote meanwhile no socket of the agent heard: the waiter
+            # protocol replays it after new_connection (the dashboard and /ws resync).
+            conn.state["missed_since"] = self._gone_at.pop(principal.kefu_id, None)
         if came_online:
             # Routing reacts in its own greenlet, which runs once this handler yields, so
             # the sign-in reply is queued before any assignment it causes.
@@ -215,6 +219,7 @@ class Live(Admission):
             self._away[went_offline] = gevent.spawn_later(
                 self.agent_grace_seconds, self._requeue_if_away, went_offline
             )
+            self._gone_at[went_offline] = clock.now()
 
     def disconnect_user(self, user_id: int, reason: str, session: str | None = None):
         """Close every socket of a person, or only those of one page session (the
@@ -262,11 +267,13 @@ class Live(Admission):
                 self._away[kefu_id] = gevent.spawn_later(
                     self.agent_grace_seconds, self._requeue_if_away, kefu_id
                 )
+                self._gone_at[kefu_id] = clock.now()
 
     def _requeue_if_away(self, kefu_id: int) -> None:
         self._away.pop(kefu_id, None)
         try:
             self.publish(routing.requeue_agent(kefu_id))
+            self._gone_at.pop(kefu_id, None)  # its customers are not its any more
         except Busy:  # kept in _away: the agent's return still cancels it
             log.warning("re-queueing agent %s postponed: no database connection free", kefu_id)
             retry = gevent.spawn_later(BUSY_RETRY_SECONDS, self._requeue_if_away, kefu_id)

@@ -252,6 +252,19 @@ def unread_by_agent_locked(conv: ConversationRef) -> tuple[MessageView, ...]:
     return tuple(message_view(m) for m in reversed(list(rows)))
 
 
+def customer_messages_since(conversation_id: int, since) -> tuple[MessageView, ...]:
+    """The customer's messages of a conversation written at ``since`` or later, the
+    latest ``PENDING_MAX``, oldest first: what an agent away since then missed."""
+    with db.read():
+        rows = (
+            Message.in_conversation(conversation_id)
+            .where(Message.sender_type == SENDER_USER, Message.created_at >= since)
+            .order_by(Message.seq.desc())
+            .limit(PENDING_MAX)
+        )
+        return tuple(message_view(m) for m in reversed(list(rows)))
+
+
 def latest_ended(user_id: int) -> int | None:
     """The id of the user's most recently ended conversation an agent served (what
     ``rate`` rates)."""
