@@ -6,7 +6,7 @@ import time
 import pytest
 
 from tests.support import Server, retire
-from tests.test_waiter_support import USER_PATH, agent, frame, rows, user, waiter
+from tests.test_waiter_support import USER_PATH, frame, rows, serving, user
 
 STATE = (
     "SELECT count(*) FROM message",
@@ -30,14 +30,7 @@ def server(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def desk(server):
-    a = agent(server)
-    w = waiter(server, a)
-    w.request("ready")
-    u = user(server)
-    assert u.request("connect")["type"] == "connect_success"
-    w.expect("new_connection")
-    u.request("message_text", {"text": "stored"})
-    w.expect("message_text")
+    _, w, u = serving(server, "stored")
     stranger = user(server)  # signed in, never connected
     yield {"w": w, "u": u, "stranger": stranger}
 

@@ -14,6 +14,7 @@ from tests.test_waiter_support import (
     agent,
     frame,
     rows,
+    serving,
     text_payload,
     user,
     waiter,
@@ -226,14 +227,7 @@ def test_a_waiter_back_from_a_dropped_connection_gets_what_was_written_meanwhile
     new_connection (what the agent's earlier socket heard live is not repeated)."""
     import time
 
-    a = agent(server)
-    w = waiter(server, a)
-    w.request("ready")
-    u = user(server)
-    assert u.request("connect")["type"] == "connect_success"
-    w.expect("new_connection")
-    u.request("message_text", {"text": "before"})
-    w.expect("message_text")
+    a, w, u = serving(server, "before")
     w.close()
     time.sleep(0.5)  # the server has seen the socket go
     sent = u.request("message_text", {"text": "while you were away"}, op_id="away")

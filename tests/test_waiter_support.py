@@ -66,6 +66,19 @@ def agent(server, max_concurrent: int = 5) -> dict:
     return server.create_agent(unique("agent"), max_concurrent=max_concurrent)
 
 
+def serving(server, text: str) -> tuple[dict, Peer, Peer]:
+    """(agent, its ready waiter socket, a user it serves who has said ``text``)."""
+    a = agent(server)
+    w = waiter(server, a)
+    w.request("ready")
+    u = user(server)
+    assert u.request("connect")["type"] == "connect_success"
+    w.expect("new_connection")
+    u.request("message_text", {"text": text})
+    w.expect("message_text")
+    return a, w, u
+
+
 def frame(type_, payload=None, op_id=None, sender=None, to=None) -> dict:
     """An expected outgoing frame; ``sender``/``to`` are Peers or uuids."""
     return {
