@@ -276,6 +276,18 @@ class Server:
             claims["name"] = name
         return jwt.encode(claims, secret, algorithm="HS256")
 
+    def conversation(self, agent_name: str, user_sub: str):
+        """A new agent and a host user with a conversation it serves, both signed in on
+        /ws: (the user's token, the conversation's id, the user's socket, the agent's)."""
+        agent = self.create_agent(agent_name)
+        token = self.host_jwt(user_sub)
+        agent_ws = self.ws()
+        assert agent_ws.request({"action": "login", "data": {"token": agent["token"]}})["success"]
+        cid = self.get("/api/kefu/message/getConversation", token).json()["data"]["id"]
+        user_ws = self.ws()
+        assert user_ws.request({"action": "login", "data": {"token": token}})["success"]
+        return token, cid, user_ws, agent_ws
+
     def sql(self, query: str, *params) -> list[tuple]:
         """Read stored state straight from the server's database (``?`` placeholders)."""
         db = make_database(self.env["KEFU_DATABASE_URL"], pool_size=1)

@@ -69,13 +69,7 @@ def send(ws, cid, op_id: str) -> dict:
 def test_a_full_disk_costs_one_line_per_send_and_no_message(small_disk, tmp_path):
     server = Server(tmp_path / "srv", f"sqlite:///{small_disk}/kefu.db").start()
     try:
-        agent = server.create_agent("full-agent")
-        owner = server.host_jwt("full-owner")
-        agent_ws = server.ws()
-        agent_ws.request({"action": "login", "data": {"token": agent["token"]}})
-        cid = server.get("/api/kefu/message/getConversation", owner).json()["data"]["id"]
-        ws = server.ws()
-        ws.request({"action": "login", "data": {"token": owner}})
+        _, cid, ws, agent_ws = server.conversation("full-agent", "full-owner")
         assert send(ws, cid, "before")["success"]
 
         filler = fill(small_disk)

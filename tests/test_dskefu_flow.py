@@ -251,13 +251,7 @@ def test_end_pushes_to_both_and_is_idempotent(server, desk):
 
 
 def test_paging_newest_page_first_oldest_first_inside(server):
-    agent = server.create_agent("paging-agent")
-    token = server.host_jwt("paging-user")
-    agent_ws = server.ws()
-    agent_ws.request({"action": "login", "data": {"token": agent["token"]}})
-    cid = server.get("/api/kefu/message/getConversation", token).json()["data"]["id"]
-    user_ws = server.ws()
-    user_ws.request({"action": "login", "data": {"token": token}})
+    token, cid, user_ws, agent_ws = server.conversation("paging-agent", "paging-user")
     for n in range(1, 26):
         sent = user_ws.request(
             {"action": "kefu_message_send", "data": {"conversation_id": cid, "content": f"m{n}"}}

@@ -100,6 +100,14 @@ def sign_in_agent(page, kefu, username: str, password: str) -> None:
     wait_live(page)
 
 
+def shop_with_widget(new_page, host_site, kefu_id: int, **size):
+    """A host site's page (``size``: width, height) with the widget of ``kefu_id``
+    open and live: (the page, the widget's frame)."""
+    shop = new_page(**size)
+    shop.goto(host_site(kefu_id))
+    return shop, open_widget(shop)
+
+
 def open_widget(host_page):
     """Open the visitor widget on a host page; returns its iframe once its socket is live."""
     host_page.locator("#kefu-widget .bubble").click()

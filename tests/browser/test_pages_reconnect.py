@@ -3,16 +3,14 @@ the page as it was (scroll position, focus, a reply being typed)."""
 
 from playwright.sync_api import expect
 
-from tests.browser.conftest import open_widget, sign_in_agent, wait_live
+from tests.browser.conftest import shop_with_widget, sign_in_agent, wait_live
 
 
 def test_agent_page_reconnects_after_restart_and_fetches_missed(kefu, host_site, new_page):
     agent = kefu.create_agent("bob", password="bob-pass-1")
     desk = new_page()
     sign_in_agent(desk, kefu, "bob", "bob-pass-1")
-    shop = new_page()
-    shop.goto(host_site(agent["kefu_id"]))
-    widget = open_widget(shop)
+    shop, widget = shop_with_widget(new_page, host_site, agent["kefu_id"])
     widget.locator("textarea").fill("first")
     widget.locator("textarea").press("Enter")
     desk.locator("#open-list .conv-row").click()

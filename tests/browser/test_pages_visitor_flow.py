@@ -4,7 +4,7 @@ import re
 
 from playwright.sync_api import expect
 
-from tests.browser.conftest import open_widget, sign_in_agent
+from tests.browser.conftest import open_widget, shop_with_widget, sign_in_agent
 
 
 def test_visitor_on_another_origin_chats_with_agent(kefu, host_site, new_page):
@@ -65,9 +65,7 @@ def test_visitor_sends_an_image_link(kefu, host_site, new_page, tmp_path):
     agent = kefu.create_agent("vic", password="vic-pass-1")
     desk = new_page()
     sign_in_agent(desk, kefu, "vic", "vic-pass-1")
-    shop = new_page()
-    shop.goto(host_site(agent["kefu_id"]))
-    widget = open_widget(shop)
+    _, widget = shop_with_widget(new_page, host_site, agent["kefu_id"])
     image = tmp_path / "shot.png"
     image.write_bytes(PNG)
     widget.locator("#attach").set_input_files(str(image))
@@ -93,9 +91,7 @@ def test_widget_on_a_phone_can_be_closed(kefu, host_site, new_page):
     """Under 480 px the chat fills the screen; the bubble, now a close button in the top
     corner, stays above it and clear of the chat's own "End chat" button."""
     agent = kefu.create_agent("wes", password="wes-pass-1")
-    shop = new_page(width=375, height=700)
-    shop.goto(host_site(agent["kefu_id"]))
-    widget = open_widget(shop)
+    shop, widget = shop_with_widget(new_page, host_site, agent["kefu_id"], width=375, height=700)
     panel = shop.locator("#kefu-widget iframe")
     expect(panel).to_have_class("panel open")
     widget.locator("textarea").fill("hi")

@@ -8,7 +8,7 @@ import time
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser.conftest import open_widget, pages_server
+from tests.browser.conftest import open_widget, pages_server, shop_with_widget
 from tests.support import retire
 
 BUBBLE = "#kefu-widget .bubble"
@@ -34,9 +34,7 @@ def stored(kefu, kefu_id: int) -> list[str]:
 
 def test_a_refused_message_is_kept_and_sent_again(kefu, host_site, new_page):
     agent = kefu.create_agent("rita")
-    shop = new_page()
-    shop.goto(host_site(agent["kefu_id"]))
-    widget = open_widget(shop)
+    shop, widget = shop_with_widget(new_page, host_site, agent["kefu_id"])
     box = widget.locator("textarea")
     texts = [f"line {n}" for n in range(1, 13)]
     for text in texts:  # faster than the limit's burst of 10

@@ -6,7 +6,7 @@ import re
 
 from playwright.sync_api import expect
 
-from tests.browser.conftest import open_widget, sign_in_agent
+from tests.browser.conftest import open_widget, shop_with_widget, sign_in_agent
 
 BUBBLE = "#kefu-widget .bubble"
 FRAME = "#kefu-widget iframe"
@@ -18,9 +18,7 @@ def conversations(kefu, kefu_id: int) -> list[tuple]:
 
 def test_end_chat_asks_first_and_conversations_are_set_apart(kefu, host_site, new_page):
     agent = kefu.create_agent("enzo")
-    shop = new_page()
-    shop.goto(host_site(agent["kefu_id"]))
-    widget = open_widget(shop)
+    shop, widget = shop_with_widget(new_page, host_site, agent["kefu_id"])
     box = widget.locator("textarea")
     box.fill("first visit")
     box.press("Enter")
