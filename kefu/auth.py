@@ -8,7 +8,7 @@ import jwt
 from flask import current_app
 
 from kefu import db
-from kefu.errors import Unauthorized
+from kefu.errors import Unauthorized, has_lone_surrogate
 from kefu.models import SENDER_AGENT, SENDER_USER, Agent, Token, User
 from kefu.realtime.events import Person, user_key
 from kefu.sqlcache import cached_first
@@ -92,16 +92,6 @@ def authenticate(raw: object) -> Principal:
         return principal_for(user)
 
 
-def _is_unicode(text: str) -> bool:
-    """False for a string holding half a surrogate pair (JSON may escape one, "\\ud800"):
-    no database stores it, and no reply can carry it."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
 def _from_host_jwt(token: str) -> Principal:
     secret = current_app.config["JWT_SECRET"]
     if not secret:
@@ -135,7 +125,7 @@ def _from_host_jwt(token: str) -> Principal:
     if any(value and "\x00" in value for value in (sub, name, avatar)):
         # PostgreSQL stores no NUL in text: refused alike on every database.
         raise Unauthorized("Invalid token: claims must not contain NUL characters")
-    if not all(value is None or _is_unicode(value) for value in (sub, name, avatar)):
+    if has_lone_surrogate([sub, name, avatar]):
         raise Unauthorized("Invalid token: claims must be valid Unicode (a lone surrogate)")
     user = accounts.provision_host_user(sub, name, avatar)
     if not user.is_active:

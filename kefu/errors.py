@@ -1,6 +1,8 @@
 """Domain errors (a status and an exact message; each adapter renders them its own way),
 and the checks of outside values that adapters and services share."""
 
+import json
+
 
 class KefuError(Exception):
     status = 400
@@ -47,6 +49,16 @@ def refuse_nul(name: str, value: str | None) -> None:
     statement), so text from outside is refused alike on every database."""
     if value is not None and "\x00" in value:
         raise Invalid(f"{name} must not contain NUL characters")
+
+
+def has_lone_surrogate(value) -> bool:
+    """Whether a JSON value holds half a surrogate pair (JSON may escape one, "\\ud800"):
+    such a string is no Unicode text; no database stores it and no reply can carry it."""
+    try:
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except (UnicodeEncodeError, RecursionError):
+        return True
+    return False
 
 
 class TooLarge(KefuError):

@@ -2,7 +2,7 @@
 
 import json
 
-from kefu.errors import Invalid, refuse_nul, row_id
+from kefu.errors import Invalid, has_lone_surrogate, refuse_nul, row_id
 from kefu.services.message_rules import OP_ID_MAX
 
 
@@ -33,12 +33,12 @@ def parse_frame(raw, max_bytes: int) -> dict:
         raise FrameError("Frame is nested too deeply") from None
     if not isinstance(frame, dict):
         raise FrameError("Frame must be a JSON object")
-    if "\\u" in raw and _has_lone_surrogate(frame):
+    if "\\u" in raw and has_lone_surrogate(frame):
         # JSON may escape half a surrogate pair ("\ud800"): such a string is not Unicode
         # text, cannot be stored or sent back, and would break the reply that echoes it.
         op_id = frame.get("op_id")
         readable = isinstance(op_id, int | str) and not isinstance(op_id, bool)
-        echo = op_id if readable and not _has_lone_surrogate(op_id) else None
+        echo = op_id if readable and not has_lone_surrogate(op_id) else None
         raise FrameError("Frame contains invalid Unicode (a lone surrogate)", echo)
     return frame
 
@@ -63,16 +63,6 @@ def _utf8_length_over(text: str, limit: int) -> bool:
     if len(text) * 4 <= limit:
         return False
     return len(text.encode("utf-8", "surrogatepass")) > limit
-
-
-def _has_lone_surrogate(frame) -> bool:
-    try:
-        json.dumps(frame, ensure_ascii=False).encode("utf-8")
-    except UnicodeEncodeError:
-        return True
-    except RecursionError:
-        return True
-    return False
 
 
 def _is_int(value) -> bool:

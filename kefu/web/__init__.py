@@ -71,9 +71,10 @@ def _http_error(exc: HTTPException):
         return exc
     body, status = render.error_response(exc.description, exc.code, *home)
     response = make_response(body, status)
-    for name in ("Allow", "Retry-After"):  # what Werkzeug's own answer would have said
-        if name in exc.get_response().headers:
-            response.headers[name] = exc.get_response().headers[name]
+    werkzeugs = exc.get_response().headers  # what Werkzeug's own answer would have said
+    for name in ("Allow", "Retry-After"):
+        if name in werkzeugs:
+            response.headers[name] = werkzeugs[name]
     return response
 
 
