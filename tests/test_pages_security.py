@@ -33,7 +33,7 @@ def srv(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def agents(srv):
-    return srv.create_agent("ann", password="ann-pass-1"), srv.create_agent("ben", password="ben-1")
+    return srv.create_agent("ann", password="ann-pass-1"), srv.create_agent("ben", password="ben-pass-1")
 
 
 def csrf_of(html: str) -> str:
@@ -162,7 +162,7 @@ def test_a_customer_signing_in_beside_an_agent_keeps_the_agents_csrf_token(srv, 
     assert r.status_code == 200 and "Ready" in r.text
     customer = user_session(srv, "then-an-agent")
     token = csrf_of(customer.get(srv.url("/agent/sign-in")).text)
-    form = {"username": "ben", "password": "ben-1", "csrf_token": token}
+    form = {"username": "ben", "password": "ben-pass-1", "csrf_token": token}
     signed = customer.post(srv.url("/agent/sign-in"), data=form, allow_redirects=False)
     assert signed.status_code == 302
     assert csrf_of(customer.get(srv.url("/agent")).text) != token
@@ -227,7 +227,7 @@ def test_a_customer_signs_out_of_the_chat_page(srv, agents):
 
 
 def test_agent_sees_only_own_conversations(srv, agents):
-    ann, ben = agent_session(srv, "ann", "ann-pass-1"), agent_session(srv, "ben", "ben-1")
+    ann, ben = agent_session(srv, "ann", "ann-pass-1"), agent_session(srv, "ben", "ben-pass-1")
     online = live_socket(srv, ann)  # ann's dashboard is open: she takes the next user
     user = user_session(srv, "cust-3")
     r = user.post(srv.url("/chat/send"), data={"content": "hello", "csrf_token": user.csrf})

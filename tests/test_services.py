@@ -351,9 +351,20 @@ def test_accounts(app):
     with db.read():
         assert User.get_by_id(user.id).tokens.count() == 1
         assert token not in {t.token_hash for t in User.get_by_id(user.id).tokens}
-    accounts.create_agent("pw-agent", password="s3cret!")
-    assert accounts.verify_password("pw-agent", "s3cret!") is not None
+    accounts.create_agent("pw-agent", password="s3cret!!")
+    assert accounts.verify_password("pw-agent", "s3cret!!") is not None
     assert accounts.verify_password("pw-agent", "wrong") is None
+
+
+def test_a_short_password_is_refused_at_creation_as_when_changed(app):
+    """One rule for every password: before, create-agent took "x" and set-password not."""
+    for create in (accounts.create_agent, accounts.create_user):
+        with pytest.raises(Invalid, match="at least 8 characters"):
+            create("short-pw", password="seven77")
+    with db.read():
+        assert not User.select().where(User.username == "short-pw").exists()
+    with pytest.raises(Invalid, match="at least 8 characters"):
+        accounts.set_password("pw-agent", "")
 
 
 def test_credential_changes_are_found_in_every_chunk(app, monkeypatch):

@@ -60,11 +60,22 @@ def _new_user_fields(username: str, nickname: str, password: str | None) -> dict
         raise Invalid("username must be 1 to 150 characters")
     if len(nickname or "") > 150:
         raise Invalid("nickname must be at most 150 characters")
+    if password is not None:
+        _check_password(password)
     return {
         "username": username,
         "nickname": nickname or username,
         "password_hash": _hash(password) if password else None,
     }
+
+
+PASSWORD_MIN = 8
+
+
+def _check_password(password: str) -> None:
+    """One rule for a password given at creation and for a new one."""
+    if len(password or "") < PASSWORD_MIN:
+        raise Invalid(f"password must be at least {PASSWORD_MIN} characters")
 
 
 def _create_user_locked(fields: dict):
@@ -119,8 +130,7 @@ def verify_password(username: str, password: str) -> User | None:
 
 def set_password(username: str, password: str) -> User:
     """A new password; the person's open sockets and sessions are closed."""
-    if len(password or "") < 8:
-        raise Invalid("password must be at least 8 characters")
+    _check_password(password)
     return _change_credentials(username, password_hash=_hash(password))
 
 
