@@ -33,7 +33,9 @@ def srv(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def agents(srv):
-    return srv.create_agent("ann", password="ann-pass-1"), srv.create_agent("ben", password="ben-pass-1")
+    return srv.create_agent("ann", password="ann-pass-1"), srv.create_agent(
+        "ben", password="ben-pass-1"
+    )
 
 
 def csrf_of(html: str) -> str:
@@ -365,7 +367,9 @@ def test_a_chat_page_learns_on_hello_of_a_conversation_started_elsewhere(srv, ag
 
 def test_refusals_on_the_pages_are_shown_in_the_layout_with_the_way_back(srv, agents):
     """A bad address, a stale form or the wrong kind of account: the pages' error page
-    (it was Werkzeug's bare one), with the status kept; htmx gets the one-line toast."""
+    (it was Werkzeug's bare one), with the status kept; htmx gets the one-line toast.
+    Outside the pages the way back is the server's own address; a plain GET of a
+    WebSocket endpoint says what the address is for (Werkzeug blamed the browser)."""
     ann = agent_session(srv, "ann", "ann-pass-1")
     stranger = requests.Session()
     agent_token = srv.create_agent("page-refusals")["token"]
@@ -382,6 +386,9 @@ def test_refusals_on_the_pages_are_shown_in_the_layout_with_the_way_back(srv, ag
             "/chat",
         ),
         (ann, "get", "/agent/sign-out", {}, 405, "Method Not Allowed", "/agent"),
+        (stranger, "get", "/nope", {}, 404, "Not Found", "/"),
+        (stranger, "get", "/ws", {}, 400, "takes WebSocket connections only", "/"),
+        (stranger, "get", "/v1/ws/connect/user", {}, 400, "WebSocket connections only", "/"),
     ):
         r = getattr(session, method)(srv.url(path), allow_redirects=False, **kwargs)
         assert r.status_code == status, (path, r.text)

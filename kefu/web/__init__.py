@@ -1,7 +1,7 @@
 """The server-rendered pages: agent dashboard, customer chat, visitor widget, uploads."""
 
 from werkzeug.exceptions import HTTPException
-from werkzeug.routing import IntegerConverter
+from werkzeug.routing import IntegerConverter, WebsocketMismatch
 
 from kefu.errors import ID_MAX
 from kefu.web import render
@@ -58,16 +58,18 @@ def init_app(app) -> None:
 
 def _http_error(exc: HTTPException):
     """Every HTTP error (an unknown address, a refused form): in the API's envelope under
-    /api/; under /agent and /chat on the pages' error page, with the way back (it was
-    Werkzeug's bare page); elsewhere Werkzeug's own."""
+    /api/; elsewhere on the pages' error page, with the way back (it was Werkzeug's
+    bare page)."""
     from flask import make_response, request
 
     from kefu import api
 
+    if isinstance(exc, WebsocketMismatch):  # Werkzeug's text blames "the browser or proxy"
+        exc.description = "This address takes WebSocket connections only"
     if request.path.startswith("/api/"):
         return api.http_error(exc)
     home = render.home_of(request.path)
-    if home is None or exc.code is None or exc.code < 400:  # a routing redirect stays one
+    if exc.code is None or exc.code < 400:  # a routing redirect stays one
         return exc
     body, status = render.error_response(exc.description, exc.code, *home)
     response = make_response(body, status)

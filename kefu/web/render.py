@@ -158,9 +158,14 @@ HOMES = {
 }
 
 
-def home_of(path: str) -> tuple[str, str] | None:
-    """(link, label) of the page area ``path`` is in, or None outside the pages."""
-    return HOMES.get("/" + path.lstrip("/").split("/", 1)[0])
+# Any other address (a mistyped one, a gone upload) leads to the server's own address,
+# which opens the dashboard: customers arrive through the host's links and the widget.
+ELSEWHERE = ("/", "Go to kefu")
+
+
+def home_of(path: str) -> tuple[str, str]:
+    """(link, label) of the page area ``path`` is in."""
+    return HOMES.get("/" + path.lstrip("/").split("/", 1)[0], ELSEWHERE)
 
 
 def error_response(message: str, status: int, back: str, back_label: str):
