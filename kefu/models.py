@@ -197,6 +197,19 @@ class Conversation(BaseModel):
         )
 
     @classmethod
+    def open_of_disabled_users(cls, limit: int = 200):
+        """Open conversations whose signed-in customer's account is disabled: read from
+        the open ones (few, by the ``open_key`` index), each user by its primary key, so
+        a large user table is never scanned."""
+        return (
+            cls.select(cls.id)
+            .join(User, on=(cls.user == User.id))
+            .where(cls.open_key > "", User.is_active == False)  # noqa: E712 (SQL)
+            .order_by(cls.open_key)
+            .limit(limit)
+        )
+
+    @classmethod
     def agents_holding_customers(cls):
         """Ids of the agents assigned a signed-in user's open conversation (those a
         requeue after the agent's grace period concerns; visitors keep their agent)."""

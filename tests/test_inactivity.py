@@ -105,3 +105,36 @@ def test_a_visitor_who_left_stops_counting_against_the_agent(make_server):
     assert "Traceback" not in server.log()
     for ws in (agent_ws, stays):
         ws.close()
+
+
+def test_a_disabled_users_conversations_end_and_free_the_agent(make_server):
+    """Disabling an account closed its sockets but left its open conversation holding
+    the agent's slot until the inactivity sweep (an hour by default). Now it ends within
+    a revalidation pass, as if the user had left: assigned or still in the queue."""
+    server = make_server(revalidate_seconds=0.3)
+    agent = server.create_agent("disabling-desk", max_concurrent=1)
+    agent_ws = login(server, agent["token"])
+    served, queued = server.create_user("served-then-off"), server.create_user("queued-off")
+    waiting_token = Server.host_jwt("waits-behind")
+    talking = open_conversation(server, served["token"])
+    in_queue = open_conversation(server, queued["token"])
+    waiting = open_conversation(server, waiting_token)
+    assert talking["kefu_id"] == agent["kefu_id"] and waiting["kefu_id"] is None
+    agent_ws.recv_until(lambda f: f["action"] == "kefu_conversation_assigned")
+
+    server.cli("kefu", "disable", "queued-off")
+    deadline = time.monotonic() + 10
+    while _status(server, in_queue["id"]) == 1 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _status(server, in_queue["id"]) == 2  # it leaves the queue
+    server.cli("kefu", "disable", "served-then-off")
+    ended = agent_ws.recv_until(lambda f: f["action"] == "kefu_message_end", timeout=10)
+    assert ended["conversation_id"] == talking["id"]
+    assert ended["operator_type"] == 1  # as if the user had left
+    assigned = agent_ws.recv_until(lambda f: f["action"] == "kefu_conversation_assigned")
+    assert assigned["conversation_id"] == waiting["id"]  # the freed slot went to the queue
+    assert concurrent_of(server, agent["kefu_id"]) == (1, 1)
+    # An enabled user's conversation is left alone: the waiting one is still open.
+    time.sleep(1.0)
+    assert _status(server, waiting["id"]) == 1
+    assert "Traceback" not in server.log()

@@ -153,7 +153,7 @@ class Live(Admission):
             return
         if self._revalidator is None:
             every = self.limits["REVALIDATE_SECONDS"]
-            self._revalidator = gevent.spawn(revalidate_forever, self.hub, every)
+            self._revalidator = gevent.spawn(revalidate_forever, self, every)
         conn.rate = TokenBucket(self.limits["WS_RATE_PER_SECOND"], self.limits["WS_RATE_BURST"])
         gevent.spawn_later(self.limits["WS_LOGIN_TIMEOUT_SECONDS"], self._expire_anonymous, conn)
 

@@ -1,6 +1,7 @@
 """Signed-in sockets checked against the accounts: a person disabled, or whose password
-changed after the socket signed in, is closed (1008). The CLI that changes accounts runs
-in another process, so each worker asks the database every ``REVALIDATE_SECONDS``."""
+changed after the socket signed in, is closed (1008), and a disabled user's open
+conversation is ended. The CLI that changes accounts runs in another process, so each
+worker asks the database every ``REVALIDATE_SECONDS``."""
 
 import logging
 
@@ -9,16 +10,17 @@ import gevent
 from kefu.errors import Busy
 from kefu.realtime.hub import TURN_SECONDS
 from kefu.realtime.turns import turns
-from kefu.services import accounts
+from kefu.services import accounts, inactivity
 
 log = logging.getLogger(__name__)
 
 
-def revalidate_forever(hub, every: float) -> None:
+def revalidate_forever(live, every: float) -> None:
     while True:
         gevent.sleep(every)
         try:
-            revalidate(hub)
+            revalidate(live.hub)
+            end_disabled_customers(live)
         except Busy:  # the next pass checks the same again
             log.warning("revalidation postponed: no database connection free")
         except Exception:
@@ -45,3 +47,15 @@ def revalidate(hub) -> None:
             conn.close(1008, "Account disabled")
         elif changed_at is not None and changed_at > conn.signed_in_at:
             conn.close(1008, "Credentials changed; sign in again")
+
+
+def end_disabled_customers(live) -> int:
+    """End the open conversations of disabled users, as if they had left: each held its
+    agent's slot until the inactivity sweep (an hour by default). How many it ended."""
+    ended = 0
+    for conversation_id in inactivity.of_disabled_users():
+        events = inactivity.end_if_customer_disabled(conversation_id)
+        if events:
+            live.publish(events)
+            ended += 1
+    return ended

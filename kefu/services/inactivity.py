@@ -5,12 +5,16 @@ slot (``current_concurrent``) until someone ended it by hand, and an agent full 
 abandoned visitor chats takes no queued user. The live desk
 (``kefu/realtime/inactivity.py``) asks for the quiet ones, keeps those whose customer
 still has a socket open, and ends the rest here, as if the customer had left.
+
+A customer whose account was disabled has left too: its sockets are closed and it
+cannot come back, so its open conversation ends as soon as a worker notices
+(``KEFU_REVALIDATE_SECONDS``), not after the inactivity period.
 """
 
 from datetime import timedelta
 
 from kefu import clock, db, groupcommit
-from kefu.models import SENDER_USER, Conversation
+from kefu.models import SENDER_USER, Conversation, User
 from kefu.realtime.events import user_key, visitor_key
 from kefu.services import conversations
 from kefu.services.snapshots import load
@@ -40,3 +44,23 @@ def _end_if_quiet_locked(conversation_id: int, cutoff) -> list:
         return []
     customer_id = conv.user_id if conv.user_id is not None else conv.visitor_id
     return conversations.end_locked(conv, SENDER_USER, customer_id)
+
+
+def of_disabled_users() -> list[int]:
+    """Ids of (a page of) open conversations whose user's account is disabled."""
+    with db.read():
+        return [conv_id for (conv_id,) in Conversation.open_of_disabled_users().tuples()]
+
+
+def end_if_customer_disabled(conversation_id: int) -> list:
+    """End it unless it ended, or its user was enabled again, since it was found."""
+    return groupcommit.run(_end_if_disabled_locked, conversation_id)
+
+
+def _end_if_disabled_locked(conversation_id: int) -> list:
+    conv = load(conversation_id)
+    if not conv.is_open or conv.user_id is None:
+        return []
+    if User.select(User.is_active).where(User.id == conv.user_id).scalar():
+        return []
+    return conversations.end_locked(conv, SENDER_USER, conv.user_id)
