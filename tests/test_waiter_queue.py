@@ -114,6 +114,23 @@ def test_capacity_refilled_on_user_end_and_on_ready(make_server):
     assert late.recv()["type"] == "connect_success"
 
 
+def test_a_waiter_signing_in_while_unready_is_told(make_server):
+    """The switch outlives the socket: an agent back from a drop (or switched off on the
+    dashboard) was not told it would get no users until it sent ready."""
+    srv = make_server()
+    a = agent(srv)
+    w = waiter(srv, a)
+    assert w.silent(0.3)  # a new agent is ready: nothing to tell
+    w.request("unready")
+    w.close()
+    again = Peer(srv, WAITER_PATH, a["token"], op_id="back")
+    assert again.recv() == frame("unready", None, None, None, again)
+    assert again.silent(0.3)
+    assert again.request("ready", op_id="r") == frame("ready", None, "r", None, again)
+    again.close()
+    assert waiter(srv, a).silent(0.3)  # ready again: nothing to tell
+
+
 def test_kickout_keeps_the_agents_users(make_server):
     srv = make_server()
     a = agent(srv, max_concurrent=2)

@@ -80,7 +80,7 @@ def waiter_auth(conn, req, live):
     about every user and visitor the agent is serving. The kickout is a published event, so it
     reaches older sockets on every worker (``kick_older_waiters``)."""
     who, first = _authenticate(conn, req, live, WAITER)
-    conn.state["accepting"] = accounts.agent_profile(who.kefu_id).accepting
+    accepting = conn.state["accepting"] = accounts.agent_profile(who.kefu_id).accepting
     # Back from an absence (no socket of the agent anywhere here): what the customers
     # wrote meanwhile follows each new_connection, as after an assignment.
     since = conn.state.pop("missed_since", None)
@@ -88,6 +88,11 @@ def waiter_auth(conn, req, live):
         missed = history.customer_messages_since(ref.id, since) if since else ()
         for out in codec.announcement(conn, ref, req.op_id, missed):
             conn.send(out)
+    if not accepting:
+        # The switch is kept across sockets (``unready`` here or on the dashboard): a
+        # client back from a drop is told, as of a switch elsewhere, so it knows that
+        # no user will come until it sends ``ready``.
+        conn.send(frame("unready", None, None, None, who.person))
     if not first:
         return []
     return [WaiterSignedIn(who.user_id, live.worker_id, conn.id, conn.signed_in_at)]
