@@ -160,3 +160,38 @@ def test_a_malformed_upgrade_gets_400_and_no_traceback(server):
     assert b"Invalid WebSocket upgrade: Missing header, &#39;Sec-WebSocket-Version&#39;" in answer
     assert "Traceback" not in server.log()
     assert raw_upgrade(server.base).close() is None  # the next upgrade is served
+
+
+def test_a_peer_that_stops_reading_neither_stops_the_pings_nor_stays(make_server):
+    """gunicorn's sockets block without a timeout: a write to a peer that takes nothing
+    held that socket's write lock for good, and the one heartbeat greenlet, waiting for
+    the lock to ping it, pinged no socket again (a peer that never answered was never
+    dropped). Now the heartbeat skips a socket whose write is under way, and a write
+    with no progress for a whole ping interval gives its socket up."""
+    srv = make_server(ws_ping_seconds=1.0)
+    agent = srv.create_agent("never-reads")
+    stalled = srv.ws(sockopt=((socket.SOL_SOCKET, socket.SO_RCVBUF, 4096),), timeout=20)
+    assert stalled.request({"action": "login", "data": {"token": agent["token"]}})["success"]
+    token = srv.host_jwt("keeps-talking")
+    cid = srv.get("/api/kefu/message/getConversation", token).json()["data"]["id"]
+    user = srv.ws()
+    assert user.request({"action": "login", "data": {"token": token}})["success"]
+    text = "字" * 4990  # 15 KB of UTF-8 per push: 6 MB is more than the kernel buffers
+    for i in range(400):
+        sent = {"action": "kefu_message_send", "data": {"conversation_id": cid, "content": text}}
+        assert user.request(sent)["success"], i
+
+    silent = raw_upgrade(srv.base)  # answers no ping: dropped only if pings go on
+    silent.settimeout(10)
+    received = b""
+    while chunk := silent.recv(4096):
+        received += chunk
+    opcode, payload = server_frames(received)[-1]
+    assert (opcode, payload[2:]) == (0x8, b"Ping/Pong timeout")
+
+    raw = stalled.sock.sock  # the peer that stopped reading: given up, the stream ends
+    raw.settimeout(10)
+    while raw.recv(1 << 20):
+        pass
+    assert srv.ws().request({"action": "ping"})["message"] == "pong"  # the server serves on
+    assert "Traceback" not in srv.log()

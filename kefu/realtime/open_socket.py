@@ -15,6 +15,7 @@ frames from different greenlets never interleave.
 """
 
 import contextlib
+import socket
 import threading
 from time import monotonic
 
@@ -27,7 +28,7 @@ from gevent.hub import get_hub
 from gevent.socket import wait as wait_on_watcher
 from simple_websocket import ConnectionClosed
 from wsproto.connection import ConnectionState
-from wsproto.events import Ping, TextMessage
+from wsproto.events import CloseConnection, Ping, TextMessage
 from wsproto.frame_protocol import CloseReason
 from wsproto.utilities import LocalProtocolError
 
@@ -38,7 +39,15 @@ CLOSE_HANDSHAKE_SECONDS = 1.0
 
 
 class WholeFrameSocket:
-    """A socket proxy whose ``send`` writes all bytes, one writer at a time."""
+    """A socket proxy whose ``send`` writes all bytes, one writer at a time.
+
+    gunicorn's gevent worker makes client sockets blocking without a timeout, so a
+    write to a peer that stopped reading would wait, holding the write lock, for as
+    long as the peer lives. With ``write_stall`` set (the transport sets the ping
+    interval), a write that makes no progress for that long gives the socket up: it
+    is shut down, the handler's read ends, and the connection is closed as lost."""
+
+    write_stall: float | None = None
 
     def __init__(self, sock):
         self._sock = sock
@@ -47,8 +56,21 @@ class WholeFrameSocket:
 
     def send(self, data: bytes) -> int:
         with self._lock:
-            self._sock.sendall(data)
+            self._send_all(data)
         return len(data)
+
+    def _send_all(self, data: bytes) -> None:
+        if self.write_stall is None or not self.can_try:
+            self._sock.sendall(data)
+            return
+        view = memoryview(data)
+        try:
+            while view:
+                view = view[self._sock.send(view, 0, timeout=self.write_stall) :]
+        except TimeoutError:
+            with contextlib.suppress(OSError):  # wakes the handler's read with the end
+                self._sock.shutdown(socket.SHUT_RDWR)
+            raise
 
     def send_now(self, encode) -> bool:
         """Write the frame ``encode()`` makes without waiting, if no other write is under
@@ -76,7 +98,7 @@ class WholeFrameSocket:
 
     def _finish(self, rest: bytes) -> None:
         try:
-            self._sock.sendall(rest)
+            self._send_all(rest)
         except OSError:
             pass  # the reader sees the socket closed and ends the connection
         finally:
@@ -211,20 +233,25 @@ class OpenSocket(simple_websocket.Server):
 
     def heartbeat(self, now: float) -> None:
         """simple-websocket's heartbeat, called by heartbeat.py: a ping per interval;
-        no pong since the last one closes the socket with 1008."""
+        no pong since the last one closes the socket with 1008.
+
+        One greenlet pings every socket, so it never waits for one: a ping (or the
+        close) that would wait behind another write is left out. That write gives up by
+        itself if the peer takes nothing for a whole interval (``write_stall``)."""
         if not self.connected or self._socket_closed:
             self.next_ping = None
             return
         if not self.pong_received:
             self.next_ping = None
-            with contextlib.suppress(OSError):
-                self.close(reason=CloseReason.POLICY_VIOLATION, message="Ping/Pong timeout")
+            close = CloseConnection(CloseReason.POLICY_VIOLATION, "Ping/Pong timeout")
+            with contextlib.suppress(OSError, LocalProtocolError):
+                self.sock.send_now(lambda: self.ws.send(close))
             self._lost()  # wakes the handler's wait with an error
             return
-        self.pong_received = False
         self.next_ping = max(now, self.next_ping) + self.ping_interval
         try:
-            self.sock.send(self.ws.send(Ping()))
+            if self.sock.send_now(lambda: self.ws.send(Ping())):
+                self.pong_received = False
         except (OSError, LocalProtocolError):
             self.next_ping = None
             self._lost()

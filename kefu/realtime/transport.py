@@ -86,6 +86,9 @@ class KefuServer(OpenSocket):
             if self.inline and self.ping_interval:
                 self.next_ping = monotonic() + self.ping_interval
                 heartbeat.add(self, self.ping_interval)
+                # A peer that takes no bytes for a whole interval is as gone as one
+                # that misses a pong (WholeFrameSocket.write_stall).
+                self.sock.write_stall = self.ping_interval
 
 
 def install(app) -> None:
