@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from tests.support import Server, drop_database, own_postgres_database
+from tests.support import Server, drop_database, own_postgres_database, run_python
 from tests.test_waiter_support import USER_PATH, Peer, closed, unique, waiter
 
 pytestmark = pytest.mark.ignores_test_database
@@ -463,3 +463,47 @@ def test_dead_workers_agent_is_requeued_by_a_sweeper(pair, db_url, tmp_path):
         user.close()
     finally:
         c.stop(signal.SIGKILL)
+
+
+PRESENCE_SCRIPT = """
+from gevent import monkey
+monkey.patch_all()
+import json, sys
+import gevent, gevent.event
+from kefu import create_app, db
+from kefu.errors import Busy
+from kefu.migrate import upgrade
+
+upgrade(sys.argv[1])
+app = create_app({"DATABASE_URL": sys.argv[1], "BROKER": "postgres", "SECRET_KEY": "k" * 40,
+                  "DB_POOL_SIZE": 2, "DB_POOL_WAIT_SECONDS": 0.2})
+live, key = app.extensions["kefu.live"], "a:41"
+with app.app_context():
+    class Socket:
+        pass
+    staying, refused = Socket(), Socket()
+    live._count(staying, key)  # the agent's socket that stays
+    drained = gevent.event.Event()
+    def hold():
+        with db.read():
+            drained.wait()
+    holders = [gevent.spawn(hold) for _ in range(2)]
+    gevent.sleep(0.1)
+    try:
+        live._count(refused, key)  # another socket signs in: no connection free
+        outcome = "counted"
+    except Busy:
+        outcome = "busy"
+    drained.set()
+    gevent.joinall(holders)
+    live._uncount(refused)  # the refused socket closes
+    print(json.dumps({"outcome": outcome, "count": live.registry.count(key)}))
+"""
+
+
+def test_a_sign_in_refused_for_a_drained_pool_uncounts_nothing(db_url, tmp_path):
+    """A socket whose count failed (no pooled connection free) was noted as counted, so
+    its close took back the count of the agent's socket that stayed: the agent looked
+    offline on every worker, and after the grace its customers were requeued."""
+    result = run_python(tmp_path, PRESENCE_SCRIPT, db_url)
+    assert result == {"outcome": "busy", "count": 1}

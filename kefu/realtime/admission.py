@@ -92,8 +92,10 @@ class Admission:
             return
         keys = self._registered.setdefault(conn, [])
         if key not in keys:
-            keys.append(key)
+            # Noted only once counted: a sign-in refused here (no connection free) must
+            # not take back, when its socket closes, another socket's count.
             self.registry.connected(key)
+            keys.append(key)
 
     def _uncount(self, conn, key: str | None = None) -> None:
         """Take back one key of ``conn`` (or all of them) from the shared registry."""

@@ -105,19 +105,26 @@ class DbRegistry:
     # -- this worker's sockets ---------------------------------------------------
     def connected(self, key: str) -> None:
         self._ensure_registered()
-        self._mine[key] += 1
-        with transient_write():
-            _sql(
-                "INSERT INTO live_key (worker_id, key, connections) VALUES (%s, %s, 1) "
-                "ON CONFLICT (worker_id, key) "
-                "DO UPDATE SET connections = live_key.connections + 1",
-                (self.worker_id, key),
-            )
+        self._mine[key] += 1  # before the write: the heartbeat's rewrite may run in it
+        try:
+            with transient_write():
+                _sql(
+                    "INSERT INTO live_key (worker_id, key, connections) VALUES (%s, %s, 1) "
+                    "ON CONFLICT (worker_id, key) "
+                    "DO UPDATE SET connections = live_key.connections + 1",
+                    (self.worker_id, key),
+                )
+        except BaseException:  # not counted (no connection free): the rewrite must agree
+            self._forget(key)
+            raise
 
-    def disconnected(self, key: str) -> None:
+    def _forget(self, key: str) -> None:
         self._mine[key] -= 1
         if self._mine[key] <= 0:
             del self._mine[key]
+
+    def disconnected(self, key: str) -> None:
+        self._forget(key)
         with transient_write():
             _sql(
                 "UPDATE live_key SET connections = connections - 1 "
