@@ -28,6 +28,7 @@ from kefu.realtime.events import (
     user_key,
     visitor_key,
 )
+from kefu.realtime.grace import BUSY_RETRY_SECONDS, Grace
 from kefu.realtime.hub import Hub
 from kefu.realtime.inactivity import end_inactive_forever
 from kefu.realtime.limits import TokenBucket
@@ -37,9 +38,6 @@ from kefu.services import presence, routing
 log = logging.getLogger(__name__)
 
 
-# A background job that found every pooled connection busy runs again this much later
-# (its own wait for the pool came first, so this adds a pause, not a busy loop).
-BUSY_RETRY_SECONDS = 1.0
 # The queue's head was locked by a write (AssignmentDeferred): a message's transaction
 # lasts milliseconds, so the assignment runs again this much later.
 REDISPATCH_SECONDS = 0.05
@@ -74,11 +72,9 @@ class Live(Admission):
         self.registry = registry  # None: one worker, the hub answers everything
         self._controls: dict[type, object] = {SignedOut: self._close_signed_out}
         self.hub.broker.subscribe(self._control)
-        self.agent_grace_seconds = agent_grace_seconds
         self.limits = {**DEFAULT_LIMITS, **(limits or {})}
         self._init_admission()
-        self._away: dict[int, gevent.Greenlet] = {}
-        self._gone_at: dict = {}  # kefu_id -> when its last socket here went (see sign_in)
+        self.grace = Grace(agent_grace_seconds, self.publish, self.hub.online_agent_ids)
         self.stopping = False  # shutdown() ran: sockets opening from now on go at once
         self._revalidator = None
         self.queue_delay = self.limits["QUEUE_UPDATE_SECONDS"]
@@ -178,12 +174,11 @@ class Live(Admission):
             return
         self.hub.attach(conn, AGENTS)
         came_online = self.hub.add_agent(conn, principal.kefu_id)
-        timer = self._away.pop(principal.kefu_id, None)
-        if timer is not None:
-            timer.kill(block=False)  # back within the grace period: nothing moves
+        gone_at = self.grace.back(principal.kefu_id)
+        if gone_at is not None:
             # What its customers wrote meanwhile no socket of the agent heard: the waiter
             # protocol replays it after new_connection (the dashboard and /ws resync).
-            conn.state["missed_since"] = self._gone_at.pop(principal.kefu_id, None)
+            conn.state["missed_since"] = gone_at
         if came_online:
             # Routing reacts in its own greenlet, which runs once this handler yields, so
             # the sign-in reply is queued before any assignment it causes.
@@ -216,10 +211,7 @@ class Live(Admission):
         went_offline = self.hub.remove(conn)
         self._uncount(conn)
         if went_offline is not None:
-            self._away[went_offline] = gevent.spawn_later(
-                self.agent_grace_seconds, self._requeue_if_away, went_offline
-            )
-            self._gone_at[went_offline] = clock.now()
+            self.grace.went(went_offline)
 
     def disconnect_user(self, user_id: int, reason: str, session: str | None = None):
         """Close every socket of a person, or only those of one page session (the
@@ -234,9 +226,7 @@ class Live(Admission):
     def shutdown(self) -> None:
         """The worker is stopping: tell every client to go away (1001) and reconnect."""
         self.stopping = True
-        for timer in self._away.values():
-            timer.kill(block=False)  # the next worker decides, from the database
-        self._away.clear()
+        self.grace.cancel_all()
         if self.registry is not None:
             try:
                 self.registry.stop()  # presence goes now, not after the TTL
@@ -262,24 +252,7 @@ class Live(Admission):
         except Exception:
             log.exception("reading which agents hold conversations failed")
             return
-        for kefu_id in holding:
-            if kefu_id not in self._away:
-                self._away[kefu_id] = gevent.spawn_later(
-                    self.agent_grace_seconds, self._requeue_if_away, kefu_id
-                )
-                self._gone_at[kefu_id] = clock.now()
-
-    def _requeue_if_away(self, kefu_id: int) -> None:
-        self._away.pop(kefu_id, None)
-        try:
-            self.publish(routing.requeue_agent(kefu_id))
-            self._gone_at.pop(kefu_id, None)  # its customers are not its any more
-        except Busy:  # kept in _away: the agent's return still cancels it
-            log.warning("re-queueing agent %s postponed: no database connection free", kefu_id)
-            retry = gevent.spawn_later(BUSY_RETRY_SECONDS, self._requeue_if_away, kefu_id)
-            self._away[kefu_id] = retry
-        except Exception:
-            log.exception("re-queueing the users of agent %s failed", kefu_id)
+        self.grace.went_before_start(holding)
 
 
 def init_app(app) -> Live:

@@ -1,0 +1,76 @@
+"""An agent's grace period on this worker.
+
+When an agent's last socket here closes, its users stay assigned for
+``KEFU_AGENT_GRACE_SECONDS``. Back within it (a reconnect), nothing moves, and the new
+socket learns since when its customers went unheard (the waiter protocol replays what
+they wrote). After it, its users go back to the head of the queue; the requeue itself
+checks presence on every worker (``routing.requeue_agent``), so an agent whose socket
+is on another worker keeps them.
+"""
+
+import logging
+
+import gevent
+
+from kefu import clock
+from kefu.errors import Busy
+from kefu.services import routing
+
+log = logging.getLogger(__name__)
+
+# A requeue that found every pooled connection busy runs again this much later (its own
+# wait for the pool came first, so this adds a pause, not a busy loop).
+BUSY_RETRY_SECONDS = 1.0
+
+
+class Grace:
+    def __init__(self, seconds: float, publish, online_agent_ids):
+        self.seconds = seconds
+        self._publish = publish
+        self._online_agent_ids = online_agent_ids  # this worker's hub
+        self._away: dict[int, gevent.Greenlet] = {}
+        self._gone_at: dict = {}  # kefu_id -> when its last socket here went
+
+    def went(self, kefu_id: int) -> None:
+        """The agent's last socket here closed: its grace period starts."""
+        stale = self._away.get(kefu_id)  # a retry of an earlier absence
+        if stale is not None:
+            stale.kill(block=False)
+        self._away[kefu_id] = gevent.spawn_later(self.seconds, self._requeue_if_away, kefu_id)
+        self._gone_at[kefu_id] = clock.now()
+
+    def went_before_start(self, kefu_ids) -> None:
+        """Agents holding customers when the worker started: no socket of theirs will
+        close here to start their grace period, so it starts now."""
+        for kefu_id in kefu_ids:
+            if kefu_id not in self._away:
+                self.went(kefu_id)
+
+    def back(self, kefu_id: int):
+        """The agent signed in: nothing moves. When its last socket went (None if it
+        was not away). Taken even when no timer is left: a requeue that has started
+        moves nothing once the agent is online."""
+        timer = self._away.pop(kefu_id, None)
+        if timer is not None:
+            timer.kill(block=False)
+        return self._gone_at.pop(kefu_id, None)
+
+    def cancel_all(self) -> None:
+        """The worker is stopping: the next one decides, from the database."""
+        for timer in self._away.values():
+            timer.kill(block=False)
+        self._away.clear()
+
+    def _requeue_if_away(self, kefu_id: int) -> None:
+        self._away.pop(kefu_id, None)
+        try:
+            self._publish(routing.requeue_agent(kefu_id))
+            self._gone_at.pop(kefu_id, None)  # its customers are not its any more
+        except Busy:  # kept in _away: the agent's return still cancels it
+            if kefu_id in self._online_agent_ids() or kefu_id in self._away:
+                return  # back meanwhile, or gone again with a grace period of its own
+            log.warning("re-queueing agent %s postponed: no database connection free", kefu_id)
+            retry = gevent.spawn_later(BUSY_RETRY_SECONDS, self._requeue_if_away, kefu_id)
+            self._away[kefu_id] = retry
+        except Exception:
+            log.exception("re-queueing the users of agent %s failed", kefu_id)
