@@ -143,6 +143,8 @@ def install(app) -> None:
         FILE=FILE,
         SENDER_AGENT=SENDER_AGENT,
         SENDER_USER=SENDER_USER,
+        # The message boxes' maxlength (parts/composer.html): the limit check_body keeps.
+        MAX_CONTENT_CHARS=app.config["MAX_CONTENT_CHARS"],
     )
 
 
