@@ -231,12 +231,20 @@
   }
 
   /* -- the live channel: resync on every (re)connect, visible while reconnecting ---- */
+  /* The end of the unbroken run of this conversation's stored messages on the page (the
+     thread may show earlier conversations above, on /chat). Not the highest: a message
+     sent while only the socket was down is shown with its seq, above what the other
+     side wrote meanwhile, and "Sending..." bubbles carry made-up ones. */
   function lastSeq() {
-    var id = viewing(), max = 0;
+    var id = viewing(), seqs = [];
     if (!id) return 0;
-    /* this conversation's own messages: the thread may show earlier ones above (/chat) */
-    document.querySelectorAll("#thread-" + id + ' .msg[data-conv="' + id + '"]').forEach(function (m) { max = Math.max(max, +m.dataset.seq); });
-    return max;
+    document.querySelectorAll("#thread-" + id + ' .msg[data-conv="' + id + '"]:not(.pending)').forEach(function (m) {
+      if (+m.dataset.seq > 0) seqs.push(+m.dataset.seq);
+    });
+    seqs.sort(function (a, b) { return a - b; });
+    var last = seqs.length ? seqs[0] : 0;
+    for (var i = 1; i < seqs.length && seqs[i] <= last + 1; i++) last = seqs[i];
+    return last;
   }
   document.addEventListener("htmx:wsOpen", function (e) {
     document.body.classList.remove("offline");

@@ -53,3 +53,61 @@ def test_agent_page_reconnects_after_restart_and_fetches_missed(kefu, host_site,
     reply = desk.locator("form[data-composer] textarea")
     expect(reply).to_have_value("Let me look that up")
     expect(reply).to_be_focused()
+
+
+def test_a_page_back_on_its_socket_gets_what_it_missed_despite_its_own_send(kefu, new_page):
+    """The hello asked for what came after the highest seq on the page. A message the user
+    sent (over HTTP) while only the socket was down is shown with its seq, above the
+    agent's reply from that gap, which then never arrived until a reload."""
+    agent = kefu.create_agent("rita", password="rita-pass-1")
+    desk = kefu.ws()
+    assert desk.request({"action": "login", "data": {"token": agent["token"]}})["success"]
+    chat, sockets = new_page(), {"blocked": False, "open": []}
+
+    def route(ws):  # the page's live channel, cut and refused at will
+        if sockets["blocked"]:
+            ws.close(code=1011)
+            return
+        ws.connect_to_server()
+        sockets["open"].append(ws)
+
+    chat.route_web_socket("**/pages/ws?as=user", route)
+    chat.goto(kefu.url("/chat?token=" + kefu.host_jwt("blip-user")))
+    chat.locator("textarea").fill("hello")
+    chat.locator("textarea").press("Enter")
+    wait_live(chat)
+    assigned = desk.recv_until(lambda f: f.get("action") == "kefu_conversation_assigned")
+    expect(chat.locator("#chat-head")).to_contain_text("rita")
+
+    sockets["blocked"] = True
+    sockets["open"][-1].close(code=1011)
+    expect(chat.locator("body")).to_have_attribute("data-live", "closed")
+    data = {"conversation_id": assigned["conversation_id"], "content": "the agent's answer"}
+    assert desk.request({"action": "kefu_message_send", "data": data})["success"]
+    chat.locator("textarea").fill("and one more thing")
+    chat.locator("textarea").press("Enter")
+    expect(chat.locator(".msg.mine:not(.pending)")).to_have_count(2)  # stored over HTTP
+
+    sockets["blocked"] = False
+    wait_live(chat, timeout=20000)
+    expect(chat.locator(".msg.theirs")).to_contain_text("the agent's answer")
+    expect(chat.locator(".msg")).to_have_count(3)
+
+    # A "Sending..." bubble carries a made-up seq above every stored one: it must not
+    # count as seen either.
+    chat.route("**/chat/send", lambda route: route.abort())
+    sockets["blocked"] = True
+    sockets["open"][-1].close(code=1011)
+    expect(chat.locator("body")).to_have_attribute("data-live", "closed")
+    chat.locator("textarea").fill("typed while cut off")
+    chat.locator("textarea").press("Enter")
+    expect(chat.locator(".msg.pending")).to_have_count(1)
+    data["content"] = "the agent's second answer"
+    assert desk.request({"action": "kefu_message_send", "data": data})["success"]
+    sockets["blocked"] = False
+    wait_live(chat, timeout=20000)
+    expect(chat.locator(".msg.theirs").last).to_contain_text("second answer")
+    chat.unroute("**/chat/send")
+    expect(chat.locator(".msg.pending")).to_have_count(0, timeout=10000)  # sent on retry
+    expect(chat.locator(".msg")).to_have_count(5)
+    desk.close()
