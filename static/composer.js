@@ -8,7 +8,10 @@
 
   document.addEventListener("keydown", function (e) {
     var form = e.target.closest && e.target.closest("form[data-composer]");
-    if (form && e.target.tagName === "TEXTAREA" && e.key === "Enter" && !e.shiftKey && !e.isComposing) {
+    /* Enter that picks an input method's candidate (Chinese, Japanese) sends nothing:
+       Safari ends the composition first and marks that keydown only with keyCode 229. */
+    var composing = e.isComposing || e.keyCode === 229;
+    if (form && e.target.tagName === "TEXTAREA" && e.key === "Enter" && !e.shiftKey && !composing) {
       e.preventDefault();
       form.requestSubmit();
     }

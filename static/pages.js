@@ -198,9 +198,13 @@
 
   /* -- notices: a sound and a counter in the title for the other side's messages -- */
   var baseTitle = document.title, unseen = 0, audio = null;
-  document.addEventListener("pointerdown", function () {
+  /* Browsers let a page play sound only after a gesture: a click or, for an agent who
+     works from the keyboard, a key. */
+  function unlockAudio() {
     if (!audio && window.AudioContext) audio = new AudioContext();
-  }, { once: true });
+  }
+  document.addEventListener("pointerdown", unlockAudio, { once: true });
+  document.addEventListener("keydown", unlockAudio, { once: true });
   function beep() {
     if (!audio) return;
     var o = audio.createOscillator(), g = audio.createGain();

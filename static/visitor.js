@@ -261,7 +261,9 @@
     resume(); /* a new message retries any refused before it, in order */
   });
   box.addEventListener("keydown", function (e) {
-    if (e.key === "Enter" && !e.shiftKey && !e.isComposing) { e.preventDefault(); composer.requestSubmit(); }
+    /* Enter that picks an input method's candidate (Chinese, Japanese) sends nothing:
+       Safari ends the composition first and marks that keydown only with keyCode 229. */
+    if (e.key === "Enter" && !e.shiftKey && !e.isComposing && e.keyCode !== 229) { e.preventDefault(); composer.requestSubmit(); }
   });
   /* Visitor messages are text (the ds/kefu visitor actions carry no file_url), so an
      uploaded image is sent as its link; the visitor's own view shows it as the picture

@@ -3,7 +3,7 @@ message is stored once and in order, and text typed meanwhile stays in the box."
 
 from playwright.sync_api import expect
 
-from tests.browser.conftest import sign_in_agent, wait_live
+from tests.browser.conftest import shop_with_widget, sign_in_agent, wait_live
 
 
 def slow_network(page, latency_ms: int = 300) -> None:
@@ -163,3 +163,35 @@ def test_messages_written_while_the_server_is_unreachable_go_in_order(kefu, new_
     expect(pending).to_have_count(0, timeout=10000)
     assert stored(kefu, conv_id) == ["hello", "offline one", "offline two"]
     expect(chat.locator(".thread .msg.mine:not(.pending)")).to_have_count(3)
+
+
+SAFARI_IME_ENTER = """box => {
+    // Safari's order: the composition ends first, then Enter's keydown, marked only by
+    // keyCode 229 (Chrome's comes before the end, with isComposing).
+    box.dispatchEvent(new CompositionEvent("compositionstart", {bubbles: true}));
+    box.value = "你好";
+    box.dispatchEvent(new InputEvent("input", {bubbles: true}));
+    box.dispatchEvent(new CompositionEvent("compositionend", {bubbles: true, data: "你好"}));
+    box.dispatchEvent(new KeyboardEvent("keydown", {key: "Enter", keyCode: 229, bubbles: true}));
+}"""
+
+
+def test_enter_that_picks_an_input_method_candidate_sends_nothing(kefu, host_site, new_page):
+    """Pressing Enter to pick a Chinese candidate in Safari sent the half-typed message,
+    on all three composers: they checked only isComposing."""
+    desk, chat, box, conv_id = chatting(kefu, new_page, "ime", "Lei", "first")
+    shop, widget = shop_with_widget(new_page, host_site, kefu.sql("SELECT id FROM agent")[0][0])
+    widget.locator("textarea").fill("widget first")
+    widget.locator("textarea").press("Enter")
+    expect(widget.locator(".msg.mine")).to_have_count(1)
+    desk.locator("#open-list .conv-row", has_text="Lei").click()
+    desk_box = desk.locator("form[data-composer] textarea")
+    for composer in (box, desk_box, widget.locator("textarea")):
+        composer.evaluate(SAFARI_IME_ENTER)
+        chat.wait_for_timeout(300)
+        expect(composer).to_have_value("你好")  # still being written
+    assert stored(kefu, conv_id) == ["first"]
+    expect(widget.locator(".msg.mine")).to_have_count(1)
+    box.press("Enter")  # a plain Enter still sends
+    expect(chat.locator(".msg.mine")).to_have_count(2)
+    assert stored(kefu, conv_id) == ["first", "你好"]
