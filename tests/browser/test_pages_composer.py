@@ -180,7 +180,7 @@ def test_enter_that_picks_an_input_method_candidate_sends_nothing(kefu, host_sit
     """Pressing Enter to pick a Chinese candidate in Safari sent the half-typed message,
     on all three composers: they checked only isComposing."""
     desk, chat, box, conv_id = chatting(kefu, new_page, "ime", "Lei", "first")
-    shop, widget = shop_with_widget(new_page, host_site, kefu.sql("SELECT id FROM agent")[0][0])
+    _, widget = shop_with_widget(new_page, host_site, kefu.sql("SELECT id FROM agent")[0][0])
     widget.locator("textarea").fill("widget first")
     widget.locator("textarea").press("Enter")
     expect(widget.locator(".msg.mine")).to_have_count(1)
