@@ -6,6 +6,7 @@ numbers, odd unicode, nested junk.
 """
 
 import json
+import math
 import re
 
 from hypothesis import strategies as st
@@ -154,7 +155,7 @@ WAITER_FRAMES = frames(WAITER_TYPES, "type", "payload", {"to": TO})
 
 
 def expected_op_id(raw):
-    """The op_id a reply echoes: a string or integer op_id of a frame that parsed."""
+    """The op_id a reply echoes: a string or (finite) number op_id of a frame that parsed."""
     try:
         text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
         if len(text.encode("utf-8", "surrogatepass")) > MAX_FRAME_BYTES:
@@ -167,6 +168,8 @@ def expected_op_id(raw):
     op_id = frame.get("op_id")
     if has_lone_surrogate(op_id):  # refused too, but an op_id like this cannot be echoed
         return None
+    if isinstance(op_id, float):
+        return op_id if math.isfinite(op_id) else None
     return op_id if isinstance(op_id, str | int) and not isinstance(op_id, bool) else None
 
 

@@ -162,7 +162,7 @@ FRAME_CASES = [
             "data": {"conversation_id": "CID", "content": "a"},
             "op_id": {"x": 1},
         },
-        "op_id must be a string or an integer",
+        "op_id must be a string or a number",
         None,
     ),
     (

@@ -339,6 +339,32 @@ def test_idempotent_send_by_op_id(server):
     ws.close()
 
 
+def test_an_op_id_may_be_any_json_number_and_is_echoed_as_sent(server):
+    """The guide makes op_id optional and "returned as is"; a client that used
+    Math.random() for it could not even log in (only strings and integers were taken)."""
+    server.create_agent("float-agent")
+    token = server.host_jwt("float-user")
+    cid = server.get("/api/kefu/message/getConversation", token).json()["data"]["id"]
+    ws = server.ws()
+    login = ws.request({"action": "login", "data": {"token": token}, "op_id": 0.8364})
+    assert login["success"] and login["op_id"] == 0.8364
+    send = {"action": "kefu_message_send", "op_id": 1.5e-7}
+    send["data"] = {"conversation_id": cid, "content": "random op_id"}
+    first = ws.request(send)
+    assert first["success"] and first["op_id"] == 1.5e-7
+    assert ws.request(send) == first  # a key like any other: the resend stores nothing
+    for bad in (True, {"seq": 1}, [1]):
+        refused = ws.request({"action": "ping", "op_id": bad})
+        assert refused == {
+            "success": False,
+            "message": "op_id must be a string or a number",
+            "op_id": None,
+        }
+    listing = server.get(f"/api/kefu/message/list?conversation_id={cid}", token).json()["data"]
+    assert [m["content"] for m in listing] == ["random op_id"]
+    ws.close()
+
+
 def test_an_op_id_reused_for_another_message_gets_an_error_not_a_false_success(server):
     """The guide's examples all say "unique_op_id": a client copying them must learn
     that its second message was not sent, not be told it was."""

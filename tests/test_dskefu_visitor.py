@@ -204,6 +204,14 @@ def test_visitor_errors(server):
             "visitor_id is too long (max 128 characters)",
         ),
         ({"visitor_id": 5, "kefu_id": 1, "content": "x"}, "visitor_id must be a string"),
+        (  # it was stored as text, its image dropped
+            {"visitor_id": "v", "kefu_id": 1, "content": "x", "message_type": 2},
+            "Visitors send text only (message_type 1, no file_url)",
+        ),
+        (
+            {"visitor_id": "v", "kefu_id": 1, "content": "x", "file_url": "https://e.com/a.png"},
+            "Visitors send text only (message_type 1, no file_url)",
+        ),
     ]
     for data, message in cases:
         reply = ws.request({"action": "kefu_message_visitor_send", "data": data, "op_id": "x"})
@@ -251,3 +259,28 @@ def test_a_disabled_agent_takes_no_new_visitor_messages(server):
         }
     )
     assert ended["success"] is True, ended
+
+
+def test_a_visitors_op_id_is_a_resend_only_to_the_same_agent(server):
+    """The same text and op_id to another agent was answered with the first message's
+    id, and nothing was stored or pushed: the message was lost. It is refused now. To
+    the same agent it is a resend, even after that conversation ended (as a user's)."""
+    first_agent, _ = _agent(server, "visitor-first-agent")
+    second_agent, second_ws = _agent(server, "visitor-second-agent")
+    ws = server.ws()
+
+    def send(kefu_id):
+        data = {"visitor_id": "two-agents", "kefu_id": kefu_id, "content": "你好，我需要帮助"}
+        return ws.request({"action": "kefu_message_visitor_send", "data": data, "op_id": "u1"})
+
+    first = send(first_agent["kefu_id"])
+    assert first["success"]
+    end = {"visitor_id": "two-agents", "kefu_id": first_agent["kefu_id"]}
+    assert ws.request({"action": "kefu_message_visitor_end", "data": end})["success"]
+    elsewhere = send(second_agent["kefu_id"])
+    assert elsewhere["success"] is False
+    assert elsewhere["message"].startswith("op_id was already used for another message")
+    assert second_ws.silent()
+    assert send(first_agent["kefu_id"]) == first  # the resend, answered as the first time
+    assert server.sql("SELECT COUNT(*) FROM message WHERE op_id = ?", "u1") == [(1,)]
+    assert ws.request({"action": "ping"})["success"] is True

@@ -78,6 +78,26 @@ def test_visitor_message_rate_limit(strict):
     assert strict.sql("SELECT COUNT(*) FROM message") == [(2,)]
 
 
+def test_a_visitors_resend_past_its_rate_gets_the_first_reply(strict):
+    """A resend (a reconnect's) of a stored message was refused by the rate limit; it is
+    the same message, so it is answered as it was the first time. A new one is not."""
+    agent = strict.create_agent("resend-agent")
+    ws = strict.ws()
+
+    def send(content, op_id):
+        time.sleep(0.25)  # under the frame rate
+        data = {"visitor_id": "resending", "kefu_id": agent["kefu_id"], "content": content}
+        return ws.request({"action": "kefu_message_visitor_send", "data": data, "op_id": op_id})
+
+    first, second = send("one", "r1"), send("two", "r2")  # the whole budget
+    again = send("one", "r1")
+    assert again == {**first, "op_id": "r1"} and again["success"]
+    too_many = "Too many messages from this visitor; wait a moment"
+    assert send("three", "r3")["message"] == too_many
+    assert send("other text", "r1")["message"] == too_many
+    assert second["success"] and strict.sql("SELECT COUNT(*) FROM message") == [(2,)]
+
+
 def test_refused_visitor_messages_spend_no_budget(strict):
     """A message refused for what it is (too long, no visitor id) is not counted against
     the visitor's budget: ten of them used to leave no room for the next good one."""

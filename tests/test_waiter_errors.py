@@ -65,7 +65,7 @@ USER_CASES = [
     ),
     (
         {"type": "message_text", "payload": {"text": "x"}, "op_id": {"a": 1}},
-        "op_id must be a string or an integer",
+        "op_id must be a string or a number",
     ),
     (
         {"type": "message_text", "payload": {"text": "x"}, "op_id": "o" * 65},

@@ -9,11 +9,11 @@ import logging
 from flask import Blueprint, current_app, request
 
 from kefu import auth, clock
-from kefu.errors import Invalid, KefuError, NotFound, Unauthorized
+from kefu.errors import Invalid, KefuError, NotFound, TooManyRequests, Unauthorized
 from kefu.failures import log_failure
 from kefu.models import SENDER_AGENT, SENDER_USER, TEXT
 from kefu.protocols import dskefu_codec as codec
-from kefu.protocols.fields import Fields, FrameError, op_id_of, parse_counted
+from kefu.protocols.fields import Fields, FrameError, echoable_op_id, op_id_of, parse_counted
 from kefu.realtime.connection import Connection
 from kefu.realtime.transport import sock
 from kefu.services import conversations, messages, visitors
@@ -98,10 +98,18 @@ def on_visitor_send(conn, data: Fields, op_id, live):
     visitor_id = data.text("visitor_id", required=True, max_len=visitors.VISITOR_ID_MAX)
     kefu_id = data.id("kefu_id")
     content = data.text("content", required=True)
+    if data.integer("message_type", default=TEXT) != TEXT or data.text("file_url"):
+        raise Invalid("Visitors send text only (message_type 1, no file_url)")
     op_key = None if op_id is None else str(op_id)
-    visitors.check_message(visitor_id, content, op_key)  # a refused one spends no budget
+    checked, _ = visitors.check_message(visitor_id, content, op_key)  # spends no budget
     conn.identified = True  # an unbound visitor may send; it is not an idle anonymous socket
-    live.admit_visitor_message(visitor_id, conn.state.get("address"))
+    try:
+        live.admit_visitor_message(visitor_id, conn.state.get("address"))
+    except TooManyRequests:
+        first = visitors.first_reply_of_resend(visitor_id, kefu_id, checked, op_key)
+        if first is None:
+            raise
+        return "Visitor message sent successfully", {"message_id": first.id}, []
     msg, events, _ = visitors.send(visitor_id, kefu_id, content, op_key)
     return "Visitor message sent successfully", {"message_id": msg.id}, events
 
@@ -144,19 +152,15 @@ def handle(conn, raw, live, max_bytes: int) -> None:
         message, data, events = handler(conn, Fields(frame.get("data")), op_id, live)
     except KefuError as exc:
         op_id = getattr(exc, "op_id", None) if op_id is None else op_id  # a FrameError's
-        conn.send(codec.fail(exc.message, _echoable(op_id)))
+        conn.send(codec.fail(exc.message, echoable_op_id(op_id)))
         return
     except Exception as exc:  # a bug (or a full disk) must cost one reply, not the socket
         known = isinstance(action, str) and action in ACTIONS
         log_failure(log, f"ds/kefu {action if known else 'frame'} failed", exc)
-        conn.send(codec.fail("Internal server error", _echoable(op_id)))
+        conn.send(codec.fail("Internal server error", echoable_op_id(op_id)))
         return
     conn.send(codec.ok(message, data, op_id))
     live.publish(events, origin=conn.id)
-
-
-def _echoable(op_id):
-    return op_id if isinstance(op_id, str | int) and not isinstance(op_id, bool) else None
 
 
 @sock.route("/ws", bp=bp)

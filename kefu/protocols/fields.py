@@ -1,6 +1,7 @@
 """Validation at the edge: one precise message per missing or mistyped field."""
 
 import json
+import math
 
 from kefu.errors import Invalid, has_lone_surrogate, refuse_nul, row_id
 from kefu.services.message_rules import OP_ID_MAX
@@ -36,9 +37,8 @@ def parse_frame(raw, max_bytes: int) -> dict:
     if "\\u" in raw and has_lone_surrogate(frame):
         # JSON may escape half a surrogate pair ("\ud800"): such a string is not Unicode
         # text, cannot be stored or sent back, and would break the reply that echoes it.
-        op_id = frame.get("op_id")
-        readable = isinstance(op_id, int | str) and not isinstance(op_id, bool)
-        echo = op_id if readable and not has_lone_surrogate(op_id) else None
+        op_id = echoable_op_id(frame.get("op_id"))
+        echo = None if has_lone_surrogate(op_id) else op_id
         raise FrameError("Frame contains invalid Unicode (a lone surrogate)", echo)
     return frame
 
@@ -139,13 +139,27 @@ class Fields:
         return value
 
 
+def is_op_id(value) -> bool:
+    """A string or a number: the guide makes op_id optional and echoed as it is, and
+    clients use counters, strings and ``Math.random()``. Not a boolean, an object, or a
+    number that JSON cannot carry back (NaN, Infinity)."""
+    if isinstance(value, float):
+        return math.isfinite(value)
+    return isinstance(value, str | int) and not isinstance(value, bool)
+
+
+def echoable_op_id(value):
+    """What a reply may echo of a frame's op_id, even one refused: None if not an op_id."""
+    return value if is_op_id(value) else None
+
+
 def op_id_of(frame: dict):
     """The op_id to echo and to deduplicate sends by: a string or number, 64 chars at most."""
     op_id = frame.get("op_id")
     if op_id is None:
         return None
-    if isinstance(op_id, bool) or not isinstance(op_id, str | int):
-        raise Invalid("op_id must be a string or an integer")
+    if not is_op_id(op_id):
+        raise Invalid("op_id must be a string or a number")
     if len(str(op_id)) > OP_ID_MAX:
         raise Invalid(f"op_id is too long (max {OP_ID_MAX} characters)")
     return op_id

@@ -17,7 +17,7 @@ from kefu import auth
 from kefu.errors import Forbidden, Invalid, KefuError, Unauthorized, refuse_nul
 from kefu.failures import log_failure
 from kefu.protocols import waiter_codec as codec
-from kefu.protocols.fields import Fields, FrameError, op_id_of, parse_counted
+from kefu.protocols.fields import Fields, FrameError, echoable_op_id, op_id_of, parse_counted
 from kefu.protocols.waiter_codec import USER, WAITER, frame
 from kefu.protocols.waiter_frames import (
     NotConnected,
@@ -151,7 +151,7 @@ def handle(conn, raw, live, max_bytes: int, table: dict) -> None:
     op_id = kind = None
     try:
         parsed = parse_counted(raw, max_bytes, live, conn)
-        op_id = _echoable(parsed.get("op_id"))
+        op_id = echoable_op_id(parsed.get("op_id"))
         live.admit_frame(conn)
         op_id = op_id_of(parsed)
         kind = parsed.get("type")
@@ -183,10 +183,6 @@ def handle(conn, raw, live, max_bytes: int, table: dict) -> None:
 
 def _person(conn):
     return conn.principal.person if conn.principal else None
-
-
-def _echoable(op_id):
-    return op_id if isinstance(op_id, str | int) and not isinstance(op_id, bool) else None
 
 
 def _idle_out(conn, live) -> None:

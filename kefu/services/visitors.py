@@ -4,7 +4,7 @@ A visitor names its agent (the widget's ``data-kefu-id``), so its conversation g
 that agent directly instead of through the queue, and counts against the agent's load.
 """
 
-from kefu import groupcommit
+from kefu import db, groupcommit
 from kefu.errors import Invalid, NotFound, refuse_nul
 from kefu.models import SENDER_USER, TEXT, Conversation, Message, Visitor
 from kefu.realtime.events import ConversationAssigned
@@ -51,14 +51,10 @@ def send(visitor_id: str, kefu_id: int, content: str, op_id: str | None = None):
 def _send_locked(visitor_id: str, kefu_id: int, content: str, op_id: str | None):
     agent = accounts.serving_agent(kefu_id)
     visitor = _visitor(visitor_id)
+    first = _first_sent(f"v:{visitor.id}", agent.id, content, op_id)
+    if first is not None:
+        return message_view(first), [], True
     sender_key = f"v:{visitor.id}"
-    if op_id is not None:
-        first = Message.by_op(sender_key, op_id).first()
-        if first is not None:
-            # A visitor's conversation follows from the agent it names: the body decides.
-            if not message_rules.is_resend(first, first.conversation_id, content, TEXT, None):
-                raise message_rules.OpIdReused
-            return message_view(first), [], True
     events = []
     conv, created = Conversation.get_or_create(
         open_key=_open_key(visitor, kefu_id), defaults={"visitor": visitor, "agent": agent}
@@ -70,6 +66,39 @@ def _send_locked(visitor_id: str, kefu_id: int, content: str, op_id: str | None)
         conv, SENDER_USER, visitor.id, sender_key, content, TEXT, None, op_id
     )
     return view, events + created, False
+
+
+def _first_sent(sender_key: str, kefu_id: int, content: str, op_id: str | None):
+    """The stored message a send with this ``op_id`` repeats, or None for a new one.
+
+    A visitor names its agent, not a conversation: a resend is the same text to the same
+    agent, answered even if that conversation has ended since (as a user's is). The
+    op_id on anything else is refused: the same text to another agent was answered with
+    the first message, and nothing was stored or pushed."""
+    if op_id is None:
+        return None
+    first = Message.by_op(sender_key, op_id).first()
+    if first is None:
+        return None
+    conv_id = first.conversation_id
+    to = Conversation.select(Conversation.agent).where(Conversation.id == conv_id).scalar()
+    if to != kefu_id or not message_rules.is_resend(first, conv_id, content, TEXT, None):
+        raise message_rules.OpIdReused
+    return first
+
+
+def first_reply_of_resend(visitor_id: str, kefu_id: int, content: str, op_id: str | None):
+    """For a send refused by the visitor's rate: the stored message it repeats (its first
+    reply is the answer, and a resend costs no budget), or None."""
+    with db.read():
+        visitor = Visitor.get_or_none(Visitor.key == visitor_id)
+        if visitor is None:
+            return None
+        try:
+            first = _first_sent(f"v:{visitor.id}", kefu_id, content, op_id)
+        except message_rules.OpIdReused:
+            return None
+        return message_view(first) if first is not None else None
 
 
 def end(visitor_id: str, kefu_id: int) -> list:
