@@ -4,6 +4,7 @@ and the live channel's upgrade alike), while the person's other browsers stay si
 Expired sessions are refused and cleared at anyone's next sign-in; cookies from
 before server sessions count as signed out. On whichever database the suite runs on."""
 
+import json
 import time
 
 import pytest
@@ -239,3 +240,91 @@ def test_007_makes_the_page_session_table_and_can_be_run_again(database):
 
     Router(database, migrate_dir=MIGRATIONS).rollback()
     assert "page_session" not in database.get_tables()
+
+
+OTHER = {"agent": "user", "user": "agent"}
+
+
+def sign_in_over(srv, session, role: str, who: dict) -> None:
+    """The browser ``session`` signs in (again) as ``who``, whoever it held before: the
+    agent's sign-in form, or the host's link to /chat."""
+    if role == "agent":
+        token = csrf_of(session.get(srv.url("/agent/sign-in")).text)
+        form = {"username": who["username"], "password": f"{who['username']}-password"}
+        signed = session.post(
+            srv.url("/agent/sign-in"), data={**form, "csrf_token": token}, allow_redirects=False
+        )
+    else:
+        signed = session.get(srv.url("/chat?token=" + who["token"]), allow_redirects=False)
+    assert signed.status_code == 302, signed.text
+    session.csrf = csrf_of(session.get(srv.url(PAGE[role])).text)
+
+
+def hello_reply(ws, wanted: str) -> str:
+    """The frame answering the page's hello (pushes before it are skipped)."""
+    ws.settimeout(5)
+    ws.send(json.dumps({"type": "hello"}))
+    while wanted not in (frame := ws.recv()):
+        pass
+    return frame
+
+
+@pytest.mark.parametrize("role", ["agent", "user"])
+def test_signing_in_over_a_session_closes_its_live_channel(srv, role):
+    """A sign-in ends the session the browser held as that role (``web.sign_in``), and
+    with it that session's live channel: it went on getting the first person's pushes,
+    since revalidation checks accounts, not sessions. The browser's session as the other
+    role, the first person's other browsers and the host's connection stay."""
+    a, b = person(srv, role, f"over-a-{role}"), person(srv, role, f"over-b-{role}")
+    here, elsewhere = browser(srv, role, a), browser(srv, role, a)
+    other = OTHER[role]
+    sign_in_over(srv, here, other, person(srv, other, f"over-{other}-beside-{role}"))
+    a_live, beside = live_socket(srv, here, role), live_socket(srv, here, other)
+    elsewhere_live = live_socket(srv, elsewhere, role)
+    app = srv.ws()
+    assert app.request({"action": "login", "data": {"token": a["token"]}})["success"]
+
+    sign_in_over(srv, here, role, b)
+    assert close_code(a_live) == 1008
+    assert still_open(beside) and still_open(elsewhere_live)
+    assert app.request({"action": "ping"})["success"] is True
+
+    b_live = live_socket(srv, here, role)  # the page reloads, as B, and its channel opens
+    if role == "agent":
+        assert b["username"] in here.get(srv.url("/agent")).text
+        assert 'id="open-list"' in hello_reply(b_live, 'id="open-list"')
+    else:  # B's, not A's: its hello names B's open conversation
+        conv = srv.get("/api/kefu/message/getConversation", b["token"]).json()["data"]
+        assert f'data-conv="{conv["id"]}"' in hello_reply(b_live, 'id="chat-head"')
+    assert still_open(b_live)
+    assert_signed_in(srv, elsewhere, role)
+    for ws in (b_live, beside, elsewhere_live):
+        ws.close()
+    app.close()
+
+
+def test_a_failed_agent_sign_in_over_a_session_closes_its_live_channel(srv):
+    """A wrong password ends the session the browser held (``agent.sign_in``): its live
+    channel closes with it."""
+    a = person(srv, "agent", "failed-over-a")
+    here = browser(srv, "agent", a)
+    a_live = live_socket(srv, here, "agent")
+    token = csrf_of(here.get(srv.url("/agent/sign-in")).text)
+    form = {"username": a["username"], "password": "wrong", "csrf_token": token}
+    assert here.post(srv.url("/agent/sign-in"), data=form).status_code == 401
+    assert close_code(a_live) == 1008
+    assert_signed_out(srv, here, "agent")
+
+
+def test_the_same_users_chat_link_again_keeps_its_session_and_tabs(srv):
+    """A host links /chat?token=… from every page: the same person's link again keeps
+    the browser's session, so its open chat tabs stay live (a new session would close
+    them, and their pages reload, losing what was being typed)."""
+    a = person(srv, "user", "same-link-again")
+    here = browser(srv, "user", a)
+    tab = live_socket(srv, here, "user")
+    again = here.get(srv.url("/chat?token=" + a["token"]), allow_redirects=False)
+    assert again.status_code == 302
+    assert still_open(tab)
+    assert_signed_in(srv, here, "user")
+    tab.close()

@@ -19,7 +19,7 @@ from kefu.realtime.events import (
     MessagesRead,
     QueueChanged,
 )
-from kefu.services import desk
+from kefu.services import desk, history
 from kefu.services.desk import Row
 from kefu.web.render import partial
 
@@ -169,7 +169,7 @@ def user_header(conn, conv) -> str:
     ``data-conv`` makes a page that shows another conversation load this one."""
     position = None
     if conv.kefu_id is None:
-        position = desk.queue_position(conv.id)
+        position = history.queue_place(conv.id)
         conn.state.pop("served", None)
     else:
         conn.state["served"] = conv.id

@@ -120,13 +120,6 @@ def earlier_conversation(who: Principal, conversation_id: int) -> int | None:
         return earlier.id if earlier else None
 
 
-def queue_position(conversation_id: int) -> int | None:
-    """1-based place of a waiting conversation in the shared FIFO queue."""
-    with db.read():
-        ids = [c.id for c in Conversation.waiting().select(Conversation.id)]
-    return ids.index(conversation_id) + 1 if conversation_id in ids else None
-
-
 def visitor_state(visitor_id: str, kefu_id: int) -> int | None:
     """The id of the visitor's open conversation with that agent, if any."""
     with db.read():

@@ -59,7 +59,17 @@ def mark(secret: str) -> str:
     return hash_token(secret)
 
 
-def end(secret: str) -> None:
-    """Sign the session out (nothing happens if it is gone already)."""
+def end(secret: str) -> int | None:
+    """Sign the session out; returns whose it was, so that its live channel can be
+    closed (None, and nothing happens, if it is gone already)."""
+    secret_hash = hash_token(secret)
     with db.write():
-        PageSession.delete().where(PageSession.secret_hash == hash_token(secret)).execute()
+        row = (
+            PageSession.select(PageSession.id, PageSession.user)
+            .where(PageSession.secret_hash == secret_hash)
+            .first()
+        )
+        if row is None:
+            return None
+        PageSession.delete().where(PageSession.id == row.id).execute()
+    return row.user_id

@@ -12,7 +12,7 @@ from kefu import auth
 from kefu.errors import KefuError
 from kefu.models import SENDER_AGENT, SENDER_USER, TEXT
 from kefu.params import BOUND_MAX, number, optional_number
-from kefu.services import conversations, desk, messages
+from kefu.services import conversations, desk, history, messages
 from kefu.services.message_rules import check_send
 from kefu.web import session as web
 from kefu.web.render import HOMES, error_response, partial
@@ -45,7 +45,11 @@ def page():
             return render_template("chat/signed_out.html", csrf="", error=exc.message), status
         if who.is_agent:
             abort(403, description="Agents use the dashboard at /agent")
-        web.sign_in(web.USER, who.user_id)
+        current = web.current_user()
+        if current is None or current.user_id != who.user_id:
+            # The same person's link again (a host links every page) keeps the session:
+            # a new one would close its other tabs' live channels (``web.sign_in``).
+            web.sign_in(web.USER, who.user_id)
         return redirect(url_for("chat.page"))
     who = web.current_user()
     if who is None:
@@ -56,7 +60,7 @@ def page():
         ids = desk.unread_ids(conv.id, SENDER_AGENT)
         publish(conversations.mark_read(conv.id, who, ids, SENDER_AGENT)[1])
     ref = conv and desk.row_for(conv.id).conversation
-    position = desk.queue_position(conv.id) if conv and conv.is_open else None
+    position = history.queue_place(conv.id) if conv and conv.is_open else None
     return render_template(
         "chat/chat.html",
         me=who,
@@ -76,10 +80,7 @@ def sign_out():
     """Off this browser (a shared computer): the session and its chat pages' sockets
     go; the person's other browsers and the host application's own connections stay."""
     web.check_csrf()
-    who = web.current_user()
-    ended = web.sign_out(web.USER)
-    if who is not None and ended:
-        current_app.extensions["kefu.live"].disconnect_user(who.user_id, "Signed out", ended)
+    web.sign_out(web.USER)  # its live channels close too (web.sign_out)
     return render_template("chat/signed_out.html", csrf="", signed_out=True)
 
 

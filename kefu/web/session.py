@@ -2,10 +2,11 @@
 
 A page session is a row on the server (``services/page_sessions``) whose secret the
 signed cookie holds: signing out deletes the row, so a copy of the cookie taken before
-is refused afterwards. Agents and customers keep separate sessions under separate keys,
-so one browser can hold both without one identity leaking into the other's pages. The
-account is re-read with the session on every request, so a disabled account, a changed
-password or a removed agent profile loses access at once.
+is refused afterwards, and closes the live channels opened in that session. Agents and
+customers keep separate sessions under separate keys, so one browser can hold both
+without one identity leaking into the other's pages. The account is re-read with the
+session on every request, so a disabled account, a changed password or a removed agent
+profile loses access at once.
 """
 
 import hmac
@@ -71,12 +72,14 @@ def sign_in(role: str, user_id: int) -> None:
     """A fresh session id-wise: drop the old CSRF token (no fixation), keep the other role.
     A customer signing in where an agent is keeps the agent's token, made at the agent's
     own sign-in: a link to ``/chat?token=…`` must not break the open dashboard's forms.
-    The session this browser held as ``role`` is ended, not left to expire."""
+    The session this browser held as ``role`` is ended, not left to expire, and its
+    pages' live channels close (``sign_out``): they would go on getting the pushes of
+    whoever was signed in before (their pages reload, as the new sign-in)."""
     kept = (_key(USER if role == AGENT else AGENT),)
     if role == USER and isinstance(session.get(_key(AGENT)), str):
         kept += ("csrf",)
     other = {k: session[k] for k in kept if k in session}
-    sign_out(role)
+    sign_out(role, "Signed in again")
     session.clear()
     session.update(other)
     lifetime = current_app.permanent_session_lifetime.total_seconds()
@@ -137,14 +140,20 @@ def session_mark(role: str) -> str | None:
     return page_sessions.mark(secret) if isinstance(secret, str) else None
 
 
-def sign_out(role: str) -> str | None:
+def sign_out(role: str, reason: str = "Signed out") -> str | None:
     """End this browser's session as ``role``, here and on the server (every copy of
-    the cookie with it); the other role's stays. Returns the ended session's mark."""
+    the cookie with it), and close the pages' live channels opened in it, on every
+    worker (1008 with ``reason``). The other role's session, the person's other
+    browsers and the host application's own connections stay. Returns the ended
+    session's mark."""
     secret = session.pop(_key(role), None)
     if not isinstance(secret, str):
         return None
-    page_sessions.end(secret)
-    return page_sessions.mark(secret)
+    ended = page_sessions.mark(secret)
+    user_id = page_sessions.end(secret)
+    if user_id is not None:  # the row was there: sockets may have been opened in it
+        current_app.extensions["kefu.live"].disconnect_user(user_id, reason, ended)
+    return ended
 
 
 def agent_required(view):
