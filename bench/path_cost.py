@@ -56,8 +56,8 @@ def measure(rounds: int, pairs: int, agents: int) -> dict:
 
     import kefu
     from kefu import groupcommit
-    from kefu.auth import principal_for
     from kefu.migrate import upgrade
+    from kefu.principal import principal_for
     from kefu.protocols import dskefu
     from kefu.protocols import dskefu_codec as codec
     from kefu.realtime.connection import Connection

@@ -22,8 +22,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from kefu import create_app, db
-from kefu.auth import principal_for
 from kefu.migrate import upgrade
+from kefu.principal import principal_for
 from kefu.services import accounts, conversations, messages, presence
 
 

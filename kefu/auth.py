@@ -1,77 +1,13 @@
-"""Who is calling: bearer tokens (stored hashed) and host-signed JWTs → a Principal."""
-
-import hashlib
-import secrets
-from dataclasses import dataclass
+"""Who is calling: a bearer token (stored hashed) or a host-signed JWT → a Principal."""
 
 import jwt
 from flask import current_app
 
 from kefu import db
 from kefu.errors import Unauthorized, has_lone_surrogate
-from kefu.models import SENDER_AGENT, SENDER_USER, Agent, Token, User
-from kefu.realtime.events import Person, user_key
-from kefu.sqlcache import cached_first
-
-
-@dataclass(frozen=True)
-class Principal:
-    """A signed-in person, detached from the database (safe to keep on a socket)."""
-
-    user_id: int
-    uuid: str
-    username: str
-    nickname: str
-    avatar: str
-    kefu_id: int | None = None
-
-    @property
-    def is_agent(self) -> bool:
-        return self.kefu_id is not None
-
-    @property
-    def key(self) -> str:
-        """The hub address of all this person's connections."""
-        return user_key(self.user_id)
-
-    @property
-    def sender(self) -> tuple[int, int, str]:
-        """(sender_type, sender_id, sender_key) of messages this person writes."""
-        if self.is_agent:
-            return SENDER_AGENT, self.kefu_id, f"a:{self.kefu_id}"
-        return SENDER_USER, self.user_id, f"u:{self.user_id}"
-
-    @property
-    def person(self) -> Person:
-        return Person(self.user_id, self.uuid, self.username, self.nickname, self.avatar)
-
-
-def principal_for(user: User) -> Principal:
-    with db.read():  # joins the caller's block when there is one
-        agent = cached_first("agent_of_user", _agent_of_user, user.id)
-    return Principal(
-        user_id=user.id,
-        uuid=user.uuid,
-        username=user.username,
-        nickname=user.nickname,
-        avatar=user.avatar,
-        kefu_id=agent.id if agent else None,
-    )
-
-
-def _agent_of_user(user_id: int):
-    return Agent.select().where(Agent.user == user_id).limit(1)
-
-
-def hash_token(raw: str) -> str:
-    return hashlib.sha256(raw.encode()).hexdigest()
-
-
-def new_token_for(user: User) -> str:
-    """Create a bearer token; only its hash is stored. Call inside a write transaction."""
-    raw = secrets.token_urlsafe(32)
-    Token.create(user=user, token_hash=hash_token(raw))
-    return raw
+from kefu.models import Token, User
+from kefu.principal import Principal, hash_token, principal_for
+from kefu.services import accounts
 
 
 def authenticate(raw: object) -> Principal:
@@ -112,8 +48,6 @@ def _from_host_jwt(token: str) -> Principal:
         raise Unauthorized("Token signature is invalid") from None
     except jwt.InvalidTokenError as exc:
         raise Unauthorized(f"Invalid token: {exc}") from None
-    from kefu.services import accounts  # accounts imports auth for token issuing
-
     sub, name, avatar = claims["sub"], claims.get("name"), claims.get("avatar")
     if isinstance(sub, bool) or not isinstance(sub, str | int) or sub == "":
         raise Unauthorized("Invalid token: sub must be a non-empty string or an integer")

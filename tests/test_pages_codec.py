@@ -7,7 +7,7 @@ from types import SimpleNamespace
 import pytest
 
 from kefu import create_app
-from kefu.auth import Principal
+from kefu.principal import Principal
 from kefu.protocols.pages_codec import PagesCodec
 from kefu.realtime.events import (
     ConversationAssigned,

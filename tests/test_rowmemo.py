@@ -31,7 +31,7 @@ import gevent
 
 import kefu
 from kefu import db, groupcommit, rowmemo
-from kefu.auth import principal_for
+from kefu.principal import principal_for
 from kefu.errors import KefuError
 from kefu.migrate import upgrade
 from kefu.models import ENDED, SENDER_USER

@@ -7,10 +7,10 @@ import pytest
 from peewee import DatabaseError, InterfaceError
 
 from kefu import create_app, db, groupcommit
-from kefu.auth import principal_for
 from kefu.errors import Conflict, Invalid, NotFound
 from kefu.migrate import upgrade
 from kefu.models import ENDED, Agent, Conversation, User
+from kefu.principal import principal_for
 from kefu.realtime.events import ConversationAssigned, MessageCreated, QueueMoved
 from kefu.services import accounts, conversations, messages, presence, routing, targets, visitors
 from kefu.services.message_rules import OpIdReused

@@ -9,9 +9,9 @@ from types import SimpleNamespace
 import pytest
 
 from kefu import create_app
-from kefu.auth import principal_for
 from kefu.errors import Invalid
 from kefu.migrate import upgrade
+from kefu.principal import principal_for
 from kefu.protocols.waiter_codec import USER, WAITER, WaiterCodec
 from kefu.realtime import wire
 from kefu.realtime.events import ConversationAssigned, ConversationRequeued, QueueMoved

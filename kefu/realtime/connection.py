@@ -50,7 +50,7 @@ class Connection:
         self.ws = ws
         self.codec = codec
         self.id = f"{_process['tag']}:{next(_ids)}"
-        self.principal = None  # kefu.auth.Principal once signed in
+        self.principal = None  # kefu.principal.Principal once signed in
         self.visitor_id = None  # the visitor id a ds/kefu socket is bound to
         self.state = {}  # the protocol's own per-connection memory
         self.identified = False  # signed in, or acting as a visitor (login deadline)

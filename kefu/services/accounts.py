@@ -7,10 +7,10 @@ from peewee import IntegrityError
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from kefu import clock, db, groupcommit
-from kefu.auth import new_token_for
 from kefu.errors import Conflict, Invalid, NotFound
 from kefu.models import Agent, User
 from kefu.offload import off_hub
+from kefu.principal import new_token_for
 from kefu.services.routing import check_max_concurrent
 from kefu.sqlcache import cached_first, cached_select
 

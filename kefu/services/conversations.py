@@ -4,9 +4,9 @@ import time
 from datetime import datetime
 
 from kefu import clock, db, groupcommit
-from kefu.auth import Principal
 from kefu.errors import Conflict, Forbidden, Invalid, NotFound, is_row_id
 from kefu.models import ENDED, OPEN, SENDER_AGENT, SENDER_USER, Conversation, Message
+from kefu.principal import Principal
 from kefu.realtime.events import ConversationEnded, ConversationRated, MessagesRead
 from kefu.services import routing
 from kefu.services.snapshots import conversation_ref, load

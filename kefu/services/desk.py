@@ -9,9 +9,9 @@ from dataclasses import dataclass
 from peewee import fn
 
 from kefu import db
-from kefu.auth import Principal
 from kefu.errors import Invalid, seq_bound
 from kefu.models import ENDED, OPEN, Agent, Conversation, Message, Visitor
+from kefu.principal import Principal
 from kefu.realtime.events import ConversationRef, MessageView
 from kefu.services.conversations import visible
 from kefu.services.snapshots import conversation_ref, load, message_view, with_people

@@ -3,9 +3,9 @@
 from peewee import IntegrityError
 
 from kefu import clock, db, groupcommit, rowmemo
-from kefu.auth import Principal
 from kefu.errors import Conflict, Invalid, KefuError, seq_bound
 from kefu.models import SENDER_USER, TEXT, Conversation, Message
+from kefu.principal import Principal
 from kefu.realtime.events import MessageCreated, MessageView
 from kefu.services.conversations import visible
 from kefu.services.message_rules import LIMITS, OpIdReused, check_send, is_resend

@@ -11,8 +11,8 @@ import secrets
 from datetime import timedelta
 
 from kefu import clock, db
-from kefu.auth import hash_token
 from kefu.models import PageSession, User
+from kefu.principal import hash_token
 
 ROLES = ("agent", "user")
 

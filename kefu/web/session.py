@@ -18,7 +18,7 @@ from flask import abort, current_app, redirect, request, session, url_for
 from itsdangerous import BadData, URLSafeTimedSerializer
 
 from kefu import db
-from kefu.auth import Principal, principal_for
+from kefu.principal import Principal, principal_for
 from kefu.services import page_sessions
 
 AGENT, USER = page_sessions.ROLES
