@@ -48,15 +48,9 @@ def _body(data: Fields, kind: str):
     """(content, message_type, file_url) of a message_text / message_image payload."""
     if kind == "message_text":
         text = data.text("text", required=True)
-        if not text.strip():
-            raise Invalid("text is required")
-        limit = message_rules.LIMITS["content_chars"]
-        if len(text) > limit:
-            raise Invalid(f"text is too long (max {limit} characters)")
-        return text, TEXT, None
+        return message_rules.check_body(text, TEXT, None, names=("text", "image"))
     image = data.text("image", required=True, max_len=message_rules.FILE_URL_MAX)
-    message_rules.check_file_url(image, "image")
-    return "", IMAGE, image
+    return message_rules.check_body("", IMAGE, image, names=("text", "image"))
 
 
 def _page(data: Fields):

@@ -53,21 +53,26 @@ def check_file_url(url: str, field: str = "file_url") -> None:
         raise Invalid(f"{field} must be an http(s) URL or an upload's path (/uploads/<name>)")
 
 
-def check_body(content, message_type, file_url) -> tuple[str, int, str | None]:
-    """The guide's rules: text needs content; image and file need a file_url."""
+def check_body(
+    content, message_type, file_url, names=("content", "file_url")
+) -> tuple[str, int, str | None]:
+    """The guide's rules: text needs content; image and file need a file_url. ``names``
+    are what the protocol calls the two fields, for its errors (the waiter's payloads
+    say ``text`` and ``image``)."""
     if message_type not in (TEXT, IMAGE, FILE):
         raise Invalid("message_type must be 1 (text), 2 (image) or 3 (file)")
+    content_name, file_url_name = names
     content = content or ""
-    refuse_nul("content", content)  # the pages' forms reach here without Fields.text
-    refuse_nul("file_url", file_url)
+    refuse_nul(content_name, content)  # the pages' forms reach here without Fields.text
+    refuse_nul(file_url_name, file_url)
     if len(content) > LIMITS["content_chars"]:
-        raise Invalid(f"content is too long (max {LIMITS['content_chars']} characters)")
+        raise Invalid(f"{content_name} is too long (max {LIMITS['content_chars']} characters)")
     if message_type == TEXT and not content.strip():
-        raise Invalid("content is required")
+        raise Invalid(f"{content_name} is required")
     if message_type != TEXT and not file_url:
-        raise Invalid("file_url is required for image and file messages")
+        raise Invalid(f"{file_url_name} is required for image and file messages")
     if file_url is not None:
-        check_file_url(file_url)
+        check_file_url(file_url, file_url_name)
     return content, message_type, file_url or None
 
 
