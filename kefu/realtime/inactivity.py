@@ -7,6 +7,7 @@ still connected. Ending is idempotent, so two workers sweeping at once end it on
 """
 
 import logging
+from functools import partial
 
 import gevent
 
@@ -37,9 +38,10 @@ def end_inactive(live, idle_seconds: float) -> int:
     ended, after_key = 0, ""
     while page := inactivity.quiet(idle_seconds, after_key):
         for conversation_id, _, customer_key in page:
-            if live.connections_anywhere(customer_key):
+            present = partial(live.connections_anywhere, customer_key)
+            if present():
                 continue  # the customer is still there, reading
-            events = inactivity.end_if_still_quiet(conversation_id, idle_seconds)
+            events = inactivity.end_if_still_quiet(conversation_id, idle_seconds, present)
             if events:
                 live.publish(events)
                 ended += 1

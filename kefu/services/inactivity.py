@@ -32,15 +32,19 @@ def quiet(idle_seconds: float, after_key: str = "", limit: int = 200) -> list[tu
         ]
 
 
-def end_if_still_quiet(conversation_id: int, idle_seconds: float) -> list:
-    """End it unless a message came (or it ended) since it was found; the events."""
+def end_if_still_quiet(conversation_id: int, idle_seconds: float, present) -> list:
+    """End it unless a message came (or it ended) since it was found, or its customer
+    is back (``present()``, asked again in the transaction: the customer may have
+    reconnected while the job waited for its turn); the events."""
     cutoff = clock.now() - timedelta(seconds=idle_seconds)
-    return groupcommit.run(_end_if_quiet_locked, conversation_id, cutoff)
+    return groupcommit.run(_end_if_quiet_locked, conversation_id, cutoff, present)
 
 
-def _end_if_quiet_locked(conversation_id: int, cutoff) -> list:
+def _end_if_quiet_locked(conversation_id: int, cutoff, present) -> list:
     conv = load(conversation_id)
     if not conv.is_open or (conv.last_message_at or conv.created_at) >= cutoff:
+        return []
+    if present():
         return []
     customer_id = conv.user_id if conv.user_id is not None else conv.visitor_id
     return conversations.end_locked(conv, SENDER_USER, customer_id)
