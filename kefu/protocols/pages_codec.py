@@ -7,6 +7,10 @@ A connection's ``state`` holds its role ("agent" or "user") and its CSRF token, 
 forms inside pushed partials work; nothing is read from the publisher's request.
 """
 
+import contextlib
+
+from kefu import clock
+from kefu.errors import Busy
 from kefu.models import OPEN, SENDER_AGENT, SENDER_USER
 from kefu.realtime.events import (
     AgentChanged,
@@ -69,11 +73,23 @@ def _agent_message(event: MessageCreated, conn) -> str:
     )
 
 
+def _row(conv) -> Row:
+    """The dashboard's row for ``conv``, with its latest message: one read, and with the
+    waiting user's place (``user_header``) the only ones rendering makes. Pushes are
+    rendered wherever events are delivered (the publisher, the broker's listener), so a
+    read refused for a drained pool must not cost the push: the row goes without its
+    preview (the next message, or a reload, brings it)."""
+    try:
+        return desk.row_for(conv.id)
+    except Busy:
+        return Row(conv, None, None, clock.now())
+
+
 def _agent_assigned(event: ConversationAssigned, conn) -> str:
     conv = event.conversation
     if not _is_mine(conn, conv):
         return ""
-    row = desk.row_for(conv.id)  # the row needs its latest message: one read
+    row = _row(conv)
     # At the top for now; the page moves it to its place by its last activity (pages.js).
     return _delete(f"conv-{conv.id}") + oob(
         "#open-list", partial("parts/conv_row.html", row=row), "afterbegin"
@@ -84,7 +100,7 @@ def _agent_ended(event: ConversationEnded, conn) -> str:
     conv = event.conversation
     if not _is_mine(conn, conv):
         return ""
-    row = desk.row_for(conv.id)
+    row = _row(conv)
     # Says who ended it; a reply being written stays in the notice (composer.js).
     footer = partial(
         "parts/agent_footer.html",
@@ -169,7 +185,8 @@ def user_header(conn, conv) -> str:
     ``data-conv`` makes a page that shows another conversation load this one."""
     position = None
     if conv.kefu_id is None:
-        position = history.queue_place(conv.id)
+        with contextlib.suppress(Busy):  # "Waiting" without its place, not no push
+            position = history.queue_place(conv.id)
         conn.state.pop("served", None)
     else:
         conn.state["served"] = conv.id
