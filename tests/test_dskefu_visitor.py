@@ -284,3 +284,35 @@ def test_a_visitors_op_id_is_a_resend_only_to_the_same_agent(server):
     assert send(first_agent["kefu_id"]) == first  # the resend, answered as the first time
     assert server.sql("SELECT COUNT(*) FROM message WHERE op_id = ?", "u1") == [(1,)]
     assert ws.request({"action": "ping"})["success"] is True
+
+
+def test_an_agent_logging_in_is_told_of_a_visitor_conversation_opened_while_offline(server):
+    """A visitor names its agent, online or not. The assignment was announced to nobody
+    then, and a ds/kefu agent has no other way to learn the conversation's id: its login
+    now lists its open conversations after the reply, as the waiter's auth does."""
+    agent = server.create_agent("visitor-offline-agent")
+    visitor = server.ws()
+    bind = {"action": "kefu_message_visitor_bind_fd", "data": {"bind_key": "came-at-night"}}
+    assert visitor.request(bind)["success"]
+    data = {"visitor_id": "came-at-night", "kefu_id": agent["kefu_id"], "content": "anyone?"}
+    assert visitor.request({"action": "kefu_message_visitor_send", "data": data})["success"]
+    ws = server.ws()
+    login = ws.request({"action": "login", "data": {"token": agent["token"]}, "op_id": "in"})
+    assert login["op_id"] == "in" and login["success"]  # the reply comes first
+    told = ws.recv()
+    assert told == {
+        "type": "push_message",
+        "action": "kefu_conversation_assigned",
+        "conversation_id": INT,
+        "kefu_id": agent["kefu_id"],
+        "user_id": None,
+        "timestamp": INT,
+        "visitor_id": "came-at-night",
+    }
+    assert ws.silent()
+    answer = {"conversation_id": told["conversation_id"], "content": "here now"}
+    assert ws.request({"action": "kefu_message_send", "data": answer})["success"]
+    assert visitor.recv()["content"] == "here now"
+    again = server.ws()  # every login of the agent lists them; a second one too
+    assert again.request({"action": "login", "data": {"token": agent["token"]}})["success"]
+    assert again.recv()["conversation_id"] == told["conversation_id"]

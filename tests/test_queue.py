@@ -156,6 +156,8 @@ def test_an_agent_back_within_the_grace_after_a_restart_keeps_its_customers(make
     cid = open_conversation(server, Server.host_jwt("kept"))["id"]
     server.restart()
     agent_ws = login(server, agent["token"])
+    told = agent_ws.recv()  # a ds/kefu agent's login lists its open conversations
+    assert (told["action"], told["conversation_id"]) == ("kefu_conversation_assigned", cid)
     time.sleep(3)  # past the grace, counted from the restart
     assert server.sql("SELECT kefu_id FROM conversation WHERE id = ?", cid) == [(agent["kefu_id"],)]
     assert agent_ws.silent()  # nothing was taken away and given back

@@ -16,7 +16,7 @@ from kefu.protocols import dskefu_codec as codec
 from kefu.protocols.fields import Fields, FrameError, echoable_op_id, op_id_of, parse_counted
 from kefu.realtime.connection import Connection
 from kefu.realtime.transport import sock
-from kefu.services import conversations, messages, visitors
+from kefu.services import conversations, history, messages, visitors
 
 log = logging.getLogger(__name__)
 bp = Blueprint("dskefu", __name__)
@@ -35,6 +35,12 @@ def on_login(conn, data: Fields, op_id, live):
         raise Unauthorized("This connection is already logged in as another user")
     if conn.principal is None:
         live.sign_in(conn, principal)
+        if principal.is_agent:
+            # Its open conversations, as the waiter's auth lists them: one a visitor
+            # opened while the agent was offline was announced to nobody, and ds/kefu
+            # gives an agent no other way to learn its id. After the reply (handle).
+            pushes = [codec.assigned_push(ref) for ref in history.open_for_agent(principal.kefu_id)]
+            conn.state["after_reply"] = pushes
     return "Login successful", {"user_id": principal.user_id, "kefu_id": principal.kefu_id}, []
 
 
@@ -160,6 +166,8 @@ def handle(conn, raw, live, max_bytes: int) -> None:
         conn.send(codec.fail("Internal server error", echoable_op_id(op_id)))
         return
     conn.send(codec.ok(message, data, op_id))
+    for push in conn.state.pop("after_reply", ()):
+        conn.send(push)
     live.publish(events, origin=conn.id)
 
 

@@ -134,8 +134,12 @@ def _end_push(event: ConversationEnded) -> dict:
     }
 
 
-def _assigned_push(event: ConversationAssigned) -> dict:
-    conv = event.conversation
+def assigned_push(conv: ConversationRef) -> str:
+    """``kefu_conversation_assigned`` for ``conv``, as a frame."""
+    return compact_json(_assigned_push(conv))
+
+
+def _assigned_push(conv: ConversationRef) -> dict:
     push = {
         "type": "push_message",
         "action": "kefu_conversation_assigned",
@@ -162,4 +166,4 @@ class DsKefuCodec:
             if _is_party(conn, event.conversation):
                 yield compact_json(_end_push(event))
         elif isinstance(event, ConversationAssigned) and _to_assignee(conn, event.conversation):
-            yield compact_json(_assigned_push(event))
+            yield assigned_push(event.conversation)
