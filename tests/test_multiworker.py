@@ -465,6 +465,29 @@ def test_dead_workers_agent_is_requeued_by_a_sweeper(pair, db_url, tmp_path):
         c.stop(signal.SIGKILL)
 
 
+def test_the_grace_counts_from_the_agents_last_socket_on_any_worker(pair):
+    """A socket closing on A armed a timer there. The agent went on on B and left B
+    later, and A's timer then re-queued its users at once, counted from the first close
+    (5 s of a 20 s grace, a tester saw). The grace now runs from the last socket
+    anywhere: the presence registry's sweep is what re-queues with several workers."""
+    a, b = pair
+    agent = a.create_agent(unique("mw-grace"))
+    first = waiter(a, agent)
+    assert first.request("ready")["type"] == "ready"
+    user = Peer(b, USER_PATH, b.host_jwt(unique("mw-grace-user")))
+    assert user.request("connect")["type"] == "connect_success"
+    first.close()
+    time.sleep(0.5)
+    back = waiter(b, agent)  # within the grace, on the other worker
+    assert back.expect("new_connection")["from"] == user.uuid
+    time.sleep(0.5)
+    back.close()  # its last socket anywhere
+    left = time.monotonic()
+    assert user.expect("connect_queue", timeout=TTL + GRACE + 8)["payload"]["location"] == 1
+    assert time.monotonic() - left >= GRACE - 0.2  # not A's timer, 1 s after it left
+    user.close()
+
+
 PRESENCE_SCRIPT = """
 from gevent import monkey
 monkey.patch_all()

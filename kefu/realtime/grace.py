@@ -3,9 +3,10 @@
 When an agent's last socket here closes, its users stay assigned for
 ``KEFU_AGENT_GRACE_SECONDS``. Back within it (a reconnect), nothing moves, and the new
 socket learns since when its customers went unheard (the waiter protocol replays what
-they wrote). After it, its users go back to the head of the queue; the requeue itself
-checks presence on every worker (``routing.requeue_agent``), so an agent whose socket
-is on another worker keeps them.
+they wrote). After it, its users go back to the head of the queue. That timer is this
+worker's only with the memory broker (one worker); with several, the presence
+registry (``presence_db``) re-queues an agent once it has been away from every worker
+for the whole period.
 """
 
 import logging
@@ -31,12 +32,18 @@ class Grace:
         self._away: dict[int, gevent.Greenlet] = {}
         self._gone_at: dict = {}  # kefu_id -> when its last socket here went
 
-    def went(self, kefu_id: int) -> None:
-        """The agent's last socket here closed: its grace period starts."""
-        stale = self._away.get(kefu_id)  # a retry of an earlier absence
+    def went(self, kefu_id: int, requeue: bool = True) -> None:
+        """The agent's last socket here closed: its grace period starts. ``requeue``
+        False (several workers): only the time is noted, for the replay; the presence
+        registry's sweep, which sees every worker, re-queues. A timer here would count
+        from this close even if the agent was still, or again, online on another
+        worker, and take its users away when it left there later."""
+        stale = self._away.pop(kefu_id, None)  # a retry of an earlier absence
         if stale is not None:
             stale.kill(block=False)
-        self._away[kefu_id] = gevent.spawn_later(self.seconds, self._requeue_if_away, kefu_id)
+        if requeue:
+            timer = gevent.spawn_later(self.seconds, self._requeue_if_away, kefu_id)
+            self._away[kefu_id] = timer
         self._gone_at[kefu_id] = clock.now()
 
     def went_before_start(self, kefu_ids) -> None:

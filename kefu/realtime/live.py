@@ -211,7 +211,7 @@ class Live(Admission):
         went_offline = self.hub.remove(conn)
         self._uncount(conn)
         if went_offline is not None:
-            self.grace.went(went_offline)
+            self.grace.went(went_offline, requeue=self.registry is None)
 
     def disconnect_user(self, user_id: int, reason: str, session: str | None = None):
         """Close every socket of a person, or only those of one page session (the
