@@ -111,9 +111,22 @@
     if (elt && elt.classList && elt.classList.contains("older")) {
       /* loaded because the thread was not full: the reader was at its newest message */
       tidy(elt.dataset.fill ? "newest" : "keep");
-    } else if (target && target.id === "main") tidy("newest"); /* a conversation opened */
-    else tidy("follow");
+    } else if (target && target.id === "main") { /* a conversation opened */
+      tidy("newest");
+      focusOpened();
+    } else tidy("follow");
   });
+  /* On a phone the list gives way to the conversation opened from it, taking the focus
+     of the row that opened it: the conversation's heading takes it (a screen reader
+     reads whose it is; Tab goes on into the conversation). A row still shown keeps it. */
+  function focusOpened() {
+    var el = document.activeElement;
+    if (el && el !== document.body && el.getClientRects().length) return;
+    var heading = document.querySelector("#conversation .conv-head h2");
+    if (!heading || !heading.getClientRects().length) return;
+    heading.setAttribute("tabindex", "-1");
+    heading.focus({ preventScroll: true });
+  }
   document.addEventListener("DOMContentLoaded", function () { tidy("newest"); });
 
   /* As the reader scrolls, note whether they left the newest messages (more than 120 px
@@ -196,32 +209,7 @@
     return newer;
   }
 
-  /* -- notices: a sound and a counter in the title for the other side's messages -- */
-  var baseTitle = document.title, unseen = 0, audio = null;
-  /* Browsers let a page play sound only after a gesture: a click or, for an agent who
-     works from the keyboard, a key. */
-  function unlockAudio() {
-    if (!audio && window.AudioContext) audio = new AudioContext();
-  }
-  document.addEventListener("pointerdown", unlockAudio, { once: true });
-  document.addEventListener("keydown", unlockAudio, { once: true });
-  function beep() {
-    if (!audio) return;
-    var o = audio.createOscillator(), g = audio.createGain();
-    o.frequency.value = 880; g.gain.value = 0.08;
-    o.connect(g); g.connect(audio.destination);
-    o.start(); o.stop(audio.currentTime + 0.15);
-  }
-  function notice() {
-    beep();
-    if (document.hidden || !document.hasFocus()) {
-      unseen += 1;
-      document.title = "(" + unseen + ") New message · " + baseTitle;
-    }
-  }
-  function clearNotice() { unseen = 0; document.title = baseTitle; }
-  window.addEventListener("focus", clearNotice);
-  document.addEventListener("visibilitychange", function () { if (!document.hidden) { clearNotice(); markRead(); } });
+  document.addEventListener("visibilitychange", function () { if (!document.hidden) markRead(); });
 
   var readTimer = null;
   function markRead() {
@@ -306,6 +294,7 @@
     var el = document.activeElement;
     focusedId = el && el !== document.body && el.id ? el.id : "";
   });
+
   document.addEventListener("htmx:wsAfterMessage", function () {
     var msg = frame;
     if (focusedId && (!document.activeElement || document.activeElement === document.body)) {
@@ -315,13 +304,10 @@
     tidy("follow");
     /* A push during a load may be newer than what the load brings: load once more. */
     if (role() === "user" && (chatLoading || newerConversation(msg))) loadChat();
-    if (msg.indexOf('class="msg theirs"') >= 0) {
-      notice();
-      var id = viewing();
-      if (id && msg.indexOf('data-conv="' + id + '"') >= 0) markRead();
-    }
+    var id = viewing(); /* the other side's message in the open conversation: read */
+    if (id && msg.indexOf('class="msg theirs"') >= 0 && msg.indexOf('data-conv="' + id + '"') >= 0) markRead();
   });
 
-  /* What composer.js (the message box) shares with the rest of the page. */
-  window.kefuPages = { csrf: csrf, toast: toast, tidy: tidy, grow: grow, loadChat: loadChat };
+  /* What composer.js (the message box) and notices.js share with the rest of the page. */
+  window.kefuPages = { csrf: csrf, toast: toast, tidy: tidy, grow: grow, loadChat: loadChat, role: role, viewing: viewing };
 })();

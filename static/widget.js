@@ -61,6 +61,7 @@
       ".panel{position:fixed;right:20px;bottom:88px;z-index:2147483646;width:370px;height:560px;max-height:calc(100vh - 110px);" +
       "border:0;border-radius:14px;box-shadow:0 12px 40px rgba(0,0,0,.25);background:#fff;display:none}" +
       ".panel.open{display:block}.bubble:focus-visible{outline:3px solid #111827;outline-offset:3px}" +
+      ".sr{position:fixed;width:1px;height:1px;overflow:hidden;clip-path:inset(50%);white-space:nowrap}" +
       "@media (max-width:480px){.panel{right:0;bottom:0;width:100vw;height:100vh;max-height:none;border-radius:0}" +
       ".bubble.open{bottom:auto;top:10px;right:10px;width:40px;height:40px}}";
     var frame = null, loaded = false;
@@ -73,6 +74,20 @@
       '<svg class="close" viewBox="0 0 24 24" fill="none" stroke="currentColor" stroke-width="2.5" stroke-linecap="round" aria-hidden="true"><path d="M6 6l12 12M18 6L6 18"/></svg><span class="dot"></span>';
     bubble.setAttribute("aria-expanded", "false");
     bubble.setAttribute("aria-controls", "kefu-panel");
+    /* A reply while the panel is closed: the dot, a label that says so, and a word to a
+       screen reader (a polite live region beside the bubble). */
+    var news = document.createElement("span"), newsTimer = null;
+    news.className = "sr";
+    news.setAttribute("role", "status");
+    function setUnread(on) {
+      var text = on ? label + " (new message)" : label;
+      bubble.classList.toggle("unread", on);
+      bubble.setAttribute("aria-label", text);
+      bubble.title = text;
+      clearTimeout(newsTimer);
+      news.textContent = "";
+      if (on) newsTimer = setTimeout(function () { news.textContent = "New message in the chat"; }, 100);
+    }
     function isOpen() { return !!frame && frame.classList.contains("open"); }
     /* Opening moves the focus into the chat's message box; closing (the bubble, or Escape
        in the chat or on the bubble) gives it back to the bubble. The panel comes after
@@ -101,7 +116,7 @@
       frame.classList.toggle("open", open);
       bubble.classList.toggle("open", open);
       bubble.setAttribute("aria-expanded", String(open));
-      bubble.classList.remove("unread");
+      if (bubble.classList.contains("unread")) setUnread(false);
       if (!open) bubble.focus();
       else if (loaded) focusChat(); /* else once it has loaded */
     }
@@ -123,13 +138,14 @@
     else if (phone.addListener) phone.addListener(tellLayout);
     window.addEventListener("message", function (e) {
       if (e.origin !== origin || !e.data || !frame) return;
-      if (e.data.kefu === "unread" && !isOpen()) bubble.classList.add("unread");
+      if (e.data.kefu === "unread" && !isOpen()) setUnread(true);
       if (e.source !== frame.contentWindow) return;
       if (e.data.kefu === "close" && isOpen()) setOpen(false);
       if (e.data.kefu === "outbox" && Array.isArray(e.data.items)) keepOutbox(e.data.items);
     });
     root.appendChild(style);
     root.appendChild(bubble);
+    root.appendChild(news);
     document.body.appendChild(host);
     if (keptOutbox().length) ensureFrame();
   }
