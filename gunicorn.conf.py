@@ -5,16 +5,18 @@ import resource
 import subprocess
 import sys
 
-from kefu.config import env_int  # plain os/secrets: no peewee in the master
+# Not "config": gunicorn would take that name for its -c setting.
+from kefu import config as kefu_config  # plain os/secrets: no peewee in the master
 
-bind = os.environ.get("KEFU_BIND", "127.0.0.1:8000")  # on_starting refuses an empty one
 worker_class = "gevent"
 try:
+    bind = kefu_config.bind()  # not empty
     # One worker by default (the memory broker). More workers need KEFU_BROKER=postgres
     # on PostgreSQL; on_starting refuses other combinations (docs/deployment.md).
-    workers = env_int("KEFU_WORKERS", 1, least=1)  # 0: a master with no worker
-    worker_connections = env_int("KEFU_WORKER_CONNECTIONS", 20000, least=1)  # 0 accepts none
-    graceful_timeout = env_int("KEFU_GRACEFUL_TIMEOUT", 10)
+    workers = kefu_config.workers()
+    worker_connections = kefu_config.env_int("KEFU_WORKER_CONNECTIONS", 20000, least=1)  # 0: none
+    graceful_timeout = kefu_config.env_int("KEFU_GRACEFUL_TIMEOUT", 10)
+    loglevel = kefu_config.log_level()  # one of gunicorn's: it took any other word for info
 except ValueError as exc:
     raise SystemExit(f"kefu: {exc}") from None
 timeout = 30
@@ -24,7 +26,6 @@ keepalive = 5
 # last. kefu does not use it.
 control_socket_disable = True
 accesslog = os.environ.get("KEFU_ACCESS_LOG") or None
-loglevel = os.environ.get("KEFU_LOG_LEVEL", "info")  # on_starting refuses unknown ones
 
 
 def on_starting(server):
@@ -50,7 +51,8 @@ def on_reload(server):
 
 
 def _settings_problem(server) -> str | None:
-    from kefu.config import deployment_problem, from_environment, upload_dir_problem, weak_secrets
+    from kefu.config import from_environment
+    from kefu.deployment import deployment_problem, upload_dir_problem, weak_secrets
 
     try:
         settings = from_environment()

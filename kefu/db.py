@@ -1,8 +1,12 @@
 """The database: built from KEFU_DATABASE_URL, scoped per service call, never per socket.
 
-Services use ``read()`` and ``write()``; nothing else opens connections. A pooled
-connection is taken for the duration of one call and given back, so ten thousand idle
-sockets hold no database connection at all.
+Services use ``read()`` and ``write()``, the only way to a pooled connection (a query
+outside them fails: ``autoconnect`` is off). A pooled connection is taken for the
+duration of one call and given back, so ten thousand idle sockets hold no database
+connection at all. Three background tasks keep one connection each of their own,
+outside the pool: the presence heartbeat (``realtime.presence_db``) and the broker's
+listener (``realtime.pg_broker``) on PostgreSQL, and the WAL checkpointer
+(``kefu.checkpoint``) on SQLite; migrations (``kefu.migrate``) open their own database.
 
 SQLite does not yield to gevent while it waits for a lock, so a greenlet stuck in
 SQLite's busy timeout would freeze every socket of the worker. Writes are therefore

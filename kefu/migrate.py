@@ -13,7 +13,6 @@ waits, then finds nothing pending.
 
 import fcntl
 import logging
-import os
 import sys
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -23,6 +22,7 @@ import peewee as pw
 from peewee_migrate import Router
 from playhouse.migrate import make_index_name
 
+from kefu.config import database_url
 from kefu.db import error_text, make_database
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
@@ -38,14 +38,6 @@ def upgrade(url: str) -> list[str]:
     """Apply pending migrations to the database at ``url``; returns their names."""
     with opened(url) as database:
         return migrate(database)
-
-
-def upgrade_from_environment() -> list[str]:
-    return upgrade(database_url())
-
-
-def database_url() -> str:
-    return os.environ.get("KEFU_DATABASE_URL", "sqlite:///kefu.db")
 
 
 @contextmanager

@@ -56,10 +56,6 @@ class User(BaseModel):
             (cls.is_active == False) | cls.credentials_changed_at.is_null(False),  # noqa: E712
         )
 
-    @property
-    def display_name(self) -> str:
-        return self.nickname or self.username
-
 
 class Token(BaseModel):
     """A bearer token, stored only as its SHA-256."""

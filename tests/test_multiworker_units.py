@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from kefu.config import deployment_problem, weak_secrets
 from kefu.db import make_database
+from kefu.deployment import deployment_problem, weak_secrets
 from kefu.realtime import events as ev
 from kefu.realtime import wire
 from kefu.realtime.pg_broker import SeqOrder

@@ -7,7 +7,7 @@ import pytest
 from peewee import DatabaseError, InterfaceError
 
 from kefu import create_app, db, groupcommit
-from kefu.errors import Conflict, Invalid, NotFound
+from kefu.errors import Busy, Conflict, Invalid, NotFound
 from kefu.migrate import upgrade
 from kefu.models import ENDED, Agent, Conversation, User
 from kefu.principal import principal_for
@@ -90,6 +90,28 @@ def test_raised_limit_refills_from_queue(app):
     assert assigned == [convs[1].id, convs[2].id]
     with pytest.raises(Invalid):
         routing.set_max_concurrent(a.kefu_id, 0)
+
+
+def test_a_switch_and_its_fill_are_stored_together_or_not_at_all(app, monkeypatch):
+    """Ready and a new limit were committed on their own, then the fill from the queue
+    failed (``Busy``: no connection free): the change was stored, yet its AgentChanged
+    never went out. Now both are one transaction."""
+    a = agent(app, "together", limit=2)
+    routing.set_accepting(a.kefu_id, False)
+
+    def busy():
+        raise Busy("Server busy, try again shortly")
+
+    monkeypatch.setattr(routing, "assign_waiting_locked", busy)
+    with pytest.raises(Busy):
+        routing.set_accepting(a.kefu_id, True)
+    with pytest.raises(Busy):
+        routing.set_max_concurrent(a.kefu_id, 3)
+    stored = load_agent(a.kefu_id)
+    assert (stored.accepting, stored.max_concurrent) == (False, 2)
+    monkeypatch.undo()
+    events = routing.set_accepting(a.kefu_id, True)
+    assert [(e.accepting, e.max_concurrent) for e in events] == [(True, 2)]
 
 
 def test_send_rules_and_idempotency(app):

@@ -7,9 +7,11 @@ at 97% CPU, writes that hung). A 0 the README gives a meaning ("off", "never") s
 
 import os
 import re
+import runpy
 
 import pytest
 
+from kefu import config
 from kefu.config import SettingsError, from_environment
 from tests.support import ROOT
 
@@ -116,10 +118,24 @@ BOUNDS = [
     *[(var, most, past) for var, _, _, most, past in CEILINGS],
 ]
 CONFIG_KEY = {"KEFU_SESSION_SECONDS": "PERMANENT_SESSION_LIFETIME"}
+# gunicorn's settings and the stall monitor's: from_environment checks them (the CLI
+# stops on a bad one too) and keeps none; gunicorn.conf.py and stall.py read them.
+SERVER = {
+    "KEFU_BIND": config.bind,
+    "KEFU_LOG_LEVEL": config.log_level,
+    "KEFU_WORKERS": config.workers,
+    "KEFU_STALL_TICK_MS": config.stall_tick_ms,
+}
 
 
 def key(var: str) -> str:
     return CONFIG_KEY.get(var, var.removeprefix("KEFU_"))
+
+
+def value(var: str):
+    """The setting as the server uses it, once from_environment has checked them all."""
+    settings = from_environment()
+    return SERVER[var]() if var in SERVER else settings[key(var)]
 
 
 # Where 0 means something (README, or the code), so it stays allowed.
@@ -166,7 +182,7 @@ def test_a_value_the_server_cannot_work_with_is_refused(environ, var, value, say
 def test_zero_is_refused_only_where_it_means_nothing(environ, var):
     environ.setenv(var, "0")
     if var in ZERO_MEANS:
-        assert from_environment()[key(var)] == 0
+        assert value(var) == 0
     else:
         with pytest.raises(SettingsError, match=f"{var}='0'"):
             from_environment()
@@ -174,19 +190,47 @@ def test_zero_is_refused_only_where_it_means_nothing(environ, var):
 
 def test_every_default_passes_written_out_too(environ):
     defaults = from_environment()
-    assert (defaults["BIND"], defaults["LOG_LEVEL"]) == ("127.0.0.1:8000", "info")
-    for var in [*numeric_settings(), "KEFU_BIND", "KEFU_LOG_LEVEL"]:
-        environ.setenv(var, str(defaults[key(var)]))
+    server_defaults = {var: read() for var, read in SERVER.items()}
+    assert server_defaults == {
+        "KEFU_BIND": "127.0.0.1:8000",
+        "KEFU_LOG_LEVEL": "info",
+        "KEFU_WORKERS": 1,
+        "KEFU_STALL_TICK_MS": 5.0,
+    }
+    for var in [*numeric_settings(), *SERVER]:
+        environ.setenv(var, str(server_defaults[var] if var in SERVER else defaults[key(var)]))
     written = from_environment()
     assert {k: v for k, v in written.items() if k != "SECRET_KEY"} == {
         k: v for k, v in defaults.items() if k != "SECRET_KEY"
     }
+    assert {var: read() for var, read in SERVER.items()} == server_defaults
+
+
+def test_gunicorns_settings_are_checked_but_not_kept_in_the_apps_config(environ):
+    """One definition each: nothing in the app read them from its config."""
+    assert not {key(var) for var in SERVER} & from_environment().keys()
+
+
+def test_gunicorn_takes_its_settings_from_the_same_definitions(environ):
+    environ.setenv("KEFU_BIND", "127.0.0.1:18123")
+    environ.setenv("KEFU_WORKERS", "3")
+    environ.setenv("KEFU_LOG_LEVEL", "warning")
+    settings = runpy.run_path(str(ROOT / "gunicorn.conf.py"))
+    assert (settings["bind"], settings["workers"], settings["loglevel"]) == (
+        "127.0.0.1:18123",
+        3,
+        "warning",
+    )
+    assert "config" not in settings  # gunicorn would take it for its -c setting
+    environ.setenv("KEFU_BIND", "")  # one line, before any worker (or the master) starts
+    with pytest.raises(SystemExit, match=re.escape("kefu: KEFU_BIND='': must be an address")):
+        runpy.run_path(str(ROOT / "gunicorn.conf.py"))
 
 
 @pytest.mark.parametrize("var, bound, past", BOUNDS)
 def test_each_bound_is_allowed_and_a_step_past_it_is_not(environ, var, bound, past):
     environ.setenv(var, bound)
-    assert from_environment()[key(var)] == float(bound)
+    assert value(var) == float(bound)
     environ.setenv(var, past)
     with pytest.raises(SettingsError, match=f"{var}='{past}'"):
         from_environment()
@@ -195,4 +239,4 @@ def test_each_bound_is_allowed_and_a_step_past_it_is_not(environ, var, bound, pa
 @pytest.mark.parametrize("level", ["debug", "INFO", "Warning", "error", "critical"])
 def test_gunicorn_log_levels_pass_in_any_case(environ, level):
     environ.setenv("KEFU_LOG_LEVEL", level)
-    assert from_environment()["LOG_LEVEL"] == level
+    assert value("KEFU_LOG_LEVEL") == level

@@ -13,6 +13,8 @@ class Broker(Protocol):
 
     def publish(self, events: Sequence, origin: str | None) -> None: ...
 
+    def stop(self) -> None: ...
+
 
 class MemoryBroker:
     """Single process: publishing is a direct call, in order, with no copies."""
@@ -26,3 +28,6 @@ class MemoryBroker:
     def publish(self, events: Sequence, origin: str | None) -> None:
         for deliver in self._subscribers:
             deliver(events, origin)
+
+    def stop(self) -> None:
+        """Nothing to let go of: no connection, no greenlet."""

@@ -232,6 +232,10 @@ class Live(Admission):
                 self.registry.stop()  # presence goes now, not after the TTL
             except Exception:
                 log.exception("removing this worker's presence failed")
+        try:
+            self.hub.broker.stop()  # the listener's connection is let go (PostgreSQL)
+        except Exception:
+            log.exception("stopping the broker failed")
         for conn in self.hub.all_connections():
             conn.close(1001, "Server shutting down")
 

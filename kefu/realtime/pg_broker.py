@@ -197,6 +197,8 @@ class PgBroker:
             db.database.execute_sql("SELECT pg_notify(%s, %s)", (CHANNEL, ",".join(map(str, ids))))
 
     def stop(self) -> None:
+        """A graceful exit: the listener stops, and its connection closes (``finally``
+        in ``_listen_forever``). The publisher is left to send what is queued."""
         if self._listener is not None:
             self._listener.kill(block=False)
 

@@ -169,11 +169,17 @@ def queue_length() -> int:
 
 
 def set_accepting(kefu_id: int, accepting: bool) -> list:
-    """The ready/unready switch. Unready keeps current conversations, takes no new ones."""
-    with db.write():
-        Agent.update(accepting=accepting).where(Agent.id == kefu_id).execute()
-        events = [_agent_changed_locked(kefu_id)]
-    return events + (dispatch() if accepting else [])
+    """The ready/unready switch. Unready keeps current conversations, takes no new ones.
+    Ready fills the agent's free capacity in the same transaction: the switch is never
+    stored without its events, as it was when the fill, a transaction of its own after
+    it, failed (``Busy``: no connection free)."""
+    return groupcommit.run(_set_accepting_locked, kefu_id, accepting)
+
+
+def _set_accepting_locked(kefu_id: int, accepting: bool) -> list:
+    Agent.update(accepting=accepting).where(Agent.id == kefu_id).execute()
+    events = [_agent_changed_locked(kefu_id)]
+    return events + (_dispatch_locked() if accepting else [])
 
 
 def check_max_concurrent(limit) -> None:
@@ -182,11 +188,15 @@ def check_max_concurrent(limit) -> None:
 
 
 def set_max_concurrent(kefu_id: int, limit: int) -> list:
+    """A new limit for the agent; a raised one is filled from the queue in the same
+    transaction (see ``set_accepting``)."""
     check_max_concurrent(limit)
-    with db.write():
-        Agent.update(max_concurrent=limit).where(Agent.id == kefu_id).execute()
-        events = [_agent_changed_locked(kefu_id)]
-    return events + dispatch()
+    return groupcommit.run(_set_max_concurrent_locked, kefu_id, limit)
+
+
+def _set_max_concurrent_locked(kefu_id: int, limit: int) -> list:
+    Agent.update(max_concurrent=limit).where(Agent.id == kefu_id).execute()
+    return [_agent_changed_locked(kefu_id), *_dispatch_locked()]
 
 
 def _agent_changed_locked(kefu_id: int) -> AgentChanged:
