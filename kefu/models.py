@@ -132,6 +132,29 @@ class Visitor(BaseModel):
     created_at = DateTimeField(default=clock.now)
 
 
+# The keys the unique indexes hold, spelled once: a conversation's ``open_key`` (one open
+# conversation per user, or per visitor and agent) and a message's ``sender_key`` (whose
+# op_ids are unique together, whatever the protocol).
+def user_open_key(user_id: int) -> str:
+    return f"u:{user_id}"
+
+
+def visitor_open_key(visitor_row_id: int, kefu_id: int) -> str:
+    return f"v:{visitor_row_id}:{kefu_id}"
+
+
+def user_sender_key(user_id: int) -> str:
+    return f"u:{user_id}"
+
+
+def agent_sender_key(kefu_id: int) -> str:
+    return f"a:{kefu_id}"
+
+
+def visitor_sender_key(visitor_row_id: int) -> str:
+    return f"v:{visitor_row_id}"
+
+
 class Conversation(BaseModel):
     user = ForeignKeyField(User, null=True, backref="conversations", on_delete="CASCADE")
     visitor = ForeignKeyField(Visitor, null=True, backref="conversations", on_delete="CASCADE")

@@ -7,7 +7,15 @@ import secrets
 from dataclasses import dataclass
 
 from kefu import db
-from kefu.models import SENDER_AGENT, SENDER_USER, Agent, Token, User
+from kefu.models import (
+    SENDER_AGENT,
+    SENDER_USER,
+    Agent,
+    Token,
+    User,
+    agent_sender_key,
+    user_sender_key,
+)
 from kefu.realtime.events import Person, user_key
 from kefu.sqlcache import cached_first
 
@@ -36,8 +44,8 @@ class Principal:
     def sender(self) -> tuple[int, int, str]:
         """(sender_type, sender_id, sender_key) of messages this person writes."""
         if self.is_agent:
-            return SENDER_AGENT, self.kefu_id, f"a:{self.kefu_id}"
-        return SENDER_USER, self.user_id, f"u:{self.user_id}"
+            return SENDER_AGENT, self.kefu_id, agent_sender_key(self.kefu_id)
+        return SENDER_USER, self.user_id, user_sender_key(self.user_id)
 
     @property
     def person(self) -> Person:

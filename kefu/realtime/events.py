@@ -45,6 +45,11 @@ def visitor_key(key: str) -> str:
     return f"v:{key}"
 
 
+def agent_key(kefu_id: int) -> str:
+    """An agent's presence (its sockets of every kind), counted per worker with several."""
+    return f"a:{kefu_id}"
+
+
 AGENTS = "agents"  # every agent connection: queue length and other desk-wide news
 
 

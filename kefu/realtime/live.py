@@ -25,6 +25,7 @@ from kefu.realtime.events import (
     AssignmentDeferred,
     QueueMoved,
     SignedOut,
+    agent_key,
     user_key,
     visitor_key,
 )
@@ -165,7 +166,7 @@ class Live(Admission):
         # free), and the socket must then stay signed out, not signed in without pushes.
         self._count(conn, principal.key)
         if principal.is_agent:
-            self._count(conn, f"a:{principal.kefu_id}")  # before dispatch asks who is online
+            self._count(conn, agent_key(principal.kefu_id))  # before dispatch asks who is online
         conn.principal = principal
         conn.identified = True
         conn.signed_in_at = clock.now()

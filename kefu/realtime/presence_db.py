@@ -152,7 +152,7 @@ class DbRegistry:
                 "WHERE k.key LIKE %s AND k.connections > 0",
                 ("a:%",),
             ).fetchall()
-        return frozenset(int(key[2:]) for (key,) in rows)
+        return frozenset(int(key[2:]) for (key,) in rows)  # events.agent_key: "a:<kefu_id>"
 
     def admit(self, key: str, per_minute: float) -> bool:
         """One more hit in this minute's window for ``key``; False past the limit."""

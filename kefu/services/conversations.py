@@ -5,7 +5,15 @@ from datetime import datetime
 
 from kefu import clock, db, groupcommit
 from kefu.errors import Conflict, Forbidden, Invalid, NotFound, is_row_id
-from kefu.models import ENDED, OPEN, SENDER_AGENT, SENDER_USER, Conversation, Message
+from kefu.models import (
+    ENDED,
+    OPEN,
+    SENDER_AGENT,
+    SENDER_USER,
+    Conversation,
+    Message,
+    user_open_key,
+)
 from kefu.principal import Principal
 from kefu.realtime.events import ConversationEnded, ConversationRated, MessagesRead
 from kefu.services import routing
@@ -53,7 +61,7 @@ def _open_for_user_locked(user_id: int):
     # get_or_create: a concurrent first request (row-lock databases) loses the race on
     # the unique open_key and reads the winner's conversation.
     conv, created = Conversation.get_or_create(
-        open_key=f"u:{user_id}", defaults={"user": user_id, "queued_at": time.time()}
+        open_key=user_open_key(user_id), defaults={"user": user_id, "queued_at": time.time()}
     )
     if not created:
         return load(conv.id), []
@@ -69,7 +77,7 @@ def current_for_user(user_id: int) -> Conversation | None:
 
 
 def _open_conversation(user_id: int) -> Conversation | None:
-    return cached_first("open_conversation", _by_open_key, f"u:{user_id}")
+    return cached_first("open_conversation", _by_open_key, user_open_key(user_id))
 
 
 def _by_open_key(open_key: str):

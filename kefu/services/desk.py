@@ -10,7 +10,7 @@ from peewee import fn
 
 from kefu import db
 from kefu.errors import Invalid, seq_bound
-from kefu.models import ENDED, OPEN, Agent, Conversation, Message, Visitor
+from kefu.models import ENDED, OPEN, Agent, Conversation, Message, Visitor, visitor_open_key
 from kefu.principal import Principal
 from kefu.realtime.events import ConversationRef, MessageView
 from kefu.services.conversations import visible
@@ -126,7 +126,8 @@ def visitor_state(visitor_id: str, kefu_id: int) -> int | None:
         visitor = Visitor.get_or_none(Visitor.key == visitor_id)
         if visitor is None:
             return None
-        conv = Conversation.get_or_none(Conversation.open_key == f"v:{visitor.id}:{kefu_id}")
+        open_key = visitor_open_key(visitor.id, kefu_id)
+        conv = Conversation.get_or_none(Conversation.open_key == open_key)
         return conv.id if conv else None
 
 

@@ -23,6 +23,8 @@ from kefu.models import (
     Message,
     User,
     Visitor,
+    agent_sender_key,
+    user_open_key,
 )
 from kefu.realtime.events import ConversationRef, MessageView, Person
 from kefu.services.snapshots import conversation_ref, load, message_view, person, with_people
@@ -184,7 +186,7 @@ def has_served(kefu_id: int, user_id: int) -> bool:
         wrote = (
             Message.select()
             .join(Conversation)
-            .where(Conversation.user == user_id, Message.sender_key == f"a:{kefu_id}")
+            .where(Conversation.user == user_id, Message.sender_key == agent_sender_key(kefu_id))
         )
         return wrote.exists()
 
@@ -212,7 +214,7 @@ def open_with(kefu_id: int, user_uuid: str) -> ConversationRef | None:
         if user is None:
             return None
         conv = Conversation.get_or_none(
-            Conversation.open_key == f"u:{user.id}", Conversation.agent == kefu_id
+            Conversation.open_key == user_open_key(user.id), Conversation.agent == kefu_id
         )
         return conversation_ref(load(conv.id)) if conv else None
 

@@ -6,7 +6,15 @@ that agent directly instead of through the queue, and counts against the agent's
 
 from kefu import db, groupcommit
 from kefu.errors import Invalid, NotFound, refuse_nul
-from kefu.models import SENDER_USER, TEXT, Conversation, Message, Visitor
+from kefu.models import (
+    SENDER_USER,
+    TEXT,
+    Conversation,
+    Message,
+    Visitor,
+    visitor_open_key,
+    visitor_sender_key,
+)
 from kefu.realtime.events import ConversationAssigned
 from kefu.services import accounts, conversations, message_rules, messages, routing
 from kefu.services import history as past  # ``history`` is this module's own function
@@ -38,7 +46,7 @@ def _visitor(visitor_id: str) -> Visitor:
 
 
 def _open_key(visitor: Visitor, kefu_id: int) -> str:
-    return f"v:{visitor.id}:{kefu_id}"
+    return visitor_open_key(visitor.id, kefu_id)
 
 
 def send(visitor_id: str, kefu_id: int, content: str, op_id: str | None = None):
@@ -51,10 +59,10 @@ def send(visitor_id: str, kefu_id: int, content: str, op_id: str | None = None):
 def _send_locked(visitor_id: str, kefu_id: int, content: str, op_id: str | None):
     agent = accounts.serving_agent(kefu_id)
     visitor = _visitor(visitor_id)
-    first = _first_sent(f"v:{visitor.id}", agent.id, content, op_id)
+    first = _first_sent(visitor_sender_key(visitor.id), agent.id, content, op_id)
     if first is not None:
         return message_view(first), [], True
-    sender_key = f"v:{visitor.id}"
+    sender_key = visitor_sender_key(visitor.id)
     events = []
     conv, created = Conversation.get_or_create(
         open_key=_open_key(visitor, kefu_id), defaults={"visitor": visitor, "agent": agent}
@@ -95,7 +103,7 @@ def first_reply_of_resend(visitor_id: str, kefu_id: int, content: str, op_id: st
         if visitor is None:
             return None
         try:
-            first = _first_sent(f"v:{visitor.id}", kefu_id, content, op_id)
+            first = _first_sent(visitor_sender_key(visitor.id), kefu_id, content, op_id)
         except message_rules.OpIdReused:
             return None
         return message_view(first) if first is not None else None
