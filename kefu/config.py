@@ -85,7 +85,8 @@ def stall_tick_ms() -> float:
 SERVER_SETTINGS = (bind, log_level, workers, stall_tick_ms)
 
 
-def _flag(name: str, default: bool) -> bool:
+def flag(name: str, default: bool = False) -> bool:
+    """On for 1, true, yes or on (any case); off for anything else."""
     value = os.environ.get(name)
     if value is None:
         return default
@@ -195,9 +196,9 @@ def _sockets() -> dict:
         # Frames above this are refused by the transport (close 1009); protects memory.
         "MAX_WS_MESSAGE_BYTES": env_int("KEFU_MAX_WS_MESSAGE_BYTES", 1024 * 1024, least=1),
         "WS_PING_SECONDS": env_float("KEFU_WS_PING_SECONDS", 25.0),
-        "WS_DEFLATE": _flag("KEFU_WS_DEFLATE", False),
+        "WS_DEFLATE": flag("KEFU_WS_DEFLATE", False),
         # /ws/echo for WebSocket conformance runs (tests/autobahn); never in production.
-        "ECHO_ENDPOINT": _flag("KEFU_ECHO_ENDPOINT", False),
+        "ECHO_ENDPOINT": flag("KEFU_ECHO_ENDPOINT", False),
         # Frames queued for one slow socket before it is dropped (it resyncs on reconnect).
         "WS_OUTBOX_LIMIT": env_int("KEFU_WS_OUTBOX_LIMIT", 1000, least=1),
         # Origins besides this host allowed to open the pages' cookie-authenticated socket.
@@ -276,7 +277,7 @@ def _pages() -> dict:
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",
         # Turn on behind HTTPS so the session cookie never travels in clear text.
-        "SESSION_COOKIE_SECURE": _flag("KEFU_SECURE_COOKIES", False),
+        "SESSION_COOKIE_SECURE": flag("KEFU_SECURE_COOKIES", False),
         # At most 400 days, the longest cookie browsers keep (RFC 6265bis); past about
         # 8,000 years every sign-in fails (the cookie's expiry is beyond year 9999).
         "PERMANENT_SESSION_LIFETIME": env_int(

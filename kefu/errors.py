@@ -27,13 +27,21 @@ def is_row_id(value) -> bool:
     return type(value) is int and 0 < value <= ID_MAX
 
 
+def digits_as_int(value):
+    """A string of ASCII digits as its number, anything else as it is: ids already take
+    ``"1"`` (the guide sends kefu_id so), and a client that does it for one number does
+    it for all of them (``sender_type: "2"``, ``message_ids: ["5"]``). ``str.isdigit``
+    also takes "²", which ``int`` refuses, as it refuses more than 4,300 digits; 20
+    digits are past 64 bits already."""
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) < 20:
+        return int(value)
+    return value
+
+
 def row_id(value) -> int | None:
     """``value`` as a row id: a positive 64-bit int, or a string of ASCII digits naming
-    one (the guide sends kefu_id as "1"); None for anything else. ``str.isdigit`` also
-    takes "²", which ``int`` refuses, as it refuses more than 4,300 digits; and SQLite
-    cannot bind an int past 64 bits."""
-    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) < 20:
-        value = int(value)
+    one; None for anything else (SQLite cannot bind an int past 64 bits)."""
+    value = digits_as_int(value)
     return value if is_row_id(value) else None
 
 

@@ -3,13 +3,14 @@
 
 import json
 
-from flask import Blueprint, current_app, jsonify, request
+from flask import Blueprint, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from kefu import auth
 from kefu.errors import KefuError, Unauthorized
 from kefu.params import number
 from kefu.protocols.dskefu_codec import conversation_json, message_json
+from kefu.realtime.live import publish
 from kefu.services import conversations, messages
 
 bp = Blueprint("api", __name__, url_prefix="/api")
@@ -33,7 +34,7 @@ def envelope(data, code: int = 200):
 def get_conversation():
     who = principal()
     conv, events = conversations.open_for_user(who)
-    current_app.extensions["kefu.live"].publish(events)
+    publish(events)
     return envelope(conversation_json(conv))
 
 

@@ -13,7 +13,7 @@ import os
 
 from flask import Blueprint, abort, current_app, jsonify, request, send_from_directory
 
-from kefu import auth
+from kefu import api, auth
 from kefu.errors import Forbidden, Invalid, KefuError, TooLarge, Unauthorized
 from kefu.models import FILE, IMAGE
 from kefu.services import upload_files, visitors
@@ -147,9 +147,7 @@ def serve(name: str):
     return response
 
 
-@bp.errorhandler(KefuError)
-def domain_error(exc: KefuError):
-    return jsonify({"code": exc.status, "message": exc.message}), exc.status
+bp.errorhandler(KefuError)(api.domain_error)  # the API's envelope
 
 
 @bp.errorhandler(413)

@@ -3,7 +3,7 @@
 import json
 import math
 
-from kefu.errors import Invalid, has_lone_surrogate, refuse_nul, row_id
+from kefu.errors import Invalid, digits_as_int, has_lone_surrogate, refuse_nul, row_id
 from kefu.services.message_rules import OP_ID_MAX
 
 
@@ -67,15 +67,6 @@ def _utf8_length_over(text: str, limit: int) -> bool:
 
 def _is_int(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
-
-
-def digits_as_int(value):
-    """A string of ASCII digits as its number, anything else as it is: ids already take
-    ``"1"`` (the guide sends kefu_id so), and a client that does it for one number does
-    it for all of them (``sender_type: "2"``, ``message_ids: ["5"]``)."""
-    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) < 20:
-        return int(value)
-    return value
 
 
 class Fields:

@@ -7,10 +7,18 @@ and returns the domain events; waiter.py publishes them after the reply is queue
 from dataclasses import dataclass
 
 from kefu import clock
-from kefu.errors import Conflict, Forbidden, Invalid, KefuError, Unauthorized, refuse_nul
+from kefu.errors import (
+    Conflict,
+    Forbidden,
+    Invalid,
+    KefuError,
+    Unauthorized,
+    digits_as_int,
+    refuse_nul,
+)
 from kefu.models import IMAGE, SENDER_USER, TEXT
 from kefu.protocols import waiter_codec as codec
-from kefu.protocols.fields import Fields, digits_as_int
+from kefu.protocols.fields import Fields
 from kefu.protocols.waiter_codec import frame
 from kefu.services import conversations, history, message_rules, messages, routing
 from kefu.services.snapshots import conversation_ref

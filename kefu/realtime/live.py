@@ -15,6 +15,7 @@ import logging
 import os
 
 import gevent
+from flask import current_app
 
 from kefu import clock
 from kefu.errors import Busy
@@ -258,6 +259,12 @@ class Live(Admission):
             log.exception("reading which agents hold conversations failed")
             return
         self.grace.went_before_start(holding)
+
+
+def publish(events) -> None:
+    """Publish what a request's service call returned, through this app's ``Live`` (the
+    pages and the REST API; socket handlers are handed theirs)."""
+    current_app.extensions["kefu.live"].publish(events)
 
 
 def init_app(app) -> Live:

@@ -22,7 +22,7 @@ from collections import Counter
 
 import gevent
 
-from kefu import groupcommit
+from kefu import config, groupcommit
 from kefu.checkpoint import active_checkpointer
 from kefu.realtime.culprits import Culprits
 from kefu.realtime.turns import turns
@@ -233,22 +233,16 @@ class _Endpoint:
 
 
 def enabled() -> bool:
-    return _flag("KEFU_STALL_MONITOR")
-
-
-def _flag(name: str) -> bool:
-    return os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
+    return config.flag("KEFU_STALL_MONITOR")
 
 
 def install(worker) -> StallMonitor | None:
     """Called from gunicorn's ``post_worker_init``: start the monitor if asked to."""
     if not enabled():
         return None
-    from kefu.config import stall_tick_ms
-
-    tick = stall_tick_ms() / 1000  # checked when the master started
+    tick = config.stall_tick_ms() / 1000  # checked when the master started
     monitor = StallMonitor(tick).start()
-    if _flag("KEFU_STALL_CULPRITS"):
+    if config.flag("KEFU_STALL_CULPRITS"):
         monitor.culprits = Culprits().start()
     worker.wsgi = _Endpoint(worker.wsgi, monitor)
     worker.log.info("stall monitor on: GET %s (tick %.1f ms)", PATH, tick * 1000)

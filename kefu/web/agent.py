@@ -11,16 +11,13 @@ from flask import Blueprint, current_app, redirect, render_template, request, ur
 from kefu.errors import Invalid, KefuError, TooManyRequests
 from kefu.models import OPEN, SENDER_AGENT, SENDER_USER, TEXT
 from kefu.params import BOUND_MAX, number, optional_number
+from kefu.realtime.live import publish
 from kefu.services import accounts, conversations, desk, messages, routing
 from kefu.web import session as web
 from kefu.web.render import HOMES, error_response, partial
 
 bp = Blueprint("agent", __name__, url_prefix="/agent")
 PAGE = 30
-
-
-def publish(events) -> None:
-    current_app.extensions["kefu.live"].publish(events)
 
 
 # A local path: "/" then printable ASCII with no space or backslash, and not a second

@@ -6,12 +6,13 @@ redirected to ``/chat`` at once, so the token does not stay in the address bar o
 history.
 """
 
-from flask import Blueprint, abort, current_app, redirect, render_template, request, url_for
+from flask import Blueprint, abort, redirect, render_template, request, url_for
 
 from kefu import auth
 from kefu.errors import KefuError
 from kefu.models import SENDER_AGENT, SENDER_USER, TEXT
 from kefu.params import BOUND_MAX, number, optional_number
+from kefu.realtime.live import publish
 from kefu.services import conversations, desk, history, messages
 from kefu.services.message_rules import check_send
 from kefu.web import session as web
@@ -19,10 +20,6 @@ from kefu.web.render import HOMES, error_response, partial
 
 bp = Blueprint("chat", __name__, url_prefix="/chat")
 PAGE = 30
-
-
-def publish(events) -> None:
-    current_app.extensions["kefu.live"].publish(events)
 
 
 def _hx_refresh():
