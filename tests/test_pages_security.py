@@ -395,6 +395,8 @@ def test_refusals_on_the_pages_are_shown_in_the_layout_with_the_way_back(srv, ag
         assert 'class="card error-page"' in r.text and text in r.text, path
         assert f'href="{back}"' in r.text, path
     assert "POST" in ann.get(srv.url("/agent/sign-out")).headers["Allow"]
+    icon = stranger.get(srv.url("/favicon.ico"))  # browsers ask for it: no 404 in the log
+    assert icon.status_code == 200 and icon.headers["Content-Type"].startswith("image/svg")
     toast = ann.get(srv.url("/agent/c/abc"), headers={"HX-Request": "true"})
     assert toast.status_code == 404 and "error-page" not in toast.text
     api = requests.get(srv.url("/api/kefu/nothing"), timeout=10)

@@ -52,6 +52,7 @@ def init_app(app) -> None:
     for bp in (agent.bp, chat.bp, visitor.bp, pages.bp, uploads.bp):
         app.register_blueprint(bp)
     app.add_url_rule("/", "index", _to_the_dashboard)
+    app.add_url_rule("/favicon.ico", "favicon", _favicon)
     app.after_request(_security_headers)
     app.register_error_handler(HTTPException, _http_error)
 
@@ -78,6 +79,14 @@ def _http_error(exc: HTTPException):
         if name in werkzeugs:
             response.headers[name] = werkzeugs[name]
     return response
+
+
+def _favicon():
+    """Browsers ask for /favicon.ico wherever a page names no icon (an upload opened
+    directly, a JSON answer): the pages' own icon, not a 404 in the log."""
+    from flask import redirect
+
+    return redirect("/static/favicon.svg", code=301)
 
 
 def _to_the_dashboard():
