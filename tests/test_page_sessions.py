@@ -316,15 +316,15 @@ def test_a_failed_agent_sign_in_over_a_session_closes_its_live_channel(srv):
     assert_signed_out(srv, here, "agent")
 
 
-def test_the_same_users_chat_link_again_keeps_its_session_and_tabs(srv):
-    """A host links /chat?token=… from every page: the same person's link again keeps
-    the browser's session, so its open chat tabs stay live (a new session would close
-    them, and their pages reload, losing what was being typed)."""
-    a = person(srv, "user", "same-link-again")
-    here = browser(srv, "user", a)
-    tab = live_socket(srv, here, "user")
-    again = here.get(srv.url("/chat?token=" + a["token"]), allow_redirects=False)
-    assert again.status_code == 302
+@pytest.mark.parametrize("role", ["agent", "user"])
+def test_the_same_person_signing_in_again_keeps_its_session_and_tabs(srv, role):
+    """A host links /chat?token=… from every page, and an agent may send a stale sign-in
+    tab's form: the same person again keeps the browser's session, so its open tabs stay
+    live (a new session would close them, and their pages reload, losing drafts)."""
+    a = person(srv, role, f"same-again-{role}")
+    here = browser(srv, role, a)
+    tab = live_socket(srv, here, role)
+    sign_in_over(srv, here, role, a)
     assert still_open(tab)
-    assert_signed_in(srv, here, "user")
+    assert_signed_in(srv, here, role)
     tab.close()

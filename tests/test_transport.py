@@ -11,6 +11,8 @@ import time
 
 import websocket
 
+from tests.support import run_python
+
 
 def raw_upgrade(base: str, path: str = "/ws") -> socket.socket:
     """A WebSocket that answers nothing: the upgrade by hand on a bare TCP socket."""
@@ -195,3 +197,35 @@ def test_a_peer_that_stops_reading_neither_stops_the_pings_nor_stays(make_server
         pass
     assert srv.ws().request({"action": "ping"})["message"] == "pong"  # the server serves on
     assert "Traceback" not in srv.log()
+
+
+WRITE_STALL_SCRIPT = """
+from gevent import monkey
+monkey.patch_all()
+import json, socket, time
+from kefu.realtime.open_socket import WholeFrameSocket
+
+ours, peer = socket.socketpair()  # the peer never reads
+ours.setblocking(True)  # as gunicorn's gevent worker leaves a client's socket
+writer = WholeFrameSocket(ours)
+writer.write_stall = 0.5
+started = time.monotonic()
+try:
+    writer.send(b"x" * (16 << 20))  # far more than the kernel buffers
+    outcome = "written"
+except OSError as exc:
+    outcome = type(exc).__name__
+peer.settimeout(5)
+while peer.recv(1 << 20):  # the stream ends: the socket was shut down
+    pass
+print(json.dumps({"outcome": outcome, "seconds": time.monotonic() - started}))
+"""
+
+
+def test_a_write_the_peer_takes_nothing_of_gives_up_after_write_stall(tmp_path):
+    """gevent's send(timeout=) waits on the socket's own timeout, which gunicorn's
+    blocking sockets lack: the write that should give up after ``write_stall`` waited
+    as long as the peer lived (the end-to-end test above is dropped by its pong first)."""
+    result = run_python(tmp_path, WRITE_STALL_SCRIPT)
+    assert result["outcome"] == "TimeoutError"
+    assert 0.4 < result["seconds"] < 3

@@ -9,7 +9,7 @@ import logging
 from flask import Blueprint, current_app, request
 
 from kefu import auth, clock
-from kefu.errors import Invalid, KefuError, NotFound, TooManyRequests, Unauthorized
+from kefu.errors import Busy, Invalid, KefuError, NotFound, TooManyRequests, Unauthorized
 from kefu.failures import log_failure
 from kefu.models import SENDER_AGENT, SENDER_USER, TEXT
 from kefu.protocols import dskefu_codec as codec
@@ -36,11 +36,7 @@ def on_login(conn, data: Fields, op_id, live):
     if conn.principal is None:
         live.sign_in(conn, principal)
         if principal.is_agent:
-            # Its open conversations, as the waiter's auth lists them: one a visitor
-            # opened while the agent was offline was announced to nobody, and ds/kefu
-            # gives an agent no other way to learn its id. After the reply (handle).
-            pushes = [codec.assigned_push(ref) for ref in history.open_for_agent(principal.kefu_id)]
-            conn.state["after_reply"] = pushes
+            conn.state["list_after_reply"] = principal.kefu_id  # see _list_conversations
     return "Login successful", {"user_id": principal.user_id, "kefu_id": principal.kefu_id}, []
 
 
@@ -166,9 +162,23 @@ def handle(conn, raw, live, max_bytes: int) -> None:
         conn.send(codec.fail("Internal server error", echoable_op_id(op_id)))
         return
     conn.send(codec.ok(message, data, op_id))
-    for push in conn.state.pop("after_reply", ()):
-        conn.send(push)
+    if "list_after_reply" in conn.state:
+        _list_conversations(conn, conn.state.pop("list_after_reply"))
     live.publish(events, origin=conn.id)
+
+
+def _list_conversations(conn, kefu_id: int) -> None:
+    """After an agent's login reply: its open conversations, as the waiter's auth lists
+    them. One a visitor opened while the agent was offline was announced to nobody, and
+    ds/kefu gives an agent no other way to learn its id. Read after the reply, so that
+    a failed read cannot undo a login that happened; the socket stays signed in."""
+    try:
+        refs = history.open_for_agent(kefu_id)
+    except Busy:
+        log.warning("listing agent %s's conversations skipped: no connection free", kefu_id)
+        return
+    for ref in refs:
+        conn.send(codec.assigned_push(ref))
 
 
 @sock.route("/ws", bp=bp)

@@ -43,7 +43,9 @@ class Grace:
             stale.kill(block=False)
         if requeue:
             timer = gevent.spawn_later(self.seconds, self._requeue_if_away, kefu_id)
-            self._away[kefu_id] = timer
+        else:  # the time is kept for the grace only: a return after it replays nothing
+            timer = gevent.spawn_later(self.seconds, self._gone_at.pop, kefu_id, None)
+        self._away[kefu_id] = timer
         self._gone_at[kefu_id] = clock.now()
 
     def went_before_start(self, kefu_ids) -> None:

@@ -66,7 +66,11 @@ class WholeFrameSocket:
         view = memoryview(data)
         try:
             while view:
-                view = view[self._sock.send(view, 0, timeout=self.write_stall) :]
+                # gevent's send(timeout=) only tells "do not wait" from "wait": a socket
+                # that blocks (gunicorn's do) waits on its own timeout, which is none.
+                with gevent.Timeout(self.write_stall, TimeoutError):
+                    sent = self._sock.send(view)
+                view = view[sent:]
         except TimeoutError:
             with contextlib.suppress(OSError):  # wakes the handler's read with the end
                 self._sock.shutdown(socket.SHUT_RDWR)

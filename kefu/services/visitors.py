@@ -97,7 +97,7 @@ def _first_sent(sender_key: str, kefu_id: int, content: str, op_id: str | None):
 
 def first_reply_of_resend(visitor_id: str, kefu_id: int, content: str, op_id: str | None):
     """For a send refused by the visitor's rate: the stored message it repeats (its first
-    reply is the answer, and a resend costs no budget), or None."""
+    reply is the answer: a resend is not refused for the rate), or None."""
     with db.read():
         visitor = Visitor.get_or_none(Visitor.key == visitor_id)
         if visitor is None:
