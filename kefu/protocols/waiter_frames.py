@@ -108,15 +108,8 @@ def _session_item(session) -> dict:
 def user_connect(conn, req, live):
     """Open (or resume) the user's conversation: its agent, or its place in the queue."""
     who = _signed_in(conn)
-    conv, events = conversations.open_for_user(who)
+    conv, place, events = conversations.connect(who)
     ref = conversation_ref(conv)
-    place = None if ref.agent else history.queue_place(ref.id)
-    if ref.agent is None and place is None:  # served or ended in between: look again
-        conv = conversations.current_for_user(who.user_id)
-        if conv is None:
-            raise NotConnected(NOT_CONNECTED)
-        ref = conversation_ref(conv)
-        place = None if ref.agent else (history.queue_place(ref.id) or 1)
     if ref.agent is None and conn.state.get("served", (None,))[0] == ref.id:
         # Assigned while we looked (drivers that yield): the push said connect_success,
         # so the reply must not say the queue. Read the conversation once more.

@@ -16,7 +16,7 @@ from kefu.models import (
 )
 from kefu.principal import Principal
 from kefu.realtime.events import ConversationEnded, ConversationRated, MessagesRead
-from kefu.services import routing
+from kefu.services import history, routing
 from kefu.services.snapshots import conversation_ref, load
 from kefu.sqlcache import PROBE_TIMES, cached_first, cached_write
 
@@ -68,6 +68,21 @@ def _open_for_user_locked(user_id: int):
     events = routing.assign_waiting_locked()
     events.append(routing.queue_moved())
     return load(conv.id), events
+
+
+def connect(who: Principal):
+    """``open_for_user``, and the conversation's place in the queue while it waits, read
+    in the same transaction: (Conversation, place or None, events). Read apart, the
+    conversation could be served or ended between the two, and the place be missing."""
+    if who.is_agent:
+        raise Forbidden("Agents cannot open customer conversations")
+    return groupcommit.run(_connect_locked, who.user_id)
+
+
+def _connect_locked(user_id: int):
+    conv, events = _open_for_user_locked(user_id)
+    place = None if conv.agent_id is not None else history.queue_place(conv.id)
+    return conv, place, events
 
 
 def current_for_user(user_id: int) -> Conversation | None:
