@@ -97,6 +97,14 @@ class PageSession(BaseModel):
         )
 
     @classmethod
+    def live_of(cls, secret_hashes, now):
+        """Which of ``secret_hashes`` name a session that is still on (not signed out,
+        not expired)."""
+        return cls.select(cls.secret_hash).where(
+            cls.secret_hash.in_(secret_hashes), cls.expires_at > now
+        )
+
+    @classmethod
     def expired(cls, now):
         """Delete the sessions that have expired."""
         return cls.delete().where(cls.expires_at <= now)

@@ -316,6 +316,28 @@ def test_a_failed_agent_sign_in_over_a_session_closes_its_live_channel(srv):
     assert_signed_out(srv, here, "agent")
 
 
+def test_a_sign_in_refused_for_its_rate_ends_the_session_too(tmp_path):
+    """A refused attempt past the username's rate returned before the session was
+    ended, unlike every other failed sign-in."""
+    strict = Server(tmp_path, sign_in_attempts_per_username=1).start()
+    try:
+        a = person(strict, "agent", "rate-over-a")
+        here = browser(strict, "agent", a)
+        a_live = live_socket(strict, here, "agent")
+        token = csrf_of(here.get(strict.url("/agent/sign-in")).text)
+        form = {"username": "zzz-nobody", "password": "wrong", "csrf_token": token}
+        # zzz-nobody's one attempt of the minute is spent by another browser.
+        elsewhere = requests.Session()
+        form["csrf_token"] = csrf_of(elsewhere.get(strict.url("/agent/sign-in")).text)
+        assert elsewhere.post(strict.url("/agent/sign-in"), data=form).status_code == 401
+        form["csrf_token"] = token
+        assert here.post(strict.url("/agent/sign-in"), data=form).status_code == 429
+        assert close_code(a_live) == 1008
+        assert_signed_out(strict, here, "agent")
+    finally:
+        strict.stop()
+
+
 @pytest.mark.parametrize("role", ["agent", "user"])
 def test_the_same_person_signing_in_again_keeps_its_session_and_tabs(srv, role):
     """A host links /chat?token=… from every page, and an agent may send a stale sign-in
@@ -328,3 +350,23 @@ def test_the_same_person_signing_in_again_keeps_its_session_and_tabs(srv, role):
     assert still_open(tab)
     assert_signed_in(srv, here, role)
     tab.close()
+
+
+def test_a_live_channel_closes_when_its_session_expires(tmp_path):
+    """A page's live channel checked its session only at the handshake: one opened in a
+    session that expired later went on getting its person's pushes, even after someone
+    else signed in in that browser. Each revalidation pass now closes it."""
+    short = Server(tmp_path, session_seconds=3, revalidate_seconds=0.3).start()
+    try:
+        a, b = person(short, "user", "expiring-a"), person(short, "user", "expiring-b")
+        here = browser(short, "user", a)
+        tab = live_socket(short, here, "user")
+        assert still_open(tab, timeout=1.0)  # within the session
+        assert close_code(tab, timeout=8.0) == 1008  # its session ran out
+        assert page_status(short, here, "user") == REFUSED["user"]
+        browser(short, "user", b)  # and a live session's channel stays
+        b_tab = live_socket(short, browser(short, "user", b), "user")
+        assert still_open(b_tab, timeout=1.0)
+        b_tab.close()
+    finally:
+        short.stop()

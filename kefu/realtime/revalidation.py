@@ -10,7 +10,7 @@ import gevent
 from kefu.errors import Busy
 from kefu.realtime.hub import TURN_SECONDS
 from kefu.realtime.turns import turns
-from kefu.services import accounts, inactivity
+from kefu.services import accounts, inactivity, page_sessions
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +36,7 @@ def revalidate(hub) -> None:
             signed_in.append(conn)
             user_ids.add(conn.principal.user_id)
     changes = accounts.credential_changes(user_ids, between=turns.pass_turn)
+    _close_ended_page_sessions(signed_in)
     if not changes:
         return
     for conn in turns.paced(signed_in, TURN_SECONDS):
@@ -47,6 +48,18 @@ def revalidate(hub) -> None:
             conn.close(1008, "Account disabled")
         elif changed_at is not None and changed_at > conn.signed_in_at:
             conn.close(1008, "Credentials changed; sign in again")
+
+
+def _close_ended_page_sessions(signed_in) -> None:
+    """A page's live channel whose session has ended (expired, or signed out where this
+    worker did not hear it) is closed, as the session's pages are refused."""
+    pages = [conn for conn in signed_in if conn.state.get("session")]
+    if not pages:
+        return
+    on = page_sessions.still_on({conn.state["session"] for conn in pages}, turns.pass_turn)
+    for conn in pages:
+        if conn.state["session"] not in on and not conn.closed:
+            conn.close(1008, "Session ended; sign in again")
 
 
 def end_disabled_customers(live) -> int:

@@ -73,3 +73,22 @@ def end(secret: str) -> int | None:
             return None
         PageSession.delete().where(PageSession.id == row.id).execute()
     return row.user_id
+
+
+def still_on(marks, between=None) -> set[str]:
+    """Which of the session ``marks`` (a live channel's) name a session still on: not
+    signed out, not expired. A page's live channel checks nothing after its handshake,
+    so one opened in a session that expired later went on getting its person's pushes,
+    even after someone else signed in in that browser. Chunked as
+    ``accounts.credential_changes``, with ``between()`` called between chunks."""
+    marks, found, now = list(marks), set(), clock.now()
+    for start in range(0, len(marks), MARK_CHUNK):
+        if start and between is not None:
+            between()
+        with db.read():
+            chunk = marks[start : start + MARK_CHUNK]
+            found.update(row.secret_hash for row in PageSession.live_of(chunk, now))
+    return found
+
+
+MARK_CHUNK = 500  # marks per query

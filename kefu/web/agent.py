@@ -67,6 +67,7 @@ def sign_in():
     try:
         _admit_attempt(username)
     except TooManyRequests as exc:
+        web.sign_out(web.AGENT)  # as any failed sign-in: the browser's session ends
         return _sign_in_page(exc.message, exc.status)
     user = accounts.verify_password(username, request.form.get("password", ""))
     who = None
