@@ -266,3 +266,31 @@ def test_an_image_caption_reaches_a_waiter_protocol_user(srv):
     history = u.request("get_history")["payload"]
     item = {"from": a["uuid"], "to": u.uuid, "type": "message_image", "payload": payload}
     assert history == [item]
+
+
+def test_a_waiter_gets_what_no_waiter_socket_heard_whatever_else_the_agent_kept(srv):
+    """A waiter's replay came only when the agent came back within the grace with no
+    socket at all. A user's messages from the queue, taken by the agent's /ws, and a
+    message written while only the agent's waiter socket was down, reached no waiter
+    socket: its auth now sends what was written since the agent last had one here."""
+    a = agent(srv)
+    u = user(srv)
+    assert u.request("connect", op_id="c")["type"] == "connect_queue"  # nobody online
+    for text in ("waiting 1", "waiting 2"):
+        assert u.request("message_text", {"text": text})["type"] == "message_text_success"
+    desk = ds_login(srv, a["token"])  # the agent comes online on ds/kefu, takes it
+    desk.recv_until(is_push("kefu_conversation_assigned"))
+    assert u.expect("connect_success")["type"] == "connect_success"
+    w = waiter(srv, a)
+    assert w.recv()["type"] == "new_connection"
+    assert [w.recv()["payload"]["text"] for _ in range(2)] == ["waiting 1", "waiting 2"]
+    assert w.silent()
+    w.close()
+    assert u.request("message_text", {"text": "while the waiter was down"})["type"] == (
+        "message_text_success"
+    )
+    back = waiter(srv, a)  # /ws stayed: the agent was online all along
+    assert back.recv()["type"] == "new_connection"
+    assert back.recv()["payload"]["text"] == "while the waiter was down"
+    assert back.silent()  # not what the earlier waiter socket heard
+    desk.close()

@@ -157,6 +157,10 @@ def test_a_waiter_signing_in_is_told_of_its_visitors_and_of_their_end(srv):
     v.say(a["kefu_id"], "anyone there?")  # the agent is offline: its /ws is not open
     w = waiter(srv, a)
     assert w.recv() == frame("new_connection", profile("vis-w3"), "auth-1", address("vis-w3"), w)
+    # What it wrote while the agent was offline follows: no waiter socket heard it.
+    missed = w.recv()
+    assert (missed["type"], missed["from"]) == ("message_text", address("vis-w3"))
+    assert missed["payload"]["text"] == "anyone there?"
     assert w.request("message_text", {"text": "yes"}, to=address("vis-w3"))["type"] == (
         "message_text_success"
     )

@@ -13,7 +13,7 @@ import logging
 
 from flask import Blueprint, current_app
 
-from kefu import auth
+from kefu import auth, clock
 from kefu.errors import Forbidden, Invalid, KefuError, Unauthorized, refuse_nul
 from kefu.failures import log_failure
 from kefu.protocols import waiter_codec as codec
@@ -47,6 +47,39 @@ bp = Blueprint("waiter", __name__)
 def _install(state) -> None:
     """A waiter's new sign-in kicks its older sockets on every worker (a published event)."""
     state.app.extensions["kefu.live"].on(WaiterSignedIn, kick_older_waiters)
+    state.app.extensions["kefu.waiter_absences"] = WaiterAbsences()
+
+
+class WaiterAbsences:
+    """Since when each agent has had no waiter socket on this worker: what its customers
+    wrote since then no waiter socket heard, and a waiter signing in is sent it after
+    each ``new_connection`` (whatever other sockets the agent kept meanwhile: /ws and the
+    dashboard are other clients). An agent with no waiter socket here since the worker
+    started missed everything since then. With several workers, what a waiter socket on
+    another worker heard is sent again (docs/protocol-waiter.md)."""
+
+    def __init__(self):
+        self.started = clock.now()
+        self._gone: dict[int, object] = {}  # kefu_id -> when its last waiter socket went
+
+    def since(self, live, conn, kefu_id: int):
+        """For ``conn``'s first auth: since when nothing was heard (None: another waiter
+        socket of the agent is open here and heard it all, and is now kicked out)."""
+        if any(o is not conn for o in _waiter_sockets(live, conn.principal.user_id)):
+            return None
+        return self._gone.pop(kefu_id, self.started)
+
+    def went(self, live, conn) -> None:
+        """``conn`` closed: if it was the agent's last waiter socket here, note when."""
+        who = conn.principal
+        if who is None or not who.is_agent or not _is_waiter_socket(conn):
+            return
+        if not any(o is not conn for o in _waiter_sockets(live, who.user_id)):
+            self._gone[who.kefu_id] = clock.now()
+
+
+def _waiter_sockets(live, user_id: int) -> list:
+    return [c for c in live.hub.connections(user_key(user_id)) if _is_waiter_socket(c)]
 
 
 # -- signing in ------------------------------------------------------------------
@@ -81,9 +114,10 @@ def waiter_auth(conn, req, live):
     reaches older sockets on every worker (``kick_older_waiters``)."""
     who, first = _authenticate(conn, req, live, WAITER)
     accepting = conn.state["accepting"] = accounts.agent_profile(who.kefu_id).accepting
-    # Back from an absence (no socket of the agent anywhere here): what the customers
-    # wrote meanwhile follows each new_connection, as after an assignment.
-    since = conn.state.pop("missed_since", None)
+    # What the customers wrote while the agent had no waiter socket here follows each
+    # new_connection, as after an assignment.
+    absences = current_app.extensions["kefu.waiter_absences"]
+    since = absences.since(live, conn, who.kefu_id) if first else None
     for ref in history.open_for_agent(who.kefu_id):  # users and visitors
         missed = history.customer_messages_since(ref.id, since) if since else ()
         for out in codec.announcement(conn, ref, req.op_id, missed):
@@ -231,6 +265,7 @@ def _serve(ws, role: str) -> None:
             warned = False
             handle(conn, raw, live, config["MAX_FRAME_BYTES"], table)
     finally:
+        current_app.extensions["kefu.waiter_absences"].went(live, conn)
         live.close(conn)
         conn.finish()
 

@@ -1,19 +1,16 @@
 """An agent's grace period on this worker.
 
 When an agent's last socket here closes, its users stay assigned for
-``KEFU_AGENT_GRACE_SECONDS``. Back within it (a reconnect), nothing moves, and the new
-socket learns since when its customers went unheard (the waiter protocol replays what
-they wrote). After it, its users go back to the head of the queue. That timer is this
-worker's only with the memory broker (one worker); with several, the presence
-registry (``presence_db``) re-queues an agent once it has been away from every worker
-for the whole period.
+``KEFU_AGENT_GRACE_SECONDS``. Back within it (a reconnect), nothing moves. After it,
+its users go back to the head of the queue. That timer is this worker's only with the
+memory broker (one worker); with several, the presence registry (``presence_db``)
+re-queues an agent once it has been away from every worker for the whole period.
 """
 
 import logging
 
 import gevent
 
-from kefu import clock
 from kefu.errors import Busy
 from kefu.services import routing
 
@@ -30,23 +27,13 @@ class Grace:
         self._publish = publish
         self._online_agent_ids = online_agent_ids  # this worker's hub
         self._away: dict[int, gevent.Greenlet] = {}
-        self._gone_at: dict = {}  # kefu_id -> when its last socket here went
 
-    def went(self, kefu_id: int, requeue: bool = True) -> None:
-        """The agent's last socket here closed: its grace period starts. ``requeue``
-        False (several workers): only the time is noted, for the replay; the presence
-        registry's sweep, which sees every worker, re-queues. A timer here would count
-        from this close even if the agent was still, or again, online on another
-        worker, and take its users away when it left there later."""
+    def went(self, kefu_id: int) -> None:
+        """The agent's last socket here closed: its grace period starts."""
         stale = self._away.pop(kefu_id, None)  # a retry of an earlier absence
         if stale is not None:
             stale.kill(block=False)
-        if requeue:
-            timer = gevent.spawn_later(self.seconds, self._requeue_if_away, kefu_id)
-        else:  # the time is kept for the grace only: a return after it replays nothing
-            timer = gevent.spawn_later(self.seconds, self._gone_at.pop, kefu_id, None)
-        self._away[kefu_id] = timer
-        self._gone_at[kefu_id] = clock.now()
+        self._away[kefu_id] = gevent.spawn_later(self.seconds, self._requeue_if_away, kefu_id)
 
     def went_before_start(self, kefu_ids) -> None:
         """Agents holding customers when the worker started: no socket of theirs will
@@ -55,14 +42,12 @@ class Grace:
             if kefu_id not in self._away:
                 self.went(kefu_id)
 
-    def back(self, kefu_id: int):
-        """The agent signed in: nothing moves. When its last socket went (None if it
-        was not away). Taken even when no timer is left: a requeue that has started
-        moves nothing once the agent is online."""
+    def back(self, kefu_id: int) -> None:
+        """The agent signed in: nothing moves (a requeue that has started moves nothing
+        once the agent is online)."""
         timer = self._away.pop(kefu_id, None)
         if timer is not None:
             timer.kill(block=False)
-        return self._gone_at.pop(kefu_id, None)
 
     def cancel_all(self) -> None:
         """The worker is stopping: the next one decides, from the database."""
@@ -74,7 +59,6 @@ class Grace:
         self._away.pop(kefu_id, None)
         try:
             self._publish(routing.requeue_agent(kefu_id))
-            self._gone_at.pop(kefu_id, None)  # its customers are not its any more
         except Busy:  # kept in _away: the agent's return still cancels it
             if kefu_id in self._online_agent_ids() or kefu_id in self._away:
                 return  # back meanwhile, or gone again with a grace period of its own

@@ -176,11 +176,7 @@ class Live(Admission):
             return
         self.hub.attach(conn, AGENTS)
         came_online = self.hub.add_agent(conn, principal.kefu_id)
-        gone_at = self.grace.back(principal.kefu_id)
-        if gone_at is not None:
-            # What its customers wrote meanwhile no socket of the agent heard: the waiter
-            # protocol replays it after new_connection (the dashboard and /ws resync).
-            conn.state["missed_since"] = gone_at
+        self.grace.back(principal.kefu_id)
         if came_online:
             # Routing reacts in its own greenlet, which runs once this handler yields, so
             # the sign-in reply is queued before any assignment it causes.
@@ -212,8 +208,12 @@ class Live(Admission):
         """The socket is gone. An agent that has no socket left gets a grace period."""
         went_offline = self.hub.remove(conn)
         self._uncount(conn)
-        if went_offline is not None:
-            self.grace.went(went_offline, requeue=self.registry is None)
+        if went_offline is not None and self.registry is None:
+            # With several workers the presence registry's sweep, which sees every
+            # worker, re-queues: a timer here would count from this close even if the
+            # agent went on on another worker, and take its users away when it left
+            # there later.
+            self.grace.went(went_offline)
 
     def disconnect_user(self, user_id: int, reason: str, session: str | None = None):
         """Close every socket of a person, or only those of one page session (the
