@@ -370,3 +370,33 @@ def test_a_live_channel_closes_when_its_session_expires(tmp_path):
         b_tab.close()
     finally:
         short.stop()
+
+
+def test_another_persons_chat_link_from_another_site_asks_first(srv):
+    """Any page on another site could send this browser to /chat?token=<its own
+    account's token>: the browser was signed in as that account, and the chat of the
+    person signed in here ended (its tabs closed). Such a link now asks first; this
+    site's own form (CSRF-checked) switches."""
+    a, b = person(srv, "user", "switch-a"), person(srv, "user", "switch-b")
+    b_conv = srv.get("/api/kefu/message/getConversation", b["token"]).json()["data"]["id"]
+    shows_b = f'data-conv="{b_conv}"'
+    here = browser(srv, "user", a)
+    tab = live_socket(srv, here, "user")
+    from_elsewhere = {"Sec-Fetch-Site": "cross-site", "Sec-Fetch-Dest": "document"}
+    asked = here.get(srv.url("/chat?token=" + b["token"]), headers=from_elsewhere)
+    assert asked.status_code == 200 and "Switch account?" in asked.text
+    assert "switch-a" in asked.text and "switch-b" in asked.text
+    assert still_open(tab)
+    assert_signed_in(srv, here, "user")
+    assert shows_b not in here.get(srv.url("/chat")).text  # still A's chat
+    forged = here.post(srv.url("/chat/switch"), data={"token": b["token"]})
+    assert forged.status_code == 403  # no CSRF token: not this site's form
+    form = {"token": b["token"], "csrf_token": csrf_of(asked.text)}
+    switched = here.post(srv.url("/chat/switch"), data=form, allow_redirects=False)
+    assert switched.status_code == 302
+    assert close_code(tab) == 1008
+    assert shows_b in here.get(srv.url("/chat")).text
+    # The host's own link, followed in the same site or typed, switches at once.
+    same_site = {"Sec-Fetch-Site": "same-origin", "Sec-Fetch-Dest": "document"}
+    back = here.get(srv.url("/chat?token=" + a["token"]), headers=same_site, allow_redirects=False)
+    assert back.status_code == 302

@@ -22,6 +22,45 @@ bp = Blueprint("chat", __name__, url_prefix="/chat")
 PAGE = 30
 
 
+@bp.post("/switch")
+def switch():
+    """The "continue as …" of ``chat/switch.html``: this site's own form."""
+    web.check_csrf()
+    return _sign_in_with(request.form.get("token", ""), confirmed=True)
+
+
+def _sign_in_with(token: str, confirmed: bool):
+    """Exchange the host's token for a page session, and go to the chat."""
+    try:
+        who = auth.authenticate(token)
+    except KefuError as exc:
+        status = exc.status  # 401; 503 when no database connection was free
+        return render_template("chat/signed_out.html", csrf="", error=exc.message), status
+    if who.is_agent:
+        abort(403, description="Agents use the dashboard at /agent")
+    current = web.current_user()
+    if current is not None and current.user_id == who.user_id:
+        # The same person's link again (a host links every page) keeps the session: a
+        # new one would close its other tabs' live channels (``web.sign_in``).
+        return redirect(url_for("chat.page"))
+    if current is not None and not confirmed and _from_another_site():
+        # Another person's link from another site: any page there could sign this
+        # browser in as whoever its token names (its own account), and end the chat of
+        # the person signed in here. The person at the browser decides.
+        page = render_template(
+            "chat/switch.html", csrf=web.csrf_token(), token=token, current=current, other=who
+        )
+        return page, 200
+    web.sign_in(web.USER, who.user_id)
+    return redirect(url_for("chat.page"))
+
+
+def _from_another_site() -> bool:
+    """The browser says the request came from a page of another origin (a link, a
+    form, a script). No header (an older browser, a script of the host's): not known."""
+    return request.headers.get("Sec-Fetch-Site") not in (None, "same-origin", "none")
+
+
 def _hx_refresh():
     return "", 204, {"HX-Refresh": "true"}
 
@@ -35,19 +74,7 @@ def page():
             # whoever the token names (an image message naming this server by its full
             # address). Only a page load, as the host application's link makes, may.
             abort(403, description="Open the chat link as a page")
-        try:
-            who = auth.authenticate(token)
-        except KefuError as exc:
-            status = exc.status  # 401; 503 when no database connection was free
-            return render_template("chat/signed_out.html", csrf="", error=exc.message), status
-        if who.is_agent:
-            abort(403, description="Agents use the dashboard at /agent")
-        current = web.current_user()
-        if current is None or current.user_id != who.user_id:
-            # The same person's link again (a host links every page) keeps the session:
-            # a new one would close its other tabs' live channels (``web.sign_in``).
-            web.sign_in(web.USER, who.user_id)
-        return redirect(url_for("chat.page"))
+        return _sign_in_with(token, confirmed=False)
     who = web.current_user()
     if who is None:
         return render_template("chat/signed_out.html", csrf=""), 403
