@@ -53,7 +53,7 @@ def revalidate(hub) -> None:
 def _close_ended_page_sessions(signed_in) -> None:
     """A page's live channel whose session has ended (expired, or signed out where this
     worker did not hear it) is closed, as the session's pages are refused."""
-    pages = [conn for conn in signed_in if conn.state.get("session")]
+    pages = [conn for conn in turns.paced(signed_in, TURN_SECONDS) if conn.state.get("session")]
     if not pages:
         return
     on = page_sessions.still_on({conn.state["session"] for conn in pages}, turns.pass_turn)
