@@ -72,11 +72,7 @@ def sign_in():
     user = accounts.verify_password(username, request.form.get("password", ""))
     who = None
     if user is not None:
-        current = web.current_agent()
-        if current is None or current.user_id != user.id:
-            # The same agent again (a stale sign-in tab) keeps its session: a new one
-            # would close its open dashboards (``web.sign_in``), drafts and all.
-            web.sign_in(web.AGENT, user.id)
+        web.sign_in(web.AGENT, user.id)
         who = web.current_agent()
     if who is None:
         web.sign_out(web.AGENT)

@@ -38,20 +38,17 @@ def _sign_in_with(token: str, confirmed: bool):
         return render_template("chat/signed_out.html", csrf="", error=exc.message), status
     if who.is_agent:
         abort(403, description="Agents use the dashboard at /agent")
-    current = web.current_user()
-    if current is not None and current.user_id == who.user_id:
-        # The same person's link again (a host links every page) keeps the session: a
-        # new one would close its other tabs' live channels (``web.sign_in``).
-        return redirect(url_for("chat.page"))
-    if current is not None and not confirmed and _from_another_site():
-        # Another person's link from another site: any page there could sign this
-        # browser in as whoever its token names (its own account), and end the chat of
-        # the person signed in here. The person at the browser decides.
-        page = render_template(
-            "chat/switch.html", csrf=web.csrf_token(), token=token, current=current, other=who
-        )
-        return page, 200
-    web.sign_in(web.USER, who.user_id)
+    if not confirmed and _from_another_site():
+        current = web.current_user()
+        if current is not None and current.user_id != who.user_id:
+            # Another person's link from another site: any page there could sign this
+            # browser in as whoever its token names (its own account), and end the chat
+            # of the person signed in here. The person at the browser decides.
+            page = render_template(
+                "chat/switch.html", csrf=web.csrf_token(), token=token, current=current, other=who
+            )
+            return page, 200
+    web.sign_in(web.USER, who.user_id)  # the same person again keeps its session
     return redirect(url_for("chat.page"))
 
 

@@ -74,7 +74,12 @@ def sign_in(role: str, user_id: int) -> None:
     own sign-in: a link to ``/chat?token=…`` must not break the open dashboard's forms.
     The session this browser held as ``role`` is ended, not left to expire, and its
     pages' live channels close (``sign_out``): they would go on getting the pushes of
-    whoever was signed in before (their pages reload, as the new sign-in)."""
+    whoever was signed in before (their pages reload, as the new sign-in). The same
+    person again (a host links every page to the chat, a stale sign-in tab) keeps the
+    session: a new one would close its own open tabs, drafts and all."""
+    held = _principal(role)
+    if held is not None and held.user_id == user_id:
+        return
     kept = (_key(USER if role == AGENT else AGENT),)
     if role == USER and isinstance(session.get(_key(AGENT)), str):
         kept += ("csrf",)
