@@ -13,7 +13,14 @@ from kefu.errors import Busy, Invalid, KefuError, NotFound, TooManyRequests, Una
 from kefu.failures import log_failure
 from kefu.models import SENDER_AGENT, SENDER_USER, TEXT
 from kefu.protocols import dskefu_codec as codec
-from kefu.protocols.fields import Fields, FrameError, echoable_op_id, op_id_of, parse_counted
+from kefu.protocols.fields import (
+    Fields,
+    FrameError,
+    echoable_op_id,
+    op_id_of,
+    op_key,
+    parse_counted,
+)
 from kefu.realtime.connection import Connection
 from kefu.realtime.transport import sock
 from kefu.services import conversations, history, messages, visitors
@@ -59,7 +66,7 @@ def on_send(conn, data: Fields, op_id, live):
         data.text("content"),
         message_type,
         data.text("file_url"),
-        None if op_id is None else str(op_id),
+        op_key(op_id),
     )
     return (
         "Message sent successfully",
@@ -102,17 +109,17 @@ def on_visitor_send(conn, data: Fields, op_id, live):
     content = data.text("content", required=True)
     if data.integer("message_type", default=TEXT) != TEXT or data.text("file_url"):
         raise Invalid("Visitors send text only (message_type 1, no file_url)")
-    op_key = None if op_id is None else str(op_id)
-    checked, _ = visitors.check_message(visitor_id, content, op_key)  # spends no budget
+    key = op_key(op_id)
+    checked, _ = visitors.check_message(visitor_id, content, key)  # spends no budget
     conn.identified = True  # an unbound visitor may send; it is not an idle anonymous socket
     try:
         live.admit_visitor_message(visitor_id, conn.state.get("address"))
     except TooManyRequests:
-        first = visitors.first_reply_of_resend(visitor_id, kefu_id, checked, op_key)
+        first = visitors.first_reply_of_resend(visitor_id, kefu_id, checked, key)
         if first is None:
             raise
         return "Visitor message sent successfully", {"message_id": first.id}, []
-    msg, events, _ = visitors.send(visitor_id, kefu_id, content, op_key)
+    msg, events, _ = visitors.send(visitor_id, kefu_id, content, key)
     return "Visitor message sent successfully", {"message_id": msg.id}, events
 
 

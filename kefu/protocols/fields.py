@@ -144,6 +144,11 @@ def echoable_op_id(value):
     return value if is_op_id(value) else None
 
 
+def op_key(op_id) -> str | None:
+    """An op_id as a send stores it: its text (an integer and its digits are one key)."""
+    return None if op_id is None else str(op_id)
+
+
 def op_id_of(frame: dict):
     """The op_id to echo and to deduplicate sends by: a string or number, 64 chars at most."""
     op_id = frame.get("op_id")

@@ -18,7 +18,7 @@ from kefu.errors import (
 )
 from kefu.models import IMAGE, SENDER_USER, TEXT
 from kefu.protocols import waiter_codec as codec
-from kefu.protocols.fields import Fields
+from kefu.protocols.fields import Fields, op_key
 from kefu.protocols.waiter_codec import frame
 from kefu.services import conversations, history, message_rules, messages, routing
 from kefu.services.snapshots import conversation_ref
@@ -45,11 +45,6 @@ def _signed_in(conn):
     if conn.principal is None:
         raise Unauthorized("Please auth first")
     return conn.principal
-
-
-def _op(req: Request) -> str | None:
-    """The op_id as messages.send stores it (unique per sender: a resend is a no-op)."""
-    return None if req.op_id is None else str(req.op_id)
 
 
 def _body(data: Fields, kind: str):
@@ -147,7 +142,7 @@ def user_disconnect(conn, req, live):
 
 def _send_with_receipt(conn, req, kind, who, ref, body, sender, receiver):
     """Store the message (idempotent by op_id), answer ``<kind>_success`` with its id."""
-    msg, events, _ = messages.send(who, ref.id, *body, _op(req))
+    msg, events, _ = messages.send(who, ref.id, *body, op_key(req.op_id))
     payload = codec.message_payload(msg, msg.conversation_id)
     conn.send(frame(f"{kind}_success", payload, req.op_id, sender, receiver))
     return events

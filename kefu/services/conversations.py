@@ -49,9 +49,7 @@ def visible(conversation_id: int, who: Principal, loader=load):
 def open_for_user(who: Principal):
     """The user's open conversation, or a new one assigned (or queued) right away.
     Returns (Conversation, events)."""
-    if who.is_agent:
-        raise Forbidden("Agents cannot open customer conversations")
-    return groupcommit.run(_open_for_user_locked, who.user_id)
+    return groupcommit.run(_open_for_user_locked, _customer(who).user_id)
 
 
 def _open_for_user_locked(user_id: int):
@@ -74,9 +72,13 @@ def connect(who: Principal):
     """``open_for_user``, and the conversation's place in the queue while it waits, read
     in the same transaction: (Conversation, place or None, events). Read apart, the
     conversation could be served or ended between the two, and the place be missing."""
+    return groupcommit.run(_connect_locked, _customer(who).user_id)
+
+
+def _customer(who: Principal) -> Principal:
     if who.is_agent:
         raise Forbidden("Agents cannot open customer conversations")
-    return groupcommit.run(_connect_locked, who.user_id)
+    return who
 
 
 def _connect_locked(user_id: int):

@@ -107,10 +107,16 @@ class OpIdReused(Conflict):
 
 def is_resend(first, conversation_id, content, message_type, file_url) -> bool:
     """Whether ``first`` (the stored message with this op_id) is what this send asks to
-    store: the same conversation and body. Bodies are compared as ``check_body`` left them."""
+    store: the same conversation and body."""
+    return first.conversation_id == conversation_id and same_body(
+        first, content, message_type, file_url
+    )
+
+
+def same_body(first, content, message_type, file_url) -> bool:
+    """Whether ``first`` holds this body, compared as ``check_body`` left it."""
     return (
-        first.conversation_id == conversation_id
-        and first.content == content
+        first.content == content
         and first.message_type == message_type
         and first.file_url == file_url
     )

@@ -45,10 +45,6 @@ def _visitor(visitor_id: str) -> Visitor:
     return Visitor.get_or_create(key=visitor_id)[0]
 
 
-def _open_key(visitor: Visitor, kefu_id: int) -> str:
-    return visitor_open_key(visitor.id, kefu_id)
-
-
 def send(visitor_id: str, kefu_id: int, content: str, op_id: str | None = None):
     """Store a visitor's text message, opening the conversation with that agent if needed.
     Returns (MessageView, events, duplicate)."""
@@ -59,13 +55,14 @@ def send(visitor_id: str, kefu_id: int, content: str, op_id: str | None = None):
 def _send_locked(visitor_id: str, kefu_id: int, content: str, op_id: str | None):
     agent = accounts.serving_agent(kefu_id)
     visitor = _visitor(visitor_id)
-    first = _first_sent(visitor_sender_key(visitor.id), agent.id, content, op_id)
+    sender_key = visitor_sender_key(visitor.id)
+    first = _first_sent(sender_key, agent.id, content, op_id)
     if first is not None:
         return message_view(first), [], True
-    sender_key = visitor_sender_key(visitor.id)
     events = []
     conv, created = Conversation.get_or_create(
-        open_key=_open_key(visitor, kefu_id), defaults={"visitor": visitor, "agent": agent}
+        open_key=visitor_open_key(visitor.id, kefu_id),
+        defaults={"visitor": visitor, "agent": agent},
     )
     if created:
         routing.took_one_locked(agent.id)
@@ -88,9 +85,8 @@ def _first_sent(sender_key: str, kefu_id: int, content: str, op_id: str | None):
     first = Message.by_op(sender_key, op_id).first()
     if first is None:
         return None
-    conv_id = first.conversation_id
-    to = Conversation.select(Conversation.agent).where(Conversation.id == conv_id).scalar()
-    if to != kefu_id or not message_rules.is_resend(first, conv_id, content, TEXT, None):
+    to = Conversation.select(Conversation.agent).where(Conversation.id == first.conversation_id)
+    if to.scalar() != kefu_id or not message_rules.same_body(first, content, TEXT, None):
         raise message_rules.OpIdReused
     return first
 
@@ -120,7 +116,7 @@ def _end_locked(visitor_id: str, kefu_id: int) -> list:
     visitor = Visitor.get_or_none(Visitor.key == visitor_id)
     if visitor is None:
         raise NotFound("Visitor conversation not found")
-    conv = Conversation.get_or_none(Conversation.open_key == _open_key(visitor, kefu_id))
+    conv = Conversation.get_or_none(Conversation.open_key == visitor_open_key(visitor.id, kefu_id))
     if conv is None:
         ever = Conversation.select().where(
             Conversation.visitor == visitor, Conversation.agent == kefu_id
