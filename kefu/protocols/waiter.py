@@ -65,7 +65,7 @@ class WaiterAbsences:
     def since(self, live, conn, kefu_id: int):
         """For ``conn``'s first auth: since when nothing was heard (None: another waiter
         socket of the agent is open here and heard it all, and is now kicked out)."""
-        if any(o is not conn for o in _waiter_sockets(live, conn.principal.user_id)):
+        if _another_waiter_socket(live, conn):
             return None
         return self._gone.pop(kefu_id, self.started)
 
@@ -74,12 +74,17 @@ class WaiterAbsences:
         who = conn.principal
         if who is None or not who.is_agent or not _is_waiter_socket(conn):
             return
-        if not any(o is not conn for o in _waiter_sockets(live, who.user_id)):
+        if not _another_waiter_socket(live, conn):
             self._gone[who.kefu_id] = clock.now()
 
 
 def _waiter_sockets(live, user_id: int) -> list:
     return [c for c in live.hub.connections(user_key(user_id)) if _is_waiter_socket(c)]
+
+
+def _another_waiter_socket(live, conn) -> bool:
+    """Whether the agent of ``conn`` has another waiter socket on this worker."""
+    return any(o is not conn for o in _waiter_sockets(live, conn.principal.user_id))
 
 
 # -- signing in ------------------------------------------------------------------
@@ -135,8 +140,8 @@ def waiter_auth(conn, req, live):
 def kick_older_waiters(live, event: WaiterSignedIn) -> None:
     """In every worker: the agent's waiter sockets that signed in before ``event`` get
     ``kickout`` and are closed; the new socket (and any newer one) stays."""
-    for other in live.hub.connections(user_key(event.user_id)):
-        if not _is_waiter_socket(other) or other.closed:
+    for other in _waiter_sockets(live, event.user_id):
+        if other.closed:
             continue
         if event.worker_id == live.worker_id and other.id == event.connection_id:
             continue
