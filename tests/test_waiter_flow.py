@@ -238,3 +238,18 @@ def test_a_waiter_back_from_a_dropped_connection_gets_what_was_written_meanwhile
     missed = back.recv()
     assert missed == frame("message_text", text_payload("while you were away"), None, u, back)
     assert back.silent()  # "before" is not repeated
+
+
+def test_a_user_requeued_while_the_waiter_was_away_comes_back_without_repeats(make_server):
+    """Past the grace the agent's user is requeued; the agent coming back takes the user
+    again and gets what was written since its socket went, not what that socket heard
+    live (the waiter protocol marks nothing read: every such return sent all of it)."""
+    server = make_server(agent_grace_seconds=1)
+    a, w, u = serving(server, "heard live")
+    w.close()
+    assert u.recv(5)["type"] == "connect_queue"  # the grace ran out
+    queued = u.request("message_text", {"text": "while queued"}, op_id="q")["payload"]
+    back = waiter(server, a)
+    assert back.expect("new_connection")["from"] == u.uuid
+    assert back.recv() == frame("message_text", queued, None, u, back)
+    assert back.silent()  # "heard live" is not repeated

@@ -56,18 +56,26 @@ class WaiterAbsences:
     each ``new_connection`` (whatever other sockets the agent kept meanwhile: /ws and the
     dashboard are other clients). An agent with no waiter socket here since the worker
     started missed everything since then. With several workers, what a waiter socket on
-    another worker heard is sent again (docs/protocol-waiter.md)."""
+    another worker heard is sent again (docs/protocol-waiter.md).
+
+    The conversations the last socket was following are kept too: one requeued while
+    the agent was away and handed back to it when it returns comes with what its
+    customer wrote since then, not with everything still unread (the waiter protocol
+    marks nothing read, so that was every message it had already heard)."""
 
     def __init__(self):
         self.started = clock.now()
-        self._gone: dict[int, object] = {}  # kefu_id -> when its last waiter socket went
+        self._gone: dict[int, tuple] = {}  # kefu_id -> (when, conversation ids it heard)
 
     def since(self, live, conn, kefu_id: int):
         """For ``conn``'s first auth: since when nothing was heard (None: another waiter
-        socket of the agent is open here and heard it all, and is now kicked out)."""
+        socket of the agent is open here and heard it all, and is now kicked out), and
+        the conversations heard until then (``conn.state["heard_until"]``)."""
         if _another_waiter_socket(live, conn):
             return None
-        return self._gone.pop(kefu_id, self.started)
+        when, heard = self._gone.pop(kefu_id, (self.started, frozenset()))
+        conn.state["heard_until"] = (when, heard)
+        return when
 
     def went(self, live, conn) -> None:
         """``conn`` closed: if it was the agent's last waiter socket here, note when."""
@@ -75,7 +83,8 @@ class WaiterAbsences:
         if who is None or not who.is_agent or not _is_waiter_socket(conn):
             return
         if not _another_waiter_socket(live, conn):
-            self._gone[who.kefu_id] = clock.now()
+            heard = frozenset(conn.state.get("announced", ()))
+            self._gone[who.kefu_id] = (clock.now(), heard)
 
 
 def _waiter_sockets(live, user_id: int) -> list:

@@ -227,7 +227,17 @@ def announcement(conn, conv, op_id, pending=()):
 def _waiter_assigned(event: ConversationAssigned, conn, origin):
     conv = event.conversation
     if _mine_as_agent(conn, conv):
-        yield from announcement(conn, conv, _request_op(conn, origin), event.pending)
+        yield from announcement(conn, conv, _request_op(conn, origin), _unheard(conn, event))
+
+
+def _unheard(conn, event: ConversationAssigned):
+    """The assignment's unread customer messages, less those this agent's last waiter
+    socket heard live: a conversation requeued from the agent while it was away comes
+    back to it with only what was written since (``WaiterAbsences``)."""
+    since, heard = conn.state.get("heard_until", (None, ()))
+    if event.conversation.id not in heard:
+        return event.pending
+    return tuple(m for m in event.pending if m.created_at >= since)
 
 
 def _waiter_ended(event: ConversationEnded, conn, origin):
