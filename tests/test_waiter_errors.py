@@ -43,7 +43,8 @@ USER_CASES = [
     ("not json", "Invalid JSON"),
     ("[1, 2]", "Frame must be a JSON object"),
     ({"payload": {}}, "type is required"),
-    ({"type": 7}, "type is required"),
+    ({"type": 7}, "type must be a string"),
+    ({"type": ""}, "type is required"),
     ({"type": "fly"}, "Unknown type: fly"),
     ({"type": "ready"}, "Unknown type: ready"),  # a waiter's frame on the user endpoint
     ({"type": "message_text"}, "text is required"),

@@ -203,8 +203,10 @@ def handle(conn, raw, live, max_bytes: int, table: dict) -> None:
         live.admit_frame(conn)
         op_id = op_id_of(parsed)
         kind = parsed.get("type")
-        if not isinstance(kind, str) or not kind:
+        if kind is None or kind == "":
             raise FrameError("type is required")
+        if not isinstance(kind, str):
+            raise FrameError("type must be a string")
         handler = table.get(kind)
         if handler is None:
             raise FrameError(f"Unknown type: {kind}")
