@@ -1,5 +1,7 @@
 """The ds/kefu guide end to end: REST + /ws + pushes, whole JSON objects compared."""
 
+import json
+
 import pytest
 
 from tests.support import INT, TIME, WIRE_TIME
@@ -353,6 +355,17 @@ def test_an_op_id_may_be_any_json_number_and_is_echoed_as_sent(server):
     first = ws.request(send)
     assert first["success"] and first["op_id"] == 1.5e-7
     assert ws.request(send) == first  # a key like any other: the resend stores nothing
+    # One number is one key however it is spelled, as JavaScript reads it (and the
+    # string of its digits too); each reply echoes the op_id as it was sent.
+    data = json.dumps({"conversation_id": cid, "content": "seven"})
+    spellings = ["7", "7.0", "7e0", '"7"']
+    replies = [
+        ws.request(f'{{"action": "kefu_message_send", "op_id": {n}, "data": {data}}}')
+        for n in spellings
+    ]
+    assert all(r["success"] for r in replies), replies
+    assert len({r["data"]["message_id"] for r in replies}) == 1
+    assert [r["op_id"] for r in replies] == [7, 7.0, 7.0, "7"]
     for bad in (True, {"seq": 1}, [1]):
         refused = ws.request({"action": "ping", "op_id": bad})
         assert refused == {
@@ -361,7 +374,7 @@ def test_an_op_id_may_be_any_json_number_and_is_echoed_as_sent(server):
             "op_id": None,
         }
     listing = server.get(f"/api/kefu/message/list?conversation_id={cid}", token).json()["data"]
-    assert [m["content"] for m in listing] == ["random op_id"]
+    assert [m["content"] for m in listing] == ["random op_id", "seven"]
     ws.close()
 
 

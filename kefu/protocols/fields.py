@@ -2,6 +2,7 @@
 
 import json
 import math
+from decimal import Decimal
 
 from kefu.errors import Invalid, digits_as_int, has_lone_surrogate, refuse_nul, row_id
 from kefu.services.message_rules import OP_ID_MAX
@@ -145,8 +146,35 @@ def echoable_op_id(value):
 
 
 def op_key(op_id) -> str | None:
-    """An op_id as a send stores it: its text (an integer and its digits are one key)."""
-    return None if op_id is None else str(op_id)
+    """An op_id as a send stores it: a string as it is, a number as JavaScript writes
+    it (``String(n)``), so that one number is one key however it is spelled: 7, 7.0
+    and 7e0 are "7", as is the string "7"; integers past 2**53 are the double a browser
+    reads. Stored as ``str()``, 7 and 7.0 were two keys and a resend was stored twice."""
+    if op_id is None or isinstance(op_id, str):
+        return op_id
+    return js_number_text(float(op_id))
+
+
+def js_number_text(value: float) -> str:
+    """ECMAScript's Number::toString for a finite double: the shortest digits that
+    read back as ``value`` (``repr`` finds them), laid out as JavaScript lays them."""
+    if value == 0:
+        return "0"
+    _, digit_tuple, exponent = Decimal(repr(abs(value))).as_tuple()
+    digits = "".join(map(str, digit_tuple))
+    n = len(digits) + exponent  # abs(value) = 0.<digits> * 10**n
+    digits = digits.rstrip("0")
+    k = len(digits)
+    if k <= n <= 21:
+        text = digits + "0" * (n - k)
+    elif 0 < n <= 21:
+        text = digits[:n] + "." + digits[n:]
+    elif -6 < n <= 0:
+        text = "0." + "0" * -n + digits
+    else:
+        mantissa = digits if k == 1 else digits[0] + "." + digits[1:]
+        text = f"{mantissa}e{'+' if n - 1 >= 0 else '-'}{abs(n - 1)}"
+    return ("-" if value < 0 else "") + text
 
 
 def op_id_of(frame: dict):
