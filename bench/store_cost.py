@@ -54,7 +54,7 @@ def run_batches(pairs: list, batches: int, size: int, counter: list) -> None:
                 who = customer if random.random() < 0.5 else agent
                 counter[0] += 1
                 op_id = f"bench-{counter[0]}"
-                messages._send_locked(who, conversation_id, "hello there", 1, None, op_id)
+                messages.send_locked(who, conversation_id, "hello there", 1, None, op_id)
 
 
 def main() -> None:

@@ -212,3 +212,27 @@ def test_a_refused_first_message_opens_no_conversation(srv, desk, log_mark):
     assert sent.status_code in (200, 204)
     assert srv.sql("SELECT COUNT(*) FROM conversation")[0][0] == before + 1
     no_internal_error(srv, desk, log_mark)
+
+
+def test_a_reused_op_id_or_a_resend_after_the_end_opens_no_conversation(srv, desk, log_mark):
+    """With no conversation open, a send whose op_id is stored is answered from what is
+    stored: a resend with the stored message (its conversation ended since), another
+    message with the op_id refusal. Neither opens a conversation; each did, left
+    queued for an agent, before the refusal came."""
+    user = user_session(srv, "reused-op")
+
+    def send(text, **shown):
+        form = {"content": text, "op_id": "op-once", "csrf_token": user.csrf, **shown}
+        return user.post(srv.url("/chat/send"), data=form)
+
+    assert send("first").status_code in (200, 204)
+    stored = srv.sql("SELECT id, conversation_id FROM message WHERE op_id = 'op-once'")
+    assert user.post(srv.url("/chat/end"), data={"csrf_token": user.csrf}).status_code < 400
+    before = srv.sql("SELECT COUNT(*) FROM conversation")[0][0]
+    refused = send("second")
+    assert refused.status_code == 409 and "op_id was already used" in refused.text
+    resent = send("first", conversation_id=stored[0][1])  # the page shows the ended one
+    assert resent.status_code == 200 and f'id="msg-{stored[0][0]}"' in resent.text
+    assert srv.sql("SELECT COUNT(*) FROM conversation")[0][0] == before
+    assert srv.sql("SELECT id, conversation_id FROM message WHERE op_id = 'op-once'") == stored
+    no_internal_error(srv, desk, log_mark)

@@ -49,10 +49,10 @@ def visible(conversation_id: int, who: Principal, loader=load):
 def open_for_user(who: Principal):
     """The user's open conversation, or a new one assigned (or queued) right away.
     Returns (Conversation, events)."""
-    return groupcommit.run(_open_for_user_locked, _customer(who).user_id)
+    return groupcommit.run(open_for_user_locked, customer(who).user_id)
 
 
-def _open_for_user_locked(user_id: int):
+def open_for_user_locked(user_id: int):
     conv = _open_conversation(user_id)
     if conv is not None:
         return load(conv.id), []
@@ -72,17 +72,18 @@ def connect(who: Principal):
     """``open_for_user``, and the conversation's place in the queue while it waits, read
     in the same transaction: (Conversation, place or None, events). Read apart, the
     conversation could be served or ended between the two, and the place be missing."""
-    return groupcommit.run(_connect_locked, _customer(who).user_id)
+    return groupcommit.run(_connect_locked, customer(who).user_id)
 
 
-def _customer(who: Principal) -> Principal:
+def customer(who: Principal) -> Principal:
+    """``who``, who may open a conversation as a customer: agents may not."""
     if who.is_agent:
         raise Forbidden("Agents cannot open customer conversations")
     return who
 
 
 def _connect_locked(user_id: int):
-    conv, events = _open_for_user_locked(user_id)
+    conv, events = open_for_user_locked(user_id)
     place = None if conv.agent_id is not None else history.queue_place(conv.id)
     return conv, place, events
 

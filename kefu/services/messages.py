@@ -28,11 +28,11 @@ def send(
     returns the first message and announces nothing.
     """
     body = check_send(content, message_type, file_url, op_id)
-    return groupcommit.run(_send_locked, who, conversation_id, *body)
+    return groupcommit.run(send_locked, who, conversation_id, *body)
 
 
 @rowmemo.keeps_rows  # append_locked puts the conversation's new state in the memo
-def _send_locked(who, conversation_id, content, message_type, file_url, op_id):
+def send_locked(who, conversation_id, content, message_type, file_url, op_id):
     sender_type, sender_id, sender_key = who.sender
     try:
         target = visible(conversation_id, who, load_current_target)
@@ -44,7 +44,7 @@ def _send_locked(who, conversation_id, content, message_type, file_url, op_id):
         # A resend of a stored message is answered with it, even if the conversation
         # has ended since. Looked up only now: the unique (sender, op_id) index makes
         # the INSERT fail for a resend, so a new message costs no extra query.
-        first = _first_with_op(sender_key, op_id)
+        first = first_with_op(sender_key, op_id)
         if first is None:
             raise
         if not is_resend(first, conversation_id, content, message_type, file_url):
@@ -59,7 +59,8 @@ class DuplicateOp(Exception):
     """The (sender, op_id) pair is already stored."""
 
 
-def _first_with_op(sender_key: str, op_id: str | None):
+def first_with_op(sender_key: str, op_id: str | None):
+    """The stored message this sender sent with ``op_id``, or None."""
     if op_id is None:
         return None
     if type(sender_key) is str and type(op_id) is str:

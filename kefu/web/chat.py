@@ -13,8 +13,7 @@ from kefu.errors import KefuError
 from kefu.models import SENDER_AGENT, SENDER_USER, TEXT
 from kefu.params import BOUND_MAX, number, optional_number
 from kefu.realtime.live import publish
-from kefu.services import conversations, desk, history, messages
-from kefu.services.message_rules import check_send
+from kefu.services import conversations, customer_sends, desk, history
 from kefu.web import session as web
 from kefu.web.render import HOMES, error_response, partial
 
@@ -111,13 +110,9 @@ def send(who):
     form = request.form
     body = (form.get("content", ""), number(form, "message_type", TEXT), form.get("file_url"))
     op_id = form.get("op_id")  # empty: none (message_rules.idempotency_key)
-    check_send(*body, op_id)  # a message refused opens no conversation for itself
-    current = conversations.current_for_user(who.user_id)
-    conv, events = (current, []) if current else conversations.open_for_user(who)
+    msg, events = customer_sends.send_opening(who, *body, op_id)
     publish(events)
-    msg, events, _ = messages.send(who, conv.id, *body, op_id)
-    publish(events)
-    if current is None or request.form.get("conversation_id", type=int) != conv.id:
+    if request.form.get("conversation_id", type=int) != msg.conversation_id:
         return _hx_refresh()  # the page showed no (or an old) conversation: show the new one
     return partial("parts/message.html", m=msg, side=SENDER_USER)
 

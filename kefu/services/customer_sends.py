@@ -1,0 +1,31 @@
+"""A user's message from a page that may show no open conversation (the /chat page):
+it goes into the open conversation, or into one opened for it."""
+
+from kefu import groupcommit
+from kefu.principal import Principal
+from kefu.services import conversations, messages
+from kefu.services.message_rules import OpIdReused, check_send, same_body
+
+
+def send_opening(who: Principal, content, message_type, file_url, op_id):
+    """Store the message, opening the user's conversation if none is open, in one
+    transaction: a send refused opens nothing. A resend (its op_id stored with this body)
+    is answered with the stored message wherever it went, also into a conversation ended
+    since, and opens nothing; an op_id stored with another body is refused. Opened apart,
+    a refused op_id left a new conversation queued for an agent, and a resend after the
+    agent ended the chat opened one and was then refused.
+
+    Returns (MessageView, events)."""
+    body = check_send(content, message_type, file_url, op_id)
+    return groupcommit.run(_send_opening_locked, conversations.customer(who), *body)
+
+
+def _send_opening_locked(who, content, message_type, file_url, op_id):
+    first = messages.first_with_op(who.sender[2], op_id)
+    if first is not None:
+        if not same_body(first, content, message_type, file_url):
+            raise OpIdReused
+        return first, []
+    conv, opened = conversations.open_for_user_locked(who.user_id)
+    view, sent, _ = messages.send_locked(who, conv.id, content, message_type, file_url, op_id)
+    return view, opened + sent
