@@ -22,6 +22,7 @@ from kefu.db import database
 OPEN, ENDED = 1, 2  # conversation status, as the guide numbers it
 SENDER_USER, SENDER_AGENT = 1, 2  # sender_type; a visitor counts as a user (1)
 TEXT, IMAGE, FILE = 1, 2, 3  # message_type
+USERNAME_MAX = 150  # characters of a username (a sign-in keys its budget by at most these)
 
 
 def new_uuid() -> str:
@@ -38,7 +39,7 @@ class User(BaseModel):
     """A person with an account: a host application's customer, or an agent's account."""
 
     uuid = CharField(max_length=36, unique=True, default=new_uuid)
-    username = CharField(max_length=150, unique=True)
+    username = CharField(max_length=USERNAME_MAX, unique=True)
     nickname = CharField(max_length=150, default="")
     avatar = CharField(max_length=500, default="")
     external_id = CharField(max_length=150, null=True, unique=True)  # host JWT ``sub``

@@ -105,3 +105,31 @@ def test_spellings_of_one_username_share_its_sign_in_budget(srv):
     assert statuses == [401, 401, 401]
     for spelling in ("güarded", "GUARDED ", "guarded\u0301"):
         assert attempt(srv, spelling, "right-password").status_code == 429
+
+
+def test_names_longer_than_any_account_share_one_budget(srv):
+    """No username is over 150 characters. Each longer made-up name was a key of its own
+    in the per-username table, kept whole (a megabyte a request, from one address)."""
+    stem = "n" * 150
+    statuses = [attempt(srv, stem + tail, "guess").status_code for tail in "abcd"]
+    assert statuses == [401, 401, 401, 429]
+
+
+def test_a_malformed_chunked_body_is_a_400_not_an_internal_error(srv):
+    """gunicorn raises while the form is read; that was a 500 with a traceback logged."""
+    import socket
+
+    mark = len(srv.log())
+    for body in (b"zz\r\nab\r\n0\r\n\r\n", b"5;\x00\r\nabcde\r\n0\r\n\r\n"):
+        with socket.create_connection(("127.0.0.1", srv.port), timeout=5) as raw:
+            raw.sendall(
+                b"POST /agent/sign-in HTTP/1.1\r\nHost: kefu\r\nTransfer-Encoding: chunked\r\n"
+                b"Content-Type: application/x-www-form-urlencoded\r\n\r\n" + body
+            )
+            answer = b""
+            while b"Malformed" not in answer and (chunk := raw.recv(65536)):
+                answer += chunk
+            answer = answer.decode()
+        assert answer.startswith("HTTP/1.1 400"), answer[:200]
+        assert "Malformed request body" in answer
+    assert "Traceback" not in srv.log()[mark:]

@@ -8,7 +8,7 @@ from werkzeug.security import check_password_hash, generate_password_hash
 
 from kefu import clock, db, groupcommit
 from kefu.errors import Conflict, Invalid, NotFound
-from kefu.models import Agent, User
+from kefu.models import USERNAME_MAX, Agent, User
 from kefu.offload import off_hub
 from kefu.principal import new_token_for
 from kefu.services.routing import check_max_concurrent
@@ -56,8 +56,8 @@ def _new_user_fields(username: str, nickname: str, password: str | None) -> dict
     """Checked, and the password hashed before any write: PBKDF2 takes a fifth of a
     second, and on SQLite every socket's writes would wait for the lock meanwhile."""
     username = (username or "").strip()
-    if not username or len(username) > 150:
-        raise Invalid("username must be 1 to 150 characters")
+    if not username or len(username) > USERNAME_MAX:
+        raise Invalid(f"username must be 1 to {USERNAME_MAX} characters")
     if len(nickname or "") > 150:
         raise Invalid("nickname must be at most 150 characters")
     if password is not None:

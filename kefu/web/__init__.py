@@ -1,6 +1,7 @@
 """The server-rendered pages: agent dashboard, customer chat, visitor widget, uploads."""
 
-from werkzeug.exceptions import HTTPException
+from gunicorn.http.errors import NoMoreData, ParseException
+from werkzeug.exceptions import BadRequest, HTTPException
 from werkzeug.routing import IntegerConverter, WebsocketMismatch
 
 from kefu.errors import ID_MAX
@@ -55,6 +56,15 @@ def init_app(app) -> None:
     app.add_url_rule("/favicon.ico", "favicon", _favicon)
     app.after_request(_security_headers)
     app.register_error_handler(HTTPException, _http_error)
+    app.register_error_handler(ParseException, _malformed_body)
+    app.register_error_handler(NoMoreData, _malformed_body)
+
+
+def _malformed_body(exc: Exception):
+    """gunicorn raises while a view reads a body it cannot parse (a chunk size that is
+    no number, a body cut short): the client's 400, saying so. It was an internal error,
+    with a traceback in the log for every such request."""
+    return _http_error(BadRequest(f"Malformed request body ({type(exc).__name__})"))
 
 
 def _http_error(exc: HTTPException):

@@ -9,7 +9,7 @@ import re
 from flask import Blueprint, current_app, redirect, render_template, request, url_for
 
 from kefu.errors import Invalid, KefuError, TooManyRequests
-from kefu.models import OPEN, SENDER_AGENT, SENDER_USER, TEXT
+from kefu.models import OPEN, SENDER_AGENT, SENDER_USER, TEXT, USERNAME_MAX
 from kefu.params import BOUND_MAX, number, optional_number
 from kefu.realtime.live import publish
 from kefu.services import accounts, conversations, desk, messages, routing
@@ -44,7 +44,9 @@ def _admit_attempt(username: str) -> None:
     """TooManyRequests past the username's or the address's budget. A browser the agent
     signed in from before counts apart (``web.known_devices``): guesses from elsewhere
     cannot lock the agent out of it."""
-    name = web.username_key(username)
+    # No username is longer than the column (150): a longer one is keyed by its start,
+    # or each made-up megabyte of a name stayed in the per-username table.
+    name = web.username_key(username[:USERNAME_MAX])
     key = f"{name}\x00known" if name in web.known_devices() else name
     # The client's address: the forwarded one behind KEFU_PROXY_COUNT.
     current_app.extensions["kefu.live"].admit_sign_in(key, request.remote_addr)
