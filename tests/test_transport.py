@@ -3,18 +3,22 @@ heartbeat pings while it waits, the 1008 close of a peer that never answers them
 a socket closed under a waiting handler."""
 
 import base64
+import contextlib
 import json
 import os
 import socket
 import struct
+import subprocess
 import time
+import zlib
+from pathlib import Path
 
 import websocket
 
 from tests.support import run_python
 
 
-def raw_upgrade(base: str, path: str = "/ws") -> socket.socket:
+def raw_upgrade(base: str, path: str = "/ws", headers: str = "") -> socket.socket:
     """A WebSocket that answers nothing: the upgrade by hand on a bare TCP socket."""
     host, port = base.rsplit(":", 1)
     sock = socket.create_connection((host, int(port)), timeout=10)
@@ -22,7 +26,7 @@ def raw_upgrade(base: str, path: str = "/ws") -> socket.socket:
     sock.sendall(
         f"GET {path} HTTP/1.1\r\nHost: {base}\r\nUpgrade: websocket\r\n"
         f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
-        "Sec-WebSocket-Version: 13\r\n\r\n".encode()
+        f"Sec-WebSocket-Version: 13\r\n{headers}\r\n".encode()
     )
     head = b""
     while b"\r\n\r\n" not in head:
@@ -229,3 +233,43 @@ def test_a_write_the_peer_takes_nothing_of_gives_up_after_write_stall(tmp_path):
     result = run_python(tmp_path, WRITE_STALL_SCRIPT)
     assert result["outcome"] == "TimeoutError"
     assert 0.4 < result["seconds"] < 3
+
+
+def test_a_deflate_bomb_is_refused_with_1009_before_it_is_inflated(make_server):
+    """With permessage-deflate on, wsproto inflated each 16 KiB read whole before the
+    message's size was checked: a bomb's read became 16 MB, and a few such sockets left
+    the worker hundreds of MB bigger for good. Now no more than the message limit (1 MiB)
+    is inflated, and the socket is closed as too big."""
+    srv = make_server(ws_deflate=1)
+    worker = subprocess.run(["pgrep", "-P", str(srv.proc.pid)], capture_output=True, text=True)
+
+    def rss_mb() -> float:
+        status = Path(f"/proc/{int(worker.stdout.split()[0])}/status").read_text()
+        return int(status.split("VmRSS:")[1].split()[0]) / 1024
+
+    squeeze = zlib.compressobj(wbits=-15)
+    payload = squeeze.compress(b'{"action": "ping", "p": "' + b"a" * (64 << 20))
+    payload += squeeze.flush(zlib.Z_SYNC_FLUSH)[:-4]  # the tail the extension leaves out
+    mask = os.urandom(4)
+    key = (mask * (len(payload) // 4 + 1))[: len(payload)]
+    masked = (int.from_bytes(payload, "big") ^ int.from_bytes(key, "big")).to_bytes(
+        len(payload), "big"
+    )
+    assert len(payload) < 1 << 16  # its length in two bytes, as the RFC wants
+    frame = bytes([0xC1, 0x80 | 126]) + struct.pack("!H", len(payload)) + mask + masked
+    before = rss_mb()
+    for _ in range(8):
+        sock = raw_upgrade(srv.base, headers="Sec-WebSocket-Extensions: permessage-deflate\r\n")
+        sock.sendall(frame)
+        received = b""
+        with contextlib.suppress(OSError):
+            while chunk := sock.recv(4096):
+                received += chunk
+        sock.close()
+        assert server_frames(received)[-1][0] == 8  # a close frame
+        assert struct.unpack("!H", server_frames(received)[-1][1][:2])[0] == 1009
+    assert rss_mb() - before < 40, (before, rss_mb())
+    ok = websocket.create_connection(f"ws://{srv.base}/ws", timeout=5)
+    ok.send(json.dumps({"action": "ping", "op_id": 1}))
+    assert json.loads(ok.recv())["message"] == "pong"
+    ok.close()

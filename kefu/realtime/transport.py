@@ -11,6 +11,7 @@ simple-websocket always accepts permessage-deflate, which costs tens of KB of zl
 state per socket; ``KefuServer`` accepts it only when ``KEFU_WS_DEFLATE`` is on.
 """
 
+import zlib
 from time import monotonic
 
 import flask_sock
@@ -18,6 +19,7 @@ from flask_sock import Sock
 from werkzeug.exceptions import BadRequest
 from wsproto.events import AcceptConnection, Request
 from wsproto.extensions import PerMessageDeflate
+from wsproto.frame_protocol import CloseReason
 from wsproto.utilities import RemoteProtocolError
 
 from kefu.realtime.frames import LeanFrames
@@ -47,6 +49,38 @@ class NoReader:
         return False
 
 
+class BoundedDeflate(PerMessageDeflate):
+    """permessage-deflate that inflates at most ``limit`` bytes of one message, then
+    closes with 1009. wsproto inflated each read whole before simple-websocket's size
+    check saw the message: 16 KiB of a deflate bomb became 16 MB, and a hundred sockets
+    left the worker at 2 GB."""
+
+    limit = 1 << 20  # KEFU_MAX_WS_MESSAGE_BYTES, set by install()
+    _inflated = 0  # of the message being read
+
+    def frame_inbound_payload_data(self, proto, data):
+        if not self._inbound_compressed or not self._inbound_is_compressible:
+            return data
+        try:
+            out = self._decompressor.decompress(bytes(data), self.limit - self._inflated + 1)
+        except zlib.error:
+            return CloseReason.INVALID_FRAME_PAYLOAD_DATA
+        return self._counted(out)
+
+    def frame_inbound_complete(self, proto, fin):
+        ends_message = fin and self._inbound_is_compressible  # not a ping in between
+        out = super().frame_inbound_complete(proto, fin)
+        if isinstance(out, bytes):
+            out = self._counted(out)
+        if ends_message:
+            self._inflated = 0
+        return out
+
+    def _counted(self, out: bytes):
+        self._inflated += len(out)
+        return CloseReason.MESSAGE_TOO_BIG if self._inflated > self.limit else out
+
+
 class KefuServer(OpenSocket):
     """The server flask-sock builds for each socket: an ``OpenSocket`` (everything per
     frame) plus the upgrade that opens it, with deflate only on request."""
@@ -72,7 +106,7 @@ class KefuServer(OpenSocket):
         for event in events:
             if isinstance(event, Request):
                 self.subprotocol = self.choose_subprotocol(event)
-                extensions = [PerMessageDeflate()] if self.deflate else []
+                extensions = [BoundedDeflate()] if self.deflate else []
                 accept = AcceptConnection(subprotocol=self.subprotocol, extensions=extensions)
                 self.sock.send(self.ws.send(accept))
                 self.connected = True
@@ -94,6 +128,7 @@ class KefuServer(OpenSocket):
 def install(app) -> None:
     """Make flask-sock build our server (flask-sock 0.7 has no option for the class)."""
     KefuServer.deflate = app.config["WS_DEFLATE"]
+    BoundedDeflate.limit = app.config["MAX_WS_MESSAGE_BYTES"]
     flask_sock.Server = KefuServer
     app.config["SOCK_SERVER_OPTIONS"] = {
         "ping_interval": app.config["WS_PING_SECONDS"] or None,
