@@ -225,3 +225,24 @@ def test_request_bodies_are_capped_except_uploads(make_server, tmp_path):
     assert uploaded.status_code == 200, uploaded.text
     assert uploaded.json()["data"]["size"] == len(photo)
     assert server.get("/healthz").ok
+
+
+def test_messages_sent_from_a_page_are_rate_limited(strict):
+    """A page's sends are form posts, not frames: they had no limit at all (a script
+    holding a page session stored hundreds a second). They have a socket's rate now, per
+    person, and the refusal says so; nothing refused is stored."""
+    from tests.test_pages_security import user_session
+
+    strict.create_agent("paced")
+    chat = user_session(strict, "paced-user")
+    answers = [
+        chat.post(strict.url("/chat/send"), data={"content": f"m{n}", "csrf_token": chat.csrf})
+        for n in range(8)
+    ]
+    refused = [a for a in answers if a.status_code == 429]
+    assert refused and "Too many messages at once; slow down" in refused[0].text
+    stored = strict.sql("SELECT COUNT(*) FROM message")[0][0]
+    assert stored == len(answers) - len(refused) and stored >= 5  # the burst went through
+    time.sleep(0.5)  # the bucket refills
+    again = chat.post(strict.url("/chat/send"), data={"content": "later", "csrf_token": chat.csrf})
+    assert again.status_code in (200, 204)

@@ -28,12 +28,21 @@ class Admission:
         self.new_visitors = NewKeyLimit(self.limits["NEW_VISITORS_PER_ADDRESS_PER_MINUTE"])
         uploads = self.limits["VISITOR_UPLOADS_PER_ADDRESS_PER_MINUTE"]
         self.visitor_uploads = KeyedBuckets(uploads / 60.0, max(1.0, uploads))
+        rate, burst = self.limits["WS_RATE_PER_SECOND"], self.limits["WS_RATE_BURST"]
+        self.page_sends = KeyedBuckets(rate, burst)
         per_username = self.limits["SIGN_IN_ATTEMPTS_PER_USERNAME"]
         per_address = self.limits["SIGN_IN_ATTEMPTS_PER_IP"]
         self.sign_in_attempts = (  # attempts per minute, and as many at once
             KeyedBuckets(per_username / 60, per_username),
             KeyedBuckets(per_address / 60, per_address),
         )
+
+    def admit_page_send(self, person_key: str) -> None:
+        """A message sent from a page (a form post, not a frame) at the rate a socket's
+        frames have, per person (per worker): a script holding a page session posted
+        hundreds a second, each stored and pushed."""
+        if not self.page_sends.allow(person_key):
+            raise TooManyRequests("Too many messages at once; slow down")
 
     def admit_frame(self, conn) -> None:
         """Spend one frame of the socket's rate budget, or refuse the frame."""

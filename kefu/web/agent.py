@@ -157,6 +157,7 @@ def older(who, conversation_id):
 @bp.post("/c/<row_id:conversation_id>/send")
 @web.agent_required
 def send(who, conversation_id):
+    web.admit_send(who)
     message_type = number(request.form, "message_type", TEXT)
     msg, events, _ = messages.send(
         who,

@@ -107,6 +107,7 @@ def sign_out():
 @bp.post("/send")
 @web.user_required
 def send(who):
+    web.admit_send(who)
     form = request.form
     body = (form.get("content", ""), number(form, "message_type", TEXT), form.get("file_url"))
     op_id = form.get("op_id")  # empty: none (message_rules.idempotency_key)

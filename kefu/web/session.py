@@ -19,6 +19,7 @@ from itsdangerous import BadData, URLSafeTimedSerializer
 
 from kefu import db
 from kefu.principal import Principal, principal_for
+from kefu.realtime.events import user_key
 from kefu.services import page_sessions
 
 AGENT, USER = page_sessions.ROLES
@@ -176,6 +177,11 @@ def agent_required(view):
         return view(who, *args, **kwargs)
 
     return guarded
+
+
+def admit_send(who) -> None:
+    """Refuse a message sent from a page past the person's rate (TooManyRequests)."""
+    current_app.extensions["kefu.live"].admit_page_send(user_key(who.user_id))
 
 
 def user_required(view):
