@@ -98,8 +98,9 @@ def test_agent_pages_answer_ids_past_64_bits(srv, desk, value, log_mark):
 
 @pytest.mark.parametrize("value", HUGE)
 def test_paging_bounds_past_64_bits(srv, desk, value, log_mark):
-    """ "Older than" a number past any sequence number is every message; a number below
-    any is none."""
+    """ "Older than" a number past any sequence number is every message; one below the
+    first (1) is refused, saying so (it was answered with nothing, as was a negative
+    ``after`` on the visitor's page with everything)."""
     conv_id, user, dee = desk["conv_id"], desk["user"], desk["dee"]
     page = user.get(srv.url("/chat/older"), params={"conversation_id": conv_id, "before": value})
     assert page.status_code == 200
@@ -109,7 +110,15 @@ def test_paging_bounds_past_64_bits(srv, desk, value, log_mark):
     none = user.get(
         srv.url("/chat/older"), params={"conversation_id": conv_id, "before": "-" + value}
     )
-    assert none.status_code == 200 and "first" not in none.text
+    assert none.status_code == 422 and "before must be 1 or more" in none.text
+    for bound in ("0", "-1"):
+        page = dee.get(srv.url(f"/agent/c/{conv_id}/older"), params={"before": bound})
+        assert page.status_code == 422 and "before must be 1 or more" in page.text
+    visitor = requests.get(
+        srv.url("/visitor/messages"),
+        params={"kefu_id": desk["agent"]["kefu_id"], "visitor_id": "v-odd", "after": "-1"},
+    )
+    assert visitor.status_code == 422 and "after must be 0 or more" in visitor.text
     no_internal_error(srv, desk, log_mark)
 
 

@@ -142,7 +142,7 @@ def conversation(who, conversation_id):
 @bp.get("/c/<row_id:conversation_id>/older")
 @web.agent_required
 def older(who, conversation_id):
-    before_seq = optional_number(request.args, "before", high=BOUND_MAX)  # none: the newest
+    before_seq = optional_number(request.args, "before", high=BOUND_MAX, low=1)  # none: newest
     msgs = desk.before(who, conversation_id, before_seq, PAGE)
     return render_template(
         "parts/older.html",

@@ -158,7 +158,7 @@ def read(who):
 @web.user_required
 def older(who):
     conversation_id = number(request.args, "conversation_id", low=1)
-    before = optional_number(request.args, "before", high=BOUND_MAX)  # none: the newest
+    before = optional_number(request.args, "before", high=BOUND_MAX, low=1)  # none: the newest
     msgs = desk.before(who, conversation_id, before, PAGE)
     return render_template(
         "parts/older.html",

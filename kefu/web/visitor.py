@@ -49,7 +49,7 @@ def history():
     whether a conversation is open (``X-Kefu-Open``) so the iframe can show the end."""
     kefu_id = _kefu_id()
     visitor_id = visitors.check_visitor_id(request.args.get("visitor_id"))
-    after = number(request.args, "after", 0)
+    after = number(request.args, "after", 0, low=0)
     rows = [m for m in visitors.history(visitor_id, kefu_id, limit=100) if m.id > after]
     html = "".join(partial("parts/message.html", m=m, side=SENDER_USER) for m in rows)
     open_id = desk.visitor_state(visitor_id, kefu_id)
