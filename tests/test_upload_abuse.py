@@ -8,6 +8,7 @@ Visitors could upload 60 × 2 MB in a second from one address with new visitor i
 """
 
 import os
+import socket
 
 import pytest
 import requests
@@ -209,6 +210,14 @@ def test_visitor_uploads_are_limited_per_client_address(make_server, tmp_path):
         r = post_upload(srv, "203.0.113.7", data={"visitor_id": visitor_id})
         assert (r.status_code, r.json()) == (429, TOO_MANY)
     assert len(os.listdir(folder)) == 3  # nothing written for a refused upload
+    # Refused before the body is read: a megabyte announced and never sent is not waited
+    # for (the form was parsed for its visitor_id first, the file spooled to disk).
+    with socket.create_connection(("127.0.0.1", srv.port), timeout=5) as raw:
+        raw.sendall(
+            b"POST /api/kefu/upload HTTP/1.1\r\nHost: kefu\r\nX-Forwarded-For: 203.0.113.7\r\n"
+            b"Content-Type: multipart/form-data; boundary=b\r\nContent-Length: 1000000\r\n\r\n"
+        )
+        assert raw.recv(4096).startswith(b"HTTP/1.1 429")
     # Another client behind the same proxy has its own budget (KEFU_PROXY_COUNT=1).
     assert post_upload(srv, "203.0.113.8", data={"visitor_id": "v-other"}).status_code == 200
     # Members (a token or a page session) are not limited by it.

@@ -61,6 +61,10 @@ def _uploader() -> str:
     if web.current_agent() or web.current_user():
         web.check_csrf()  # cookies ride along cross-site; the token does not
         return "member"
+    # Anyone else may only be a visitor: the address's budget is spent before the body
+    # (the visitor_id is a field of it) is read and its file spooled to disk.
+    # The client's address: the forwarded one behind KEFU_PROXY_COUNT.
+    current_app.extensions["kefu.live"].admit_visitor_upload(request.remote_addr)
     if request.form.get("visitor_id"):
         visitors.check_visitor_id(request.form["visitor_id"])
         return "visitor"
@@ -113,9 +117,6 @@ def cap_body():
 @bp.post("/api/kefu/upload")
 def upload():
     who = _uploader()
-    if who == "visitor":  # before the file is read: a refused upload writes nothing
-        # The client's address: the forwarded one behind KEFU_PROXY_COUNT.
-        current_app.extensions["kefu.live"].admit_visitor_upload(request.remote_addr)
     upload = request.files.get("file")
     if upload is None:
         raise Invalid("file is required (multipart field 'file')")
