@@ -120,6 +120,10 @@ def test_agent_pages_refuse_others(srv, agents):
     anonymous = requests.Session()
     r = anonymous.get(srv.url("/agent"), allow_redirects=False)
     assert r.status_code == 302 and "/agent/sign-in" in r.headers["Location"]
+    head = anonymous.head(srv.url("/agent"))  # a link checker: as GET, not 403
+    assert head.status_code == 302 and "/agent/sign-in" in head.headers["Location"]
+    ann = agent_session(srv, "ann", "ann-pass-1")
+    assert ann.head(srv.url("/agent")).status_code == 200  # no CSRF token asked of it
     # The server's root leads there too.
     r = anonymous.get(srv.url("/"), allow_redirects=False)
     assert r.status_code == 302 and r.headers["Location"].endswith("/agent")

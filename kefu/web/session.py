@@ -39,6 +39,11 @@ def csrf_token() -> str:
     return token
 
 
+# Requests that change nothing: no CSRF token, and a signed-out one is sent to sign in
+# (HEAD is GET without the body: a link checker got 403 where a browser got the page).
+SAFE_METHODS = ("GET", "HEAD")
+
+
 def check_csrf() -> None:
     """Every state-changing request from a page carries the session's token."""
     expected = session.get("csrf")
@@ -169,10 +174,10 @@ def agent_required(view):
     def guarded(*args, **kwargs):
         who = current_agent()
         if who is None:
-            if request.method == "GET" and not request.headers.get("HX-Request"):
+            if request.method in SAFE_METHODS and not request.headers.get("HX-Request"):
                 return redirect(url_for("agent.sign_in_form", next=request.path))
             abort(403, description="Agents only")
-        if request.method != "GET":
+        if request.method not in SAFE_METHODS:
             check_csrf()
         return view(who, *args, **kwargs)
 
@@ -190,7 +195,7 @@ def user_required(view):
         who = current_user()
         if who is None:
             abort(403, description="Sign in through your account first")
-        if request.method != "GET":
+        if request.method not in SAFE_METHODS:
             check_csrf()
         return view(who, *args, **kwargs)
 
