@@ -350,8 +350,26 @@ class WS:
     def recv(self, timeout: float | None = None) -> dict:
         if self.held:
             return self.held.popleft()
-        self.sock.settimeout(timeout or self.timeout)
-        return json.loads(self.sock.recv())
+        return json.loads(self._data(timeout or self.timeout))
+
+    def _data(self, seconds: float) -> str | bytes:
+        """The next message within ``seconds`` (WebSocketTimeoutException if none), as
+        websocket-client's ``recv`` gives it ("" for a close). Pings are answered on the
+        way; they restarted the socket's timeout, which never ran out while the server
+        pinged more often than that."""
+        deadline = time.monotonic() + seconds
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise websocket.WebSocketTimeoutException("timed out")
+            self.sock.settimeout(left)
+            opcode, data = self.sock.recv_data(control_frame=True)
+            if opcode == websocket.ABNF.OPCODE_TEXT:
+                return data.decode()
+            if opcode == websocket.ABNF.OPCODE_BINARY:
+                return data
+            if opcode not in (websocket.ABNF.OPCODE_PING, websocket.ABNF.OPCODE_PONG):
+                return ""
 
     def request(self, obj) -> dict:
         """Send ``obj`` and return its reply.
@@ -361,8 +379,7 @@ class WS:
         """
         self.send(obj)
         while True:
-            self.sock.settimeout(self.timeout)
-            frame = json.loads(self.sock.recv())
+            frame = json.loads(self._data(self.timeout))
             if not (isinstance(frame, dict) and frame.get("type") == "push_message"):
                 return frame
             self.held.append(frame)
@@ -384,9 +401,8 @@ class WS:
         """True if nothing arrives within ``seconds``."""
         if self.held:
             raise AssertionError(f"expected silence, got {self.held[0]}")
-        self.sock.settimeout(seconds)
         try:
-            frame = self.sock.recv()
+            frame = self._data(seconds)
         except websocket.WebSocketTimeoutException:
             return True
         raise AssertionError(f"expected silence, got {frame}")

@@ -1,6 +1,7 @@
 """The waiter protocol's user and waiter flows end to end, whole frames compared."""
 
 import re
+import time
 
 import pytest
 
@@ -225,9 +226,8 @@ def test_history_pages_backwards(srv, served):
 def test_a_waiter_back_from_a_dropped_connection_gets_what_was_written_meanwhile(server):
     """No socket of the agent heard it; signing in again within the grace replays it after
     new_connection (what the agent's earlier socket heard live is not repeated)."""
-    import time
-
     a, w, u = serving(server, "before")
+    time.sleep(1.1)  # heard longer ago than a message may lag its stamp (waiter_replay)
     w.close()
     time.sleep(0.5)  # the server has seen the socket go
     sent = u.request("message_text", {"text": "while you were away"}, op_id="away")
@@ -246,6 +246,7 @@ def test_a_user_requeued_while_the_waiter_was_away_comes_back_without_repeats(ma
     live (the waiter protocol marks nothing read: every such return sent all of it)."""
     server = make_server(agent_grace_seconds=1)
     a, w, u = serving(server, "heard live")
+    time.sleep(1.1)  # heard longer ago than a message may lag its stamp (waiter_replay)
     w.close()
     assert u.recv(5)["type"] == "connect_queue"  # the grace ran out
     queued = u.request("message_text", {"text": "while queued"}, op_id="q")["payload"]
@@ -253,3 +254,37 @@ def test_a_user_requeued_while_the_waiter_was_away_comes_back_without_repeats(ma
     assert back.expect("new_connection")["from"] == u.uuid
     assert back.recv() == frame("message_text", queued, None, u, back)
     assert back.silent()  # "heard live" is not repeated
+
+
+def test_a_waiter_whose_link_died_unnoticed_gets_what_was_pushed_into_it(make_server):
+    """A connection can die without a word: the server learns of it only when a ping
+    goes unanswered. What was pushed into it meanwhile counted as heard, and a user
+    handed back to the agent came without it. Only what a pong proves is heard now."""
+    server = make_server(agent_grace_seconds=1, ws_ping_seconds=1)
+    a, _, u = serving(server, "before the link died")  # the waiter reads no more: no pongs
+    dead = u.request("message_text", {"text": "into the dead link"}, op_id="d")["payload"]
+    assert u.recv(10)["type"] == "connect_queue"  # w was dropped, then the grace ran out
+    queued = u.request("message_text", {"text": "while queued"}, op_id="q")["payload"]
+    back = waiter(server, a)
+    assert back.expect("new_connection")["from"] == u.uuid
+    replayed = [back.recv() for _ in range(3)]
+    assert replayed[1:] == [
+        frame("message_text", dead, None, u, back),
+        frame("message_text", queued, None, u, back),
+    ]
+    assert replayed[0]["payload"]["text"] == "before the link died"  # never proven heard
+    assert back.silent()
+
+
+def test_a_waiter_back_before_its_dead_link_was_noticed_gets_what_went_into_it(make_server):
+    """The usual reconnect of a phone: the new socket signs in while the server still
+    holds the old one, dead without a word. The new socket got no replay ("the old one
+    heard it all"); it gets what the old one is not known to have heard."""
+    server = make_server(ws_ping_seconds=5)  # the old socket is not found dead meanwhile
+    a, _, u = serving(server, "before the link died")  # the old socket reads no more
+    u.request("message_text", {"text": "into the dead link"}, op_id="d")
+    back = waiter(server, a)
+    assert back.expect("new_connection")["from"] == u.uuid
+    replayed = [back.recv()["payload"]["text"] for _ in range(2)]
+    assert replayed == ["before the link died", "into the dead link"]  # neither proven heard
+    assert back.silent()

@@ -13,7 +13,7 @@ import logging
 
 from flask import Blueprint, current_app
 
-from kefu import auth, clock
+from kefu import auth
 from kefu.errors import Forbidden, Invalid, KefuError, Unauthorized, refuse_nul
 from kefu.failures import log_failure
 from kefu.protocols import waiter_codec as codec
@@ -33,8 +33,9 @@ from kefu.protocols.waiter_frames import (
     waiter_sessions,
     waiter_switch,
 )
+from kefu.protocols.waiter_replay import WaiterAbsences, waiter_sockets
 from kefu.realtime.connection import Connection
-from kefu.realtime.events import WaiterSignedIn, user_key
+from kefu.realtime.events import WaiterSignedIn
 from kefu.realtime.transport import sock
 from kefu.services import accounts, conversations, history
 from kefu.services.snapshots import conversation_ref
@@ -50,52 +51,6 @@ def _install(state) -> None:
     state.app.extensions["kefu.waiter_absences"] = WaiterAbsences()
 
 
-class WaiterAbsences:
-    """Since when each agent has had no waiter socket on this worker: what its customers
-    wrote since then no waiter socket heard, and a waiter signing in is sent it after
-    each ``new_connection`` (whatever other sockets the agent kept meanwhile: /ws and the
-    dashboard are other clients). An agent with no waiter socket here since the worker
-    started missed everything since then. With several workers, what a waiter socket on
-    another worker heard is sent again (docs/protocol-waiter.md).
-
-    The conversations the last socket was following are kept too: one requeued while
-    the agent was away and handed back to it when it returns comes with what its
-    customer wrote since then, not with everything still unread (the waiter protocol
-    marks nothing read, so that was every message it had already heard)."""
-
-    def __init__(self):
-        self.started = clock.now()
-        self._gone: dict[int, tuple] = {}  # kefu_id -> (when, conversation ids it heard)
-
-    def since(self, live, conn, kefu_id: int):
-        """For ``conn``'s first auth: since when nothing was heard (None: another waiter
-        socket of the agent is open here and heard it all, and is now kicked out), and
-        the conversations heard until then (``conn.state["heard_until"]``)."""
-        if _another_waiter_socket(live, conn):
-            return None
-        when, heard = self._gone.pop(kefu_id, (self.started, frozenset()))
-        conn.state["heard_until"] = (when, heard)
-        return when
-
-    def went(self, live, conn) -> None:
-        """``conn`` closed: if it was the agent's last waiter socket here, note when."""
-        who = conn.principal
-        if who is None or not who.is_agent or not _is_waiter_socket(conn):
-            return
-        if not _another_waiter_socket(live, conn):
-            heard = frozenset(conn.state.get("announced", ()))
-            self._gone[who.kefu_id] = (clock.now(), heard)
-
-
-def _waiter_sockets(live, user_id: int) -> list:
-    return [c for c in live.hub.connections(user_key(user_id)) if _is_waiter_socket(c)]
-
-
-def _another_waiter_socket(live, conn) -> bool:
-    """Whether the agent of ``conn`` has another waiter socket on this worker."""
-    return any(o is not conn for o in _waiter_sockets(live, conn.principal.user_id))
-
-
 # -- signing in ------------------------------------------------------------------
 
 
@@ -109,6 +64,8 @@ def _authenticate(conn, req: Request, live, role: str):
         raise Forbidden("Waiter accounts sign in on /v1/ws/connect/waiter")
     first = conn.principal is None
     if first:
+        if role == WAITER:  # before the sign-in's dispatch can hand it a user
+            current_app.extensions["kefu.waiter_absences"].start(live, conn, principal)
         # Sign-in may refuse (too many sockets); the users it may hand an agent are
         # dispatched in a greenlet of their own, so they follow this reply.
         live.sign_in(conn, principal)
@@ -130,8 +87,7 @@ def waiter_auth(conn, req, live):
     accepting = conn.state["accepting"] = accounts.agent_profile(who.kefu_id).accepting
     # What the customers wrote while the agent had no waiter socket here follows each
     # new_connection, as after an assignment.
-    absences = current_app.extensions["kefu.waiter_absences"]
-    since = absences.since(live, conn, who.kefu_id) if first else None
+    since = conn.state["heard_until"][0] if first else None  # (WaiterAbsences.start)
     for ref in history.open_for_agent(who.kefu_id):  # users and visitors
         missed = history.customer_messages_since(ref.id, since) if since else ()
         for out in codec.announcement(conn, ref, req.op_id, missed):
@@ -149,7 +105,7 @@ def waiter_auth(conn, req, live):
 def kick_older_waiters(live, event: WaiterSignedIn) -> None:
     """In every worker: the agent's waiter sockets that signed in before ``event`` get
     ``kickout`` and are closed; the new socket (and any newer one) stays."""
-    for other in _waiter_sockets(live, event.user_id):
+    for other in waiter_sockets(live, event.user_id):
         if other.closed:
             continue
         if event.worker_id == live.worker_id and other.id == event.connection_id:
@@ -158,10 +114,6 @@ def kick_older_waiters(live, event: WaiterSignedIn) -> None:
             continue
         other.send(frame("kickout", None, None, None, other.principal.person))
         other.close(4000, "Signed in on another connection")
-
-
-def _is_waiter_socket(conn) -> bool:
-    return isinstance(conn.codec, codec.WaiterCodec) and conn.codec.role == WAITER
 
 
 # -- frame type → handler, one table per role -------------------------------------

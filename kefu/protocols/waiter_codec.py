@@ -13,6 +13,7 @@ already told: the last queue place sent, the conversation announced as served, t
 conversations a waiter was told about.
 """
 
+import time
 from dataclasses import dataclass
 
 from kefu import clock
@@ -213,10 +214,10 @@ def _waiter_message(event: MessageCreated, conn, origin):
 def announcement(conn, conv, op_id, pending=()):
     """``new_connection`` for a conversation this socket has not been told about yet,
     then the customer's messages the agent side has not seen, as if they came now."""
-    announced = conn.state.setdefault("announced", set())
+    announced = conn.state.setdefault("announced", {})  # id -> when (waiter_replay)
     if conv.id in announced:
         return
-    announced.add(conv.id)
+    announced[conv.id] = time.time()
     customer = customer_of(conv)
     yield frame("new_connection", customer.profile(), op_id, customer, conv.agent)
     for msg in pending:
@@ -232,8 +233,8 @@ def _waiter_assigned(event: ConversationAssigned, conn, origin):
 
 def _unheard(conn, event: ConversationAssigned):
     """The assignment's unread customer messages, less those this agent's last waiter
-    socket heard live: a conversation requeued from the agent while it was away comes
-    back to it with only what was written since (``WaiterAbsences``)."""
+    socket is known to have heard: a conversation requeued from the agent while it was
+    away comes back to it with only what was written since (``waiter_replay``)."""
     since, heard = conn.state.get("heard_until", (None, ()))
     if event.conversation.id not in heard:
         return event.pending
@@ -244,7 +245,7 @@ def _waiter_ended(event: ConversationEnded, conn, origin):
     conv = event.conversation
     if not _mine_as_agent(conn, conv):
         return
-    conn.state.setdefault("announced", set()).discard(conv.id)
+    conn.state.setdefault("announced", {}).pop(conv.id, None)
     if origin != conn.id:
         yield frame("disconnected", None, None, customer_of(conv), conv.agent)
 
@@ -252,11 +253,11 @@ def _waiter_ended(event: ConversationEnded, conn, origin):
 def _waiter_requeued(event: ConversationRequeued, conn, origin):
     if event.previous_agent.user_id != conn.principal.user_id:
         return
-    announced = conn.state.setdefault("announced", set())
+    announced = conn.state.setdefault("announced", {})
     if event.conversation.id in announced:
         # Told about this user by a sign-in as the grace ran out, on another worker or
         # while the requeue committed: the user is not this agent's any more.
-        announced.discard(event.conversation.id)
+        announced.pop(event.conversation.id, None)
         yield frame("disconnected", None, None, event.conversation.customer, event.previous_agent)
 
 

@@ -17,6 +17,7 @@ frames from different greenlets never interleave.
 import contextlib
 import socket
 import threading
+import time
 from time import monotonic
 
 import gevent
@@ -136,6 +137,9 @@ class OpenSocket(simple_websocket.Server):
     _socket_closed = False
     _drained = False  # the last read emptied the socket (see _read)
     _switch = None  # the handler greenlet's switch, for waits that allocate nothing
+    # When (wall clock) the last ping went, and the ping before it if that one was
+    # answered: a pong proves the peer got every frame written before its ping.
+    _ping_sent_at = _proven_before = None
 
     def send_now(self, data: str | bytes) -> bool:
         """Write a message (text for ``str``, binary for ``bytes``) at once if the socket
@@ -253,12 +257,21 @@ class OpenSocket(simple_websocket.Server):
             self._lost()  # wakes the handler's wait with an error
             return
         self.next_ping = max(now, self.next_ping) + self.ping_interval
+        self._proven_before = self._ping_sent_at  # answered, as checked above
         try:
             if self.sock.send_now(lambda: self.ws.send(Ping())):
                 self.pong_received = False
+                self._ping_sent_at = time.time()
         except (OSError, LocalProtocolError):
             self.next_ping = None
             self._lost()
+
+    def received_before(self) -> float | None:
+        """Unix time before which every frame written here is known to have reached the
+        peer (it answered a ping sent then), or None. A connection can die without a
+        word (a phone changing networks): what was written after that is only known to
+        be lost a ping interval later, when the socket is closed."""
+        return self._ping_sent_at if self.pong_received else self._proven_before
 
     def _lost(self) -> None:
         self.connected = False
