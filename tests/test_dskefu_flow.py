@@ -366,6 +366,12 @@ def test_an_op_id_may_be_any_json_number_and_is_echoed_as_sent(server):
     assert all(r["success"] for r in replies), replies
     assert len({r["data"]["message_id"] for r in replies}) == 1
     assert [r["op_id"] for r in replies] == [7, 7.0, 7.0, "7"]
+    # Integers stay exact: 64-bit ids one apart are two messages.
+    big = [
+        ws.request(f'{{"action": "kefu_message_send", "op_id": {2**60 + n}, "data": {data}}}')
+        for n in (1, 2)
+    ]
+    assert big[0]["data"]["message_id"] != big[1]["data"]["message_id"], big
     for bad in (True, {"seq": 1}, [1]):
         refused = ws.request({"action": "ping", "op_id": bad})
         assert refused == {
@@ -374,7 +380,7 @@ def test_an_op_id_may_be_any_json_number_and_is_echoed_as_sent(server):
             "op_id": None,
         }
     listing = server.get(f"/api/kefu/message/list?conversation_id={cid}", token).json()["data"]
-    assert [m["content"] for m in listing] == ["random op_id", "seven"]
+    assert [m["content"] for m in listing] == ["random op_id", "seven", "seven", "seven"]
     ws.close()
 
 

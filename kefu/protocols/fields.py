@@ -146,13 +146,14 @@ def echoable_op_id(value):
 
 
 def op_key(op_id) -> str | None:
-    """An op_id as a send stores it: a string as it is, a number as JavaScript writes
-    it (``String(n)``), so that one number is one key however it is spelled: 7, 7.0
-    and 7e0 are "7", as is the string "7"; integers past 2**53 are the double a browser
-    reads. Stored as ``str()``, 7 and 7.0 were two keys and a resend was stored twice."""
-    if op_id is None or isinstance(op_id, str):
-        return op_id
-    return js_number_text(float(op_id))
+    """An op_id as a send stores it: a string as it is, an integer as its digits, any
+    other number as JavaScript writes it (``String(n)``): one number is one key however
+    it is spelled (7, 7.0 and 7e0 are "7", as is the string "7"). Stored as ``str()``, 7
+    and 7.0 were two keys and a resend was stored twice. Integers stay exact: ids past
+    2**53 (a snowflake's) are distinct numbers to the clients that send them."""
+    if op_id is None or isinstance(op_id, str | int):
+        return None if op_id is None else str(op_id)
+    return js_number_text(op_id)
 
 
 def js_number_text(value: float) -> str:
