@@ -405,3 +405,23 @@ def test_refusals_on_the_pages_are_shown_in_the_layout_with_the_way_back(srv, ag
     assert toast.status_code == 404 and "error-page" not in toast.text
     api = requests.get(srv.url("/api/kefu/nothing"), timeout=10)
     assert api.json()["code"] == 404  # the API keeps its envelope
+
+
+def test_a_head_request_reads_nothing(srv, agents):
+    """Opening a conversation marks its customer's messages read; a HEAD (a link
+    checker or a prefetch holding the cookie) did too, once HEAD stopped being a 403."""
+    people = {"ann": agent_session(srv, "ann", "ann-pass-1")}
+    people["ben"] = agent_session(srv, "ben", "ben-pass-1")
+    online = [live_socket(srv, s) for s in people.values()]
+    customer = user_session(srv, "head-reader")
+    sent = customer.post(srv.url("/chat/send"), data={"content": "hi", "csrf_token": customer.csrf})
+    assert sent.status_code in (200, 204)
+    conv_id, kefu_id = srv.sql("SELECT id, kefu_id FROM conversation ORDER BY id DESC")[0]
+    name = next(a["username"] for a in agents if a["kefu_id"] == kefu_id)
+    unread = "SELECT kefu_unread_count FROM conversation WHERE id = ?"
+    assert people[name].head(srv.url(f"/agent/c/{conv_id}")).status_code == 200
+    assert srv.sql(unread, conv_id) == [(1,)]
+    assert people[name].get(srv.url(f"/agent/c/{conv_id}")).status_code == 200
+    assert srv.sql(unread, conv_id) == [(0,)]
+    for ws in online:
+        ws.close()

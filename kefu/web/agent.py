@@ -93,7 +93,8 @@ def sign_out():
 
 def _conversation_context(who, conversation_id: int) -> dict:
     conv, rating = desk.thread(who, conversation_id)
-    if conv.status == OPEN and conv.kefu_unread_count:
+    # Opening it is reading it; a HEAD (a link checker, a prefetch) opens nothing.
+    if conv.status == OPEN and conv.kefu_unread_count and request.method == "GET":
         _, events = conversations.mark_read(
             conv.id, who, desk.unread_ids(conv.id, SENDER_USER), SENDER_USER
         )

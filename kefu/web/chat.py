@@ -76,8 +76,8 @@ def page():
         return render_template("chat/signed_out.html", csrf=""), 403
     conv = desk.latest_for_user(who.user_id)
     msgs = desk.before(who, conv.id, None, PAGE) if conv else []
-    if conv is not None and conv.is_open and conv.unread_count:
-        ids = desk.unread_ids(conv.id, SENDER_AGENT)
+    if conv is not None and conv.is_open and conv.unread_count and request.method == "GET":
+        ids = desk.unread_ids(conv.id, SENDER_AGENT)  # (a HEAD reads nothing)
         publish(conversations.mark_read(conv.id, who, ids, SENDER_AGENT)[1])
     ref = conv and desk.row_for(conv.id).conversation
     position = history.queue_place(conv.id) if conv and conv.is_open else None
