@@ -19,7 +19,7 @@ from flask_sock import Sock
 from werkzeug.exceptions import BadRequest
 from wsproto.events import AcceptConnection, Request
 from wsproto.extensions import PerMessageDeflate
-from wsproto.frame_protocol import CloseReason
+from wsproto.frame_protocol import CloseReason, RsvBits
 from wsproto.utilities import RemoteProtocolError
 
 from kefu.realtime.frames import LeanFrames
@@ -57,9 +57,19 @@ class BoundedDeflate(PerMessageDeflate):
 
     limit = 1 << 20  # KEFU_MAX_WS_MESSAGE_BYTES, set by install()
     _inflated = 0  # of the message being read
+    _control = False  # a control frame (a ping between two fragments) is being read
+
+    def frame_inbound_header(self, proto, opcode, rsv, payload_length):
+        # A ping between the fragments of a compressed message is allowed (RFC 6455
+        # 5.4). wsproto let it reset the message's state, and the next fragment was
+        # taken as uncompressed (close 1007): the message's state is left alone.
+        self._control = opcode.iscontrol()
+        if self._control:
+            return CloseReason.PROTOCOL_ERROR if rsv.rsv1 else RsvBits(False, False, False)
+        return super().frame_inbound_header(proto, opcode, rsv, payload_length)
 
     def frame_inbound_payload_data(self, proto, data):
-        if not self._inbound_compressed or not self._inbound_is_compressible:
+        if self._control or not self._inbound_compressed or not self._inbound_is_compressible:
             return data
         try:
             out = self._decompressor.decompress(bytes(data), self.limit - self._inflated + 1)
@@ -68,7 +78,9 @@ class BoundedDeflate(PerMessageDeflate):
         return self._counted(out)
 
     def frame_inbound_complete(self, proto, fin):
-        ends_message = fin and self._inbound_is_compressible  # not a ping in between
+        if self._control:
+            return None
+        ends_message = fin and self._inbound_is_compressible
         out = super().frame_inbound_complete(proto, fin)
         if isinstance(out, bytes):
             out = self._counted(out)
