@@ -5,6 +5,11 @@
   "use strict";
   var pages = window.kefuPages;
   var csrf = pages.csrf, toast = pages.toast, tidy = pages.tidy, grow = pages.grow;
+  /* Whose page this is (#live's data-person): what the tab keeps is kept under it, so the
+     next person at a shared computer never finds it, and a page fetched again says
+     whether the browser is still signed in as the same person. */
+  function personOf(doc) { var live = doc.getElementById("live"); return (live && live.dataset.person) || ""; }
+  var me = personOf(document);
 
   document.addEventListener("keydown", function (e) {
     var form = e.target.closest && e.target.closest("form[data-composer]");
@@ -19,22 +24,58 @@
   document.addEventListener("input", function (e) {
     if (!e.target.matches || !e.target.matches("form[data-composer] textarea")) return;
     grow(e.target);
+    tooLong(e.target);
     saveDraft(e.target.form.getAttribute("action"), e.target.value);
   });
+  /* The server's limit counts characters (code points); maxlength counts UTF-16 units, so
+     an emoji counted two and a paste over the limit was cut without a word. The box keeps
+     the server's number in maxlength, for this check, which takes it off before anything
+     is typed or dropped in; a message over it is not sent, and a note beside it says why. */
+  function limitOf(box) {
+    if (box.hasAttribute("maxlength")) { box.dataset.maxChars = box.maxLength; box.removeAttribute("maxlength"); }
+    return +box.dataset.maxChars || Infinity;
+  }
+  ["focusin", "dragenter"].forEach(function (type) {
+    document.addEventListener(type, function (e) {
+      if (e.target.matches && e.target.matches("form[data-composer] textarea")) limitOf(e.target);
+    });
+  });
+  function tooLong(box) {
+    var max = limitOf(box), count = Array.from(box.value).length, over = count > max;
+    var note = box.form.querySelector(".limit-note");
+    if (over) box.setAttribute("aria-invalid", "true"); else box.removeAttribute("aria-invalid");
+    if (note) {
+      note.hidden = !over;
+      note.textContent = over ? "Too long to send: " + count.toLocaleString() + " characters, " +
+        max.toLocaleString() + " at most." : "";
+    }
+    return over;
+  }
 
   /* Drafts: what is typed in a conversation's box stays with that conversation. The
      dashboard swaps the whole thread, box included, when the agent opens another one:
      coming back finds the text again, and a send that fails after the switch goes back
      to its own conversation's box. Kept per tab (sessionStorage): a reload keeps them. */
-  var DRAFT = "kefu.draft:";
+  var DRAFT = "kefu.draft:" + me + ":", KEPT = "kefu.outbox:" + me, forgotten = false;
   function draftOf(url) {
     try { return sessionStorage.getItem(DRAFT + url) || ""; } catch (err) { return ""; }
   }
-  function saveDraft(url, text) {
+  function store(key, value) {
+    if (forgotten) return; /* signed out: nothing more is kept */
     try {
-      if (text) sessionStorage.setItem(DRAFT + url, text); else sessionStorage.removeItem(DRAFT + url);
-    } catch (err) { /* storage full or off: the draft lives as long as the box */ }
+      if (value) sessionStorage.setItem(key, value); else sessionStorage.removeItem(key);
+    } catch (err) { /* storage full or off: kept as long as the page */ }
   }
+  function saveDraft(url, text) { store(DRAFT + url, text); }
+  /* Signing out (a shared computer) leaves nothing of the person in the tab: kefu's
+     drafts and outbox, and htmx's history cache, which holds whole pages (the desk). */
+  document.addEventListener("submit", function (e) {
+    if (!e.target.matches("form.sign-out")) return;
+    forgotten = true;
+    try {
+      Object.keys(sessionStorage).forEach(function (k) { if (/^(kefu\.|htmx-)/.test(k)) sessionStorage.removeItem(k); });
+    } catch (err) { /* storage off: nothing was kept */ }
+  });
   function within(root, selector) {
     if (!root || !root.querySelectorAll) return [];
     var found = Array.prototype.slice.call(root.querySelectorAll(selector));
@@ -44,20 +85,36 @@
   function restoreDrafts(root) {
     within(root, "form[data-composer]").forEach(function (form) {
       var box = form.querySelector("textarea"), draft = draftOf(form.getAttribute("action"));
+      if (box) limitOf(box);
       if (box && draft && !box.value) { box.value = draft; grow(box); }
     });
-    showLeftDrafts(root);
+    showLeftDrafts(document); /* (/chat's stands outside the footer a push replaces) */
+    focusEnded(root);
   }
   htmx.onLoad(restoreDrafts); /* the page itself, and every thread htmx swaps in */
 
   /* A conversation that ended (the customer ended it, or the agent) while a reply was
      being written: its box is gone, the reply is not. The ended notice shows it, to copy
-     from, until discarded. */
+     from, until discarded (and while a box for it is back, that box holds it). */
   function showLeftDrafts(root) {
     within(root, "[data-left-draft]").forEach(function (left) {
-      var text = draftOf(left.getAttribute("data-left-draft")), box = left.querySelector("textarea");
+      var url = left.getAttribute("data-left-draft"), text = draftOf(url), box = left.querySelector("textarea, output");
       if (box) box.value = text;
-      left.hidden = !text;
+      left.hidden = !text || !!composerFor(url);
+    });
+  }
+  /* Ended under the keyboard (the box gone with it, or the End button, hidden then), a
+     conversation would leave the focus on nothing: its ended notice takes it. */
+  var focusedConv = null;
+  document.addEventListener("focusin", function (e) { focusedConv = e.target.closest && e.target.closest(".conversation"); });
+  function focusEnded(root) {
+    var ended = within(root, "[data-ended]")[0];
+    if (!ended || !focusedConv || !focusedConv.contains(ended)) return;
+    requestAnimationFrame(function () {
+      var el = document.activeElement;
+      if (el && el !== document.body && el.getClientRects().length) return;
+      ended.setAttribute("tabindex", "-1");
+      ended.focus({ preventScroll: true });
     });
   }
   document.addEventListener("click", function (e) {
@@ -74,8 +131,12 @@
      left.) A send that fails puts its text back in the box, with the ones queued behind
      it. Every message gets an op_id when it is written: sending the same text again
      after a failure reuses it, so a send that was stored although its answer was lost
-     is not stored twice. */
+     is not stored twice. The outbox is kept for the tab (sessionStorage, under the
+     person): a reload sends what was still waiting, in order, with the same op_ids. */
   var outbox = [], sending = false, retries = {};
+  function keep() {
+    store(KEPT, outbox.length ? JSON.stringify(outbox.map(function (i) { return { url: i.url, values: i.values }; })) : "");
+  }
 
   /* A send the network lost (the server restarting, the connection down) is not handed
      back: it and every message written after it wait in the thread as "Sending…"
@@ -142,6 +203,7 @@
   function queueSend(url, values) {
     var item = { url: url, values: values };
     outbox.push(item);
+    keep();
     if (waiting) showPending(item);
     pump();
   }
@@ -151,7 +213,7 @@
     e.preventDefault();
     var box = form.querySelector("textarea"), text = box.value, url = form.getAttribute("action");
     box.focus(); /* also after a click on Send */
-    if (!text.trim()) return;
+    if (!text.trim() || tooLong(box)) return;
     var retry = retries[url];
     queueSend(url, { content: text, op_id: retry && retry.text === text ? retry.op_id : newOpId() });
     delete retries[url];
@@ -176,10 +238,12 @@
       .then(function (res) {
         if (!res.r.ok) {
           var doc = new DOMParser().parseFromString(res.html, "text/html");
-          failed(item, (doc.body.textContent || "").trim() || "Something went wrong (" + res.r.status + ")");
-          return;
+          var why = (doc.body.textContent || "").trim() || "Something went wrong (" + res.r.status + ")";
+          if (res.r.status !== 403) return failed(item, why);
+          return item.fresh ? failed(item, why + " Reload the page to send it.") : freshToken(item, why);
         }
         outbox.shift();
+        keep();
         if (item.el) item.el.remove(); /* the stored bubble takes its place */
         /* "the page showed no (or an old) conversation": the message opened a new one */
         if (res.r.headers.get("HX-Refresh") === "true") return pages.loadChat();
@@ -187,6 +251,23 @@
       }, waitForServer)
       .catch(function (err) { console.error(err); })
       .then(function () { sending = false; pump(); });
+  }
+  /* A 403: the browser may have signed in again in another tab (an agent's sign-in gives
+     the session a new CSRF token, against session fixation). This page fetched again has
+     the new token and says whose it now is: for the same person the send goes again,
+     once, with it; for someone else nothing is sent, and the text stays in the box. */
+  function freshToken(item, why) {
+    return fetch(pages.role() === "agent" ? "/agent" : "/chat", { credentials: "same-origin", cache: "no-store" })
+      .then(function (r) { return r.text(); })
+      .then(function (html) {
+        var doc = new DOMParser().parseFromString(html, "text/html"), meta = doc.querySelector('meta[name="csrf-token"]');
+        var token = meta ? meta.content : "", who = personOf(doc);
+        if (who && who !== me) return failed(item, "You are signed in as someone else here; reload the page.", true);
+        if (!who || !token || token === csrf()) return failed(item, why);
+        document.querySelector('meta[name="csrf-token"]').content = token;
+        document.querySelectorAll('input[name="csrf_token"]').forEach(function (i) { i.value = token; });
+        item.fresh = true; /* still first in the outbox: it leaves again */
+      }, function () { failed(item, why); });
   }
   /* The answer is the stored message's bubble; the live channel may have brought it first. */
   function showSent(html) {
@@ -201,13 +282,14 @@
   /* The failed send and those queued behind it for the same conversation go back in its
      box (or its draft, if another conversation is shown), in order, before whatever was
      typed since: nothing is lost and nothing jumps the queue. */
-  function failed(item, why) {
+  function failed(item, why, stay) {
     var url = item.url, form = composerFor(url), box = form && form.querySelector("textarea");
     var back = outbox.filter(function (i) { return i.url === url; });
     outbox = outbox.filter(function (i) { return i.url !== url; });
+    keep();
     back.forEach(function (i) { if (i.el) i.el.remove(); });
     var texts = back.map(function (i) { return i.values.content; }).filter(Boolean);
-    toast(texts.length && !box ? why + " The message is back in its conversation's box." : why);
+    toast(texts.length && !box ? why + " The message is back in its conversation's box." : why, stay);
     if (!texts.length) return;
     var typed = box ? box.value : draftOf(url);
     retries[url] = back.length === 1 && !typed ? { text: texts[0], op_id: item.values.op_id } : null;
@@ -231,4 +313,13 @@
       })
       .catch(function () { input.value = ""; toast("Upload failed"); });
   });
+
+  /* What was still waiting when the page was left (a reload during an outage) goes now. */
+  try {
+    JSON.parse(sessionStorage.getItem(KEPT) || "[]").forEach(function (i) {
+      if (i && typeof i.url === "string" && i.values) outbox.push({ url: i.url, values: i.values });
+    });
+  } catch (err) { /* none kept */ }
+  outbox.forEach(showPending);
+  pump();
 })();

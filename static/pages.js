@@ -23,14 +23,14 @@
   });
 
   /* -- toasts ------------------------------------------------------------------ */
-  function toast(text) {
+  function toast(text, stay) { /* stay: until the page is reloaded (nothing works before) */
     var box = document.getElementById("toasts");
     if (!box) return;
     var t = document.createElement("div");
     t.className = "toast";
     t.textContent = text;
     box.appendChild(t);
-    setTimeout(function () { t.remove(); }, 5000);
+    if (!stay) setTimeout(function () { t.remove(); }, 5000);
   }
   document.addEventListener("htmx:responseError", function (e) {
     var doc = new DOMParser().parseFromString(e.detail.xhr.responseText || "", "text/html");
@@ -211,14 +211,19 @@
 
   document.addEventListener("visibilitychange", function () { if (!document.hidden) markRead(); });
 
-  var readTimer = null;
+  /* In the background: a failure is nobody's doing, so no toast (htmx.ajax made one); it
+     goes again when the live channel is back. */
+  var readTimer = null, readAgain = false;
   function markRead() {
     var id = viewing();
     if (!id || document.hidden) return;
     clearTimeout(readTimer);
     readTimer = setTimeout(function () {
       var url = role() === "agent" ? "/agent/c/" + id + "/read" : "/chat/read";
-      htmx.ajax("POST", url, { swap: "none", values: { csrf_token: csrf() } });
+      readAgain = false;
+      fetch(url, { method: "POST", credentials: "same-origin", body: new URLSearchParams({ csrf_token: csrf() }),
+                   headers: { "X-CSRF-Token": csrf(), "HX-Request": "true" } })
+        .then(function (r) { if (!r.ok) readAgain = true; }, function () { readAgain = true; });
     }, 300);
   }
 
@@ -242,6 +247,7 @@
     document.body.classList.remove("offline");
     document.body.dataset.live = "open";
     e.detail.socketWrapper.send(JSON.stringify({ type: "hello", conversation_id: viewing(), after_seq: lastSeq() }));
+    if (readAgain) markRead();
   });
   document.addEventListener("htmx:wsClose", function (e) {
     document.body.classList.add("offline");

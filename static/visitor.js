@@ -123,12 +123,23 @@
     state.textContent = "";
     if (!o.failed) { state.textContent = "Sending…"; return; }
     state.appendChild(document.createTextNode("Not sent "));
-    var again = document.createElement("button");
-    again.type = "button";
-    again.className = "resend";
-    again.textContent = "Retry";
-    again.addEventListener("click", function () { resume(); box.focus(); });
-    state.appendChild(again);
+    [["Retry", resume], ["Discard", function () { discard(o); }]].forEach(function (b) {
+      var button = document.createElement("button");
+      button.type = "button";
+      button.className = "resend";
+      button.textContent = b[0];
+      button.addEventListener("click", function () { b[1](); box.focus(); });
+      state.appendChild(button);
+    });
+  }
+  /* One refused for good would hold up all behind it, even over a reload: Discard drops
+     it, here and from what the tab keeps, and those behind it leave. */
+  function discard(o) {
+    var first = outbox[0] === o;
+    outbox = outbox.filter(function (x) { return x !== o; });
+    o.el.remove();
+    save();
+    if (first) resume();
   }
 
   function queueText(text, opId) {
@@ -250,10 +261,23 @@
     };
   }
 
+  /* The server's limit counts characters (code points), maxlength UTF-16 units (an emoji
+     is two) and cut a paste without a word: the number is kept, the attribute taken off,
+     and a message over it is not sent but said to be too long (as in composer.js). */
+  var maxChars = box.maxLength > 0 ? box.maxLength : Infinity, wasOver = false;
+  box.removeAttribute("maxlength");
+  function tooLong() {
+    var count = Array.from(box.value.trim()).length, over = count > maxChars;
+    if (over || wasOver) say(over ? "Too long to send: " + count.toLocaleString() + " characters, " + maxChars.toLocaleString() + " at most." : "");
+    wasOver = over;
+    box.setAttribute("aria-invalid", String(over));
+    return over;
+  }
+  box.addEventListener("input", tooLong);
   composer.addEventListener("submit", function (e) {
     e.preventDefault();
     var text = box.value.trim();
-    if (!text) return;
+    if (!text || tooLong()) return;
     queueText(text);
     box.value = "";
     ended.hidden = true;
