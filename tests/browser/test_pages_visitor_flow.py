@@ -118,7 +118,8 @@ def test_a_visitor_id_in_a_link_is_taken_only_inside_the_loaders_frame(kefu, new
     expect(page.locator("body")).to_have_attribute("data-live", "open", timeout=10000)
     page.locator("textarea").fill("my address is 12 Elm St")
     page.locator("textarea").press("Enter")
-    expect(page.locator(".msg.mine")).to_contain_text("12 Elm St")
+    # The stored bubble, not the "Sending…" one shown at once: then the row is there.
+    expect(page.locator(".msg.mine:not(.pending)")).to_contain_text("12 Elm St")
     keys = kefu.sql(
         "SELECT v.key FROM message m JOIN conversation c ON c.id = m.conversation_id"
         " JOIN visitor v ON v.id = c.visitor_id WHERE m.content = ?",
