@@ -233,7 +233,7 @@
     if (conv) body.set("conversation_id", conv.value);
     body.set("csrf_token", csrf());
     fetch(item.url, { method: "POST", body: body, credentials: "same-origin",
-                      headers: { "X-CSRF-Token": csrf(), "HX-Request": "true" } })
+                      headers: pages.guard({ "HX-Request": "true" }) })
       .then(function (r) { return r.text().then(function (html) { return { r: r, html: html }; }); })
       .then(function (res) {
         if (!res.r.ok) {

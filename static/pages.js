@@ -18,9 +18,16 @@
     return Math.min(500 * Math.pow(2, retries), 8000) * (0.5 + Math.random() / 2);
   };
 
-  document.addEventListener("htmx:configRequest", function (e) {
-    e.detail.headers["X-CSRF-Token"] = csrf();
-  });
+  /* Every request names whose page it is (#live's data-person): one from a tab opened
+     for someone else, the browser signed in as another person since, is refused (409)
+     rather than done as the new one. */
+  var guard = function (headers) {
+    var l = live();
+    headers["X-CSRF-Token"] = csrf();
+    if (l && l.dataset.person) headers["X-Kefu-Person"] = l.dataset.person;
+    return headers;
+  };
+  document.addEventListener("htmx:configRequest", function (e) { guard(e.detail.headers); });
 
   /* -- toasts ------------------------------------------------------------------ */
   function toast(text, stay) { /* stay: until the page is reloaded (nothing works before) */
@@ -222,7 +229,7 @@
       var url = role() === "agent" ? "/agent/c/" + id + "/read" : "/chat/read";
       readAgain = false;
       fetch(url, { method: "POST", credentials: "same-origin", body: new URLSearchParams({ csrf_token: csrf() }),
-                   headers: { "X-CSRF-Token": csrf(), "HX-Request": "true" } })
+                   headers: guard({ "HX-Request": "true" }) })
         .then(function (r) { if (!r.ok) readAgain = true; }, function () { readAgain = true; });
     }, 300);
   }
@@ -315,5 +322,5 @@
   });
 
   /* What composer.js (the message box) and notices.js share with the rest of the page. */
-  window.kefuPages = { csrf: csrf, toast: toast, tidy: tidy, grow: grow, loadChat: loadChat, role: role, viewing: viewing };
+  window.kefuPages = { csrf: csrf, guard: guard, toast: toast, tidy: tidy, grow: grow, loadChat: loadChat, role: role, viewing: viewing };
 })();

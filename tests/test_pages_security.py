@@ -425,3 +425,19 @@ def test_a_head_request_reads_nothing(srv, agents):
     assert srv.sql(unread, conv_id) == [(0,)]
     for ws in online:
         ws.close()
+
+
+def test_a_page_opened_for_someone_else_sends_nothing_as_the_new_person(srv, agents):
+    """A customer signing in where an agent is keeps the session's CSRF token (the
+    dashboard's forms must go on working), so an open /chat tab of the customer before
+    could post as the new one. The pages name whose page they are; another's is refused."""
+    dave = user_session(srv, "page-owner")
+    mine = re.search(r'data-person="([^"]+)"', dave.get(srv.url("/chat")).text).group(1)
+    before = srv.sql("SELECT COUNT(*) FROM message")[0][0]
+    form = {"content": "typed for someone else", "csrf_token": dave.csrf}
+    stale = dave.post(srv.url("/chat/send"), data=form, headers={"X-Kefu-Person": "not-" + mine})
+    assert stale.status_code == 409 and "opened for another account" in stale.text
+    assert srv.sql("SELECT COUNT(*) FROM message")[0][0] == before
+    own = dave.post(srv.url("/chat/send"), data=form, headers={"X-Kefu-Person": mine})
+    assert own.status_code in (200, 204)
+    assert srv.sql("SELECT COUNT(*) FROM message")[0][0] == before + 1

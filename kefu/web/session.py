@@ -54,6 +54,19 @@ def check_csrf() -> None:
         abort(403, description="CSRF token missing or invalid")
 
 
+# Whose page a request comes from (``#live[data-person]``, sent by the pages' scripts).
+PERSON_HEADER = "X-Kefu-Person"
+
+
+def check_person(who: Principal) -> None:
+    """A request from a tab opened for someone else (this browser has signed in as
+    another person since, keeping the CSRF token) is refused, not done as the person
+    signed in now: a message typed to one customer's chat went out as another's."""
+    named = request.headers.get(PERSON_HEADER)
+    if named and named != who.uuid:
+        abort(409, description="This page was opened for another account; reload it")
+
+
 def _principal(role: str) -> Principal | None:
     secret = session.get(_key(role))
     if not isinstance(secret, str):
@@ -179,6 +192,7 @@ def agent_required(view):
             abort(403, description="Agents only")
         if request.method not in SAFE_METHODS:
             check_csrf()
+            check_person(who)
         return view(who, *args, **kwargs)
 
     return guarded
@@ -197,6 +211,7 @@ def user_required(view):
             abort(403, description="Sign in through your account first")
         if request.method not in SAFE_METHODS:
             check_csrf()
+            check_person(who)
         return view(who, *args, **kwargs)
 
     return guarded
