@@ -3,7 +3,7 @@
    pages.js, whose helpers it uses (window.kefuPages). */
 (function () {
   "use strict";
-  var pages = window.kefuPages;
+  var pages = window.kefuPages, outgoing = window.kefuSending;
   var csrf = pages.csrf, toast = pages.toast, tidy = pages.tidy, grow = pages.grow;
   /* Whose page this is (#live's data-person): what the tab keeps is kept under it, so the
      next person at a shared computer never finds it, and a page fetched again says
@@ -41,15 +41,10 @@
     });
   });
   function tooLong(box) {
-    var max = limitOf(box), count = Array.from(box.value).length, over = count > max;
-    var note = box.form.querySelector(".limit-note");
-    if (over) box.setAttribute("aria-invalid", "true"); else box.removeAttribute("aria-invalid");
-    if (note) {
-      note.hidden = !over;
-      note.textContent = over ? "Too long to send: " + count.toLocaleString() + " characters, " +
-        max.toLocaleString() + " at most." : "";
-    }
-    return over;
+    var why = outgoing.tooLong(box.value, limitOf(box)), note = box.form.querySelector(".limit-note");
+    if (why) box.setAttribute("aria-invalid", "true"); else box.removeAttribute("aria-invalid");
+    if (note) { note.hidden = !why; note.textContent = why; }
+    return !!why;
   }
 
   /* Drafts: what is typed in a conversation's box stays with that conversation. The
@@ -167,34 +162,14 @@
   function showPending(item) {
     var id = conversationOf(item.url), thread = id && document.getElementById("thread-" + id);
     if (item.el || !item.values.content || !thread) return;
-    var el = document.createElement("div"), bubble = document.createElement("div");
-    var text = document.createElement("div"), state = document.createElement("span");
-    el.className = "msg mine pending";
+    var el = outgoing.pendingBubble(item.values.content);
     el.dataset.conv = id; /* after every stored message (tidy orders a thread by seq) */
     el.dataset.seq = String(9e15 + ++pendingCount);
-    bubble.className = "bubble";
-    text.className = "text";
-    text.dir = "auto";
-    text.textContent = item.values.content;
-    state.className = "send-state";
-    state.textContent = "Sending…";
-    bubble.appendChild(text);
-    el.appendChild(bubble);
-    el.appendChild(state);
     thread.appendChild(el);
     item.el = el;
     tidy("newest");
   }
-
-  /* Time first (8 base-36 digits of milliseconds), then random, like the widget's
-     (visitor.js): two tabs never share one, and the server's op_id index gets each
-     commit's new entries side by side (see migrations/005). */
-  function newOpId() {
-    var a = new Uint8Array(4);
-    crypto.getRandomValues(a);
-    return Date.now().toString(36).padStart(8, "0") + "-" +
-      Array.prototype.map.call(a, function (b) { return ("0" + b.toString(16)).slice(-2); }).join("");
-  }
+  var newOpId = outgoing.newOpId;
   function composerFor(url) {
     var forms = document.querySelectorAll("form[data-composer]");
     for (var i = 0; i < forms.length; i++) if (forms[i].getAttribute("action") === url) return forms[i];

@@ -16,17 +16,7 @@
   var ws = null, retry = 0, live = false, lastId = 0, lastConv = null, loading = null, reload = false;
   var noticeTimer = null;
 
-  function randomId(bytes) {
-    var a = new Uint8Array(bytes);
-    crypto.getRandomValues(a);
-    return Array.prototype.map.call(a, function (b) { return ("0" + b.toString(16)).slice(-2); }).join("");
-  }
-  /* Time first (8 base-36 digits of milliseconds, in order until 2059), then random: a
-     resend repeats it, two tabs never share it, and the server's op_id index gets each
-     commit's new entries side by side (see migrations/005). */
-  function newOpId() {
-    return Date.now().toString(36).padStart(8, "0") + "-" + randomId(4);
-  }
+  var outgoing = window.kefuSending, randomId = outgoing.randomHex, newOpId = outgoing.newOpId;
   /* 128 random bits, kept so a return visit sees its history: by the loader (widget.js)
      in the host page's storage, else in ours; storage may be blocked in a third-party
      iframe, and then the id lives as long as the page. An id in the link is taken only
@@ -100,22 +90,10 @@
   }
 
   function pendingBubble(o) {
-    var el = document.createElement("div");
-    el.className = "msg mine pending";
-    var bubble = document.createElement("div");
-    bubble.className = "bubble";
-    var text = document.createElement("div");
-    text.className = "text";
-    text.textContent = o.text;
-    bubble.appendChild(text);
-    var state = document.createElement("span");
-    state.className = "send-state";
-    el.appendChild(bubble);
-    el.appendChild(state);
-    o.el = el;
+    o.el = outgoing.pendingBubble(o.text);
     showState(o);
     dropHint();
-    thread.appendChild(el);
+    thread.appendChild(o.el);
   }
   function showState(o) {
     var state = o.el.querySelector(".send-state");
@@ -267,8 +245,8 @@
   var maxChars = box.maxLength > 0 ? box.maxLength : Infinity, wasOver = false;
   box.removeAttribute("maxlength");
   function tooLong() {
-    var count = Array.from(box.value.trim()).length, over = count > maxChars;
-    if (over || wasOver) say(over ? "Too long to send: " + count.toLocaleString() + " characters, " + maxChars.toLocaleString() + " at most." : "");
+    var why = outgoing.tooLong(box.value.trim(), maxChars), over = !!why;
+    if (over || wasOver) say(why);
     wasOver = over;
     box.setAttribute("aria-invalid", String(over));
     return over;
