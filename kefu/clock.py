@@ -41,6 +41,11 @@ def stored_text(value: datetime) -> str:
     return text
 
 
+def at(unix_seconds: float) -> datetime:
+    """The stored (naive UTC) datetime of a Unix time, as ``now()`` makes them."""
+    return _EPOCH + timedelta(seconds=unix_seconds)
+
+
 def unix(value: datetime | None = None) -> int:
     """Unix seconds of a stored (naive UTC) datetime, or of now."""
     if value is None:

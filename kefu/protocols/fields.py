@@ -151,9 +151,9 @@ def op_key(op_id) -> str | None:
     it is spelled (7, 7.0 and 7e0 are "7", as is the string "7"). Stored as ``str()``, 7
     and 7.0 were two keys and a resend was stored twice. Integers stay exact: ids past
     2**53 (a snowflake's) are distinct numbers to the clients that send them."""
-    if op_id is None or isinstance(op_id, str | int):
-        return None if op_id is None else str(op_id)
-    return js_number_text(op_id)
+    if isinstance(op_id, float):
+        return js_number_text(op_id)
+    return None if op_id is None else str(op_id)
 
 
 def js_number_text(value: float) -> str:

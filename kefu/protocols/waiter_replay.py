@@ -10,7 +10,6 @@ lost. A socket that proved nothing leaves the next one to start where it started
 """
 
 import time
-from datetime import timedelta
 
 from wsproto.connection import ConnectionState
 
@@ -71,7 +70,7 @@ class WaiterAbsences:
         cutoff = proven - PUSH_LAG_SECONDS
         announced = conn.state.get("announced", {})
         heard = frozenset(cid for cid, at in announced.items() if at < cutoff)
-        return clock.now() - timedelta(seconds=time.time() - cutoff), heard
+        return clock.at(cutoff), heard
 
 
 def heard_before(socket) -> float | None:
