@@ -10,7 +10,6 @@ from kefu.models import (
     SENDER_USER,
     TEXT,
     Conversation,
-    Message,
     Visitor,
     visitor_open_key,
     visitor_sender_key,
@@ -18,7 +17,7 @@ from kefu.models import (
 from kefu.realtime.events import ConversationAssigned
 from kefu.services import accounts, conversations, message_rules, messages, routing
 from kefu.services import history as past  # ``history`` is this module's own function
-from kefu.services.snapshots import conversation_ref, load, message_view
+from kefu.services.snapshots import conversation_ref, load
 
 VISITOR_ID_MAX = 128
 
@@ -58,7 +57,7 @@ def _send_locked(visitor_id: str, kefu_id: int, content: str, op_id: str | None)
     sender_key = visitor_sender_key(visitor.id)
     first = _first_sent(sender_key, agent.id, content, op_id)
     if first is not None:
-        return message_view(first), [], True
+        return first, [], True
     events = []
     conv, created = Conversation.get_or_create(
         open_key=visitor_open_key(visitor.id, kefu_id),
@@ -74,15 +73,13 @@ def _send_locked(visitor_id: str, kefu_id: int, content: str, op_id: str | None)
 
 
 def _first_sent(sender_key: str, kefu_id: int, content: str, op_id: str | None):
-    """The stored message a send with this ``op_id`` repeats, or None for a new one.
+    """The stored message (a view) a send with this ``op_id`` repeats, or None.
 
     A visitor names its agent, not a conversation: a resend is the same text to the same
     agent, answered even if that conversation has ended since (as a user's is). The
     op_id on anything else is refused: the same text to another agent was answered with
     the first message, and nothing was stored or pushed."""
-    if op_id is None:
-        return None
-    first = Message.by_op(sender_key, op_id).first()
+    first = messages.first_with_op(sender_key, op_id)
     if first is None:
         return None
     to = Conversation.select(Conversation.agent).where(Conversation.id == first.conversation_id)
@@ -99,10 +96,9 @@ def first_reply_of_resend(visitor_id: str, kefu_id: int, content: str, op_id: st
         if visitor is None:
             return None
         try:
-            first = _first_sent(visitor_sender_key(visitor.id), kefu_id, content, op_id)
+            return _first_sent(visitor_sender_key(visitor.id), kefu_id, content, op_id)
         except message_rules.OpIdReused:
             return None
-        return message_view(first) if first is not None else None
 
 
 def end(visitor_id: str, kefu_id: int) -> list:
