@@ -19,7 +19,6 @@ from itsdangerous import BadData, URLSafeTimedSerializer
 
 from kefu import db
 from kefu.principal import Principal, principal_for
-from kefu.realtime.events import user_key
 from kefu.services import page_sessions
 
 AGENT, USER = page_sessions.ROLES
@@ -65,6 +64,13 @@ def check_person(who: Principal) -> None:
     named = request.headers.get(PERSON_HEADER)
     if named and named != who.uuid:
         abort(409, description="This page was opened for another account; reload it")
+
+
+def _check_change(who: Principal) -> None:
+    """A request that changes something comes from this session's page, for ``who``."""
+    if request.method not in SAFE_METHODS:
+        check_csrf()
+        check_person(who)
 
 
 def _principal(role: str) -> Principal | None:
@@ -190,9 +196,7 @@ def agent_required(view):
             if request.method in SAFE_METHODS and not request.headers.get("HX-Request"):
                 return redirect(url_for("agent.sign_in_form", next=request.path))
             abort(403, description="Agents only")
-        if request.method not in SAFE_METHODS:
-            check_csrf()
-            check_person(who)
+        _check_change(who)
         return view(who, *args, **kwargs)
 
     return guarded
@@ -200,7 +204,7 @@ def agent_required(view):
 
 def admit_send(who) -> None:
     """Refuse a message sent from a page past the person's rate (TooManyRequests)."""
-    current_app.extensions["kefu.live"].admit_page_send(user_key(who.user_id))
+    current_app.extensions["kefu.live"].admit_page_send(who.key)
 
 
 def user_required(view):
@@ -209,9 +213,7 @@ def user_required(view):
         who = current_user()
         if who is None:
             abort(403, description="Sign in through your account first")
-        if request.method not in SAFE_METHODS:
-            check_csrf()
-            check_person(who)
+        _check_change(who)
         return view(who, *args, **kwargs)
 
     return guarded
