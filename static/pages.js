@@ -228,8 +228,7 @@
     readTimer = setTimeout(function () {
       var url = role() === "agent" ? "/agent/c/" + id + "/read" : "/chat/read";
       readAgain = false;
-      fetch(url, { method: "POST", credentials: "same-origin", body: new URLSearchParams({ csrf_token: csrf() }),
-                   headers: guard({ "HX-Request": "true" }) })
+      fetch(url, { method: "POST", credentials: "same-origin", headers: guard({ "HX-Request": "true" }) })
         .then(function (r) { if (!r.ok) readAgain = true; }, function () { readAgain = true; });
     }, 300);
   }
