@@ -13,6 +13,7 @@ import time
 import zlib
 from pathlib import Path
 
+import pytest
 import websocket
 
 from tests.support import run_python
@@ -147,25 +148,54 @@ def test_frames_trickling_in_and_spaced_apart_are_all_read(server):
     sock.close()
 
 
-def test_a_malformed_upgrade_gets_400_and_no_traceback(server):
-    """No Sec-WebSocket-Version: wsproto refuses it, which was a 500 and a 30-line
-    "ERROR in app" traceback for a client's mistake."""
-    host, port = server.base.rsplit(":", 1)
+def upgrade_answer(base: str, headers: str) -> bytes:
+    """The server's whole answer to an upgrade of /ws with these extra header lines."""
+    host, port = base.rsplit(":", 1)
     with socket.create_connection((host, int(port)), timeout=10) as sock:
-        key = base64.b64encode(os.urandom(16)).decode()
         sock.sendall(
-            f"GET /ws HTTP/1.1\r\nHost: {server.base}\r\nUpgrade: websocket\r\n"
-            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n\r\n".encode()
+            f"GET /ws HTTP/1.1\r\nHost: {base}\r\nUpgrade: websocket\r\n"
+            f"Connection: Upgrade\r\n{headers}Connection: close\r\n\r\n".encode()
         )
         answer = b""
         while chunk := sock.recv(4096):
             answer += chunk
-            if b"Invalid WebSocket upgrade" in answer:
-                break
+    return answer
+
+
+def test_a_malformed_upgrade_gets_400_and_no_traceback(server):
+    """No Sec-WebSocket-Version: wsproto refuses it, which was a 500 and a 30-line
+    "ERROR in app" traceback for a client's mistake."""
+    key = base64.b64encode(os.urandom(16)).decode()
+    answer = upgrade_answer(server.base, f"Sec-WebSocket-Key: {key}\r\n")
     assert answer.startswith(b"HTTP/1.1 400"), answer[:200]
     assert b"Invalid WebSocket upgrade: Missing header, &#39;Sec-WebSocket-Version&#39;" in answer
     assert "Traceback" not in server.log()
     assert raw_upgrade(server.base).close() is None  # the next upgrade is served
+
+
+def test_another_websocket_version_gets_426_naming_13(server):
+    """RFC 6455 4.4: a version the server does not speak gets 426 and the version it
+    does. It was a 400 saying the header was missing."""
+    key = base64.b64encode(os.urandom(16)).decode()
+    answer = upgrade_answer(
+        server.base, f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 8\r\n"
+    )
+    head = answer.split(b"\r\n\r\n", 1)[0].lower()
+    assert head.startswith(b"http/1.1 426"), answer[:200]
+    assert b"\r\nsec-websocket-version: 13" in head
+    assert b"Unsupported Sec-WebSocket-Version &#39;8&#39;; use 13" in answer
+    assert raw_upgrade(server.base).close() is None
+
+
+@pytest.mark.parametrize("key", ["c2hvcnQ=", "not base64 at all!!", "", "A" * 40])
+def test_a_key_that_is_not_16_bytes_in_base64_gets_400(server, key):
+    """RFC 6455 4.1: the key is 16 random bytes in base64. Any string was accepted."""
+    answer = upgrade_answer(
+        server.base, f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
+    )
+    assert answer.startswith(b"HTTP/1.1 400"), answer[:200]
+    assert b"Sec-WebSocket-Key must be 16 bytes in base64" in answer
+    assert "Traceback" not in server.log()
 
 
 def test_a_peer_that_stops_reading_neither_stops_the_pings_nor_stays(make_server):

@@ -11,12 +11,14 @@ simple-websocket always accepts permessage-deflate, which costs tens of KB of zl
 state per socket; ``KefuServer`` accepts it only when ``KEFU_WS_DEFLATE`` is on.
 """
 
+import base64
+import binascii
 import zlib
 from time import monotonic
 
 import flask_sock
 from flask_sock import Sock
-from werkzeug.exceptions import BadRequest
+from werkzeug.exceptions import BadRequest, HTTPException
 from wsproto.events import AcceptConnection, Request
 from wsproto.extensions import PerMessageDeflate
 from wsproto.frame_protocol import CloseReason, RsvBits
@@ -93,6 +95,35 @@ class BoundedDeflate(PerMessageDeflate):
         return CloseReason.MESSAGE_TOO_BIG if self._inflated > self.limit else out
 
 
+class UpgradeRequired(HTTPException):
+    """426 for a WebSocket version other than 13, naming the one this server speaks
+    (RFC 6455 4.4): a client that can speak several picks again."""
+
+    code = 426
+
+    def get_headers(self, environ=None, scope=None):
+        return [*super().get_headers(environ, scope), ("Sec-WebSocket-Version", "13")]
+
+
+def check_upgrade(environ) -> None:
+    """Refuse what wsproto lets through or names wrongly: an old version was "Missing
+    header, 'Sec-WebSocket-Version'" (a 400), and any key was taken, though a client's
+    key is 16 random bytes in base64 (RFC 6455 4.1) and its accept value is checked."""
+    version = environ.get("HTTP_SEC_WEBSOCKET_VERSION")
+    if version is not None and version.strip() != "13":
+        raise UpgradeRequired(f"Unsupported Sec-WebSocket-Version {version!r}; use 13")
+    key = environ.get("HTTP_SEC_WEBSOCKET_KEY")
+    if key is not None and not _is_websocket_key(key.strip()):
+        raise BadRequest("Invalid WebSocket upgrade: Sec-WebSocket-Key must be 16 bytes in base64")
+
+
+def _is_websocket_key(key: str) -> bool:
+    try:
+        return len(base64.b64decode(key, validate=True)) == 16
+    except (binascii.Error, ValueError):
+        return False
+
+
 class KefuServer(OpenSocket):
     """The server flask-sock builds for each socket: an ``OpenSocket`` (everything per
     frame) plus the upgrade that opens it, with deflate only on request."""
@@ -100,6 +131,7 @@ class KefuServer(OpenSocket):
     deflate = False  # set by install() from KEFU_WS_DEFLATE
 
     def handshake(self):
+        check_upgrade(self.environ)
         turns.take()  # an arrival burst's upgrades wait their turn like frames
         self.sock = WholeFrameSocket(self.sock)
         lines = [b"GET / HTTP/1.1\r\n"]

@@ -85,7 +85,7 @@ def _http_error(exc: HTTPException):
     body, status = render.error_response(exc.description, exc.code, *home)
     response = make_response(body, status)
     werkzeugs = exc.get_response().headers  # what Werkzeug's own answer would have said
-    for name in ("Allow", "Retry-After"):
+    for name in ("Allow", "Retry-After", "Sec-WebSocket-Version"):
         if name in werkzeugs:
             response.headers[name] = werkzeugs[name]
     return response
