@@ -3,6 +3,7 @@ the live channel's origin check, and the upload limits and serving headers."""
 
 import contextlib
 import json
+import os
 import re
 import time
 
@@ -318,6 +319,22 @@ def test_upload_limits_and_types(srv, agents):
     assert upload(srv, pdf, data=visitor).status_code == 403
     big_png = {"file": ("b.png", PNG + b"\0" * 1200, "image/png")}
     assert upload(srv, big_png, data=visitor).status_code == 413
+
+
+def test_an_empty_file_is_refused_and_nothing_is_stored(srv, agents):
+    """A file of no bytes was stored and could be sent as a message's attachment."""
+    bearer = {"Authorization": "Bearer " + agents[0]["token"]}
+    folder = srv.env["KEFU_UPLOAD_DIR"]
+    before = sorted(os.listdir(folder)) if os.path.isdir(folder) else []
+    for name, kind in (
+        ("a.txt", "text/plain"),
+        ("a.pdf", "application/pdf"),
+        ("a.png", "image/png"),
+    ):
+        empty = upload(srv, {"file": (name, b"", kind)}, headers=bearer)
+        assert empty.status_code == 422, name
+        assert empty.json() == {"code": 422, "message": "The file is empty"}, name
+    assert (sorted(os.listdir(folder)) if os.path.isdir(folder) else []) == before
 
 
 def test_uploads_are_served_inert(srv, agents):

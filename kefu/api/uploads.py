@@ -78,6 +78,8 @@ def _classify(upload) -> tuple[str, int]:
     declared = (upload.mimetype or "").lower()
     head = upload.stream.read(16)
     upload.stream.seek(0)
+    if not head:  # nothing to show or open: a message would carry a dead link
+        raise Invalid("The file is empty")
     if ext in IMAGES:
         types, magics = IMAGES[ext]
         if declared not in types or not head.startswith(magics):
