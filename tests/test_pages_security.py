@@ -288,6 +288,25 @@ def test_pages_send_security_headers(srv, agents):
     )
 
 
+def test_a_form_that_is_not_utf8_gets_400_and_stores_nothing(srv):
+    """Werkzeug kept undecodable bytes as percent text: ``content=%FF`` was stored as
+    the message "%FF". Percent-escaped or raw, it is a 400 now, and nothing is stored."""
+    user = user_session(srv, "bad-bytes")
+    form = "csrf_token=" + user.csrf + "&content="
+    kind = {"Content-Type": "application/x-www-form-urlencoded"}
+    for body in (form.encode() + b"%FF%FE", form.encode() + b"caf\xe9"):
+        r = user.post(srv.url("/chat/send"), data=body, headers=kind)
+        assert r.status_code == 400, r.text[:300]
+        assert "Form data is not valid UTF-8" in r.text
+    api = srv.get("/api/kefu/message/getConversation", srv.host_jwt("bad-bytes")).json()
+    cid = api["data"]["id"]
+    stored = srv.get(f"/api/kefu/message/list?conversation_id={cid}", srv.host_jwt("bad-bytes"))
+    assert stored.json()["data"] == []
+    fine = form.encode() + b"%E5%AD%97&conversation_id=" + str(cid).encode()
+    sent = user.post(srv.url("/chat/send"), data=fine, headers=kind)
+    assert sent.status_code == 200 and "字" in sent.text
+
+
 def upload(srv, files, **kw):
     return requests.post(srv.url("/api/kefu/upload"), files=files, timeout=10, **kw)
 

@@ -1,5 +1,7 @@
 """The server-rendered pages: agent dashboard, customer chat, visitor widget, uploads."""
 
+from urllib.parse import parse_qsl
+
 from gunicorn.http.errors import NoMoreData, ParseException
 from werkzeug.exceptions import BadRequest, HTTPException
 from werkzeug.routing import IntegerConverter, WebsocketMismatch
@@ -54,10 +56,26 @@ def init_app(app) -> None:
         app.register_blueprint(bp)
     app.add_url_rule("/", "index", _to_the_dashboard)
     app.add_url_rule("/favicon.ico", "favicon", _favicon)
+    app.before_request(_form_must_be_utf8)
     app.after_request(_security_headers)
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(ParseException, _malformed_body)
     app.register_error_handler(NoMoreData, _malformed_body)
+
+
+def _form_must_be_utf8():
+    """Werkzeug keeps the bytes of a urlencoded form that are not UTF-8 as percent text:
+    a message sent as ``content=%FF`` was stored as the three characters "%FF". It is
+    the client's 400 instead, as a JSON body that is not UTF-8 is."""
+    from flask import request
+
+    if request.mimetype != "application/x-www-form-urlencoded":
+        return
+    body = request.get_data(cache=True)  # the form is parsed from this copy afterwards
+    try:
+        parse_qsl(body.decode(), keep_blank_values=True, errors="strict")
+    except UnicodeDecodeError:
+        raise BadRequest("Form data is not valid UTF-8") from None
 
 
 def _malformed_body(exc: Exception):
