@@ -14,7 +14,7 @@ from kefu.params import BOUND_MAX, number, optional_number
 from kefu.realtime.live import publish
 from kefu.services import accounts, conversations, desk, messages, routing
 from kefu.web import session as web
-from kefu.web.render import HOMES, error_response, partial
+from kefu.web.render import HOMES, error_response, older_part, partial
 
 bp = Blueprint("agent", __name__, url_prefix="/agent")
 PAGE = 30
@@ -145,14 +145,7 @@ def conversation(who, conversation_id):
 def older(who, conversation_id):
     before_seq = optional_number(request.args, "before", high=BOUND_MAX, low=1)  # none: newest
     msgs = desk.before(who, conversation_id, before_seq, PAGE)
-    return render_template(
-        "parts/older.html",
-        msgs=msgs,
-        c_id=conversation_id,
-        side=SENDER_AGENT,
-        url_base="/agent",
-        more=bool(msgs) and msgs[0].seq > 1,
-    )
+    return older_part(msgs, conversation_id, SENDER_AGENT, "/agent")
 
 
 @bp.post("/c/<row_id:conversation_id>/send")

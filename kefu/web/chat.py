@@ -15,7 +15,7 @@ from kefu.params import BOUND_MAX, number, optional_number
 from kefu.realtime.live import publish
 from kefu.services import conversations, customer_sends, desk, history
 from kefu.web import session as web
-from kefu.web.render import HOMES, error_response, partial
+from kefu.web.render import HOMES, error_response, older_part, partial
 
 bp = Blueprint("chat", __name__, url_prefix="/chat")
 PAGE = 30
@@ -160,15 +160,8 @@ def older(who):
     conversation_id = number(request.args, "conversation_id", low=1)
     before = optional_number(request.args, "before", high=BOUND_MAX, low=1)  # none: the newest
     msgs = desk.before(who, conversation_id, before, PAGE)
-    return render_template(
-        "parts/older.html",
-        msgs=msgs,
-        c_id=conversation_id,
-        side=SENDER_USER,
-        url_base="/chat",
-        more=bool(msgs) and msgs[0].seq > 1,
-        earlier=_earlier(who, conversation_id, msgs),
-    )
+    earlier = _earlier(who, conversation_id, msgs)
+    return older_part(msgs, conversation_id, SENDER_USER, "/chat", earlier=earlier)
 
 
 def _earlier(who, conversation_id: int | None, msgs: list) -> int | None:

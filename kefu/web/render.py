@@ -153,6 +153,21 @@ def partial(name: str, **context) -> str:
     return _app["app"].jinja_env.get_template(name).render(**context)
 
 
+def older_part(msgs, conversation_id: int, side: int, url_base: str, **context) -> str:
+    """``parts/older.html``: a page of earlier messages, with a link to the page before
+    it while there is one (the dashboard's and /chat's "older" answers)."""
+    more = bool(msgs) and msgs[0].seq > 1
+    return partial(
+        "parts/older.html",
+        msgs=msgs,
+        c_id=conversation_id,
+        side=side,
+        url_base=url_base,
+        more=more,
+        **context,
+    )
+
+
 # Where a refused page sends its reader back to, by the path's first part.
 HOMES = {
     "/agent": ("/agent", "Back to your conversations"),
