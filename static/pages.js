@@ -210,6 +210,7 @@
       });
     return chatLoading;
   }
+  document.addEventListener("kefu-chat-changed", function () { loadChat(); }); /* /chat/new */
   function newerConversation(html) {
     var shown = viewing() || 0, newer = false;
     html.replace(/data-conv="(\d+)"/g, function (all, id) { if (+id > shown) newer = true; return all; });

@@ -122,7 +122,12 @@ def send(who):
 @web.user_required
 def new(who):
     publish(conversations.open_for_user(who)[1])
-    return _hx_refresh() if request.headers.get("HX-Request") else redirect(url_for("chat.page"))
+    if not request.headers.get("HX-Request"):
+        return redirect(url_for("chat.page"))
+    # The page loads the new conversation in place (pages.js), not by a reload: the
+    # push of its header starts that load first, and a reload landing after it threw
+    # away what the customer had begun to type in the new box.
+    return "", 204, {"HX-Trigger": "kefu-chat-changed"}
 
 
 @bp.post("/end")

@@ -254,3 +254,36 @@ def test_earlier_conversations_stay_above_a_new_one(kefu, new_page):
     chat.reload()  # the same, loaded afresh
     expect(chat.locator(order)).to_have_count(32)
     expect(chat.locator(order).last).to_have_text("second conversation")
+
+
+def test_a_new_conversation_opens_in_place_keeping_what_is_typed(kefu, new_page):
+    """ "Start a new conversation" loaded the page again (HX-Refresh). The push of the
+    new conversation's header had already brought its box in place, so a customer who
+    began typing there had the page reloaded under the keyboard: keys pressed while it
+    loaded went nowhere (a browser test lost a message so). It now loads in place."""
+    kefu.create_agent("ria", password="ria-pass-1")
+    desk = new_page()
+    sign_in_agent(desk, kefu, "ria", "ria-pass-1")
+    tab = new_page(width=390, height=700)
+    tab.goto(kefu.url("/chat?token=" + kefu.host_jwt("racer-1", name="Rae")))
+    wait_live(tab)
+    tab.locator("textarea").fill("first")
+    tab.locator("textarea").press("Enter")
+    desk.locator("#open-list .conv-row", has_text="Rae").click()
+    desk.locator("button.end").click()
+    expect(tab.locator("[data-ended]")).to_be_visible()
+    tab.evaluate("window.sameDocument = true")
+    held = []  # the answer to /chat/new, held back until the new box is in use
+    tab.route("**/chat/new", lambda route: held.append((route, route.fetch())))
+    tab.locator("text=Start a new conversation").click()
+    expect(tab.locator("#conversation")).not_to_have_attribute("data-conv", "1")
+    tab.locator("textarea").press_sequentially("typed at o")
+    route, answer = held[0]
+    route.fulfill(response=answer)
+    tab.locator("textarea").press_sequentially("nce")
+    tab.wait_for_load_state()
+    assert tab.evaluate("window.sameDocument === true")  # not loaded again
+    expect(tab.locator("textarea")).to_have_value("typed at once")
+    expect(tab.locator("textarea")).to_be_focused()
+    tab.locator("textarea").press("Enter")
+    expect(tab.locator(".msg:not(.pending) .text")).to_have_text(["first", "typed at once"])
