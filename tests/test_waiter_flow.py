@@ -198,6 +198,29 @@ def test_resent_op_id_stores_one_message(srv, served):
     )
 
 
+def test_a_resend_after_the_conversation_ended_gets_the_first_receipt(srv, served):
+    """The receipt lost with the link, the agent ends the chat, the user comes back and
+    resends: it was told "not connected", and after ``connect`` (a new conversation)
+    that the op_id was used for another message, so it never learned that its message
+    was stored, and a client sending it again under a new op_id showed it twice."""
+    w, u = served
+    first = u.request("message_text", {"text": "hello"}, op_id="lost-1")
+    w.expect("message_text")
+    assert w.request("disconnect", {"uuid": u.uuid})["type"] == "disconnected"
+    assert u.expect("disconnected")
+    back = Peer(srv, USER_PATH, u.token)
+    not_open = back.request("message_text", {"text": "hello"}, op_id="lost-1")
+    assert not_open == first
+    assert back.request("connect")["type"] in ("connect_success", "connect_queue")
+    assert back.request("message_text", {"text": "hello"}, op_id="lost-1") == first
+    # Another body under the op_id is still refused, and a new op_id goes to the new one.
+    other = back.request("message_text", {"text": "other"}, op_id="lost-1")
+    assert other["type"] == "error" and "op_id was already used" in other["payload"]["message"]
+    new = back.request("message_text", {"text": "hello"}, op_id="new-1")
+    assert new["payload"]["conversation_id"] != first["payload"]["conversation_id"]
+    assert rows(srv, "SELECT count(*) FROM message WHERE content = 'hello'") == [(2,)]
+
+
 def test_wrong_account_on_each_endpoint_is_refused(srv):
     a = agent(srv)
     ws = srv.ws(WAITER_PATH)

@@ -20,7 +20,14 @@ from kefu.models import IMAGE, SENDER_USER, TEXT
 from kefu.protocols import waiter_codec as codec
 from kefu.protocols.fields import Fields, op_key
 from kefu.protocols.waiter_codec import frame
-from kefu.services import conversations, history, message_rules, messages, routing
+from kefu.services import (
+    conversations,
+    customer_sends,
+    history,
+    message_rules,
+    messages,
+    routing,
+)
 from kefu.services.snapshots import conversation_ref
 from kefu.services.visitors import VISITOR_ID_MAX
 
@@ -151,10 +158,21 @@ def _send_with_receipt(conn, req, kind, who, ref, body, sender, receiver):
 def user_send(kind: str):
     def handler(conn, req, live):
         who = _signed_in(conn)
-        content, message_type, file_url = _body(req.data, kind)
-        ref = _current(who)  # a waiting conversation takes messages too (spec README)
-        body = (content, message_type, file_url)
-        return _send_with_receipt(conn, req, kind, who, ref, body, ref.customer, ref.agent)
+        body = _body(req.data, kind)
+        try:
+            ref = _current(who)  # a waiting conversation takes messages too (spec README)
+            return _send_with_receipt(conn, req, kind, who, ref, body, ref.customer, ref.agent)
+        except (NotConnected, message_rules.OpIdReused):
+            # A resend after its conversation ended (the receipt lost with the link): the
+            # stored message's receipt, as on ds/kefu. Refused, the client could not learn
+            # it was stored, and sent it again under a new op_id: twice for the agent.
+            stored = customer_sends.resent(who, *body, op_key(req.op_id))
+            if stored is None:
+                raise
+        first, ref = stored
+        payload = codec.message_payload(first, first.conversation_id)
+        conn.send(frame(f"{kind}_success", payload, req.op_id, ref.customer, ref.agent))
+        return []
 
     return handler
 

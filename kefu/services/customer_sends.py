@@ -1,10 +1,12 @@
-"""A user's message from a page that may show no open conversation (the /chat page):
-it goes into the open conversation, or into one opened for it."""
+"""A user's message sent without naming a conversation (the /chat page, the waiter
+protocol): it goes into the open conversation, or into one opened for it; a resend is
+answered with the message its op_id names, wherever that went."""
 
-from kefu import groupcommit
+from kefu import db, groupcommit
 from kefu.principal import Principal
 from kefu.services import conversations, messages
 from kefu.services.message_rules import OpIdReused, check_send, same_body
+from kefu.services.snapshots import conversation_ref, load
 
 
 def send_opening(who: Principal, content, message_type, file_url, op_id):
@@ -20,11 +22,28 @@ def send_opening(who: Principal, content, message_type, file_url, op_id):
     return groupcommit.run(_send_opening_locked, conversations.customer(who), *body)
 
 
-def _send_opening_locked(who, content, message_type, file_url, op_id):
+def resent(who: Principal, content, message_type, file_url, op_id):
+    """(message, its conversation's ref) for the stored message this send repeats (its
+    op_id stored with this body), wherever it went, also into a conversation ended
+    since; None if the op_id names nothing. An op_id stored with another body is
+    refused (OpIdReused). For a send that names no conversation and found none open, or
+    its op_id stored in an earlier one."""
+    body = check_send(content, message_type, file_url, op_id)
+    with db.read():
+        first = _stored(who, *body)
+        return first and (first, conversation_ref(load(first.conversation_id)))
+
+
+def _stored(who, content, message_type, file_url, op_id):
     first = messages.first_with_op(who.sender[2], op_id)
+    if first is not None and not same_body(first, content, message_type, file_url):
+        raise OpIdReused
+    return first
+
+
+def _send_opening_locked(who, content, message_type, file_url, op_id):
+    first = _stored(who, content, message_type, file_url, op_id)
     if first is not None:
-        if not same_body(first, content, message_type, file_url):
-            raise OpIdReused
         return first, []
     conv, opened = conversations.open_for_user_locked(who.user_id)
     view, sent, _ = messages.send_locked(who, conv.id, content, message_type, file_url, op_id)
