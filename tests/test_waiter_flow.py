@@ -221,6 +221,26 @@ def test_a_resend_after_the_conversation_ended_gets_the_first_receipt(srv, serve
     assert rows(srv, "SELECT count(*) FROM message WHERE content = 'hello'") == [(2,)]
 
 
+def test_a_waiters_resend_after_the_user_left_gets_the_first_receipt(srv, served):
+    """The same for the agent's side: the user ended the chat before the resend. It was
+    told "This user is not connected to you" about a message that was stored."""
+    w, u = served
+    first = w.request("message_text", {"text": "answer"}, op_id="w-1", to=u.uuid)
+    u.expect("message_text")
+    assert u.request("disconnect")["type"] == "disconnected"
+    w.expect("disconnected")
+    assert w.request("message_text", {"text": "answer"}, op_id="w-1", to=u.uuid) == first
+    # Not to another user, nor another body: those are refused as before.
+    other = user(srv)
+    assert w.request("message_text", {"text": "answer"}, op_id="w-1", to=other.uuid)["type"] == (
+        "error"
+    )
+    assert w.request("message_text", {"text": "changed"}, op_id="w-1", to=u.uuid)["type"] == (
+        "error"
+    )
+    assert rows(srv, "SELECT count(*) FROM message") == [(1,)]
+
+
 def test_wrong_account_on_each_endpoint_is_refused(srv):
     a = agent(srv)
     ws = srv.ws(WAITER_PATH)

@@ -24,15 +24,13 @@ from kefu.protocols.waiter_frames import (
     Request,
     user_connect,
     user_disconnect,
-    user_history,
     user_rate,
     user_send,
     waiter_disconnect,
-    waiter_history,
     waiter_send,
-    waiter_sessions,
     waiter_switch,
 )
+from kefu.protocols.waiter_history import user_history, waiter_history, waiter_sessions
 from kefu.protocols.waiter_replay import WaiterAbsences, waiter_sockets
 from kefu.realtime.connection import Connection
 from kefu.realtime.events import WaiterSignedIn

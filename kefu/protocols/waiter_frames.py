@@ -6,7 +6,6 @@ and returns the domain events; waiter.py publishes them after the reply is queue
 
 from dataclasses import dataclass
 
-from kefu import clock
 from kefu.errors import (
     Conflict,
     Forbidden,
@@ -14,9 +13,8 @@ from kefu.errors import (
     KefuError,
     Unauthorized,
     digits_as_int,
-    refuse_nul,
 )
-from kefu.models import IMAGE, SENDER_USER, TEXT
+from kefu.models import IMAGE, TEXT
 from kefu.protocols import waiter_codec as codec
 from kefu.protocols.fields import Fields, op_key
 from kefu.protocols.waiter_codec import frame
@@ -32,7 +30,6 @@ from kefu.services.snapshots import conversation_ref
 from kefu.services.visitors import VISITOR_ID_MAX
 
 NOT_YOURS = "This user is not connected to you"
-NOT_SERVED = "You have not served this user"
 NOT_CONNECTED = "Not connected to a waiter; send connect first"
 ADDRESS_MAX = len(codec.VISITOR_PREFIX) + VISITOR_ID_MAX  # a visitor's; a user uuid has 36
 
@@ -48,7 +45,7 @@ class Request:
     data: Fields
 
 
-def _signed_in(conn):
+def signed_in(conn):
     if conn.principal is None:
         raise Unauthorized("Please auth first")
     return conn.principal
@@ -63,53 +60,12 @@ def _body(data: Fields, kind: str):
     return message_rules.check_body("", IMAGE, image, names=("text", "image"))
 
 
-def _page(data: Fields):
-    return data.id("before", required=False), data.integer("limit")
-
-
-def _history_page(data: Fields):
-    """(before, limit, after_id): page backwards with ``before``, or resync with
-    ``after_id`` (the last message id the client has)."""
-    return (*_page(data), data.id("after_id", required=False))
-
-
-def _history_item(msg, sender, recipient) -> dict:
-    """One stored message as a history list shows it: the live frame's fields."""
-    return {
-        "from": sender.uuid if sender else None,
-        "to": recipient.uuid if recipient else None,
-        "type": codec.message_type_name(msg),
-        "payload": codec.message_payload(msg, msg.conversation_id),
-    }
-
-
-def _visitor_history_item(msg, visitor_id: str, agent) -> dict:
-    """A message of a visitor's conversation with ``agent``, the only one who writes there."""
-    visitor = codec.VisitorPeer(visitor_id)
-    if msg.sender_type == SENDER_USER:
-        return _history_item(msg, visitor, agent)
-    return _history_item(msg, agent, visitor)
-
-
-def _session_item(session) -> dict:
-    conv = session.conversation
-    return {
-        "conversation_id": conv.id,
-        "user": codec.customer_of(conv).profile(),
-        "status": conv.status,
-        "rating": session.rating,
-        "created_at": clock.wire(session.created_at),
-        "ended_at": clock.wire(session.ended_at),
-        "last_message_at": clock.wire(session.last_message_at),
-    }
-
-
 # -- user frames ----------------------------------------------------------------
 
 
 def user_connect(conn, req, live):
     """Open (or resume) the user's conversation: its agent, or its place in the queue."""
-    who = _signed_in(conn)
+    who = signed_in(conn)
     conv, place, events = conversations.connect(who)
     ref = conversation_ref(conv)
     if ref.agent is None and conn.state.get("served", (None,))[0] == ref.id:
@@ -137,7 +93,7 @@ def _current(who):
 
 
 def user_disconnect(conn, req, live):
-    who = _signed_in(conn)
+    who = signed_in(conn)
     ref = _current(who)
     events = conversations.end(ref.id, who)
     codec.forget_conversation(conn)
@@ -155,54 +111,41 @@ def _send_with_receipt(conn, req, kind, who, ref, body, sender, receiver):
     return events
 
 
+def _answer_resend(conn, req, kind, who, body, sides) -> bool:
+    """Answer a resend whose message went into a conversation the send no longer finds
+    (ended since, its receipt lost with the link) with the first receipt, as ds/kefu
+    does; False if it is no resend. Refused, the client could not learn its message
+    was stored, and sent it again under a new op_id: twice for the other side.
+    ``sides(ref)``: the receipt's (sender, receiver), or None where the stored message's
+    conversation is not the one this send is for."""
+    stored = customer_sends.resent(who, *body, op_key(req.op_id))
+    people = stored and sides(stored[1])
+    if not people:
+        return False
+    payload = codec.message_payload(stored[0], stored[0].conversation_id)
+    conn.send(frame(f"{kind}_success", payload, req.op_id, *people))
+    return True
+
+
 def user_send(kind: str):
     def handler(conn, req, live):
-        who = _signed_in(conn)
+        who = signed_in(conn)
         body = _body(req.data, kind)
         try:
             ref = _current(who)  # a waiting conversation takes messages too (spec README)
             return _send_with_receipt(conn, req, kind, who, ref, body, ref.customer, ref.agent)
         except (NotConnected, message_rules.OpIdReused):
-            # A resend after its conversation ended (the receipt lost with the link): the
-            # stored message's receipt, as on ds/kefu. Refused, the client could not learn
-            # it was stored, and sent it again under a new op_id: twice for the agent.
-            stored = customer_sends.resent(who, *body, op_key(req.op_id))
-            if stored is None:
+            if not _answer_resend(conn, req, kind, who, body, lambda r: (r.customer, r.agent)):
                 raise
-        first, ref = stored
-        payload = codec.message_payload(first, first.conversation_id)
-        conn.send(frame(f"{kind}_success", payload, req.op_id, ref.customer, ref.agent))
         return []
 
     return handler
 
 
-def _send_history(conn, req, who, user_id: int) -> list:
-    entries = history.user_messages(user_id, *_history_page(req.data))
-    items = [_history_item(e.message, e.sender, e.recipient) for e in entries]
-    conn.send(frame("message_history", items, req.op_id, None, who.person))
-    return []
-
-
-def _send_visitor_history(conn, req, who, visitor_id: str) -> list:
-    """A visitor's messages with this waiter (visitors talk to the agent they name)."""
-    found = history.visitor_messages(who.kefu_id, visitor_id, *_history_page(req.data))
-    if found is None:
-        raise Forbidden(NOT_SERVED)
-    items = [_visitor_history_item(m, visitor_id, who.person) for m in found]
-    conn.send(frame("message_history", items, req.op_id, None, who.person))
-    return []
-
-
-def user_history(conn, req, live):
-    who = _signed_in(conn)
-    return _send_history(conn, req, who, who.user_id)
-
-
 def user_rate(conn, req, live):
     """``{"rate": 1..5, "conversation_id"?}``: rates the given (or the latest) ended
     conversation of this user."""
-    who = _signed_in(conn)
+    who = signed_in(conn)
     score = digits_as_int(req.data.data.get("rate"))  # "5" as every other number
     if score is None:
         raise Invalid("rate is required")
@@ -222,7 +165,7 @@ def user_rate(conn, req, live):
 
 def waiter_switch(accepting: bool):
     def handler(conn, req, live):
-        who = _signed_in(conn)
+        who = signed_in(conn)
         events = routing.set_accepting(who.kefu_id, accepting)
         conn.state["accepting"] = accepting
         conn.send(frame("ready" if accepting else "unready", None, req.op_id, None, who.person))
@@ -247,50 +190,39 @@ def _own_user(who, address) -> object:
 
 def waiter_send(kind: str):
     def handler(conn, req, live):
-        who = _signed_in(conn)
+        who = signed_in(conn)
         content, message_type, file_url = _body(req.data, kind)
         if req.to is None:
             raise Invalid("to is required: the uuid of one of your users")
-        ref = _own_user(who, req.to)
         body = (content, message_type, file_url)
-        customer = codec.customer_of(ref)
-        return _send_with_receipt(conn, req, kind, who, ref, body, ref.agent, customer)
+        try:
+            ref = _own_user(who, req.to)
+            customer = codec.customer_of(ref)
+            return _send_with_receipt(conn, req, kind, who, ref, body, ref.agent, customer)
+        except (Forbidden, message_rules.OpIdReused):
+            if not _answer_resend(conn, req, kind, who, body, _to_this(who, req.to)):
+                raise
+        return []
 
     return handler
+
+
+def _to_this(who, address):
+    """A resend's receipt people, if its message went to ``address`` from this agent."""
+
+    def sides(ref):
+        customer = codec.customer_of(ref)
+        return customer.uuid == address and ref.kefu_id == who.kefu_id and (ref.agent, customer)
+
+    return sides
 
 
 def waiter_disconnect(conn, req, live):
     """End one of this waiter's conversations; its other users stay, and the freed
     place is refilled from the queue in the same transaction."""
-    who = _signed_in(conn)
+    who = signed_in(conn)
     ref = _own_user(who, req.data.text("uuid", required=True, max_len=ADDRESS_MAX))
     events = conversations.end(ref.id, who)
     conn.state.setdefault("announced", {}).pop(ref.id, None)
     conn.send(frame("disconnected", None, req.op_id, codec.customer_of(ref), ref.agent))
     return events
-
-
-def waiter_history(conn, req, live):
-    who = _signed_in(conn)
-    ref = req.data.data.get("user_id")
-    if ref is None or ref == "":
-        raise Invalid("user_id is required")
-    if isinstance(ref, bool) or not isinstance(ref, str | int):
-        raise Invalid("user_id must be a user's id or uuid")
-    visitor_id = codec.visitor_id_of(ref)
-    if visitor_id is not None:
-        refuse_nul("user_id", ref)  # as find_user: PostgreSQL refuses the lookup
-        return _send_visitor_history(conn, req, who, visitor_id)
-    user_id = history.find_user(ref)
-    # One answer for "no such user" and "not yours": a waiter learns nothing it may not.
-    if user_id is None or not history.has_served(who.kefu_id, user_id):
-        raise Forbidden(NOT_SERVED)
-    return _send_history(conn, req, who, user_id)
-
-
-def waiter_sessions(conn, req, live):
-    who = _signed_in(conn)
-    sessions = history.agent_sessions(who.kefu_id, *_page(req.data))
-    items = [_session_item(s) for s in sessions]
-    conn.send(frame("session_history", items, req.op_id, None, who.person))
-    return []
