@@ -147,13 +147,17 @@ def _user_message(event: MessageCreated, conn, origin):
     conv, msg = event.conversation, event.message
     if origin == conn.id or not _mine_as_customer(conn, conv):
         return  # the sending socket got its receipt already
-    name = message_type_name(msg)
-    if msg.sender_type == SENDER_USER:  # written on another tab of this user
-        yield frame(
-            f"{name}_success", message_payload(msg, conv.id), None, conv.customer, conv.agent
-        )
-    else:
-        yield frame(name, message_payload(msg, conv.id), None, conv.agent, conv.customer)
+    # The user's own message came from another tab of theirs.
+    yield _as_seen(msg, conv, msg.sender_type == SENDER_USER, conv.customer, conv.agent)
+
+
+def _as_seen(msg, conv, own: bool, me, other) -> str:
+    """A message as one side's socket shows it: ``<type>_success`` if that side wrote it
+    (elsewhere: another tab, the dashboard), else ``<type>`` from the other side."""
+    name, payload = message_type_name(msg), message_payload(msg, conv.id)
+    if own:
+        return frame(f"{name}_success", payload, None, me, other)
+    return frame(name, payload, None, other, me)
 
 
 def _user_assigned(event: ConversationAssigned, conn, origin):
@@ -204,25 +208,41 @@ def _waiter_message(event: MessageCreated, conn, origin):
     conv, msg = event.conversation, event.message
     if origin == conn.id or not _mine_as_agent(conn, conv):
         return
-    name, customer = message_type_name(msg), customer_of(conv)
-    if msg.sender_type == SENDER_USER:
-        yield frame(name, message_payload(msg, conv.id), None, customer, conv.agent)
-    else:  # the agent wrote it elsewhere (its /ws or dashboard): keep this socket in step
-        yield frame(f"{name}_success", message_payload(msg, conv.id), None, conv.agent, customer)
+    if conv.id not in conn.state.get("announced", ()):
+        # Not told of this user yet: a sign-in reading its users while the database
+        # driver yields (PostgreSQL, MySQL). The message follows the new_connection.
+        conn.state.setdefault("early", {}).setdefault(conv.id, []).append(msg)
+        return
+    if msg.seq > conn.state.get("told", {}).get(conv.id, 0):  # not in the announcement
+        yield _to_waiter(msg, conv)
+
+
+def _to_waiter(msg, conv) -> str:
+    return _as_seen(msg, conv, msg.sender_type != SENDER_USER, conv.agent, customer_of(conv))
 
 
 def announcement(conn, conv, op_id, pending=()):
     """``new_connection`` for a conversation this socket has not been told about yet,
-    then the customer's messages the agent side has not seen, as if they came now."""
+    then the customer's messages the agent side has not seen, as if they came now, with
+    any pushed before it; a push of one of them after it is not sent again."""
     announced = conn.state.setdefault("announced", {})  # id -> when (waiter_replay)
     if conv.id in announced:
         return
     announced[conv.id] = time.time()
     customer = customer_of(conv)
     yield frame("new_connection", customer.profile(), op_id, customer, conv.agent)
-    for msg in pending:
-        payload = message_payload(msg, conv.id)
-        yield frame(message_type_name(msg), payload, None, customer, conv.agent)
+    early = conn.state.get("early", {}).pop(conv.id, ())
+    backlog = sorted({m.id: m for m in (*pending, *early)}.values(), key=lambda m: m.seq)
+    for msg in backlog:
+        yield _to_waiter(msg, conv)
+    if backlog:
+        conn.state.setdefault("told", {})[conv.id] = backlog[-1].seq
+
+
+def forget_announced(conn, conversation_id: int) -> None:
+    """The conversation is no longer this waiter socket's (ended, or requeued)."""
+    for key in ("announced", "told", "early"):
+        conn.state.get(key, {}).pop(conversation_id, None)
 
 
 def _waiter_assigned(event: ConversationAssigned, conn, origin):
@@ -245,7 +265,7 @@ def _waiter_ended(event: ConversationEnded, conn, origin):
     conv = event.conversation
     if not _mine_as_agent(conn, conv):
         return
-    conn.state.setdefault("announced", {}).pop(conv.id, None)
+    forget_announced(conn, conv.id)
     if origin != conn.id:
         yield frame("disconnected", None, None, customer_of(conv), conv.agent)
 
@@ -253,11 +273,11 @@ def _waiter_ended(event: ConversationEnded, conn, origin):
 def _waiter_requeued(event: ConversationRequeued, conn, origin):
     if event.previous_agent.user_id != conn.principal.user_id:
         return
-    announced = conn.state.setdefault("announced", {})
-    if event.conversation.id in announced:
+    told = event.conversation.id in conn.state.get("announced", ())
+    forget_announced(conn, event.conversation.id)
+    if told:
         # Told about this user by a sign-in as the grace ran out, on another worker or
         # while the requeue committed: the user is not this agent's any more.
-        announced.pop(event.conversation.id, None)
         yield frame("disconnected", None, None, event.conversation.customer, event.previous_agent)
 
 

@@ -223,6 +223,6 @@ def waiter_disconnect(conn, req, live):
     who = signed_in(conn)
     ref = _own_user(who, req.data.text("uuid", required=True, max_len=ADDRESS_MAX))
     events = conversations.end(ref.id, who)
-    conn.state.setdefault("announced", {}).pop(ref.id, None)
+    codec.forget_announced(conn, ref.id)
     conn.send(frame("disconnected", None, req.op_id, codec.customer_of(ref), ref.agent))
     return events
