@@ -102,3 +102,10 @@ class Conflict(KefuError):
     """The request is valid but the state does not allow it (e.g. conversation ended)."""
 
     status = 409
+
+
+class ConversationEnded(Conflict):
+    """A message sent into a conversation that has ended."""
+
+    def __init__(self):
+        super().__init__("Conversation has ended")

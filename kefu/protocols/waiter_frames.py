@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from kefu.errors import (
     Conflict,
+    ConversationEnded,
     Forbidden,
     Invalid,
     KefuError,
@@ -134,8 +135,10 @@ def user_send(kind: str):
         try:
             ref = _current(who)  # a waiting conversation takes messages too (spec README)
             return _send_with_receipt(conn, req, kind, who, ref, body, ref.customer, ref.agent)
-        except (NotConnected, message_rules.OpIdReused):
+        except (NotConnected, ConversationEnded, message_rules.OpIdReused) as exc:
             if not _answer_resend(conn, req, kind, who, body, lambda r: (r.customer, r.agent)):
+                if isinstance(exc, ConversationEnded):  # ended as it was sent: not_connect
+                    raise NotConnected(NOT_CONNECTED) from None
                 raise
         return []
 
