@@ -43,3 +43,35 @@ def test_what_orjson_refuses_falls_back_to_the_standard_library():
 def test_a_float_would_keep_its_value(number):
     # Written differently ("1e-7", not "1e-07"), but read back the same.
     assert json.loads(compact_json({"x": number})) == {"x": number}
+
+
+def _read(loads, text):
+    """What ``loads`` makes of ``text``: its value, or its error's type and message."""
+    try:
+        return "value", loads(text)
+    except (ValueError, RecursionError) as exc:
+        return type(exc).__name__, str(exc)
+
+
+# Incoming frames: kefu.protocols.fields reads them with the standard library's scanner
+# directly, and must read every text (around it whitespace, a BOM, extra data, nothing)
+# as json.loads does, value or error.
+around = st.sampled_from(["", " ", "\n\t ", "\ufeff", "x", "{}", " 1"])
+
+
+@settings(max_examples=500, deadline=None)
+@given(frames, around, around)
+def test_incoming_text_reads_as_json_loads_reads_it(value, before, after):
+    from kefu.protocols.fields import _loads
+
+    text = before + json.dumps(value) + after
+    assert _read(_loads, text) == _read(json.loads, text)
+
+
+@pytest.mark.parametrize(
+    "text", ["", " ", "{", '{"a":1', '{"a" 1}', "[1,]", "NaN", "-Infinity", "1e400", "[" * 5000]
+)
+def test_broken_or_odd_incoming_text_fails_or_reads_as_json_loads(text):
+    from kefu.protocols.fields import _loads
+
+    assert _read(_loads, text) == _read(json.loads, text)
