@@ -118,10 +118,13 @@ def _execute(database, sql: str, params):
     (its wrapper is entered only for a failed statement)."""
     if not isinstance(database, SqliteDatabase):
         return database.execute_sql(sql, params)
-    if database.is_closed():  # as execute_sql: no connection taken outside a block
+    # peewee's per-greenlet state, read once: ``is_closed()`` and ``connection()`` read
+    # it three times, each a lookup in gevent's greenlet-local storage.
+    state = database._state
+    if state.closed:  # as execute_sql: no connection taken outside a block
         return database.execute_sql(sql, params)
     try:
-        return database.connection().execute(sql, params)
+        return state.conn.execute(sql, params)
     except Exception:
         with __exception_wrapper__:
             raise
