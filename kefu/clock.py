@@ -14,9 +14,19 @@ def now() -> datetime:
     return _EPOCH + timedelta(microseconds=time.time_ns() // 1000)
 
 
-# The datetime wire() last wrote and its text: a message's reply and its pushes all
-# stamp the same ``created_at``, which ``stored_text`` has already formatted.
-_last_wire = {"pair": (None, None)}
+# The datetimes wire() and stored_text() formatted lately, by id, with their texts: a
+# message's reply and its pushes stamp the ``created_at`` that ``stored_text`` formatted
+# already, but a group-commit batch stores all its messages before any reply goes out,
+# so the last one alone would serve only one message of the batch. An entry keeps its
+# datetime, so its id is not reused while it is in the table.
+_wire_texts: dict[int, tuple[datetime, str]] = {}
+_WIRE_TEXTS_MAX = 256  # more than a batch holds; emptied when full
+
+
+def _remember(value: datetime, text: str) -> None:
+    if len(_wire_texts) >= _WIRE_TEXTS_MAX:
+        _wire_texts.clear()
+    _wire_texts[id(value)] = (value, text)
 
 
 def wire(value: datetime | None) -> str | None:
@@ -24,10 +34,11 @@ def wire(value: datetime | None) -> str | None:
     cheaper than strftime, and every message pushed is stamped with it.)"""
     if not value:
         return None
-    seen, text = _last_wire["pair"]
-    if seen is not value:  # datetimes are immutable: the same object, the same text
-        text = value.isoformat(" ", "seconds")
-        _last_wire["pair"] = (value, text)
+    known = _wire_texts.get(id(value))
+    if known is not None and known[0] is value:  # immutable: the same object, the same text
+        return known[1]
+    text = value.isoformat(" ", "seconds")
+    _remember(value, text)
     return text
 
 
@@ -37,7 +48,7 @@ def stored_text(value: datetime) -> str:
     kept for the reply and pushes that follow."""
     text = value.isoformat(" ")
     if value.tzinfo is None:
-        _last_wire["pair"] = (value, text[:19])
+        _remember(value, text[:19])
     return text
 
 
