@@ -96,8 +96,8 @@ class ConversationRef:
 
     def audience(self) -> list[str]:
         keys = [self.customer_key]
-        if self.agent_key:
-            keys.append(self.agent_key)
+        if self.agent is not None:  # agent_key, read once (every message's push)
+            keys.append(user_key(self.agent.user_id))
         return keys
 
 

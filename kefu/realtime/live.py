@@ -43,6 +43,7 @@ log = logging.getLogger(__name__)
 # The queue's head was locked by a write (AssignmentDeferred): a message's transaction
 # lasts milliseconds, so the assignment runs again this much later.
 REDISPATCH_SECONDS = 0.05
+_ACTED_ON_HERE = (QueueMoved, AssignmentDeferred)  # events Live acts on, not sockets
 
 DEFAULT_LIMITS = {
     "WS_RATE_PER_SECOND": 20.0,
@@ -103,14 +104,22 @@ class Live(Admission):
                     log.exception("control event %s failed", type(event).__name__)
 
     def publish(self, events, origin: str | None = None) -> None:
-        if any(isinstance(e, QueueMoved | AssignmentDeferred) for e in events):
-            kinds = {type(e) for e in events}
-            events = [e for e in events if not isinstance(e, QueueMoved | AssignmentDeferred)]
-            if QueueMoved in kinds:
-                self._queue_changed()
-            if AssignmentDeferred in kinds:
-                self._dispatch_soon()
+        # A loop over a constant tuple: a generator and a union type built per event cost
+        # more than the check (every message).
+        for event in events:
+            if isinstance(event, _ACTED_ON_HERE):
+                events = self._act_on(events)
+                break
         self.hub.publish(events, origin)
+
+    def _act_on(self, events) -> list:
+        """Start what queue and deferral events ask for; the other events, for sockets."""
+        kinds = {type(e) for e in events}
+        if QueueMoved in kinds:
+            self._queue_changed()
+        if AssignmentDeferred in kinds:
+            self._dispatch_soon()
+        return [e for e in events if not isinstance(e, _ACTED_ON_HERE)]
 
     def _dispatch_soon(self) -> None:
         """Once, however many deferrals a burst brings (the head is busy for a write)."""
