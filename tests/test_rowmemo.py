@@ -35,7 +35,7 @@ from kefu.principal import principal_for
 from kefu.errors import KefuError
 from kefu.migrate import upgrade
 from kefu.models import ENDED, SENDER_USER
-from kefu.services import accounts, conversations, messages, presence
+from kefu.services import accounts, conversations, message_pages, messages, presence
 
 case, path, uploads = sys.argv[1:4]
 url = "sqlite:///" + path
@@ -106,7 +106,7 @@ with app.app_context():
         out["after"] = [send(who, conv.id, "three")]
     elif case == "read_by_another_job":
         first = send(who, conv.id, "three")
-        ids = [m.id for m in messages.page(agent, conv.id, 1, 10)]
+        ids = [m.id for m in message_pages.page(agent, conv.id, 1, 10)]
         conversations.mark_read(conv.id, agent, ids, SENDER_USER)
         out["after"] = [first, send(who, conv.id, "four")]
     elif case == "rolled_back":

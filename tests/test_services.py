@@ -12,7 +12,16 @@ from kefu.migrate import upgrade
 from kefu.models import ENDED, Agent, Conversation, User
 from kefu.principal import principal_for
 from kefu.realtime.events import ConversationAssigned, MessageCreated, QueueMoved
-from kefu.services import accounts, conversations, messages, presence, routing, targets, visitors
+from kefu.services import (
+    accounts,
+    conversations,
+    message_pages,
+    messages,
+    presence,
+    routing,
+    targets,
+    visitors,
+)
 from kefu.services.message_rules import OpIdReused
 from tests.support import drop_database, fresh_database_url
 
@@ -163,7 +172,7 @@ def test_an_op_id_reused_for_another_message_is_refused_not_swallowed(app):
     visitors.send("v_reuse", kefu_id, "hello", op_id="v-1")
     with pytest.raises(OpIdReused):
         visitors.send("v_reuse", kefu_id, "goodbye", op_id="v-1")
-    assert [m.content for m in messages.page(u, later.id)] == []
+    assert [m.content for m in message_pages.page(u, later.id)] == []
 
 
 def _people(events) -> tuple:

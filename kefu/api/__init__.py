@@ -11,7 +11,7 @@ from kefu.errors import KefuError, Unauthorized
 from kefu.params import number
 from kefu.protocols.dskefu_codec import conversation_json, message_json
 from kefu.realtime.live import publish
-from kefu.services import conversations, messages
+from kefu.services import conversations, message_pages
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 
@@ -46,9 +46,11 @@ def message_list():
     page_size = number(args, "page_size", 10)
     page = number(args, "page", 1, PAGE_MAX, low=1)  # checked as documented even when unused
     if args.get("after_id") is not None:  # resync: everything after the last seen
-        rows = messages.after_message(who, conversation_id, number(args, "after_id"), page_size)
+        rows = message_pages.after_message(
+            who, conversation_id, number(args, "after_id"), page_size
+        )
     else:
-        rows = messages.page(who, conversation_id, page, page_size)
+        rows = message_pages.page(who, conversation_id, page, page_size)
     return envelope([message_json(m) for m in rows])
 
 

@@ -21,7 +21,7 @@ from kefu.protocols.pages_codec import PagesCodec, oob, user_header
 from kefu.realtime.admission import TooManyConnections
 from kefu.realtime.connection import Connection
 from kefu.realtime.transport import sock
-from kefu.services import conversations, desk, messages, routing
+from kefu.services import conversations, desk, message_pages, routing
 from kefu.services.snapshots import conversation_ref
 from kefu.web import session as web_session
 from kefu.web.render import partial
@@ -62,7 +62,7 @@ def resync(conn, frame: dict) -> str:
     if isinstance(conversation_id, int) and isinstance(after_seq, int):
         side = SENDER_AGENT if who.is_agent else SENDER_USER
         try:
-            missed = messages.after(who, conversation_id, after_seq)
+            missed = message_pages.after(who, conversation_id, after_seq)
         except NotFound:  # not theirs, or no such conversation: nothing to add
             missed = []
         html = "".join(partial("parts/message.html", m=m, side=side) for m in missed)
