@@ -182,3 +182,14 @@ def test_a_waiter_hears_of_a_user_before_any_message_and_each_message_once(app):
     _, second_sent, _ = messages.send(customer, conv.id, "second")
     for conn in (signing_in, again):
         assert [f["payload"]["text"] for f in rendered(conn, second_sent)] == ["second"]
+    # What the agent wrote elsewhere between two messages the announcement carried still
+    # comes when its push does: only what was sent is left out, not all before the last.
+    _, answer_sent, _ = messages.send(waiter, conv.id, "an answer from the dashboard")
+    messages.send(customer, conv.id, "third")
+    later = socket_of(waiter, WAITER)
+    backlog = history.customer_messages_since(conv.id, conv.created_at)
+    assert [m.content for m in backlog] == ["first", "second", "third"]
+    assert len(list(codec.announcement(later, ref, "a3", backlog))) == 4
+    assert [(f["type"], f["payload"]["text"]) for f in rendered(later, answer_sent)] == [
+        ("message_text_success", "an answer from the dashboard")
+    ]

@@ -213,7 +213,7 @@ def _waiter_message(event: MessageCreated, conn, origin):
         # driver yields (PostgreSQL, MySQL). The message follows the new_connection.
         conn.state.setdefault("early", {}).setdefault(conv.id, []).append(msg)
         return
-    if msg.seq > conn.state.get("told", {}).get(conv.id, 0):  # not in the announcement
+    if msg.id not in conn.state.get("told", {}).get(conv.id, ()):  # not announced with it
         yield _to_waiter(msg, conv)
 
 
@@ -235,8 +235,8 @@ def announcement(conn, conv, op_id, pending=()):
     backlog = sorted({m.id: m for m in (*pending, *early)}.values(), key=lambda m: m.seq)
     for msg in backlog:
         yield _to_waiter(msg, conv)
-    if backlog:
-        conn.state.setdefault("told", {})[conv.id] = backlog[-1].seq
+    if backlog:  # by id: one the agent wrote elsewhere meanwhile may still come
+        conn.state.setdefault("told", {})[conv.id] = frozenset(m.id for m in backlog)
 
 
 def forget_announced(conn, conversation_id: int) -> None:
