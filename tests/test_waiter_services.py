@@ -166,6 +166,7 @@ def test_a_waiter_hears_of_a_user_before_any_message_and_each_message_once(app):
     conv, _ = conversations.open_for_user(customer)
     _, first_sent, _ = messages.send(customer, conv.id, "first")
     signing_in = socket_of(waiter, WAITER)
+    codec.hold_early(signing_in)  # as waiter_auth does before it subscribes the socket
     assert rendered(signing_in, first_sent) == []  # not told of the user yet
     ref = conversation_ref(conv)
     told = [json.loads(f) for f in codec.announcement(signing_in, ref, "a1")]
@@ -173,6 +174,7 @@ def test_a_waiter_hears_of_a_user_before_any_message_and_each_message_once(app):
         ("new_connection", None),
         ("message_text", "first"),
     ]
+    assert list(codec.release_early(signing_in)) == []  # all went with the announcement
     # Another sign-in whose backlog read the message before its push arrived.
     backlog = history.customer_messages_since(conv.id, conv.created_at)
     again = socket_of(waiter, WAITER)
@@ -193,3 +195,27 @@ def test_a_waiter_hears_of_a_user_before_any_message_and_each_message_once(app):
     assert [(f["type"], f["payload"]["text"]) for f in rendered(later, answer_sent)] == [
         ("message_text_success", "an answer from the dashboard")
     ]
+
+
+def test_a_message_held_during_a_sign_in_is_never_held_for_good(app):
+    """A message of a user the sign-in does not announce (ended meanwhile) goes when the
+    sign-in ends; after it nothing is held: a message stored just before the agent
+    ended the chat, whose push came later (from another worker), must still come. The
+    first version of the hold kept it for good (a 3-worker run lost one so)."""
+    user, agent_row, _ = accounts.create_agent("svc-agent-5", max_concurrent=2)
+    waiter = principal_for(user)
+    presence.use(lambda: frozenset({agent_row.id}))
+    (customer,) = people(1)
+    conv, _ = conversations.open_for_user(customer)
+    _, sent, _ = messages.send(customer, conv.id, "before the end")
+    signing_in = socket_of(waiter, WAITER)
+    codec.hold_early(signing_in)
+    assert rendered(signing_in, sent) == []
+    released = [json.loads(f) for f in codec.release_early(signing_in)]
+    assert [f["payload"]["text"] for f in released] == ["before the end"]
+    served = socket_of(waiter, WAITER)
+    list(codec.announcement(served, conversation_ref(conv), None))
+    _, late, _ = messages.send(customer, conv.id, "just before the end")
+    conversations.end(conv.id, waiter)
+    codec.forget_announced(served, conv.id)  # as the agent's own disconnect does
+    assert [f["payload"]["text"] for f in rendered(served, late)] == ["just before the end"]

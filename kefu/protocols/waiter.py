@@ -17,8 +17,9 @@ from kefu import auth
 from kefu.errors import Forbidden, Invalid, KefuError, Unauthorized, refuse_nul
 from kefu.failures import log_failure
 from kefu.protocols import waiter_codec as codec
+from kefu.protocols import waiter_wire as wire
 from kefu.protocols.fields import Fields, FrameError, echoable_op_id, op_id_of, parse_counted
-from kefu.protocols.waiter_codec import USER, WAITER, frame
+from kefu.protocols.waiter_codec import USER, WAITER
 from kefu.protocols.waiter_frames import (
     NotConnected,
     Request,
@@ -32,6 +33,7 @@ from kefu.protocols.waiter_frames import (
 )
 from kefu.protocols.waiter_history import user_history, waiter_history, waiter_sessions
 from kefu.protocols.waiter_replay import WaiterAbsences, waiter_sockets
+from kefu.protocols.waiter_wire import frame
 from kefu.realtime.connection import Connection
 from kefu.realtime.events import WaiterSignedIn
 from kefu.realtime.transport import sock
@@ -81,14 +83,19 @@ def waiter_auth(conn, req, live):
     belong to the agent, not to a socket, so none move or drop); this socket is told
     about every user and visitor the agent is serving. The kickout is a published event, so it
     reaches older sockets on every worker (``kick_older_waiters``)."""
-    who, first = _authenticate(conn, req, live, WAITER)
-    accepting = conn.state["accepting"] = accounts.agent_profile(who.kefu_id).accepting
-    # What the customers wrote while the agent had no waiter socket here follows each
-    # new_connection, as after an assignment.
-    since = conn.state["heard_until"][0] if first else None  # (WaiterAbsences.start)
-    for ref in history.open_for_agent(who.kefu_id):  # users and visitors
-        missed = history.customer_messages_since(ref.id, since) if since else ()
-        for out in codec.announcement(conn, ref, req.op_id, missed):
+    codec.hold_early(conn)  # pushes may come while the users are read (they follow them)
+    try:
+        who, first = _authenticate(conn, req, live, WAITER)
+        accepting = conn.state["accepting"] = accounts.agent_profile(who.kefu_id).accepting
+        # What the customers wrote while the agent had no waiter socket here follows
+        # each new_connection, as after an assignment.
+        since = conn.state["heard_until"][0] if first else None  # (WaiterAbsences.start)
+        for ref in history.open_for_agent(who.kefu_id):  # users and visitors
+            missed = history.customer_messages_since(ref.id, since) if since else ()
+            for out in codec.announcement(conn, ref, req.op_id, missed):
+                conn.send(out)
+    finally:
+        for out in codec.release_early(conn):
             conn.send(out)
     if not accepting:
         # The switch is kept across sockets (``unready`` here or on the dashboard): a
@@ -172,11 +179,11 @@ def handle(conn, raw, live, max_bytes: int, table: dict) -> None:
         conn.send(frame("not_connect", {"message": exc.message}, op_id, None, _person(conn)))
     except KefuError as exc:
         op_id = getattr(exc, "op_id", None) if op_id is None else op_id  # a FrameError's
-        conn.send(codec.error(exc.message, op_id, _person(conn)))
+        conn.send(wire.error(exc.message, op_id, _person(conn)))
     except Exception as exc:  # a bug (or a full disk) must cost one reply, not the socket
         known = isinstance(kind, str) and kind in table
         log_failure(log, f"waiter-protocol {kind if known else 'frame'} failed", exc)
-        conn.send(codec.error("Internal server error", op_id, _person(conn)))
+        conn.send(wire.error("Internal server error", op_id, _person(conn)))
     finally:
         conn.state.pop("request_op", None)
 

@@ -1,24 +1,24 @@
-"""The waiter protocol's wire shapes: frames out, and domain events rendered as frames.
+"""The waiter protocol's pushes: domain events rendered as frames (``waiter_wire``'s).
 
 Every outgoing frame is ``{op_id, from, to, type, payload}``; ``from`` / ``to`` are the
 stable uuids of people (spec README), never socket ids. A frame caused by a request of
 this very socket echoes that request's ``op_id``; the queue's later ``connect_queue`` /
 ``connect_success`` pushes echo the op_id of the socket's last ``connect``.
 
-A visitor (ds/kefu's anonymous widget) has no uuid; a waiter addresses it as
-``visitor:<visitor_id>`` (``VisitorPeer``), so its conversations work here like a user's.
-
 Per-connection memory (``conn.state``) keeps pushes from repeating what a socket was
 already told: the last queue place sent, the conversation announced as served, the
-conversations a waiter was told about.
+conversations a waiter was told about and the messages told with them, and, while a
+waiter signs in, the messages of users it has not been told about yet.
 """
 
 import time
-from dataclasses import dataclass
 
-from kefu import clock
-from kefu.models import IMAGE, SENDER_USER
-from kefu.protocols import compact_json
+from kefu.models import SENDER_USER
+from kefu.protocols.waiter_wire import (
+    as_seen,
+    customer_of,
+    frame,
+)
 from kefu.realtime.events import (
     AgentChanged,
     ConversationAssigned,
@@ -29,83 +29,6 @@ from kefu.realtime.events import (
 )
 
 USER, WAITER = "user", "waiter"
-# User uuids are uuid4 strings (hex digits and dashes), so none starts with this, while a
-# bare visitor_id could be anything a visitor chooses, another user's uuid included.
-VISITOR_PREFIX = "visitor:"
-
-
-@dataclass(frozen=True)
-class VisitorPeer:
-    """A visitor where a frame names a person: ``from`` / ``to`` and profiles."""
-
-    visitor_id: str
-
-    @property
-    def uuid(self) -> str:
-        return VISITOR_PREFIX + self.visitor_id
-
-    def profile(self) -> dict:
-        # The address is both its id and its uuid: get_history's user_id takes either.
-        address, name = self.uuid, self.visitor_id
-        return {
-            "id": address,
-            "uuid": address,
-            "username": name,
-            "nickname": name,
-            "avatar": "",
-            "visitor_id": name,
-        }
-
-
-def visitor_id_of(address) -> str | None:
-    """The visitor_id a waiter's address names, or None (a user's uuid or id)."""
-    if isinstance(address, str) and address.startswith(VISITOR_PREFIX):
-        return address[len(VISITOR_PREFIX) :] or None
-    return None
-
-
-def customer_of(conv):
-    """A conversation's customer as frames name it: the user, or the visitor."""
-    return conv.customer if conv.customer is not None else VisitorPeer(conv.visitor_id)
-
-
-def frame(type_: str, payload=None, op_id=None, sender=None, to=None) -> str:
-    """One outgoing frame; ``sender`` and ``to`` are people (anything with ``uuid``)."""
-    body = {
-        "op_id": op_id,
-        "from": sender.uuid if sender else None,
-        "to": to.uuid if to else None,
-        "type": type_,
-        "payload": payload,
-    }
-    return compact_json(body)
-
-
-def error(message: str, op_id=None, to=None) -> str:
-    return frame("error", {"message": message}, op_id, None, to)
-
-
-def message_type_name(msg) -> str:
-    """Images are ``message_image``; text and ds/kefu file messages (no waiter type of
-    their own) are ``message_text``, a file carrying its ``file_url``."""
-    return "message_image" if msg.message_type == IMAGE else "message_text"
-
-
-def message_payload(msg, conversation_id: int) -> dict:
-    if msg.message_type == IMAGE:
-        payload = {"image": msg.file_url}
-        if msg.content:  # a caption (ds/kefu and the pages send one): an extra field
-            payload["text"] = msg.content
-    else:
-        payload = {"text": msg.text}
-        if msg.file_url:
-            payload["file_url"] = msg.file_url
-    payload.update(
-        message_id=msg.id,
-        conversation_id=conversation_id,
-        created_at=clock.wire(msg.created_at),
-    )
-    return payload
 
 
 def _request_op(conn, origin):
@@ -148,16 +71,7 @@ def _user_message(event: MessageCreated, conn, origin):
     if origin == conn.id or not _mine_as_customer(conn, conv):
         return  # the sending socket got its receipt already
     # The user's own message came from another tab of theirs.
-    yield _as_seen(msg, conv, msg.sender_type == SENDER_USER, conv.customer, conv.agent)
-
-
-def _as_seen(msg, conv, own: bool, me, other) -> str:
-    """A message as one side's socket shows it: ``<type>_success`` if that side wrote it
-    (elsewhere: another tab, the dashboard), else ``<type>`` from the other side."""
-    name, payload = message_type_name(msg), message_payload(msg, conv.id)
-    if own:
-        return frame(f"{name}_success", payload, None, me, other)
-    return frame(name, payload, None, other, me)
+    yield as_seen(msg, conv, msg.sender_type == SENDER_USER, conv.customer, conv.agent)
 
 
 def _user_assigned(event: ConversationAssigned, conn, origin):
@@ -208,17 +122,18 @@ def _waiter_message(event: MessageCreated, conn, origin):
     conv, msg = event.conversation, event.message
     if origin == conn.id or not _mine_as_agent(conn, conv):
         return
-    if conv.id not in conn.state.get("announced", ()):
-        # Not told of this user yet: a sign-in reading its users while the database
-        # driver yields (PostgreSQL, MySQL). The message follows the new_connection.
-        conn.state.setdefault("early", {}).setdefault(conv.id, []).append(msg)
+    early = conn.state.get("early")
+    if early is not None and conv.id not in conn.state.get("announced", ()):
+        # Signing in, not told of this user yet (its users are read after the socket
+        # takes pushes; PostgreSQL and MySQL yield meanwhile): after its new_connection.
+        early.setdefault(conv.id, []).append((msg, conv))
         return
     if msg.id not in conn.state.get("told", {}).get(conv.id, ()):  # not announced with it
         yield _to_waiter(msg, conv)
 
 
 def _to_waiter(msg, conv) -> str:
-    return _as_seen(msg, conv, msg.sender_type != SENDER_USER, conv.agent, customer_of(conv))
+    return as_seen(msg, conv, msg.sender_type != SENDER_USER, conv.agent, customer_of(conv))
 
 
 def announcement(conn, conv, op_id, pending=()):
@@ -231,12 +146,25 @@ def announcement(conn, conv, op_id, pending=()):
     announced[conv.id] = time.time()
     customer = customer_of(conv)
     yield frame("new_connection", customer.profile(), op_id, customer, conv.agent)
-    early = conn.state.get("early", {}).pop(conv.id, ())
+    early = [msg for msg, _ in conn.state.get("early", {}).pop(conv.id, ())]
     backlog = sorted({m.id: m for m in (*pending, *early)}.values(), key=lambda m: m.seq)
     for msg in backlog:
         yield _to_waiter(msg, conv)
     if backlog:  # by id: one the agent wrote elsewhere meanwhile may still come
         conn.state.setdefault("told", {})[conv.id] = frozenset(m.id for m in backlog)
+
+
+def hold_early(conn) -> None:
+    """A sign-in begins: messages of users not announced yet wait for their
+    ``announcement`` until ``release_early``."""
+    conn.state.setdefault("early", {})
+
+
+def release_early(conn):
+    """The sign-in is over: what still waits (its user was not among those announced,
+    ended meanwhile, say) goes as it would have, so nothing is held for good."""
+    for held in conn.state.pop("early", {}).values():
+        yield from (_to_waiter(msg, conv) for msg, conv in held)
 
 
 def forget_announced(conn, conversation_id: int) -> None:

@@ -17,8 +17,9 @@ from kefu.errors import (
 )
 from kefu.models import IMAGE, TEXT
 from kefu.protocols import waiter_codec as codec
+from kefu.protocols import waiter_wire as wire
 from kefu.protocols.fields import Fields, op_key
-from kefu.protocols.waiter_codec import frame
+from kefu.protocols.waiter_wire import frame
 from kefu.services import (
     conversations,
     customer_sends,
@@ -32,7 +33,7 @@ from kefu.services.visitors import VISITOR_ID_MAX
 
 NOT_YOURS = "This user is not connected to you"
 NOT_CONNECTED = "Not connected to a waiter; send connect first"
-ADDRESS_MAX = len(codec.VISITOR_PREFIX) + VISITOR_ID_MAX  # a visitor's; a user uuid has 36
+ADDRESS_MAX = len(wire.VISITOR_PREFIX) + VISITOR_ID_MAX  # a visitor's; a user uuid has 36
 
 
 class NotConnected(KefuError):
@@ -107,7 +108,7 @@ def user_disconnect(conn, req, live):
 def _send_with_receipt(conn, req, kind, who, ref, body, sender, receiver):
     """Store the message (idempotent by op_id), answer ``<kind>_success`` with its id."""
     msg, events, _ = messages.send(who, ref.id, *body, op_key(req.op_id))
-    payload = codec.message_payload(msg, msg.conversation_id)
+    payload = wire.message_payload(msg, msg.conversation_id)
     conn.send(frame(f"{kind}_success", payload, req.op_id, sender, receiver))
     return events
 
@@ -123,7 +124,7 @@ def _answer_resend(conn, req, kind, who, body, sides) -> bool:
     people = stored and sides(stored[1])
     if not people:
         return False
-    payload = codec.message_payload(stored[0], stored[0].conversation_id)
+    payload = wire.message_payload(stored[0], stored[0].conversation_id)
     conn.send(frame(f"{kind}_success", payload, req.op_id, *people))
     return True
 
@@ -181,7 +182,7 @@ def _own_user(who, address) -> object:
     """The open conversation of this waiter with the user (uuid) or visitor (address)."""
     if not isinstance(address, str) or not address:
         raise Invalid("the user's uuid is required")
-    visitor_id = codec.visitor_id_of(address)
+    visitor_id = wire.visitor_id_of(address)
     if visitor_id is not None:
         ref = history.open_with_visitor(who.kefu_id, visitor_id)
     else:
@@ -200,7 +201,7 @@ def waiter_send(kind: str):
         body = (content, message_type, file_url)
         try:
             ref = _own_user(who, req.to)
-            customer = codec.customer_of(ref)
+            customer = wire.customer_of(ref)
             return _send_with_receipt(conn, req, kind, who, ref, body, ref.agent, customer)
         except (Forbidden, message_rules.OpIdReused):
             if not _answer_resend(conn, req, kind, who, body, _to_this(who, req.to)):
@@ -214,7 +215,7 @@ def _to_this(who, address):
     """A resend's receipt people, if its message went to ``address`` from this agent."""
 
     def sides(ref):
-        customer = codec.customer_of(ref)
+        customer = wire.customer_of(ref)
         return customer.uuid == address and ref.kefu_id == who.kefu_id and (ref.agent, customer)
 
     return sides
@@ -227,5 +228,5 @@ def waiter_disconnect(conn, req, live):
     ref = _own_user(who, req.data.text("uuid", required=True, max_len=ADDRESS_MAX))
     events = conversations.end(ref.id, who)
     codec.forget_announced(conn, ref.id)
-    conn.send(frame("disconnected", None, req.op_id, codec.customer_of(ref), ref.agent))
+    conn.send(frame("disconnected", None, req.op_id, wire.customer_of(ref), ref.agent))
     return events

@@ -5,10 +5,10 @@ them, as waiter_frames' handlers)."""
 from kefu import clock
 from kefu.errors import Forbidden, Invalid, refuse_nul
 from kefu.models import SENDER_USER
-from kefu.protocols import waiter_codec as codec
+from kefu.protocols import waiter_wire as wire
 from kefu.protocols.fields import Fields
-from kefu.protocols.waiter_codec import frame
 from kefu.protocols.waiter_frames import signed_in
+from kefu.protocols.waiter_wire import frame
 from kefu.services import history
 
 NOT_SERVED = "You have not served this user"
@@ -29,14 +29,14 @@ def _history_item(msg, sender, recipient) -> dict:
     return {
         "from": sender.uuid if sender else None,
         "to": recipient.uuid if recipient else None,
-        "type": codec.message_type_name(msg),
-        "payload": codec.message_payload(msg, msg.conversation_id),
+        "type": wire.message_type_name(msg),
+        "payload": wire.message_payload(msg, msg.conversation_id),
     }
 
 
 def _visitor_history_item(msg, visitor_id: str, agent) -> dict:
     """A message of a visitor's conversation with ``agent``, the only one who writes there."""
-    visitor = codec.VisitorPeer(visitor_id)
+    visitor = wire.VisitorPeer(visitor_id)
     if msg.sender_type == SENDER_USER:
         return _history_item(msg, visitor, agent)
     return _history_item(msg, agent, visitor)
@@ -46,7 +46,7 @@ def _session_item(session) -> dict:
     conv = session.conversation
     return {
         "conversation_id": conv.id,
-        "user": codec.customer_of(conv).profile(),
+        "user": wire.customer_of(conv).profile(),
         "status": conv.status,
         "rating": session.rating,
         "created_at": clock.wire(session.created_at),
@@ -84,7 +84,7 @@ def waiter_history(conn, req, live):
         raise Invalid("user_id is required")
     if isinstance(ref, bool) or not isinstance(ref, str | int):
         raise Invalid("user_id must be a user's id or uuid")
-    visitor_id = codec.visitor_id_of(ref)
+    visitor_id = wire.visitor_id_of(ref)
     if visitor_id is not None:
         refuse_nul("user_id", ref)  # as find_user: PostgreSQL refuses the lookup
         return _send_visitor_history(conn, req, who, visitor_id)
