@@ -104,8 +104,9 @@ class Conflict(KefuError):
     status = 409
 
 
-class ConversationEnded(Conflict):
-    """A message sent into a conversation that has ended."""
+class SentAfterEnd(Conflict):
+    """A message sent into a conversation that has ended (the event of the end is
+    ``events.ConversationEnded``)."""
 
     def __init__(self):
         super().__init__("Conversation has ended")

@@ -168,7 +168,7 @@ def run_case(tmp_path, case):
 
 def test_a_row_changed_by_another_connection_is_read_again(tmp_path):
     out, _ = run_case(tmp_path, "ended_by_another_connection")
-    ended = {"error": "ConversationEnded", "message": "Conversation has ended"}
+    ended = {"error": "SentAfterEnd", "message": "Conversation has ended"}
     assert out["after"] == [ended]
     assert out["last"] == ended
 
@@ -188,7 +188,7 @@ def test_a_row_changed_by_another_process_is_read_again(tmp_path):
 
 def test_a_job_that_does_not_keep_the_memo_empties_it(tmp_path):
     out, _ = run_case(tmp_path, "ended_by_another_job")
-    assert out["after"] == [{"error": "ConversationEnded", "message": "Conversation has ended"}]
+    assert out["after"] == [{"error": "SentAfterEnd", "message": "Conversation has ended"}]
 
 
 def test_counters_reset_by_another_job_are_read_again(tmp_path):

@@ -8,10 +8,10 @@ from dataclasses import dataclass
 
 from kefu.errors import (
     Conflict,
-    ConversationEnded,
     Forbidden,
     Invalid,
     KefuError,
+    SentAfterEnd,
     Unauthorized,
     digits_as_int,
 )
@@ -114,13 +114,18 @@ def _send_with_receipt(conn, req, kind, who, ref, body, sender, receiver):
 
 
 def _answer_resend(conn, req, kind, who, body, sides) -> bool:
-    """Answer a resend whose message went into a conversation the send no longer finds
-    (ended since, its receipt lost with the link) with the first receipt, as ds/kefu
-    does; False if it is no resend. Refused, the client could not learn its message
-    was stored, and sent it again under a new op_id: twice for the other side.
+    """A send that found no conversation to go into (its conversation ended since, the
+    receipt lost with the link) may be a resend: answered with the first receipt, as
+    ds/kefu does; False if it is none (the send's own refusal stands). Refused, the
+    client could not learn its message was stored, and sent it again under a new op_id:
+    twice for the other side. Only then: with a conversation open, the same op_id and
+    words may be a new message (a counter restarted), refused as ever (OpIdReused).
     ``sides(ref)``: the receipt's (sender, receiver), or None where the stored message's
     conversation is not the one this send is for."""
-    stored = customer_sends.resent(who, *body, op_key(req.op_id))
+    try:
+        stored = customer_sends.resent(who, *body, op_key(req.op_id))
+    except message_rules.OpIdReused:  # stored with other words: no resend
+        return False
     people = stored and sides(stored[1])
     if not people:
         return False
@@ -135,13 +140,14 @@ def user_send(kind: str):
         body = _body(req.data, kind)
         try:
             ref = _current(who)  # a waiting conversation takes messages too (spec README)
-            return _send_with_receipt(conn, req, kind, who, ref, body, ref.customer, ref.agent)
-        except (NotConnected, ConversationEnded, message_rules.OpIdReused) as exc:
+        except NotConnected:
             if not _answer_resend(conn, req, kind, who, body, lambda r: (r.customer, r.agent)):
-                if isinstance(exc, ConversationEnded):  # ended as it was sent: not_connect
-                    raise NotConnected(NOT_CONNECTED) from None
                 raise
-        return []
+            return []
+        try:
+            return _send_with_receipt(conn, req, kind, who, ref, body, ref.customer, ref.agent)
+        except SentAfterEnd:  # ended as it was sent: as when it had ended before
+            raise NotConnected(NOT_CONNECTED) from None
 
     return handler
 
@@ -201,12 +207,12 @@ def waiter_send(kind: str):
         body = (content, message_type, file_url)
         try:
             ref = _own_user(who, req.to)
-            customer = wire.customer_of(ref)
-            return _send_with_receipt(conn, req, kind, who, ref, body, ref.agent, customer)
-        except (Forbidden, message_rules.OpIdReused):
+        except Forbidden:
             if not _answer_resend(conn, req, kind, who, body, _to_this(who, req.to)):
                 raise
-        return []
+            return []
+        customer = wire.customer_of(ref)
+        return _send_with_receipt(conn, req, kind, who, ref, body, ref.agent, customer)
 
     return handler
 

@@ -3,7 +3,7 @@
 from peewee import IntegrityError
 
 from kefu import clock, db, groupcommit, rowmemo
-from kefu.errors import ConversationEnded, KefuError
+from kefu.errors import KefuError, SentAfterEnd
 from kefu.models import SENDER_USER, TEXT, Conversation, Message
 from kefu.principal import Principal
 from kefu.realtime.events import MessageCreated, MessageView
@@ -37,7 +37,7 @@ def send_locked(who, conversation_id, content, message_type, file_url, op_id):
     try:
         target = visible(conversation_id, who, load_current_target)
         if not target.is_open:
-            raise ConversationEnded
+            raise SentAfterEnd
         row = (sender_type, sender_id, sender_key, content, message_type, file_url, op_id)
         view, events = append_locked(target, *row)
     except (KefuError, DuplicateOp) as exc:
