@@ -305,6 +305,9 @@ def test_a_form_that_is_not_utf8_gets_400_and_stores_nothing(srv):
     fine = form.encode() + b"%E5%AD%97&conversation_id=" + str(cid).encode()
     sent = user.post(srv.url("/chat/send"), data=fine, headers=kind)
     assert sent.status_code == 200 and "字" in sent.text
+    # An unknown address or method keeps its own answer.
+    assert requests.post(srv.url("/no/such/page"), data=b"a=%FF", headers=kind).status_code == 404
+    assert requests.put(srv.url("/chat"), data=b"a=%FF", headers=kind).status_code == 405
 
 
 def upload(srv, files, **kw):

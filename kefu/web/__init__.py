@@ -69,8 +69,8 @@ def _form_must_be_utf8():
     the client's 400 instead, as a JSON body that is not UTF-8 is."""
     from flask import request
 
-    if request.mimetype != "application/x-www-form-urlencoded":
-        return
+    if request.mimetype != "application/x-www-form-urlencoded" or request.routing_exception:
+        return  # (an unknown address or method keeps its 404 or 405)
     body = request.get_data(cache=True)  # the form is parsed from this copy afterwards
     try:
         parse_qsl(body.decode(), keep_blank_values=True, errors="strict")
