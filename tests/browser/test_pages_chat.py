@@ -287,3 +287,23 @@ def test_a_new_conversation_opens_in_place_keeping_what_is_typed(kefu, new_page)
     expect(tab.locator("textarea")).to_be_focused()
     tab.locator("textarea").press("Enter")
     expect(tab.locator(".msg:not(.pending) .text")).to_have_text(["first", "typed at once"])
+
+
+def test_a_new_conversation_opens_in_place_with_no_live_channel(kefu, new_page):
+    """The same when no push brings it (the live channel down): the answer to "Start a
+    new conversation" asks the page to load it (HX-Trigger ``kefu-chat-changed``)."""
+    token = kefu.host_jwt("offline-1", name="Oda")
+    ended = kefu.get("/api/kefu/message/getConversation", token).json()["data"]["id"]
+    ws = kefu.ws()
+    assert ws.request({"action": "login", "data": {"token": token}})["success"]
+    end = {"action": "kefu_message_end", "data": {"conversation_id": ended}}
+    assert ws.request(end)["success"]
+    tab = new_page(width=390, height=700)
+    tab.route_web_socket("**/pages/ws*", lambda socket: None)  # open, and silent
+    tab.goto(kefu.url("/chat?token=" + token))
+    expect(tab.locator("#conversation")).to_have_attribute("data-conv", str(ended))
+    tab.evaluate("window.sameDocument = true")
+    tab.locator("text=Start a new conversation").click()
+    expect(tab.locator("#conversation")).not_to_have_attribute("data-conv", str(ended))
+    expect(tab.locator("#conversation form[data-composer] textarea")).to_be_visible()
+    assert tab.evaluate("window.sameDocument === true")
