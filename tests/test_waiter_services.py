@@ -153,17 +153,22 @@ def test_the_agent_taking_a_conversation_gets_what_it_has_not_read(app):
     assert [m.content for m in again.pending] == [expected[-1]]
 
 
+def serving(agent_name: str):
+    """(the agent, as a waiter signs in; a customer it serves; their conversation)."""
+    user, agent_row, _ = accounts.create_agent(agent_name, max_concurrent=2)
+    presence.use(lambda: frozenset({agent_row.id}))  # online
+    (customer,) = people(1)
+    conv, _ = conversations.open_for_user(customer)
+    return principal_for(user), customer, conv
+
+
 def test_a_waiter_hears_of_a_user_before_any_message_and_each_message_once(app):
     """A waiter socket signing in is subscribed before it reads its users; with a driver
     that yields (PostgreSQL, MySQL) a customer's message was pushed to it before that
     user's new_connection, and then again in the sign-in's backlog. Pushed before its
     announcement, a message now follows it; one the announcement carried is not pushed
     again. (Seen by a concurrent test on PostgreSQL and MariaDB, 5 times in 104 sign-ins.)"""
-    user, agent_row, _ = accounts.create_agent("svc-agent-4", max_concurrent=2)
-    waiter = principal_for(user)
-    presence.use(lambda: frozenset({agent_row.id}))
-    (customer,) = people(1)
-    conv, _ = conversations.open_for_user(customer)
+    waiter, customer, conv = serving("svc-agent-4")
     _, first_sent, _ = messages.send(customer, conv.id, "first")
     signing_in = socket_of(waiter, WAITER)
     codec.hold_early(signing_in)  # as waiter_auth does before it subscribes the socket
@@ -202,11 +207,7 @@ def test_a_message_held_during_a_sign_in_is_never_held_for_good(app):
     sign-in ends; after it nothing is held: a message stored just before the agent
     ended the chat, whose push came later (from another worker), must still come. The
     first version of the hold kept it for good (a 3-worker run lost one so)."""
-    user, agent_row, _ = accounts.create_agent("svc-agent-5", max_concurrent=2)
-    waiter = principal_for(user)
-    presence.use(lambda: frozenset({agent_row.id}))
-    (customer,) = people(1)
-    conv, _ = conversations.open_for_user(customer)
+    waiter, customer, conv = serving("svc-agent-5")
     _, sent, _ = messages.send(customer, conv.id, "before the end")
     signing_in = socket_of(waiter, WAITER)
     codec.hold_early(signing_in)
