@@ -1,11 +1,12 @@
-"""A user's message sent without naming a conversation (the /chat page, the waiter
-protocol): it goes into the open conversation, or into one opened for it; a resend is
-answered with the message its op_id names, wherever that went."""
+"""Messages sent without naming a conversation: a user's from /chat goes into the open
+conversation, or into one opened for it; a resend of a user's or an agent's (the
+waiter protocol's sends name a person) is answered with the message its op_id names,
+wherever that went."""
 
 from kefu import db, groupcommit
 from kefu.principal import Principal
 from kefu.services import conversations, messages
-from kefu.services.message_rules import OpIdReused, check_send, same_body
+from kefu.services.message_rules import check_send
 from kefu.services.snapshots import conversation_ref, load
 
 
@@ -30,19 +31,16 @@ def resent(who: Principal, content, message_type, file_url, op_id):
     its op_id stored in an earlier one."""
     body = check_send(content, message_type, file_url, op_id)
     with db.read():
-        first = _stored(who, *body)
+        first = _repeated(who, *body)
         return first and (first, conversation_ref(load(first.conversation_id)))
 
 
-def _stored(who, content, message_type, file_url, op_id):
-    first = messages.first_with_op(who.sender[2], op_id)
-    if first is not None and not same_body(first, content, message_type, file_url):
-        raise OpIdReused
-    return first
+def _repeated(who, content, message_type, file_url, op_id):
+    return messages.repeated(who.sender[2], op_id, content, message_type, file_url)
 
 
 def _send_opening_locked(who, content, message_type, file_url, op_id):
-    first = _stored(who, content, message_type, file_url, op_id)
+    first = _repeated(who, content, message_type, file_url, op_id)
     if first is not None:
         return first, []
     conv, opened = conversations.open_for_user_locked(who.user_id)

@@ -8,7 +8,7 @@ from kefu.models import SENDER_USER, TEXT, Conversation, Message
 from kefu.principal import Principal
 from kefu.realtime.events import MessageCreated, MessageView
 from kefu.services.conversations import visible
-from kefu.services.message_rules import OpIdReused, check_send, is_resend
+from kefu.services.message_rules import OpIdReused, check_send, is_resend, same_body
 from kefu.services.snapshots import conversation_ref, load, message_view
 from kefu.services.targets import Target, load_current_target
 from kefu.sqlcache import PROBE_TIMES, cached_select, cached_write
@@ -69,6 +69,16 @@ def first_with_op(sender_key: str, op_id: str | None):
     else:
         first = Message.by_op(sender_key, op_id).first()
     return message_view(first) if first else None
+
+
+def repeated(sender_key: str, op_id, content, message_type, file_url):
+    """The stored message a send repeats (its op_id stored with this body), wherever it
+    went, or None; OpIdReused if the op_id holds another body. For sends that name no
+    conversation (a visitor's, /chat's, the waiter protocol's)."""
+    first = first_with_op(sender_key, op_id)
+    if first is not None and not same_body(first, content, message_type, file_url):
+        raise OpIdReused
+    return first
 
 
 def _by_op_query(sender_key: str, op_id: str):

@@ -79,11 +79,11 @@ def _first_sent(sender_key: str, kefu_id: int, content: str, op_id: str | None):
     agent, answered even if that conversation has ended since (as a user's is). The
     op_id on anything else is refused: the same text to another agent was answered with
     the first message, and nothing was stored or pushed."""
-    first = messages.first_with_op(sender_key, op_id)
+    first = messages.repeated(sender_key, op_id, content, TEXT, None)
     if first is None:
         return None
     to = Conversation.select(Conversation.agent).where(Conversation.id == first.conversation_id)
-    if to.scalar() != kefu_id or not message_rules.same_body(first, content, TEXT, None):
+    if to.scalar() != kefu_id:
         raise message_rules.OpIdReused
     return first
 
