@@ -121,3 +121,39 @@ def wait_live(page, timeout: float = 10000) -> None:
     from playwright.sync_api import expect
 
     expect(page.locator("body")).to_have_attribute("data-live", "open", timeout=timeout)
+
+
+def box_keeps_to_the_limit(page, box, thread, note, stored, limit: int) -> None:
+    """A message box (the composer, the widget) under a limit of ``limit`` characters,
+    counted as the server counts them: a full box with an emoji is sent whole; one over
+    it is kept in the box, not cut and not sent, with ``note`` saying why, and sent once
+    it is short enough. ``stored()``: the texts stored so far; ``thread`` holds the
+    messages shown."""
+    from playwright.sync_api import expect
+
+    before = stored()
+    mine = thread.locator(".msg.mine:not(.pending)")
+    full = "x" * (limit - 1) + "😀"
+    box.focus()
+    page.keyboard.insert_text(full)  # as a paste
+    expect(box).to_have_value(full)
+    box.press("Enter")
+    expect(mine).to_have_count(len(before) + 1)
+    assert stored() == [*before, full]
+
+    over = "y" * limit + "😀"
+    page.keyboard.insert_text(over)
+    expect(box).to_have_value(over)
+    expect(note).to_be_visible()
+    expect(note).to_contain_text(f"{limit + 1} characters, {limit} at most")
+    expect(box).to_have_attribute("aria-invalid", "true")
+    box.press("Enter")
+    page.wait_for_timeout(500)
+    expect(box).to_have_value(over)  # not sent, nothing lost
+    expect(thread.locator(".msg.pending")).to_have_count(0)
+    assert stored() == [*before, full]
+    box.press("Backspace")
+    expect(note).to_have_text("")
+    box.press("Enter")
+    expect(mine).to_have_count(len(before) + 2)
+    assert stored() == [*before, full, "y" * limit]

@@ -1,13 +1,19 @@
 """The widget: a message refused for good can be discarded, so those behind it go; the
 length limit is counted as the server counts it (characters), nothing is cut."""
 
+import functools
 import json
 import re
 
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser.conftest import open_widget, pages_server, shop_with_widget
+from tests.browser.conftest import (
+    box_keeps_to_the_limit,
+    open_widget,
+    pages_server,
+    shop_with_widget,
+)
 from tests.browser.test_widget_sending import stored
 from tests.support import retire
 
@@ -78,28 +84,6 @@ def test_a_message_refused_for_good_can_be_discarded(kefu, host_site, new_page):
 def test_the_box_holds_what_the_server_takes_counted_as_it_counts(kefu, host_site, new_page):
     agent = kefu.create_agent("ella")
     shop, widget = shop_with_widget(new_page, host_site, agent["kefu_id"])
-    box = widget.locator("textarea")
-    full = "x" * (LIMIT - 1) + "😀"
-    box.focus()
-    shop.keyboard.insert_text(full)  # as a paste
-    expect(box).to_have_value(full)
-    box.press("Enter")
-    expect(widget.locator(".msg.mine:not(.pending)")).to_have_count(1)
-    assert stored(kefu, agent["kefu_id"]) == [full]
-
-    over = "y" * LIMIT + "😀"
-    shop.keyboard.insert_text(over)
-    expect(box).to_have_value(over)
-    notice = widget.locator("#visitor-notice")
-    expect(notice).to_contain_text(f"{LIMIT + 1} characters, {LIMIT} at most")
-    expect(box).to_have_attribute("aria-invalid", "true")
-    box.press("Enter")
-    shop.wait_for_timeout(500)
-    expect(box).to_have_value(over)  # not sent, nothing lost
-    expect(widget.locator(".msg.pending")).to_have_count(0)
-    assert stored(kefu, agent["kefu_id"]) == [full]
-    box.press("Backspace")
-    expect(notice).to_have_text("")
-    box.press("Enter")
-    expect(widget.locator(".msg.mine:not(.pending)")).to_have_count(2)
-    assert stored(kefu, agent["kefu_id"]) == [full, "y" * LIMIT]
+    box, notice = widget.locator("textarea"), widget.locator("#visitor-notice")
+    sent = functools.partial(stored, kefu, agent["kefu_id"])
+    box_keeps_to_the_limit(shop, box, widget, notice, sent, LIMIT)
