@@ -95,9 +95,9 @@ class ConversationRef:
         return user_key(self.agent.user_id) if self.agent else None
 
     def audience(self) -> list[str]:
-        keys = [self.customer_key]
-        if self.agent is not None:  # agent_key, read once (every message's push)
-            keys.append(user_key(self.agent.user_id))
+        keys, agent = [self.customer_key], self.agent_key  # read once: every message's push
+        if agent:
+            keys.append(agent)
         return keys
 
 
