@@ -2,8 +2,10 @@
 
 from urllib.parse import parse_qsl
 
+from flask import Request
 from gunicorn.http.errors import NoMoreData, ParseException
 from werkzeug.exceptions import BadRequest, HTTPException
+from werkzeug.formparser import FormDataParser
 from werkzeug.routing import IntegerConverter, WebsocketMismatch
 
 from kefu.errors import ID_MAX
@@ -56,26 +58,29 @@ def init_app(app) -> None:
         app.register_blueprint(bp)
     app.add_url_rule("/", "index", _to_the_dashboard)
     app.add_url_rule("/favicon.ico", "favicon", _favicon)
-    app.before_request(_form_must_be_utf8)
+    app.request_class = KefuRequest
     app.after_request(_security_headers)
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(ParseException, _malformed_body)
     app.register_error_handler(NoMoreData, _malformed_body)
 
 
-def _form_must_be_utf8():
-    """Werkzeug keeps the bytes of a urlencoded form that are not UTF-8 as percent text:
-    a message sent as ``content=%FF`` was stored as the three characters "%FF". It is
-    the client's 400 instead, as a JSON body that is not UTF-8 is."""
-    from flask import request
+class StrictFormParser(FormDataParser):
+    """Werkzeug keeps the bytes of a urlencoded form that are not UTF-8 as percent text
+    (a message sent as ``content=%FF`` was stored as the three characters "%FF"), and
+    silently reads raw ones as an empty form. Either is the client's 400, as a JSON body
+    that is not UTF-8 is; the form is still read once, when a view asks for it."""
 
-    if request.mimetype != "application/x-www-form-urlencoded" or request.routing_exception:
-        return  # (an unknown address or method keeps its 404 or 405)
-    body = request.get_data(cache=True)  # the form is parsed from this copy afterwards
-    try:
-        parse_qsl(body.decode(), keep_blank_values=True, errors="strict")
-    except UnicodeDecodeError:
-        raise BadRequest("Form data is not valid UTF-8") from None
+    def _parse_urlencoded(self, stream, mimetype, content_length, options):
+        try:
+            items = parse_qsl(stream.read().decode(), keep_blank_values=True, errors="strict")
+        except UnicodeDecodeError:
+            raise BadRequest("Form data is not valid UTF-8") from None
+        return stream, self.cls(items), self.cls()
+
+
+class KefuRequest(Request):
+    form_data_parser_class = StrictFormParser
 
 
 def _malformed_body(exc: Exception):
