@@ -90,7 +90,7 @@ def _agent_assigned(event: ConversationAssigned, conn) -> str:
     if not _is_mine(conn, conv):
         return ""
     row = _row(conv)
-    # At the top for now; the page moves it to its place by its last activity (pages.js).
+    # At the top for now; the page moves it to its place by its last activity (threads.js).
     return _delete(f"conv-{conv.id}") + oob(
         "#open-list", partial("parts/conv_row.html", row=row), "afterbegin"
     )
