@@ -4,6 +4,7 @@ from kefu.db import make_database
 from tests.support import (
     Server,
     drop_database,
+    drop_leftovers,
     fresh_database_url,
     own_postgres_database,
     retire,
@@ -56,6 +57,19 @@ def database(tmp_path):
 
 @pytest.fixture(scope="session", autouse=True)
 def servers_retired():
-    """The suite ends once every server retired in the background has stopped."""
+    """The suite ends once every server retired in the background has stopped, and
+    with no test database left on the servers (``pytest_terminal_summary`` names the
+    tests that left one)."""
     yield
     wait_for_retired()
+    _left_databases.extend(drop_leftovers())
+
+
+_left_databases: list[str] = []
+
+
+def pytest_terminal_summary(terminalreporter):
+    if _left_databases:
+        terminalreporter.write_line(
+            "test databases left undropped (now dropped) by: " + ", ".join(_left_databases)
+        )

@@ -114,6 +114,11 @@ def _admin(kind: str, **options):
     return pymysql.connect(**MYSQL_ADMIN, autocommit=True, **options)
 
 
+# Databases this process created and has not dropped, each with the test that made it:
+# the session's end drops what is left and names those tests (``drop_leftovers``).
+_undropped: dict[str, str] = {}
+
+
 def _create_database(kind: str, conn, prefix: str) -> str:
     name = f"{prefix}{uuid.uuid4().hex[:12]}"
     with conn.cursor() as cur:
@@ -123,8 +128,11 @@ def _create_database(kind: str, conn, prefix: str) -> str:
             cur.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
     conn.close()
     if kind == "postgresql":
-        return f"postgresql://postgres@127.0.0.1:5432/{name}"
-    return f"mysql://root@127.0.0.1:3306/{name}"
+        url = f"postgresql://postgres@127.0.0.1:5432/{name}"
+    else:
+        url = f"mysql://root@127.0.0.1:3306/{name}"
+    _undropped[url] = os.environ.get("PYTEST_CURRENT_TEST", "?").rsplit(" ", 1)[0]
+    return url
 
 
 # PostgreSQL: how many sessions of this database wait for a row lock they asked for.
@@ -137,6 +145,7 @@ WAITING_FOR_A_LOCK = (
 
 def drop_database(url: str) -> None:
     """Best effort: remove a test database created by ``fresh_database_url``."""
+    _undropped.pop(url, None)
     name = url.rsplit("/", 1)[-1]
     with contextlib.suppress(Exception):
         if url.startswith("postgresql://"):
@@ -154,6 +163,14 @@ def drop_database(url: str) -> None:
             with conn.cursor() as cur:
                 cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
             conn.close()
+
+
+def drop_leftovers() -> list[str]:
+    """Drop the databases no test dropped; the tests that made them, to be named."""
+    makers = sorted(set(_undropped.values()))
+    for url in list(_undropped):
+        drop_database(url)
+    return makers
 
 
 def free_port() -> int:

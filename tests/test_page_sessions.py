@@ -335,7 +335,7 @@ def test_a_sign_in_refused_for_its_rate_ends_the_session_too(tmp_path):
         assert close_code(a_live) == 1008
         assert_signed_out(strict, here, "agent")
     finally:
-        strict.stop()
+        strict.destroy()  # its database too
 
 
 @pytest.mark.parametrize("role", ["agent", "user"])
@@ -369,7 +369,7 @@ def test_a_live_channel_closes_when_its_session_expires(tmp_path):
         assert still_open(b_tab, timeout=1.0)
         b_tab.close()
     finally:
-        short.stop()
+        short.destroy()  # its database too
 
 
 def test_another_persons_chat_link_from_another_site_asks_first(srv):

@@ -180,7 +180,7 @@ def test_page_views_give_their_connections_back(tmp_path):
         opened = server.get("/api/kefu/message/getConversation", token=token)
         assert opened.status_code == 200 and opened.json()["data"]["id"] > 0
     finally:
-        server.stop()
+        server.destroy()  # its database too
     assert "Exception on" not in server.log()
 
 
