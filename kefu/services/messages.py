@@ -4,7 +4,7 @@ from peewee import IntegrityError
 
 from kefu import clock, db, groupcommit, rowmemo
 from kefu.errors import KefuError, SentAfterEnd
-from kefu.models import SENDER_USER, TEXT, Conversation, Message
+from kefu.models import OPEN, SENDER_USER, TEXT, Conversation, Message
 from kefu.principal import Principal
 from kefu.realtime.events import MessageCreated, MessageView
 from kefu.services.conversations import visible
@@ -212,6 +212,8 @@ def append_locked(
     sqlite, postgres = db.is_sqlite(), db.is_postgres()
     if target is None or not target.current:  # lock the row and read it again
         conv = _locked_row(conv.id)
+        if conv.status != OPEN:  # ended since the caller read it
+            raise SentAfterEnd
     # SQL generated once (sqlcache) for plain ids: peewee's building of the INSERT and
     # UPDATE costs more CPU than the database needs to run them.
     cached = (sqlite or postgres) and type(conv.id) is int and type(conv.last_seq) is int

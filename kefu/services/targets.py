@@ -129,20 +129,25 @@ def load_target(conversation_id: int, current: bool = False) -> Target:
     """The conversation's ``Target``; NotFound if there is none.
 
     ``current``: one that no other transaction can change before this one ends. On
-    SQLite the writer lock, held since before the read, sees to that; on PostgreSQL
-    the conversation's row is locked by the same query (FOR UPDATE: one round trip
-    instead of a read and a locking read). Elsewhere (MySQL) it is a plain read, and
-    the ``Target``'s ``current`` stays False: the caller locks the row itself."""
-    locking = current and db.is_postgres()
-    build = _locked_target_query if locking else _target_query
+    SQLite the writer lock, held since before the read, sees to that; elsewhere the read
+    locks the conversation's row. PostgreSQL locks it with the join itself (FOR UPDATE
+    OF: one round trip). MariaDB has no FOR UPDATE OF, and a plain one would lock the
+    people's rows too: there the row alone is locked first, then read with its people
+    (READ COMMITTED, see db.py: the read sees the locked row as committed). A plain read
+    was once taken there, and a message went into a conversation ended meanwhile."""
+    locking = current and not db.is_sqlite()
+    joined = locking and db.is_postgres()  # locked by the join's own FOR UPDATE OF
+    build = _locked_target_query if joined else _target_query
     if type(conversation_id) is int:
         memo = rowmemo.current() if current else None  # a batch job: the writer lock is held
         target = _with_known_parties(conversation_id, locking, memo)
         if target is None:
-            name = "target_locked" if locking else "target"
+            if locking and not joined:
+                _lock_alone(conversation_id)
+            name = "target_locked" if joined else "target"
             rows = cached_select(name, build, conversation_id, decode=_decode_target)
             target = rows[0] if rows else None
-            if locking and target is not None and not target.names_its_people():
+            if joined and target is not None and not target.names_its_people():
                 # PostgreSQL re-checks a locked row that changed while it waited for the
                 # lock, but keeps the joined rows it had read: a conversation assigned
                 # meanwhile came with its new agent's id and no agent, and its messages
@@ -157,11 +162,18 @@ def load_target(conversation_id: int, current: bool = False) -> Target:
                 if memo is not None:
                     memo.put(conversation_id, target.state())
     else:  # not an id the SQL caches can take: built and run as it is
+        if locking and not joined:
+            list(_locked_state_query(conversation_id).tuples())
         target = next(map(_target_from_row, build(conversation_id).tuples()), None)
     if target is None:
         raise NotFound("Conversation not found")
-    target.current = locking or (current and db.is_sqlite())
+    target.current = current
     return target
+
+
+def _lock_alone(conversation_id: int) -> None:
+    """The conversation's row locked without its people's (MySQL, MariaDB)."""
+    cached_select("state_locked", _locked_state_query, conversation_id, decode=_decode_state)
 
 
 def load_current_target(conversation_id: int) -> Target:
