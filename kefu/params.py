@@ -14,10 +14,11 @@ BOUND_MAX = ID_MAX + 1
 
 
 def number(
-    source, name: str, default: int | None = None, high: int = ID_MAX, low: int | None = None
+    source, name: str, default: int | None = None, high: int | None = ID_MAX, low: int | None = None
 ) -> int:
     """``source[name]`` (``request.args`` or ``request.form``) as an int; ``default``
-    when absent or empty, and required when there is no default."""
+    when absent or empty, and required when there is no default. ``high=None``: no
+    limit (a number past 64 bits is then ``ID_MAX + 1``)."""
     raw = source.get(name)
     if raw is None or raw == "":
         if default is None:
@@ -29,7 +30,7 @@ def number(
         value = -ID_MAX - 1 if raw.startswith("-") else ID_MAX + 1
     else:
         value = int(raw)
-    if value > high:
+    if high is not None and value > high:
         raise Invalid(f"{name} is too large (max {high})")
     if low is not None and value < low:
         raise Invalid(f"{name} must be {low} or more")

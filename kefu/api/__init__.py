@@ -43,7 +43,7 @@ def message_list():
     who = principal()
     args = request.args
     conversation_id = number(args, "conversation_id")
-    page_size = number(args, "page_size", 10)
+    page_size = number(args, "page_size", 10, high=None)  # any larger one gets the cap
     page = number(args, "page", 1, PAGE_MAX, low=1)  # checked as documented even when unused
     if args.get("after_id") is not None:  # resync: everything after the last seen
         rows = message_pages.after_message(

@@ -166,7 +166,7 @@ PATHS = {
                 ),
                 _query(
                     "page_size",
-                    {"type": "integer", "minimum": 1, "maximum": ID_MAX, "default": 10},
+                    {"type": "integer", "minimum": 1, "default": 10},
                     "Messages per page; a larger one is capped at KEFU_PAGE_SIZE_MAX (100)",
                 ),
                 _query(
