@@ -143,6 +143,45 @@ WAITING_FOR_A_LOCK = (
 )
 
 
+# Sessions waiting for a lock (a FOR UPDATE's, an UPDATE's), by kind of database.
+LOCK_WAITS = {
+    "postgresql": "SELECT count(*) FROM pg_stat_activity "
+    "WHERE datname = current_database() AND wait_event_type = 'Lock'",
+    "mysql": "SELECT COUNT(*) FROM information_schema.innodb_trx WHERE trx_state = 'LOCK WAIT'",
+}
+
+
+@contextlib.contextmanager
+def held(server):
+    """A transaction of another connection on ``server``'s database (as another worker's
+    or the CLI's), committed when the block ends; on SQLite it holds the writer lock."""
+    other = make_database(server.env["KEFU_DATABASE_URL"], pool_size=1)
+    try:
+        with other.atomic():
+            yield other
+    finally:
+        other.close()
+        other.close_all()
+
+
+def run_sql(database, query: str, *params) -> list[tuple]:
+    """``query`` (``?`` placeholders) on a peewee ``database``; its rows, if any."""
+    cursor = database.execute_sql(query.replace("?", database.param), params)
+    return [tuple(row) for row in cursor.fetchall()] if cursor.description else []
+
+
+def wait_for_a_lock_wait(server, seconds: float = 6.0) -> None:
+    """Until the server waits for a lock another connection holds. SQLite shows no such
+    thing: a second there, far more than a frame takes to reach the lock on loopback."""
+    if TEST_DATABASE not in LOCK_WAITS:
+        time.sleep(1)
+        return
+    deadline = time.monotonic() + seconds
+    while server.sql(LOCK_WAITS[TEST_DATABASE])[0][0] < 1:
+        assert time.monotonic() < deadline, "the server never waited for the lock"
+        time.sleep(0.02)
+
+
 def drop_database(url: str) -> None:
     """Best effort: remove a test database created by ``fresh_database_url``."""
     _undropped.pop(url, None)

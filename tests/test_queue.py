@@ -4,7 +4,7 @@ import threading
 import time
 
 from kefu.db import make_database
-from tests.support import TEST_DATABASE, WAITING_FOR_A_LOCK, Server
+from tests.support import LOCK_WAITS, TEST_DATABASE, Server
 
 
 def login(server, token):
@@ -202,13 +202,6 @@ def test_concurrent_senders_keep_counters_exact(make_server):
     counters = server.sql("SELECT id, kefu_unread_count, last_seq FROM conversation")
     assert sorted(counters) == sorted((cid, 25, 25) for cid in convs)
     assert concurrent_of(server, agent["kefu_id"]) == (20, 20)
-
-
-# Sessions of the server's database waiting for a row lock, by kind of database.
-LOCK_WAITS = {
-    "postgresql": WAITING_FOR_A_LOCK,
-    "mysql": "SELECT COUNT(*) FROM information_schema.innodb_trx WHERE trx_state = 'LOCK WAIT'",
-}
 
 
 def test_the_head_is_served_first_while_a_message_is_written_into_it(make_server):

@@ -6,10 +6,7 @@ from another connection (as from another worker or the CLI), made to land betwee
 two reads by holding its transaction open until the send waits for it.
 """
 
-import time
-
-from kefu.db import make_database
-from tests.support import TEST_DATABASE, WAITING_FOR_A_LOCK
+from tests.support import held, run_sql, wait_for_a_lock_wait
 from tests.test_waiter_support import frame, rows, serving
 
 NOT_CONNECTED = {"message": "Not connected to a waiter; send connect first"}
@@ -21,22 +18,12 @@ def test_a_send_into_a_conversation_ending_as_it_is_sent_is_not_connect(make_ser
     srv = make_server()
     _, w, u = serving(srv, "before")
     (conversation_id,) = rows(srv, "SELECT id FROM conversation")[0]
-
-    other = make_database(srv.env["KEFU_DATABASE_URL"], pool_size=1)
-    try:
-        # Holds the conversation's row (PostgreSQL, MySQL) or the writer lock (SQLite):
-        # the handler's read still sees the conversation open, the store waits.
-        with other.atomic():
-            other.execute_sql(
-                f"UPDATE conversation SET status = 2 WHERE id = {other.param}",
-                (conversation_id,),
-            )
-            u.send("message_text", {"text": "late"}, op_id="m2")
-            wait_until_the_send_waits(srv)
-        reply = u.ws.recv()
-    finally:
-        other.close()
-        other.close_all()
+    # The handler's read still sees the conversation open; the store waits.
+    with held(srv) as other:
+        run_sql(other, "UPDATE conversation SET status = 2 WHERE id = ?", conversation_id)
+        u.send("message_text", {"text": "late"}, op_id="m2")
+        wait_for_a_lock_wait(srv)
+    reply = u.ws.recv()
 
     assert reply == frame("not_connect", NOT_CONNECTED, "m2", None, u)
     assert rows(srv, "SELECT content FROM message ORDER BY id") == [("before",)]
@@ -53,20 +40,12 @@ def test_a_visitors_message_as_its_conversation_ends_opens_a_new_one(make_server
     visitor = srv.ws()
     assert visitor.request(visitor_send(agent, "v1", "first"))["success"]
     (ended,) = rows(srv, "SELECT id FROM conversation")[0]
-
-    other = make_database(srv.env["KEFU_DATABASE_URL"], pool_size=1)
-    try:
-        with other.atomic():
-            other.execute_sql(
-                f"UPDATE conversation SET status = 2, open_key = NULL WHERE id = {other.param}",
-                (ended,),
-            )
-            visitor.send(visitor_send(agent, "v2", "second"))
-            wait_until_the_send_waits(srv)
-        reply = visitor.recv()
-    finally:
-        other.close()
-        other.close_all()
+    with held(srv) as other:
+        end = "UPDATE conversation SET status = 2, open_key = NULL WHERE id = ?"
+        run_sql(other, end, ended)
+        visitor.send(visitor_send(agent, "v2", "second"))
+        wait_for_a_lock_wait(srv)
+    reply = visitor.recv()
 
     assert reply["success"] is True, reply
     stored = rows(srv, "SELECT conversation_id, content FROM message ORDER BY id")
@@ -75,18 +54,6 @@ def test_a_visitors_message_as_its_conversation_ends_opens_a_new_one(make_server
     assert rows(srv, "SELECT status FROM conversation WHERE id = ?", stored[1][0]) == [(1,)]
 
 
-def visitor_send(agent: dict, op_id: str, content: str) -> dict:
-    data = {"visitor_id": "visitor-racing", "kefu_id": str(agent["kefu_id"]), "content": content}
+def visitor_send(agent: dict, op_id: str, content: str, visitor_id="visitor-racing") -> dict:
+    data = {"visitor_id": visitor_id, "kefu_id": str(agent["kefu_id"]), "content": content}
     return {"action": "kefu_message_visitor_send", "op_id": op_id, "data": data}
-
-
-def wait_until_the_send_waits(srv) -> None:
-    """PostgreSQL shows the send waiting for the row; elsewhere nothing shows it, and a
-    second is far more than a frame takes to reach the lock on loopback."""
-    if TEST_DATABASE != "postgresql":
-        time.sleep(1)
-        return
-    deadline = time.monotonic() + 5
-    while srv.sql(WAITING_FOR_A_LOCK) != [(1,)]:
-        assert time.monotonic() < deadline, "the send never waited for the row"
-        time.sleep(0.02)

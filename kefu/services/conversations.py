@@ -18,6 +18,7 @@ from kefu.principal import Principal
 from kefu.realtime.events import ConversationEnded, ConversationRated, MessagesRead
 from kefu.services import history, routing
 from kefu.services.snapshots import conversation_ref, load
+from kefu.services.targets import lock_row
 from kefu.sqlcache import PROBE_TIMES, cached_first, cached_write
 
 NO_ACCESS = "Conversation not found or no permission"
@@ -44,6 +45,16 @@ def visible(conversation_id: int, who: Principal, loader=load):
     if not is_party(conv, who):
         raise NotFound(NO_ACCESS)
     return conv
+
+
+def load_locked(conversation_id: int) -> Conversation:
+    """``load``, its row locked first: what a job decides on it (who may act, whether
+    it is open, what it counts) stays true until the job's transaction ends. On
+    PostgreSQL and MySQL a plain read does not: an agent reassigned meanwhile ended the
+    conversation of the agent that took it, and a read mark set the unread counter from
+    a count that missed the message written as it ran."""
+    lock_row(conversation_id)
+    return load(conversation_id)
 
 
 def open_for_user(who: Principal):
@@ -108,7 +119,7 @@ def end(conversation_id: int, who: Principal) -> list:
 
 
 def _end_locked(conversation_id: int, who: Principal) -> list:
-    conv = visible(conversation_id, who)
+    conv = visible(conversation_id, who, load_locked)
     operator_type, operator_id, _ = who.sender
     return end_locked(conv, operator_type, operator_id)
 
@@ -157,7 +168,9 @@ def mark_read(conversation_id: int, who: Principal, message_ids: list[int], send
 
 
 def _mark_read_locked(conversation_id, who: Principal, message_ids: list[int], sender_type: int):
-    conv = visible(conversation_id, who)
+    # Locked first: a send locks the row before it stores its message, so the count is
+    # current, and a mark from another tab has finished (nothing is marked twice).
+    conv = visible(conversation_id, who, load_locked)
     now = clock.now()
     unread = Message.in_conversation(conv.id).where(
         Message.sender_type == sender_type, Message.is_read == 0

@@ -17,7 +17,6 @@ from kefu import clock, db, groupcommit
 from kefu.models import SENDER_USER, Conversation, User
 from kefu.realtime.events import user_key, visitor_key
 from kefu.services import conversations
-from kefu.services.snapshots import load
 
 
 def quiet(idle_seconds: float, after_key: str = "", limit: int = 200) -> list[tuple[int, str, str]]:
@@ -41,7 +40,7 @@ def end_if_still_quiet(conversation_id: int, idle_seconds: float, present) -> li
 
 
 def _end_if_quiet_locked(conversation_id: int, cutoff, present) -> list:
-    conv = load(conversation_id)
+    conv = conversations.load_locked(conversation_id)  # a message written meanwhile counts
     if not conv.is_open or (conv.last_message_at or conv.created_at) >= cutoff:
         return []
     if present():
@@ -62,7 +61,7 @@ def end_if_customer_disabled(conversation_id: int) -> list:
 
 
 def _end_if_disabled_locked(conversation_id: int) -> list:
-    conv = load(conversation_id)
+    conv = conversations.load_locked(conversation_id)
     if not conv.is_open or conv.user_id is None:
         return []
     if User.select(User.is_active).where(User.id == conv.user_id).scalar():

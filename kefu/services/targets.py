@@ -143,7 +143,7 @@ def load_target(conversation_id: int, current: bool = False) -> Target:
         target = _with_known_parties(conversation_id, locking, memo)
         if target is None:
             if locking and not joined:
-                _lock_alone(conversation_id)
+                lock_row(conversation_id)
             name = "target_locked" if joined else "target"
             rows = cached_select(name, build, conversation_id, decode=_decode_target)
             target = rows[0] if rows else None
@@ -171,9 +171,11 @@ def load_target(conversation_id: int, current: bool = False) -> Target:
     return target
 
 
-def _lock_alone(conversation_id: int) -> None:
-    """The conversation's row locked without its people's (MySQL, MariaDB)."""
-    cached_select("state_locked", _locked_state_query, conversation_id, decode=_decode_state)
+def lock_row(conversation_id: int) -> None:
+    """The conversation's row locked, without its people's, until the transaction ends
+    (nothing to do on SQLite, whose writer lock a write transaction holds throughout)."""
+    if not db.is_sqlite():
+        cached_select("state_locked", _locked_state_query, conversation_id, decode=_decode_state)
 
 
 def load_current_target(conversation_id: int) -> Target:

@@ -74,10 +74,20 @@ def _append(visitor: Visitor, agent, sender_key: str, content: str, op_id: str |
     if created:
         routing.took_one_locked(agent.id)
         events.append(ConversationAssigned(conversation_ref(load(conv.id))))
-    view, created = messages.append_locked(
-        conv, SENDER_USER, visitor.id, sender_key, content, TEXT, None, op_id
-    )
-    return view, events + created, False
+    try:
+        view, sent = messages.append_locked(
+            conv, SENDER_USER, visitor.id, sender_key, content, TEXT, None, op_id
+        )
+    except messages.DuplicateOp:
+        # Stored by another connection as this one ran (a resend racing its first send;
+        # on SQLite _first_sent saw it): answered as any resend. Should this run have
+        # opened a conversation, it is not kept: refused, the visitor's next resend is
+        # answered with the stored message.
+        first = _first_sent(sender_key, agent.id, content, op_id)
+        if first is None or created:
+            raise message_rules.OpIdReused from None
+        return first, [], True
+    return view, events + sent, False
 
 
 def _first_sent(sender_key: str, kefu_id: int, content: str, op_id: str | None):
