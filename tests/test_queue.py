@@ -237,7 +237,7 @@ def test_the_head_is_served_first_while_a_message_is_written_into_it(make_server
             deadline = time.monotonic() + 10
             while ender.is_alive() and server.sql(LOCK_WAITS[TEST_DATABASE])[0][0] < 1:
                 assert time.monotonic() < deadline, "the end neither finished nor waited"
-                time.sleep(0.05)
+                time.sleep(0.15)  # see support.wait_for_a_lock_wait
             time.sleep(0.3)  # a deferred assignment runs again meanwhile (every 0.05 s)
             assert server.sql(query, head["id"], second["id"]) == [
                 (head["id"], None),
