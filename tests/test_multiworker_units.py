@@ -11,7 +11,7 @@ from kefu.db import make_database
 from kefu.deployment import deployment_problem, weak_secrets
 from kefu.realtime import events as ev
 from kefu.realtime import wire
-from kefu.realtime.pg_broker import SeqOrder
+from kefu.realtime.seq_order import SeqOrder
 from tests.support import BIN, free_port, run, run_python
 
 pytestmark = pytest.mark.ignores_test_database

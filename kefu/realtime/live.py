@@ -17,7 +17,7 @@ import os
 import gevent
 from flask import current_app
 
-from kefu import clock
+from kefu import clock, db
 from kefu.errors import Busy
 from kefu.realtime.admission import Admission
 from kefu.realtime.broker import MemoryBroker
@@ -293,6 +293,8 @@ def init_app(app) -> Live:
             beat=app.config["PRESENCE_TTL_SECONDS"] / 3,
             grace=app.config["AGENT_GRACE_SECONDS"],
         )
+    elif not db.is_sqlite():  # row locks: see MemoryBroker
+        broker = MemoryBroker(hold_seconds=app.config["BROKER_HOLD_SECONDS"])
     live = Live(
         agent_grace_seconds=app.config["AGENT_GRACE_SECONDS"],
         limits=limits,
