@@ -3,9 +3,13 @@
 A gevent process builds the app on a fresh SQLite file (the server's settings),
 signs in ``--pairs`` customers and ``--agents`` agents on stand-in sockets, and then
 runs rounds: in each, every pair's customer (then, next round, its agent) hands one
-``kefu_message_send`` frame to the ds/kefu handler in a greenlet of its own, so the
-group commit stores each round in one batch, and the reply and the push are written to
-the stand-ins (which keep nothing). What is measured is the handler, the services, the
+``kefu_message_send`` frame to its socket's handler, so the group commit stores each
+round in one batch, and the reply and the push are written to the stand-ins (which keep
+nothing). As in the server, each socket has one handler greenlet for its life, which
+reads its frames through ``Connection.frames`` and parks in the hub between them (a
+greenlet spawned per frame cost its creation, its death and, on its first use of
+peewee's per-greenlet state, that state's creation: about 40,000 instructions per
+message the server does not spend). What is measured is the handler, the services, the
 batcher, SQLite and the hub; not the kernel, the WebSocket framing or the load client.
 
 Each round's work is the same from run to run: every round is one batch (no time limit
@@ -31,21 +35,40 @@ import tempfile
 import time
 from pathlib import Path
 
+from greenlet import getcurrent
+
 HERE = Path(__file__).resolve().parent.parent
 CHECKPOINT_EVERY = 5  # rounds: about what 0.25 s holds at full load
 
 
 class StandIn:
-    """The socket side of a ``Connection``: takes every frame at once, keeps none."""
+    """The socket side of a ``Connection``: takes every frame at once, keeps none, and
+    gives its handler the frames handed to it, parking it in the hub while there are
+    none (as ``OpenSocket.receive`` waits on its socket's watcher)."""
 
     connected = True
 
-    def __init__(self):
+    def __init__(self, hub):
+        self.hub = hub
         self.frames = 0
+        self.inbox = []
+        self.parked = None  # the handler's greenlet while it waits for a frame
 
     def send_now(self, frame) -> bool:
         self.frames += 1
         return True
+
+    def hand_in(self, raw: str) -> None:
+        self.inbox.append(raw)
+        if self.parked is not None:
+            parked, self.parked = self.parked, None
+            self.hub.loop.run_callback(parked.switch)  # as a socket's read watcher wakes it
+
+    def receive(self, timeout=None):
+        while not self.inbox:
+            self.parked = getcurrent()
+            self.hub.switch()
+        return self.inbox.pop(0)
 
 
 def measure(rounds: int, pairs: int, agents: int) -> dict:
@@ -54,10 +77,11 @@ def measure(rounds: int, pairs: int, agents: int) -> dict:
 
     monkey.patch_all()
     import gevent
+    from gevent.hub import Waiter, get_hub
 
-    # As the server's workers run (gunicorn.conf.py): no spawning stack kept per greenlet.
-    # This harness spawns a greenlet per message (the server does not), and keeping
-    # its stack cost ~45,000 instructions per message, a tenth of the figure.
+    # As the server's workers run (gunicorn.conf.py): no spawning stack kept per greenlet
+    # (when this harness spawned a greenlet per message, keeping its stack cost ~45,000
+    # instructions per message, a tenth of the figure).
     gevent.config.track_greenlet_tree = False
 
     import kefu
@@ -92,10 +116,22 @@ def measure(rounds: int, pairs: int, agents: int) -> dict:
     # lasts minutes, so they added to the figure the slower the machine ran.
     live.limits.update(REVALIDATE_SECONDS=1e9, WS_LOGIN_TIMEOUT_SECONDS=1e9)
 
+    hub = get_hub()
+    round_state = {"left": 0, "done": None}
+
+    def serve(conn) -> None:
+        """The handler's loop, as dskefu.serve's (its frames, one at a time)."""
+        for raw in conn.frames():
+            dskefu.handle(conn, raw, live, 1 << 20)
+            round_state["left"] -= 1
+            if not round_state["left"]:
+                hub.loop.run_callback(round_state["done"].switch, None)
+
     def signed_in(principal):
-        conn = Connection(StandIn(), codec.DsKefuCodec())
+        conn = Connection(StandIn(hub), codec.DsKefuCodec())
         live.open(conn)
         live.sign_in(conn, principal)
+        gevent.spawn(serve, conn)
         return conn
 
     with app.app_context():
@@ -119,13 +155,13 @@ def measure(rounds: int, pairs: int, agents: int) -> dict:
 
     def one_round(r: int) -> None:
         nonlocal sent
-        work = []
+        round_state["left"] = len(sides)
+        round_state["done"] = done = Waiter()
         for conversation_id, customer, agent in sides:
             conn, sender_type = (customer, 1) if r % 2 == 0 else (agent, 2)
             sent += 1
-            raw = frame(sent, conversation_id, sender_type)
-            work.append(gevent.spawn(dskefu.handle, conn, raw, live, 1 << 20))
-        gevent.joinall(work, raise_error=True)
+            conn.ws.hand_in(frame(sent, conversation_id, sender_type))
+        done.get()
         if r % CHECKPOINT_EVERY == CHECKPOINT_EVERY - 1:
             checkpointer.run()
 
@@ -136,13 +172,21 @@ def measure(rounds: int, pairs: int, agents: int) -> dict:
     for r in range(4):  # warm-up: caches, the batcher's greenlet and connection
         one_round(r)
     warm = sent
+    batcher = groupcommit.active_batcher()
+    batches = batcher.transactions
     cpu = time.process_time()
     for r in range(rounds):
         one_round(r)
     cpu = time.process_time() - cpu
+    batches = (batcher.transactions - batches) / rounds
     stand_ins = {c.ws for _, customer, agent in sides for c in (customer, agent)}
     written = sum(stand_in.frames for stand_in in stand_ins)
-    return {"messages": sent - warm, "cpu": cpu, "frames_per_message": written / sent}
+    return {
+        "messages": sent - warm,
+        "cpu": cpu,
+        "frames_per_message": written / sent,
+        "batches_per_round": batches,
+    }
 
 
 def callgrind_total(root: Path, rounds: int, args) -> int:
@@ -161,7 +205,9 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--rounds", type=int, default=100)
     p.add_argument("--pairs", type=int, default=20, help="messages per round (one batch)")
-    p.add_argument("--agents", type=int, default=5)
+    # One pair per agent: an agent's socket handles its frames one at a time, so an
+    # agent with several pairs would spread its round over several batches.
+    p.add_argument("--agents", type=int, default=20)
     p.add_argument("--root", type=Path, default=HERE, help="the checkout whose code runs")
     p.add_argument("--count-instructions", action="store_true")
     args = p.parse_args()
@@ -177,7 +223,9 @@ def main() -> None:
     result = measure(args.rounds, args.pairs, args.agents)
     us = result["cpu"] / result["messages"] * 1e6
     per = result["frames_per_message"]
+    batches = result["batches_per_round"]
     print(f"{root}: {result['messages']} messages, {us:.1f} us CPU each, {per:.1f} frames each")
+    print(f"{batches:.2f} batches per round")
 
 
 if __name__ == "__main__":
