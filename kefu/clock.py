@@ -6,27 +6,49 @@ from datetime import datetime, timedelta
 _EPOCH = datetime(1970, 1, 1)
 _SECOND = timedelta(seconds=1)
 
+# The second ``now()`` stamped last: (its Unix number, its datetime's fields down to the
+# second, its wire text). Every message is stamped with ``now()``, and its stored text,
+# its reply's and its push's texts and its push's Unix time all follow from that second
+# and the microsecond: building the datetime from fields and the stored text from the
+# second's costs less than half of a timedelta sum, an ``isoformat`` and a timedelta
+# division each time. One tuple, replaced whole.
+_this_second = {"now": (None, (), "")}
+
 
 def now() -> datetime:
-    # The epoch plus the system clock: the same instant as
-    # datetime.now(UTC).replace(tzinfo=None), whose replace() alone costs more than
-    # this whole sum (every message is stamped with it).
-    return _EPOCH + timedelta(microseconds=time.time_ns() // 1000)
+    """The same instant as datetime.now(UTC).replace(tzinfo=None), whose replace() alone
+    costs more than this (see ``_this_second``)."""
+    second, micro = divmod(time.time_ns() // 1000, 1_000_000)
+    known = _this_second["now"]
+    if known[0] != second:
+        base = _EPOCH + timedelta(seconds=second)
+        fields = (base.year, base.month, base.day, base.hour, base.minute, base.second)
+        known = _this_second["now"] = (second, fields, base.isoformat(" "))
+    value = datetime(*known[1], micro)
+    _remember(value, known[2], second)
+    return value
 
 
-# The datetimes wire() and stored_text() formatted lately, by id, with their texts: a
-# message's reply and its pushes stamp the ``created_at`` that ``stored_text`` formatted
-# already, but a group-commit batch stores all its messages before any reply goes out,
-# so the last one alone would serve only one message of the batch. An entry keeps its
-# datetime, so its id is not reused while it is in the table.
-_wire_texts: dict[int, tuple[datetime, str]] = {}
+# The datetimes now(), wire() and stored_text() made or formatted lately, by id, with
+# their wire texts and (for now()'s) their Unix seconds: a message's reply and its pushes
+# stamp the ``created_at`` that ``now()`` made, but a group-commit batch stores all its
+# messages before any reply goes out, so the last one alone would serve only one message
+# of the batch. An entry keeps its datetime, so its id is not reused while it is in the
+# table.
+_wire_texts: dict[int, tuple[datetime, str, int | None]] = {}
 _WIRE_TEXTS_MAX = 256  # more than a batch holds; emptied when full
 
 
-def _remember(value: datetime, text: str) -> None:
+def _remember(value: datetime, text: str, unix_seconds: int | None = None) -> None:
     if len(_wire_texts) >= _WIRE_TEXTS_MAX:
         _wire_texts.clear()
-    _wire_texts[id(value)] = (value, text)
+    _wire_texts[id(value)] = (value, text, unix_seconds)
+
+
+def _known(value: datetime):
+    """The table's entry for ``value`` itself, or None."""
+    known = _wire_texts.get(id(value))
+    return known if known is not None and known[0] is value else None
 
 
 def wire(value: datetime | None) -> str | None:
@@ -34,8 +56,8 @@ def wire(value: datetime | None) -> str | None:
     cheaper than strftime, and every message pushed is stamped with it.)"""
     if not value:
         return None
-    known = _wire_texts.get(id(value))
-    if known is not None and known[0] is value:  # immutable: the same object, the same text
+    known = _known(value)
+    if known is not None:  # immutable: the same object, the same text
         return known[1]
     text = value.isoformat(" ", "seconds")
     _remember(value, text)
@@ -44,8 +66,12 @@ def wire(value: datetime | None) -> str | None:
 
 def stored_text(value: datetime) -> str:
     """The text SQLite's datetime adapter would store for ``value`` (without its Python
-    call per use). For a naive datetime its first 19 characters are ``wire(value)``,
-    kept for the reply and pushes that follow."""
+    call per use): ``isoformat(" ")``. For a naive datetime its first 19 characters are
+    ``wire(value)``, and the microseconds follow unless they are 0."""
+    known = _known(value)
+    if known is not None and value.tzinfo is None:
+        micro = value.microsecond
+        return f"{known[1]}.{str(1_000_000 + micro)[1:]}" if micro else known[1]
     text = value.isoformat(" ")
     if value.tzinfo is None:
         _remember(value, text[:19])
@@ -61,4 +87,7 @@ def unix(value: datetime | None = None) -> int:
     """Unix seconds of a stored (naive UTC) datetime, or of now."""
     if value is None:
         return int(time.time())
+    known = _known(value)
+    if known is not None and known[2] is not None:  # made by now(): its second
+        return known[2]
     return (value - _EPOCH) // _SECOND

@@ -23,6 +23,7 @@ def test_wire_text_is_the_seconds_of_every_datetime_in_any_order(values, stored_
         assert clock.wire(value) == value.isoformat(" ", "seconds")
     for value in reversed(values):  # formatted before, by another call
         assert clock.wire(value) == value.isoformat(" ", "seconds")
+        assert clock.stored_text(value) == value.isoformat(" ")  # from wire()'s text
 
 
 def test_whole_seconds_and_aware_datetimes_and_none():
@@ -37,3 +38,19 @@ def test_whole_seconds_and_aware_datetimes_and_none():
     later_zone = aware.astimezone(timezone(timedelta(hours=1)))
     assert later_zone == aware
     assert clock.wire(later_zone) == "2026-12-05 10:00:00+01:00"
+
+
+@given(st.lists(st.integers(min_value=0, max_value=4_102_444_800_000_000), min_size=1, max_size=6))
+def test_now_and_its_texts_are_those_of_the_clock_as_it_was(micros):
+    """now() builds its datetime from the second's fields, and its stored text and Unix
+    seconds from the second's: each is what the timedelta sum, isoformat and the
+    division give (whole seconds, the same second again, and any order of seconds)."""
+    for us in [*micros, micros[0], micros[0] - micros[0] % 1_000_000]:
+        expected = datetime(1970, 1, 1) + timedelta(microseconds=us)
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(clock.time, "time_ns", lambda us=us: us * 1000 + 999)
+            value = clock.now()
+        assert value == expected and value.tzinfo is None
+        assert clock.stored_text(value) == expected.isoformat(" ")
+        assert clock.wire(value) == expected.isoformat(" ", "seconds")
+        assert clock.unix(value) == us // 1_000_000
