@@ -156,14 +156,17 @@ def _assigned_push(conv: ConversationRef) -> dict:
 class DsKefuCodec:
     """Renders domain events as ds/kefu pushes for one connection."""
 
-    def render(self, event, conn, origin):
+    def render(self, event, conn, origin) -> tuple:
+        """The frames of ``event`` for ``conn``: a tuple, not a generator (one frame at
+        most, and the hub renders every event for every socket it reaches)."""
         if isinstance(event, MessageCreated):
             # The sending socket already has its response; every other socket of both
             # people gets the push (multi-device, and the sender's other tabs stay in step).
             if origin != conn.id and _is_party(conn, event.conversation):
-                yield compact_json(_message_push(event))
+                return (compact_json(_message_push(event)),)
         elif isinstance(event, ConversationEnded):
             if _is_party(conn, event.conversation):
-                yield compact_json(_end_push(event))
+                return (compact_json(_end_push(event)),)
         elif isinstance(event, ConversationAssigned) and _to_assignee(conn, event.conversation):
-            yield assigned_push(event.conversation)
+            return (assigned_push(event.conversation),)
+        return ()

@@ -63,6 +63,14 @@ class Person:
     nickname: str
     avatar: str
 
+    @cached_property
+    def key(self) -> str:
+        """The person's hub key. Kept on the instance, outside the fields (equality and
+        the broker's wire see only those): a conversation's people are the same
+        ``Person`` objects from one message to the next (services/targets.py), and
+        every message's push is routed by them."""
+        return user_key(self.user_id)
+
     def profile(self) -> dict:
         return {
             "id": str(self.user_id),
@@ -87,12 +95,12 @@ class ConversationRef:
     @property
     def customer_key(self) -> str:
         if self.customer is not None:
-            return user_key(self.customer.user_id)
+            return self.customer.key
         return visitor_key(self.visitor_id)
 
     @property
     def agent_key(self) -> str | None:
-        return user_key(self.agent.user_id) if self.agent else None
+        return self.agent.key if self.agent else None
 
     def audience(self) -> list[str]:
         keys, agent = [self.customer_key], self.agent_key  # read once: every message's push
