@@ -81,23 +81,23 @@ class WholeFrameSocket:
         """Write the frame ``encode()`` makes without waiting, if no other write is under
         way; False (nothing encoded, nothing written) if one is.
 
-        ``encode`` runs only once the lock is held: wsproto's encoder has state (the
-        deflate context), so a frame it made must be written. What the kernel does not
+        ``encode`` runs only once no write holds the lock: wsproto's encoder has state
+        (the deflate context), so a frame it made must be written. What the kernel does not
         take at once is finished by a greenlet that holds the lock until it is written,
         so no other frame can start in the middle of this one."""
-        if not self.can_try or not self._lock.acquire(blocking=False):
+        if not self.can_try or self._lock.locked():
             return False
+        # Nothing from here to the write waits (the OS socket's own send: gevent made it
+        # non-blocking, and reads it straight too, see OpenSocket._read), so no other
+        # greenlet runs meanwhile and the lock is taken only when a rest is left: a
+        # gevent lock's acquire and release cost more than the write's Python.
+        data = encode()
         try:
-            data = encode()
-            sent = self._sock.send(data, 0, timeout=0.0) if data else 0
+            sent = self._sock._sock.send(data) if data else 0
         except BlockingIOError:
             sent = 0
-        except BaseException:
-            self._lock.release()
-            raise
-        if sent == len(data):
-            self._lock.release()
-        else:
+        if sent != len(data):
+            self._lock.acquire()  # free (checked above, and nothing ran since): no wait
             gevent.spawn(self._finish, data[sent:])
         return True
 
