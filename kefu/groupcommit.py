@@ -40,7 +40,7 @@ import gevent
 from gevent.hub import Waiter, get_hub
 from peewee import DatabaseError
 
-from kefu import db, rowmemo
+from kefu import db, rowmemo, sqlcache
 from kefu.realtime.turns import turns
 
 MAX_SECONDS = 0.003  # of jobs per transaction, then commit and let the hub serve others
@@ -187,8 +187,9 @@ class Batcher:
         self.transactions += 1
         self.jobs += len(taken)
         self._committed = time.perf_counter()
+        loop = get_hub().loop  # once per batch: get_hub() reads a thread-local
         for (_, _, waiter), (value, error) in zip(taken, results, strict=True):
-            _wake(waiter, value, error)
+            _wake(waiter, value, error, loop)
         return True
 
     def _transaction(self, taken: list, savepoints: bool) -> list:
@@ -201,6 +202,7 @@ class Batcher:
                 connection = db.database.connection()
                 memo.begin(connection)
                 rowmemo.activate(memo)
+                sqlcache.in_batch(connection)
                 try:
                     if savepoints:
                         return [_in_savepoint(connection, memo, *item[:2]) for item in taken]
@@ -212,6 +214,7 @@ class Batcher:
                         results.append(_bare(connection, memo, item[0], item[1]))
                 finally:
                     rowmemo.activate(None)  # the COMMIT lets other greenlets run
+                    sqlcache.in_batch(None)
         except BaseException:
             memo.forget()  # rolled back: what the jobs wrote is not in the database
             raise
@@ -226,13 +229,15 @@ class Batcher:
             _wake(waiter, None, exc)
 
 
-def _wake(waiter: Waiter, value, error) -> None:
+def _wake(waiter: Waiter, value, error, loop=None) -> None:
     """Resume the caller from the hub (a Waiter is switched to only from there); a
     caller killed meanwhile has left the waiter, which then just keeps the result."""
+    if loop is None:
+        loop = get_hub().loop
     if error is None:
-        get_hub().loop.run_callback(waiter.switch, value)
+        loop.run_callback(waiter.switch, value)
     else:
-        get_hub().loop.run_callback(waiter.throw, error)
+        loop.run_callback(waiter.throw, error)
 
 
 class _Redo(Exception):
