@@ -1,7 +1,25 @@
-"""Rate limits: token buckets per socket and per visitor id (in-process, cheap)."""
+"""Limits of the live layer: their defaults, and token buckets per socket and per visitor id
+(in-process, cheap)."""
 
 import time
 from collections import OrderedDict
+
+# The live layer's limits and periods, by their config names (the KEFU_ variables without
+# the prefix); init_app takes each from the app's config.
+DEFAULT_LIMITS = {
+    "WS_RATE_PER_SECOND": 20.0,
+    "WS_RATE_BURST": 40,
+    "VISITOR_MESSAGES_PER_MINUTE": 30.0,
+    "NEW_VISITORS_PER_ADDRESS_PER_MINUTE": 20.0,
+    "VISITOR_UPLOADS_PER_ADDRESS_PER_MINUTE": 10.0,
+    "SIGN_IN_ATTEMPTS_PER_USERNAME": 5.0,
+    "SIGN_IN_ATTEMPTS_PER_IP": 30.0,
+    "MAX_CONNECTIONS_PER_IDENTITY": 20,
+    "WS_LOGIN_TIMEOUT_SECONDS": 30.0,
+    "REVALIDATE_SECONDS": 10.0,
+    "QUEUE_UPDATE_SECONDS": 0.05,
+    "INACTIVE_END_SECONDS": 3600.0,
+}
 
 
 class TokenBucket:

@@ -33,7 +33,7 @@ from kefu.realtime.events import (
 from kefu.realtime.grace import BUSY_RETRY_SECONDS, Grace
 from kefu.realtime.hub import Hub
 from kefu.realtime.inactivity import end_inactive_forever
-from kefu.realtime.limits import TokenBucket
+from kefu.realtime.limits import DEFAULT_LIMITS, TokenBucket
 from kefu.realtime.revalidation import revalidate_forever
 from kefu.services import presence, routing
 
@@ -44,21 +44,6 @@ log = logging.getLogger(__name__)
 # lasts milliseconds, so the assignment runs again this much later.
 REDISPATCH_SECONDS = 0.05
 _ACTED_ON_HERE = (QueueMoved, AssignmentDeferred)  # events Live acts on, not sockets
-
-DEFAULT_LIMITS = {
-    "WS_RATE_PER_SECOND": 20.0,
-    "WS_RATE_BURST": 40,
-    "VISITOR_MESSAGES_PER_MINUTE": 30.0,
-    "NEW_VISITORS_PER_ADDRESS_PER_MINUTE": 20.0,
-    "VISITOR_UPLOADS_PER_ADDRESS_PER_MINUTE": 10.0,
-    "SIGN_IN_ATTEMPTS_PER_USERNAME": 5.0,
-    "SIGN_IN_ATTEMPTS_PER_IP": 30.0,
-    "MAX_CONNECTIONS_PER_IDENTITY": 20,
-    "WS_LOGIN_TIMEOUT_SECONDS": 30.0,
-    "REVALIDATE_SECONDS": 10.0,
-    "QUEUE_UPDATE_SECONDS": 0.05,
-    "INACTIVE_END_SECONDS": 3600.0,
-}
 
 
 class Live(Admission):
