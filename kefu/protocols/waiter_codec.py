@@ -7,11 +7,16 @@ this very socket echoes that request's ``op_id``; the queue's later ``connect_qu
 
 Per-connection memory (``conn.state``) keeps pushes from repeating what a socket was
 already told: the last queue place sent, the conversation announced as served, the
-conversations a waiter was told about and the messages told with them, and, while a
-waiter signs in, the messages of users it has not been told about yet.
+conversations a waiter was told about and the messages told with them, and the
+messages of users it has not been told about yet: while a waiter signs in, and after,
+for a conversation it has never been told about (its assignment's news is behind the
+message: another worker's, or another greenlet's that published later), for at most
+``UNANNOUNCED_HOLD_SECONDS``.
 """
 
 import time
+
+import gevent
 
 from kefu.models import SENDER_USER
 from kefu.protocols.waiter_wire import (
@@ -29,6 +34,8 @@ from kefu.realtime.events import (
 )
 
 USER, WAITER = "user", "waiter"
+UNANNOUNCED_HOLD_SECONDS = 1.0  # as the PostgreSQL broker's hold for a message's predecessor
+KNOWN_MAX = 10_000  # conversations remembered as told about, per socket; then forgotten
 
 
 def _request_op(conn, origin):
@@ -122,12 +129,16 @@ def _waiter_message(event: MessageCreated, conn, origin):
     conv, msg = event.conversation, event.message
     if origin == conn.id or not _mine_as_agent(conn, conv):
         return
-    early = conn.state.get("early")
-    if early is not None and conv.id not in conn.state.get("announced", ()):
-        # Signing in, not told of this user yet (its users are read after the socket
-        # takes pushes; PostgreSQL and MySQL yield meanwhile): after its new_connection.
-        early.setdefault(conv.id, []).append((msg, conv))
-        return
+    if conv.id not in conn.state.get("announced", ()):
+        early = conn.state.get("early")
+        if early is not None:
+            # Signing in, not told of this user yet (its users are read after the socket
+            # takes pushes; PostgreSQL and MySQL yield meanwhile): after its new_connection.
+            early.setdefault(conv.id, []).append((msg, conv))
+            return
+        if conv.id not in conn.state.get("known", ()):
+            _hold_unannounced(conn, msg, conv)
+            return
     if msg.id not in conn.state.get("told", {}).get(conv.id, ()):  # not announced with it
         yield _to_waiter(msg, conv)
 
@@ -144,14 +155,51 @@ def announcement(conn, conv, op_id, pending=()):
     if conv.id in announced:
         return
     announced[conv.id] = time.time()
+    known = conn.state.setdefault("known", set())
+    if len(known) >= KNOWN_MAX:
+        known.clear()
+    known.add(conv.id)
     customer = customer_of(conv)
     yield frame("new_connection", customer.profile(), op_id, customer, conv.agent)
-    early = [msg for msg, _ in conn.state.get("early", {}).pop(conv.id, ())]
+    early = [msg for msg, _ in _held_for(conn, conv.id)]
     backlog = sorted({m.id: m for m in (*pending, *early)}.values(), key=lambda m: m.seq)
     for msg in backlog:
         yield _to_waiter(msg, conv)
     if backlog:  # by id: one the agent wrote elsewhere meanwhile may still come
         conn.state.setdefault("told", {})[conv.id] = frozenset(m.id for m in backlog)
+
+
+def _hold_unannounced(conn, msg, conv) -> None:
+    """A message of a conversation this socket was never told about: it waits for that
+    conversation's ``announcement``, or goes after ``UNANNOUNCED_HOLD_SECONDS`` anyway
+    (a tester saw messages come before their user's new_connection with three
+    workers: the broker holds a message only for its predecessor, not for news of the
+    assignment)."""
+    held = conn.state.setdefault("unannounced", {})
+    if not held:
+        gevent.spawn_later(UNANNOUNCED_HOLD_SECONDS, _release_unannounced, conn)
+    held.setdefault(conv.id, []).append((msg, conv))
+
+
+def _release_unannounced(conn) -> None:
+    for held in conn.state.pop("unannounced", {}).values():
+        for msg, conv in held:
+            conn.send(_to_waiter(msg, conv))
+
+
+def _held_for(conn, conversation_id: int) -> list:
+    """The messages waiting for this conversation's announcement, taken out."""
+    return [
+        *conn.state.get("early", {}).pop(conversation_id, ()),
+        *conn.state.get("unannounced", {}).pop(conversation_id, ()),
+    ]
+
+
+def _release_held(conn, conversation_id: int):
+    """Its announcement will not come (ended, requeued): what waited for it goes now,
+    before the news, as it would have without the hold."""
+    for msg, conv in _held_for(conn, conversation_id):
+        yield _to_waiter(msg, conv)
 
 
 def hold_early(conn) -> None:
@@ -168,8 +216,9 @@ def release_early(conn):
 
 
 def forget_announced(conn, conversation_id: int) -> None:
-    """The conversation is no longer this waiter socket's (ended, or requeued)."""
-    for key in ("announced", "told", "early"):
+    """The conversation is no longer this waiter socket's (ended, or requeued). What
+    still waits for its announcement is left to go as it would (``_release_held``)."""
+    for key in ("announced", "told"):
         conn.state.get(key, {}).pop(conversation_id, None)
 
 
@@ -193,6 +242,7 @@ def _waiter_ended(event: ConversationEnded, conn, origin):
     conv = event.conversation
     if not _mine_as_agent(conn, conv):
         return
+    yield from _release_held(conn, conv.id)
     forget_announced(conn, conv.id)
     if origin != conn.id:
         yield frame("disconnected", None, None, customer_of(conv), conv.agent)
@@ -202,6 +252,7 @@ def _waiter_requeued(event: ConversationRequeued, conn, origin):
     if event.previous_agent.user_id != conn.principal.user_id:
         return
     told = event.conversation.id in conn.state.get("announced", ())
+    yield from _release_held(conn, event.conversation.id)
     forget_announced(conn, event.conversation.id)
     if told:
         # Told about this user by a sign-in as the grace ran out, on another worker or
