@@ -14,6 +14,12 @@ from tests.test_pages_security import user_session
 from tests.test_send_race import visitor_send
 
 
+def read_frame(cid, message_ids, op_id) -> dict:
+    """An agent's ds/kefu read mark of its customer's messages."""
+    data = {"conversation_id": cid, "message_ids": message_ids, "sender_type": 1}
+    return {"action": "kefu_message_read", "data": data, "op_id": op_id}
+
+
 def reply_to(ws, op_id):
     return ws.recv_until(lambda f: f.get("op_id") == op_id and "success" in f)
 
@@ -65,13 +71,7 @@ def test_mark_read_racing_a_customer_message_keeps_the_unread_counter(make_serve
     m1 = user_sends(user_ws, cid, "m1", "s1")
     with held(srv) as other:
         insert_customer_message(other, cid, "m2")
-        agent_ws.send(
-            {
-                "action": "kefu_message_read",
-                "data": {"conversation_id": cid, "message_ids": [m1], "sender_type": 1},
-                "op_id": "r1",
-            }
-        )
+        agent_ws.send(read_frame(cid, [m1], "r1"))
         wait_for_a_lock_wait(srv)
     reply = reply_to(agent_ws, "r1")
     assert reply["success"], reply
@@ -118,13 +118,7 @@ def test_an_agent_whose_conversation_went_to_another_cannot_mark_it_read(make_se
     b = srv.create_agent("mra-b")
     with held(srv) as other:
         reassign(other, cid, a_id, b["kefu_id"])
-        a_ws.send(
-            {
-                "action": "kefu_message_read",
-                "data": {"conversation_id": cid, "message_ids": [m1], "sender_type": 1},
-                "op_id": "r1",
-            }
-        )
+        a_ws.send(read_frame(cid, [m1], "r1"))
         wait_for_a_lock_wait(srv)
     reply = reply_to(a_ws, "r1")
     marked = srv.sql("SELECT is_read FROM message WHERE id = ?", m1)
@@ -246,13 +240,7 @@ def test_marking_read_what_another_mark_just_marked_announces_nothing(make_serve
     with held(srv) as other:
         sql(other, "UPDATE message SET is_read = 1, read_at = CURRENT_TIMESTAMP WHERE id = ?", m1)
         sql(other, "UPDATE conversation SET kefu_unread_count = 0 WHERE id = ?", cid)
-        agent_ws.send(
-            {
-                "action": "kefu_message_read",
-                "data": {"conversation_id": cid, "message_ids": [m1], "sender_type": 1},
-                "op_id": "r1",
-            }
-        )
+        agent_ws.send(read_frame(cid, [m1], "r1"))
         wait_for_a_lock_wait(srv)
     reply = reply_to(agent_ws, "r1")
     assert reply["data"] == {"updated_count": 0}, reply
