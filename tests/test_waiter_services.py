@@ -291,3 +291,35 @@ def test_a_held_message_goes_before_the_end_of_its_conversation(app):
     ]
     gevent.sleep(codec.UNANNOUNCED_HOLD_SECONDS + 0.1)
     assert conn.sent == []  # it went once
+
+
+def test_each_held_conversation_waits_its_own_time(app, monkeypatch):
+    """One timer per socket released every held message when the first hold ended: a
+    message held just before it went after a moment, ahead of its new_connection (a
+    reviewer's case). Each conversation's hold now runs from its own first message."""
+    monkeypatch.setattr(codec, "UNANNOUNCED_HOLD_SECONDS", 0.6)
+    user, agent_row, _ = accounts.create_agent("svc-agent-9", max_concurrent=2)
+    online = set()
+    presence.use(lambda: frozenset(online))
+    a, b = people(2)
+    convs = [conversations.open_for_user(p)[0] for p in (a, b)]  # queued: nobody online
+    conn = signed_in(principal_for(user))
+    online.add(agent_row.id)
+    dispatched = routing.dispatch()
+    assigned = {e.conversation.id: e for e in dispatched if isinstance(e, ConversationAssigned)}
+    assert rendered(conn, messages.send(a, convs[0].id, "from A")[1]) == []
+    assert [f["type"] for f in rendered(conn, [assigned[convs[0].id]])] == [
+        "new_connection",
+        "message_text",
+    ]
+    gevent.sleep(0.3)
+    assert rendered(conn, messages.send(b, convs[1].id, "from B")[1]) == []
+    gevent.sleep(0.4)  # A's hold would have ended now; B's ends in 0.2 s
+    assert conn.sent == []
+    frames = rendered(conn, [assigned[convs[1].id]])
+    assert [(f["type"], f["payload"].get("text")) for f in frames] == [
+        ("new_connection", None),
+        ("message_text", "from B"),
+    ]
+    gevent.sleep(0.6)
+    assert conn.sent == []  # nothing left for the timers

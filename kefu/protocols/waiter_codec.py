@@ -171,20 +171,25 @@ def announcement(conn, conv, op_id, pending=()):
 
 def _hold_unannounced(conn, msg, conv) -> None:
     """A message of a conversation this socket was never told about: it waits for that
-    conversation's ``announcement``, or goes after ``UNANNOUNCED_HOLD_SECONDS`` anyway
-    (a tester saw messages come before their user's new_connection with three
-    workers: the broker holds a message only for its predecessor, not for news of the
-    assignment)."""
+    conversation's ``announcement``, or goes ``UNANNOUNCED_HOLD_SECONDS`` after the
+    first of its messages was held (a tester saw messages come before their user's
+    new_connection with three workers: the broker holds a message only for its
+    predecessor, not for news of the assignment). One timer per held conversation."""
     held = conn.state.setdefault("unannounced", {})
-    if not held:
-        gevent.spawn_later(UNANNOUNCED_HOLD_SECONDS, _release_unannounced, conn)
-    held.setdefault(conv.id, []).append((msg, conv))
+    waiting = held.get(conv.id)
+    if waiting is None:
+        waiting = held[conv.id] = []
+        gevent.spawn_later(UNANNOUNCED_HOLD_SECONDS, _release_unannounced, conn, conv.id, waiting)
+    waiting.append((msg, conv))
 
 
-def _release_unannounced(conn) -> None:
-    for held in conn.state.pop("unannounced", {}).values():
-        for msg, conv in held:
-            conn.send(_to_waiter(msg, conv))
+def _release_unannounced(conn, conversation_id: int, waiting: list) -> None:
+    held = conn.state.get("unannounced", {})
+    if held.get(conversation_id) is not waiting:
+        return  # announced or released meanwhile (and perhaps held anew: its own timer)
+    del held[conversation_id]
+    for msg, conv in waiting:
+        conn.send(_to_waiter(msg, conv))
 
 
 def _held_for(conn, conversation_id: int) -> list:
