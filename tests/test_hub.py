@@ -101,10 +101,22 @@ def test_a_push_published_before_its_predecessor_waits_for_it():
     assert seqs == [1, 2, 3]
 
 
+def test_the_first_two_messages_of_a_conversation_come_in_order():
+    """Seq 2 of a new conversation published first (a reviewer's case) waits for 1."""
+    broker = MemoryBroker(hold_seconds=1.0)
+    seqs = published_seqs(broker)
+    broker.publish([message(2)], None)
+    assert seqs == []
+    broker.publish([message(1)], None)
+    assert seqs == [1, 2]
+
+
 def test_a_held_push_goes_when_its_predecessor_never_comes():
     broker = MemoryBroker(hold_seconds=0.2)
     seqs = published_seqs(broker)
-    broker.publish([message(41)], None)  # first seen since the worker started: at once
+    broker.publish([message(41)], None)  # first seen since the worker started: it
+    gevent.sleep(0.3)  # waits a little (0.1 s) for 40, which went before the restart
+    assert seqs == [41]
     broker.publish([message(43)], None)
     gevent.sleep(0.1)
     assert seqs == [41]

@@ -36,10 +36,10 @@ class MemoryBroker:
 
     def __init__(self, hold_seconds: float = 0.0):
         self._subscribers: list[Deliver] = []
-        # A first sight (after a restart) goes at once: only its predecessor could be
-        # behind, and waiting would delay every conversation's next message.
-        order = SeqOrder(hold_seconds, first_sight_seconds=0) if hold_seconds > 0 else None
-        self._order = order
+        # The first message seen of a conversation waits at most 0.1 s for its
+        # predecessor unless it is seq 1 (SeqOrder): seq 2 of a new conversation may be
+        # published before seq 1, and after a restart the predecessor went long ago.
+        self._order = SeqOrder(hold_seconds) if hold_seconds > 0 else None
         self._releaser = None
 
     def subscribe(self, deliver: Deliver) -> None:

@@ -14,16 +14,11 @@ from kefu.realtime.events import MessageCreated
 class SeqOrder:
     """Per-conversation order of message pushes, with a bounded hold-back."""
 
-    def __init__(
-        self,
-        hold_seconds: float = 1.0,
-        max_conversations: int = 100_000,
-        first_sight_seconds: float = 0.1,
-    ):
+    def __init__(self, hold_seconds: float = 1.0, max_conversations: int = 100_000):
         self.hold_seconds = hold_seconds
         # The first message seen of a conversation that began earlier: its predecessor
         # is usually long delivered (before this worker started), so wait only a little.
-        self.first_sight_seconds = min(first_sight_seconds, hold_seconds)
+        self.first_sight_seconds = min(0.1, hold_seconds)
         self.max_conversations = max_conversations
         self._last: OrderedDict[int, int] = OrderedDict()  # conversation → last seq out
         self._held: dict[int, dict[int, tuple]] = {}  # conversation → seq → (deadline, batch)
@@ -40,8 +35,6 @@ class SeqOrder:
         # A gap, or a conversation not seen yet whose predecessor may be just behind
         # (or was delivered before this worker started): wait, briefly in that case.
         wait = self.hold_seconds if last is not None else self.first_sight_seconds
-        if wait <= 0:
-            return [batch, *self._release(conv, seq)]
         self._held.setdefault(conv, {})[seq] = (now + wait, batch)
         return []
 
