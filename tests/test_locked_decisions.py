@@ -147,6 +147,33 @@ def test_a_visitors_resend_racing_its_first_send_is_answered_with_the_first(make
     assert "Traceback" not in srv.log()
 
 
+def test_a_visitors_resend_whose_first_went_into_a_conversation_ended_since(make_server):
+    """The same, the first send's conversation ending as well before the resend looks
+    for it: the resend found it ended, opened a new one, and its op_id was taken there.
+    It was refused as "op_id was already used" (a reviewer's case); it is the first."""
+    srv = make_server()
+    agent = srv.create_agent("vre-agent")
+    visitor = srv.ws()
+    assert visitor.request(visitor_send(agent, "v1", "first", "vre-visitor"))["success"]
+    ((cid, vid),) = srv.sql("SELECT id, visitor_id FROM conversation")
+    with held(srv) as other:
+        first = insert_customer_message(
+            other, cid, "second", op_id="v2", sender_key=f"v:{vid}", sender_id=vid
+        )
+        sql(other, "UPDATE conversation SET status = 2, open_key = NULL WHERE id = ?", cid)
+        visitor.send(visitor_send(agent, "v2", "second", "vre-visitor"))
+        wait_for_a_lock_wait(srv)
+    reply = visitor.recv()
+    assert reply == {
+        "success": True,
+        "message": "Visitor message sent successfully",
+        "data": {"message_id": first},
+        "op_id": "v2",
+    }
+    # Nothing of the refused attempt is kept: no conversation opened without a message.
+    assert srv.sql("SELECT count(*) FROM conversation") == [(1,)]
+
+
 # 4. customer_sends._send_opening_locked (/chat): the open conversation found on a plain
 #    read; it ends meanwhile and the send is refused (SentAfterEnd) instead of opening a
 #    new one, as visitors._send_locked now does.

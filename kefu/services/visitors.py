@@ -48,7 +48,15 @@ def send(visitor_id: str, kefu_id: int, content: str, op_id: str | None = None):
     """Store a visitor's text message, opening the conversation with that agent if needed.
     Returns (MessageView, events, duplicate)."""
     content, op_id = check_message(visitor_id, content, op_id)
-    return groupcommit.run(_send_locked, visitor_id, kefu_id, content, op_id)
+    try:
+        return groupcommit.run(_send_locked, visitor_id, kefu_id, content, op_id)
+    except _StoredMeanwhile:  # all of that run undone: this one finds and answers it
+        return groupcommit.run(_send_locked, visitor_id, kefu_id, content, op_id)
+
+
+class _StoredMeanwhile(Exception):
+    """The op_id was stored by another connection as this send ran (PostgreSQL, MySQL:
+    a resend racing its first send; on SQLite ``_first_sent`` would have seen it)."""
 
 
 def _send_locked(visitor_id: str, kefu_id: int, content: str, op_id: str | None):
@@ -79,14 +87,9 @@ def _append(visitor: Visitor, agent, sender_key: str, content: str, op_id: str |
             conv, SENDER_USER, visitor.id, sender_key, content, TEXT, None, op_id
         )
     except messages.DuplicateOp:
-        # Stored by another connection as this one ran (a resend racing its first send;
-        # on SQLite _first_sent saw it): answered as any resend. Should this run have
-        # opened a conversation, it is not kept: refused, the visitor's next resend is
-        # answered with the stored message.
-        first = _first_sent(sender_key, agent.id, content, op_id)
-        if first is None or created:
-            raise message_rules.OpIdReused from None
-        return first, [], True
+        # Raised, not answered here: this run may have opened a conversation (the first
+        # send's ended meanwhile), which must not be kept without its message.
+        raise _StoredMeanwhile from None
     return view, events + sent, False
 
 
