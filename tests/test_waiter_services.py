@@ -323,3 +323,19 @@ def test_each_held_conversation_waits_its_own_time(app, monkeypatch):
     ]
     gevent.sleep(0.6)
     assert conn.sent == []  # nothing left for the timers
+
+
+def test_a_message_held_in_a_sign_in_goes_before_the_end_of_its_conversation(app):
+    """Held while the socket signs in, its conversation ending before the sign-in told of
+    it: the message was dropped with the conversation's state. It goes, then the end."""
+    waiter, customer, conv = serving("svc-agent-10")
+    signing_in = socket_of(waiter, WAITER)
+    codec.hold_early(signing_in)
+    _, sent, _ = messages.send(customer, conv.id, "said while it signed in")
+    assert rendered(signing_in, sent) == []
+    frames = rendered(signing_in, conversations.end(conv.id, customer))
+    assert [(f["type"], f["payload"] and f["payload"].get("text")) for f in frames] == [
+        ("message_text", "said while it signed in"),
+        ("disconnected", None),
+    ]
+    assert list(codec.release_early(signing_in)) == []  # it went once
