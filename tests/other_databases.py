@@ -37,11 +37,16 @@ def reachable(kind: str) -> str | None:
 def main() -> int:
     """Both passes at once: each waits mostly on its servers' sockets, not the CPU, and
     one after the other they took nine of CI's minutes. Each has its own temporary
-    folder and its own database server; its output is printed whole when it ends."""
+    folder and its own database server; its output is printed whole when it ends.
+    ``--with-browser`` (``make test``) runs the browser tests beside them, on SQLite:
+    after the SQLite pass they took a further three minutes and more of CI."""
     strict = os.environ.get("CI", "").lower() == "true"
     failed = False
     with contextlib.ExitStack() as stack:
         passes = {}
+        if "--with-browser" in sys.argv[1:]:
+            output = stack.enter_context(tempfile.TemporaryFile())
+            passes["sqlite, the browser tests"] = (start_browser_pass(output), output)
         for kind in ("postgresql", "mysql"):
             problem = reachable(kind)
             if problem:
@@ -61,6 +66,14 @@ def main() -> int:
             sys.stdout.flush()
             failed |= code != 0
     return 1 if failed else 0
+
+
+def start_browser_pass(output) -> subprocess.Popen:
+    env = {**os.environ, "KEFU_TEST_DATABASE": "sqlite"}
+    basetemp = tempfile.mkdtemp(prefix="kefu-browser-")
+    args = [sys.executable, "-m", "pytest", "-q", "tests/browser", "-p", "no:cacheprovider"]
+    args.append(f"--basetemp={basetemp}")
+    return subprocess.Popen(args, env=env, stdout=output, stderr=subprocess.STDOUT)
 
 
 def start_pass(kind: str, output) -> subprocess.Popen:
