@@ -4,7 +4,6 @@ waiter protocol's sends name a person) is answered with the message its op_id na
 wherever that went."""
 
 from kefu import db, groupcommit
-from kefu.errors import SentAfterEnd
 from kefu.principal import Principal
 from kefu.services import conversations, messages
 from kefu.services.message_rules import check_send
@@ -44,10 +43,8 @@ def _send_opening_locked(who, content, message_type, file_url, op_id):
     first = _repeated(who, content, message_type, file_url, op_id)
     if first is not None:
         return first, []
-    try:
-        return _send_into_open(who, content, message_type, file_url, op_id)
-    except SentAfterEnd:  # the open one (a plain read) ended as it was sent: a new one
-        return _send_into_open(who, content, message_type, file_url, op_id)
+    body = (content, message_type, file_url, op_id)
+    return messages.again_if_ended(_send_into_open, who, *body)
 
 
 def _send_into_open(who, content, message_type, file_url, op_id):

@@ -261,3 +261,12 @@ def append_locked(
     else:
         ref = conversation_ref(load(conv.id))
     return view, [MessageCreated(ref, view)]
+
+
+def again_if_ended(append, *args):
+    """``append(*args)``, run once more if the conversation it found open (a plain read:
+    PostgreSQL, MySQL) ended as it was sent; ``append`` then opens a new one for it."""
+    try:
+        return append(*args)
+    except SentAfterEnd:
+        return append(*args)

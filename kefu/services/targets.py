@@ -163,7 +163,7 @@ def load_target(conversation_id: int, current: bool = False) -> Target:
                     memo.put(conversation_id, target.state())
     else:  # not an id the SQL caches can take: built and run as it is
         if locking and not joined:
-            list(_locked_state_query(conversation_id).tuples())
+            lock_row(conversation_id)
         target = next(map(_target_from_row, build(conversation_id).tuples()), None)
     if target is None:
         raise NotFound("Conversation not found")
@@ -174,8 +174,12 @@ def load_target(conversation_id: int, current: bool = False) -> Target:
 def lock_row(conversation_id: int) -> None:
     """The conversation's row locked, without its people's, until the transaction ends
     (nothing to do on SQLite, whose writer lock a write transaction holds throughout)."""
-    if not db.is_sqlite():
+    if db.is_sqlite():
+        return
+    if type(conversation_id) is int:
         cached_select("state_locked", _locked_state_query, conversation_id, decode=_decode_state)
+    else:  # not an id the SQL caches can take: built and run as it is
+        list(_locked_state_query(conversation_id).tuples())
 
 
 def load_current_target(conversation_id: int) -> Target:

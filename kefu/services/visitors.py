@@ -5,7 +5,7 @@ that agent directly instead of through the queue, and counts against the agent's
 """
 
 from kefu import db, groupcommit
-from kefu.errors import Invalid, NotFound, SentAfterEnd, refuse_nul
+from kefu.errors import Invalid, NotFound, refuse_nul
 from kefu.models import (
     SENDER_USER,
     TEXT,
@@ -66,10 +66,7 @@ def _send_locked(visitor_id: str, kefu_id: int, content: str, op_id: str | None)
     first = _first_sent(sender_key, agent.id, content, op_id)
     if first is not None:
         return first, [], True
-    try:
-        return _append(visitor, agent, sender_key, content, op_id)
-    except SentAfterEnd:  # its open conversation ended as it was sent: a new one takes it
-        return _append(visitor, agent, sender_key, content, op_id)
+    return messages.again_if_ended(_append, visitor, agent, sender_key, content, op_id)
 
 
 def _append(visitor: Visitor, agent, sender_key: str, content: str, op_id: str | None):
