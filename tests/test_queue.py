@@ -4,7 +4,7 @@ import threading
 import time
 
 from kefu.db import make_database
-from tests.support import LOCK_WAITS, TEST_DATABASE, Server
+from tests.support import LOCK_WAITS, TEST_DATABASE, Server, held, run_sql, wait_for_a_lock_wait
 
 
 def login(server, token):
@@ -259,3 +259,30 @@ def test_the_head_is_served_first_while_a_message_is_written_into_it(make_server
         (head["id"], agent["kefu_id"]),
         (second["id"], None),
     ]
+
+
+def test_a_user_arriving_while_the_agents_row_is_locked_is_still_served(make_server):
+    """PostgreSQL's assigner passes over a locked agent row (SKIP LOCKED), and a
+    visitor's conversation opening with that agent holds it and assigns nothing after:
+    a user who arrived meanwhile stayed queued while the agent had room (a chaos
+    tester's case). MySQL's assigner waits for the row, SQLite's for the writer lock."""
+    server = make_server()
+    agent = server.create_agent("row-held", max_concurrent=5)
+    agent_ws = login(server, agent["token"])
+    token = Server.host_jwt("arrives-meanwhile")
+    arrived = {}
+    arrival = threading.Thread(target=lambda: arrived.update(open_conversation(server, token)))
+    with held(server) as other:  # what a visitor's opening writes: its agent takes one
+        took_one = "UPDATE agent SET current_concurrent = current_concurrent + 1 WHERE id = ?"
+        run_sql(other, took_one, agent["kefu_id"])
+        arrival.start()
+        if TEST_DATABASE == "postgresql":
+            arrival.join(10)
+            assert arrived["kefu_id"] is None  # queued: the agent's row was passed over
+        else:
+            wait_for_a_lock_wait(server)
+    arrival.join(10)
+    assigned = agent_ws.recv_until(lambda f: f["action"] == "kefu_conversation_assigned")
+    assert assigned["conversation_id"] == arrived["id"]
+    [(kefu_id,)] = server.sql("SELECT kefu_id FROM conversation WHERE id = ?", arrived["id"])
+    assert kefu_id == agent["kefu_id"]

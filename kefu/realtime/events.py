@@ -196,9 +196,11 @@ class ConversationRequeued:
 @snapshot
 class AssignmentDeferred:
     """The queue's head could not be assigned now: its row is locked (MySQL: a message
-    being written into it, or another assignment not yet committed). Serving the next
-    in line instead broke FIFO, and waiting for the row in the assigning transaction
-    deadlocked with the writer. The live layer runs the assignment again shortly."""
+    being written into it, or another assignment not yet committed), or so is the row
+    of the agent with room (PostgreSQL: a visitor's conversation opening with it).
+    Serving the next in line instead broke FIFO, and waiting for the row in the
+    assigning transaction deadlocked with the writer. The live layer runs the
+    assignment again shortly."""
 
     def audience(self):
         return []  # never delivered as such

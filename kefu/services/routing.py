@@ -76,9 +76,11 @@ def _assign_serialised() -> list:
     broke FIFO: one skipped the head the other had locked and served the second in line,
     and the other then found its agent full. So assigners take turns (a transaction-level
     advisory lock) and always take the true head, waiting for it if a message is being
-    written into it. Agents are picked with SKIP LOCKED: an agent row is locked only by a
-    transaction that is itself about to assign (it freed a slot or re-queued), so waiting
-    for it could deadlock, and that transaction fills the slot right after us."""
+    written into it. Agents are picked with SKIP LOCKED: a transaction that freed a slot
+    or re-queued holds its agent's row and assigns right after us, so waiting for it
+    could deadlock. A visitor's opening holds the row too (``took_one_locked``) and
+    assigns nothing: an agent with room passed over for it is tried again shortly
+    (``AssignmentDeferred``), or the user waited while that agent had room."""
     db.database.execute_sql("SELECT pg_advisory_xact_lock(%s)", (ASSIGN_LOCK,))
     online = presence.online_agent_ids()  # read under the lock: the latest presence
     events = []
@@ -92,6 +94,8 @@ def _assign_serialised() -> list:
             break
         agent = db.locked(Agent.with_capacity(online).limit(1), skip_locked=True).first()
         if agent is None:
+            if Agent.with_capacity(online).exists():  # as last committed: room, row locked
+                events.append(AssignmentDeferred())
             break
         events.append(assign_locked(conv.id, agent.id))
     return events
