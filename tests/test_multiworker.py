@@ -485,6 +485,8 @@ def test_the_grace_counts_from_the_agents_last_socket_on_any_worker(pair):
     left = time.monotonic()
     assert user.expect("connect_queue", timeout=TTL + GRACE + 8)["payload"]["location"] == 1
     assert time.monotonic() - left >= GRACE - 0.2  # not A's timer, 1 s after it left
+    user.send("disconnect", op_id="bye")  # later tests start with an empty queue
+    user.ws.recv_until(lambda f: f["op_id"] == "bye")
     user.close()
 
 
@@ -530,3 +532,25 @@ def test_a_sign_in_refused_for_a_drained_pool_uncounts_nothing(db_url, tmp_path)
     offline on every worker, and after the grace its customers were requeued."""
     result = run_python(tmp_path, PRESENCE_SCRIPT, db_url)
     assert result == {"outcome": "busy", "count": 1}
+
+
+def test_new_connection_echoes_the_request_that_caused_it(pair):
+    """The queue's head, given to a waiter by its ``disconnect``, is announced with that
+    request's op_id. Through the PostgreSQL broker the push comes back after the socket
+    has begun its next request, whose op_id it echoed (a chaos tester's case)."""
+    a, _ = pair
+    w = waiter(a, a.create_agent(unique("mw-echo"), max_concurrent=1))
+    assert w.request("ready")["type"] == "ready"
+    first, second = (Peer(a, USER_PATH, a.host_jwt(unique("mw-echo-u"))) for _ in range(2))
+    assert first.request("connect")["type"] == "connect_success"
+    assert w.expect("new_connection")["from"] == first.uuid
+    second.send("connect")
+    assert second.expect("connect_queue")["type"] == "connect_queue"
+    w.send("disconnect", {"uuid": first.uuid}, op_id="end")
+    w.send("get_history_session", op_id="list")  # a read: the broker's push arrives meanwhile
+    announced = w.expect("new_connection")
+    assert (announced["from"], announced["op_id"]) == (second.uuid, "end")
+    second.send("disconnect", op_id="bye")
+    second.ws.recv_until(lambda f: f["op_id"] == "bye")
+    for peer in (w, first, second):
+        peer.close()

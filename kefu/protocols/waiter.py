@@ -172,8 +172,8 @@ def handle(conn, raw, live, max_bytes: int, table: dict) -> None:
             raise Invalid("to must be a string")
         refuse_nul("to", to)  # PostgreSQL refused the uuid lookup: an internal error
         request = Request(op_id, to, Fields(parsed.get("payload"), "payload"))
-        conn.state["request_op"] = op_id  # pushes this request causes here echo it
         events = handler(conn, request, live)
+        codec.note_request(conn, op_id, events)  # pushes it causes here echo its op_id
         live.publish(events, origin=conn.id)
     except NotConnected as exc:
         conn.send(frame("not_connect", {"message": exc.message}, op_id, None, _person(conn)))
@@ -184,8 +184,6 @@ def handle(conn, raw, live, max_bytes: int, table: dict) -> None:
         known = isinstance(kind, str) and kind in table
         log_failure(log, f"waiter-protocol {kind if known else 'frame'} failed", exc)
         conn.send(wire.error("Internal server error", op_id, _person(conn)))
-    finally:
-        conn.state.pop("request_op", None)
 
 
 def _person(conn):

@@ -38,8 +38,26 @@ UNANNOUNCED_HOLD_SECONDS = 1.0  # as the PostgreSQL broker's hold for a message'
 KNOWN_MAX = 10_000  # conversations remembered as told about, per socket; then forgotten
 
 
-def _request_op(conn, origin):
-    return conn.state.get("request_op") if origin == conn.id else None
+def note_request(conn, op_id, events) -> None:
+    """Remember which request of this socket caused each assignment among ``events``:
+    its ``new_connection`` here echoes that op_id. Kept by conversation, not as "the
+    request running now": through the PostgreSQL broker the push comes back later,
+    and echoed the op_id of whatever request the socket ran by then (a chaos tester's
+    case)."""
+    if op_id is None:
+        return
+    for event in events:
+        if type(event) is ConversationAssigned:
+            caused = conn.state.setdefault("caused_by", {})
+            if len(caused) >= KNOWN_MAX:  # assignments whose push never came here
+                caused.clear()
+            caused[event.conversation.id] = op_id
+
+
+def _request_op(conn, origin, conversation_id):
+    if origin != conn.id:
+        return None
+    return conn.state.get("caused_by", {}).pop(conversation_id, None)
 
 
 def _mine_as_customer(conn, conv) -> bool:
@@ -230,7 +248,8 @@ def forget_announced(conn, conversation_id: int) -> None:
 def _waiter_assigned(event: ConversationAssigned, conn, origin):
     conv = event.conversation
     if _mine_as_agent(conn, conv):
-        yield from announcement(conn, conv, _request_op(conn, origin), _unheard(conn, event))
+        op_id = _request_op(conn, origin, conv.id)
+        yield from announcement(conn, conv, op_id, _unheard(conn, event))
 
 
 def _unheard(conn, event: ConversationAssigned):
