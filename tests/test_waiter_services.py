@@ -14,6 +14,7 @@ from kefu.errors import Invalid
 from kefu.migrate import upgrade
 from kefu.principal import principal_for
 from kefu.protocols import waiter_codec as codec
+from kefu.protocols import waiter_holds as holds
 from kefu.protocols.waiter_codec import USER, WAITER, WaiterCodec
 from kefu.realtime import wire
 from kefu.realtime.events import ConversationAssigned, ConversationRequeued, QueueMoved
@@ -181,7 +182,7 @@ def test_a_waiter_hears_of_a_user_before_any_message_and_each_message_once(app):
     waiter, customer, conv = serving("svc-agent-4")
     _, first_sent, _ = messages.send(customer, conv.id, "first")
     signing_in = socket_of(waiter, WAITER)
-    codec.hold_early(signing_in)  # as waiter_auth does before it subscribes the socket
+    holds.hold_early(signing_in)  # as waiter_auth does before it subscribes the socket
     assert rendered(signing_in, first_sent) == []  # not told of the user yet
     ref = conversation_ref(conv)
     told = [json.loads(f) for f in codec.announcement(signing_in, ref, "a1")]
@@ -189,7 +190,7 @@ def test_a_waiter_hears_of_a_user_before_any_message_and_each_message_once(app):
         ("new_connection", None),
         ("message_text", "first"),
     ]
-    assert list(codec.release_early(signing_in)) == []  # all went with the announcement
+    assert list(holds.release_early(signing_in)) == []  # all went with the announcement
     # Another sign-in whose backlog read the message before its push arrived.
     backlog = history.customer_messages_since(conv.id, conv.created_at)
     again = socket_of(waiter, WAITER)
@@ -220,9 +221,9 @@ def test_a_message_held_during_a_sign_in_is_never_held_for_good(app):
     waiter, customer, conv = serving("svc-agent-5")
     _, sent, _ = messages.send(customer, conv.id, "before the end")
     signing_in = socket_of(waiter, WAITER)
-    codec.hold_early(signing_in)
+    holds.hold_early(signing_in)
     assert rendered(signing_in, sent) == []
-    released = [json.loads(f) for f in codec.release_early(signing_in)]
+    released = [json.loads(f) for f in holds.release_early(signing_in)]
     assert [f["payload"]["text"] for f in released] == ["before the end"]
     served = socket_of(waiter, WAITER)
     list(codec.announcement(served, conversation_ref(conv), None))
@@ -235,8 +236,8 @@ def test_a_message_held_during_a_sign_in_is_never_held_for_good(app):
 def signed_in(waiter):
     """A waiter socket whose sign-in is over (it was told of the agent's users then)."""
     conn = socket_of(waiter, WAITER)
-    codec.hold_early(conn)
-    assert list(codec.release_early(conn)) == []
+    holds.hold_early(conn)
+    assert list(holds.release_early(conn)) == []
     return conn
 
 
@@ -269,7 +270,7 @@ def test_a_message_before_its_users_new_connection_waits_for_it(app):
 
 
 def test_a_message_whose_new_connection_never_comes_goes_after_the_hold(app, monkeypatch):
-    monkeypatch.setattr(codec, "UNANNOUNCED_HOLD_SECONDS", 0.05)
+    monkeypatch.setattr(holds, "UNANNOUNCED_HOLD_SECONDS", 0.05)
     waiter, customer, conv = serving("svc-agent-7")
     conn = signed_in(waiter)  # a stand-in: it was not told of this user at its sign-in
     _, sent, _ = messages.send(customer, conv.id, "held a moment")
@@ -289,7 +290,7 @@ def test_a_held_message_goes_before_the_end_of_its_conversation(app):
         ("message_text", "last words"),
         ("disconnected", None),
     ]
-    gevent.sleep(codec.UNANNOUNCED_HOLD_SECONDS + 0.1)
+    gevent.sleep(holds.UNANNOUNCED_HOLD_SECONDS + 0.1)
     assert conn.sent == []  # it went once
 
 
@@ -297,7 +298,7 @@ def test_each_held_conversation_waits_its_own_time(app, monkeypatch):
     """One timer per socket released every held message when the first hold ended: a
     message held just before it went after a moment, ahead of its new_connection (a
     reviewer's case). Each conversation's hold now runs from its own first message."""
-    monkeypatch.setattr(codec, "UNANNOUNCED_HOLD_SECONDS", 0.6)
+    monkeypatch.setattr(holds, "UNANNOUNCED_HOLD_SECONDS", 0.6)
     user, agent_row, _ = accounts.create_agent("svc-agent-9", max_concurrent=2)
     online = set()
     presence.use(lambda: frozenset(online))
@@ -330,7 +331,7 @@ def test_a_message_held_in_a_sign_in_goes_before_the_end_of_its_conversation(app
     it: the message was dropped with the conversation's state. It goes, then the end."""
     waiter, customer, conv = serving("svc-agent-10")
     signing_in = socket_of(waiter, WAITER)
-    codec.hold_early(signing_in)
+    holds.hold_early(signing_in)
     _, sent, _ = messages.send(customer, conv.id, "said while it signed in")
     assert rendered(signing_in, sent) == []
     frames = rendered(signing_in, conversations.end(conv.id, customer))
@@ -338,4 +339,4 @@ def test_a_message_held_in_a_sign_in_goes_before_the_end_of_its_conversation(app
         ("message_text", "said while it signed in"),
         ("disconnected", None),
     ]
-    assert list(codec.release_early(signing_in)) == []  # it went once
+    assert list(holds.release_early(signing_in)) == []  # it went once

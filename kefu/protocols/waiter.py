@@ -17,6 +17,7 @@ from kefu import auth
 from kefu.errors import Forbidden, Invalid, KefuError, Unauthorized, refuse_nul
 from kefu.failures import log_failure
 from kefu.protocols import waiter_codec as codec
+from kefu.protocols import waiter_holds as holds
 from kefu.protocols import waiter_wire as wire
 from kefu.protocols.fields import Fields, FrameError, echoable_op_id, op_id_of, parse_counted
 from kefu.protocols.waiter_codec import USER, WAITER
@@ -83,7 +84,7 @@ def waiter_auth(conn, req, live):
     belong to the agent, not to a socket, so none move or drop); this socket is told
     about every user and visitor the agent is serving. The kickout is a published event, so it
     reaches older sockets on every worker (``kick_older_waiters``)."""
-    codec.hold_early(conn)  # pushes may come while the users are read (they follow them)
+    holds.hold_early(conn)  # pushes may come while the users are read (they follow them)
     try:
         who, first = _authenticate(conn, req, live, WAITER)
         accepting = conn.state["accepting"] = accounts.agent_profile(who.kefu_id).accepting
@@ -95,7 +96,7 @@ def waiter_auth(conn, req, live):
             for out in codec.announcement(conn, ref, req.op_id, missed):
                 conn.send(out)
     finally:
-        for out in codec.release_early(conn):
+        for out in holds.release_early(conn):
             conn.send(out)
     if not accepting:
         # The switch is kept across sockets (``unready`` here or on the dashboard): a

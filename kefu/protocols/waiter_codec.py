@@ -7,23 +7,15 @@ this very socket echoes that request's ``op_id``; the queue's later ``connect_qu
 
 Per-connection memory (``conn.state``) keeps pushes from repeating what a socket was
 already told: the last queue place sent, the conversation announced as served, the
-conversations a waiter was told about and the messages told with them, and the
-messages of users it has not been told about yet: while a waiter signs in, and after,
-for a conversation it has never been told about (its assignment's news is behind the
-message: another worker's, or another greenlet's that published later), for at most
-``UNANNOUNCED_HOLD_SECONDS``.
+conversations a waiter was told about and the messages told with them; the messages
+of users it has not been told about yet wait in ``waiter_holds``.
 """
 
 import time
 
-import gevent
-
 from kefu.models import SENDER_USER
-from kefu.protocols.waiter_wire import (
-    as_seen,
-    customer_of,
-    frame,
-)
+from kefu.protocols.waiter_holds import held_for, hold_unannounced, release_held
+from kefu.protocols.waiter_wire import as_seen, customer_of, frame, to_waiter
 from kefu.realtime.events import (
     AgentChanged,
     ConversationAssigned,
@@ -34,7 +26,6 @@ from kefu.realtime.events import (
 )
 
 USER, WAITER = "user", "waiter"
-UNANNOUNCED_HOLD_SECONDS = 1.0  # as the PostgreSQL broker's hold for a message's predecessor
 KNOWN_MAX = 10_000  # conversations remembered as told about, per socket; then forgotten
 
 
@@ -155,14 +146,10 @@ def _waiter_message(event: MessageCreated, conn, origin):
             early.setdefault(conv.id, []).append((msg, conv))
             return
         if conv.id not in conn.state.get("known", ()):
-            _hold_unannounced(conn, msg, conv)
+            hold_unannounced(conn, msg, conv)
             return
     if msg.id not in conn.state.get("told", {}).get(conv.id, ()):  # not announced with it
-        yield _to_waiter(msg, conv)
-
-
-def _to_waiter(msg, conv) -> str:
-    return as_seen(msg, conv, msg.sender_type != SENDER_USER, conv.agent, customer_of(conv))
+        yield to_waiter(msg, conv)
 
 
 def announcement(conn, conv, op_id, pending=()):
@@ -179,68 +166,17 @@ def announcement(conn, conv, op_id, pending=()):
     known.add(conv.id)
     customer = customer_of(conv)
     yield frame("new_connection", customer.profile(), op_id, customer, conv.agent)
-    early = [msg for msg, _ in _held_for(conn, conv.id)]
+    early = [msg for msg, _ in held_for(conn, conv.id)]
     backlog = sorted({m.id: m for m in (*pending, *early)}.values(), key=lambda m: m.seq)
     for msg in backlog:
-        yield _to_waiter(msg, conv)
+        yield to_waiter(msg, conv)
     if backlog:  # by id: one the agent wrote elsewhere meanwhile may still come
         conn.state.setdefault("told", {})[conv.id] = frozenset(m.id for m in backlog)
 
 
-def _hold_unannounced(conn, msg, conv) -> None:
-    """A message of a conversation this socket was never told about: it waits for that
-    conversation's ``announcement``, or goes ``UNANNOUNCED_HOLD_SECONDS`` after the
-    first of its messages was held (a tester saw messages come before their user's
-    new_connection with three workers: the broker holds a message only for its
-    predecessor, not for news of the assignment). One timer per held conversation."""
-    held = conn.state.setdefault("unannounced", {})
-    waiting = held.get(conv.id)
-    if waiting is None:
-        waiting = held[conv.id] = []
-        gevent.spawn_later(UNANNOUNCED_HOLD_SECONDS, _release_unannounced, conn, conv.id, waiting)
-    waiting.append((msg, conv))
-
-
-def _release_unannounced(conn, conversation_id: int, waiting: list) -> None:
-    held = conn.state.get("unannounced", {})
-    if held.get(conversation_id) is not waiting:
-        return  # announced or released meanwhile (and perhaps held anew: its own timer)
-    del held[conversation_id]
-    for msg, conv in waiting:
-        conn.send(_to_waiter(msg, conv))
-
-
-def _held_for(conn, conversation_id: int) -> list:
-    """The messages waiting for this conversation's announcement, taken out."""
-    return [
-        *conn.state.get("early", {}).pop(conversation_id, ()),
-        *conn.state.get("unannounced", {}).pop(conversation_id, ()),
-    ]
-
-
-def _release_held(conn, conversation_id: int):
-    """Its announcement will not come (ended, requeued): what waited for it goes now,
-    before the news, as it would have without the hold."""
-    for msg, conv in _held_for(conn, conversation_id):
-        yield _to_waiter(msg, conv)
-
-
-def hold_early(conn) -> None:
-    """A sign-in begins: messages of users not announced yet wait for their
-    ``announcement`` until ``release_early``."""
-    conn.state.setdefault("early", {})
-
-
-def release_early(conn):
-    """The sign-in is over: what still waits (its user was not among those announced,
-    ended meanwhile, say) goes as it would have, so nothing is held for good."""
-    for held in conn.state.pop("early", {}).values():
-        yield from (_to_waiter(msg, conv) for msg, conv in held)
-
-
 def forget_announced(conn, conversation_id: int) -> None:
     """The conversation is no longer this waiter socket's (ended, or requeued). What
-    still waits for its announcement is left to go as it would (``_release_held``)."""
+    still waits for its announcement is left to go as it would (``waiter_holds.release_held``)."""
     for key in ("announced", "told"):
         conn.state.get(key, {}).pop(conversation_id, None)
 
@@ -266,7 +202,7 @@ def _waiter_ended(event: ConversationEnded, conn, origin):
     conv = event.conversation
     if not _mine_as_agent(conn, conv):
         return
-    yield from _release_held(conn, conv.id)
+    yield from release_held(conn, conv.id)
     forget_announced(conn, conv.id)
     if origin != conn.id:
         yield frame("disconnected", None, None, customer_of(conv), conv.agent)
@@ -276,7 +212,7 @@ def _waiter_requeued(event: ConversationRequeued, conn, origin):
     if event.previous_agent.user_id != conn.principal.user_id:
         return
     told = event.conversation.id in conn.state.get("announced", ())
-    yield from _release_held(conn, event.conversation.id)
+    yield from release_held(conn, event.conversation.id)
     forget_announced(conn, event.conversation.id)
     if told:
         # Told about this user by a sign-in as the grace ran out, on another worker or

@@ -5,7 +5,7 @@ renders domain events with them; the handlers build their replies with them."""
 from dataclasses import dataclass
 
 from kefu import clock
-from kefu.models import IMAGE
+from kefu.models import IMAGE, SENDER_USER
 from kefu.protocols import compact_json
 
 # User uuids are uuid4 strings (hex digits and dashes), so none starts with this, while a
@@ -94,3 +94,8 @@ def as_seen(msg, conv, own: bool, me, other) -> str:
     if own:
         return frame(f"{name}_success", payload, None, me, other)
     return frame(name, payload, None, other, me)
+
+
+def to_waiter(msg, conv) -> str:
+    """A message as a waiter socket shows it (its customer's, or its own side's)."""
+    return as_seen(msg, conv, msg.sender_type != SENDER_USER, conv.agent, customer_of(conv))
