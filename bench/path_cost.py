@@ -16,9 +16,11 @@ Each round's work is the same from run to run: every round is one batch (no time
 per batch, no gap, no turns: under valgrind a job takes milliseconds), and the WAL
 checkpoint runs every ``CHECKPOINT_EVERY`` rounds instead of by the clock. So
 ``--count-instructions`` (valgrind's callgrind, runs of 10 and 40 rounds, start-up
-cancelled out) gives instructions per message that repeated to within 0.7% (twelfth
-round), where CPU time on this kind of machine moves by a fifth within a minute. For
-comparing builds, ``--root`` runs another checkout's code (``git worktree add``).
+cancelled out, one hash seed) gives instructions per message that repeat to within
+0.2% (0.7% with a random seed per run), where CPU time on this kind of machine moves
+by a fifth within a minute. A change's gain can depend on the seed's dict layouts:
+``--hash-seed`` measures it under another. For comparing builds, ``--root`` runs
+another checkout's code (``git worktree add``).
 
     .venv/bin/python bench/path_cost.py
     .venv/bin/python bench/path_cost.py --count-instructions
@@ -194,7 +196,11 @@ def callgrind_total(root: Path, rounds: int, args) -> int:
     command = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", sys.executable]
     command += [__file__, "--rounds", str(rounds), "--pairs", str(args.pairs)]
     command += ["--agents", str(args.agents), "--root", str(root)]
-    subprocess.run(command, check=True, capture_output=True)
+    # One hash seed for every run: with a random one (each process's own) the layout of
+    # dicts and sets moved the count by up to 1% between runs of the same code; with a
+    # fixed one runs of the same code differed by 0.02-0.16%.
+    env = {**os.environ, "PYTHONHASHSEED": str(args.hash_seed)}
+    subprocess.run(command, check=True, capture_output=True, env=env)
     for line in out.read_text().splitlines():
         if line.startswith(("summary:", "totals:")):
             return int(line.split()[1])
@@ -210,6 +216,7 @@ def main() -> None:
     p.add_argument("--agents", type=int, default=20)
     p.add_argument("--root", type=Path, default=HERE, help="the checkout whose code runs")
     p.add_argument("--count-instructions", action="store_true")
+    p.add_argument("--hash-seed", type=int, default=0, help="PYTHONHASHSEED under callgrind")
     args = p.parse_args()
     root = args.root.resolve()
     if args.count_instructions:
