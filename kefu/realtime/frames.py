@@ -58,7 +58,13 @@ def unmask(data, start: int, stop: int, key) -> bytes:
 
 
 class LeanFrames:
-    """wsproto's ``WSConnection`` with whole text frames parsed and built here."""
+    """wsproto's ``WSConnection`` with whole text frames parsed and built here.
+
+    It offers what simple-websocket and ``OpenSocket`` call on a connection (``state``,
+    ``send``, ``receive_data``, ``events``) and nothing else: no ``__getattr__`` passing
+    other names to wsproto. A class with one has every attribute read of its instances
+    take a slower lookup, its own slots included (about 6,000 instructions of the
+    ~60,000 a message's frames cost: one read, two writes)."""
 
     __slots__ = ("_queue", "_tail", "_ws", "_wsproto_only")  # one per socket: no dict
 
@@ -69,9 +75,6 @@ class LeanFrames:
         # (600 bytes each even when empty): it holds a frame or two and is emptied at once.
         self._queue = []
         self._wsproto_only = False
-
-    def __getattr__(self, name):
-        return getattr(self._ws, name)
 
     @property
     def state(self) -> ConnectionState:
