@@ -60,7 +60,7 @@ DEADLOCK_RUNS = 3
 
 def run(job, *args):
     """``job(*args)`` inside a write transaction, possibly shared with other jobs."""
-    database = db.database.obj  # the configured database itself: the proxy's lookups cost
+    database = db.configured  # the database itself: the proxy's lookups cost
     if database.in_transaction():  # inside the caller's transaction, in a savepoint
         with db.write():
             return job(*args)
@@ -91,12 +91,12 @@ _state = {"batcher": None, "checked_for": None}
 def active_batcher():
     """The batcher of the configured database, if it has one (the stall monitor reads
     its counters)."""
-    return _state["batcher"] if _state["checked_for"] is db.database.obj else None
+    return _state["batcher"] if _state["checked_for"] is db.configured else None
 
 
 def _batcher(database=None):
     if database is None:
-        database = db.database.obj
+        database = db.configured
     if _state["checked_for"] is not database:  # once per configured database
         _state["checked_for"] = database
         _state["batcher"] = Batcher() if db.is_sqlite() and db.gevent_patched() else None

@@ -30,7 +30,7 @@ def cached_select(name: str, build, *args, decode=None) -> list:
     ``decode(cursor)`` may offer a faster row decoder for this SQL's columns instead
     (or return None to keep peewee's).
     """
-    database = db.database.obj
+    database = db.configured
     key = (name, type(database))
     entry = _SQL.get(key)
     if entry is None:
@@ -73,14 +73,14 @@ def cached_write(name: str, build, args: tuple, probes: tuple):
     Arguments must be values the fields store unchanged (ints, text, datetimes). The
     cursor returned is good until the next statement (read its ``lastrowid`` or
     ``rowcount`` at once): a group-commit job's writes share one."""
-    key = (name, type(db.database.obj))
+    key = (name, type(db.configured))
     entry = _WRITES.get(key)
     if entry is None:
         entry = _WRITES[key] = _plan(build, probes)
     if entry is _BUILD_EACH_TIME:
         return db.database.execute(build(*args))
     sql, constants, pick = entry
-    return _execute(db.database.obj, sql, pick(args + constants), write=True)
+    return _execute(db.configured, sql, pick(args + constants), write=True)
 
 
 _BUILD_EACH_TIME = object()

@@ -101,7 +101,7 @@ class Parties:
     def _of_database(self) -> dict:
         """The entries, emptied when another database is configured (ids are per
         database: tests, and the CLI, open several in one process)."""
-        database = db.database.obj
+        database = db.configured
         if self._database is not database:
             self._database = database
             self._known = {}
