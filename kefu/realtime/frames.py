@@ -66,10 +66,15 @@ class LeanFrames:
     take a slower lookup, its own slots included (about 6,000 instructions of the
     ~60,000 a message's frames cost: one read, two writes)."""
 
-    __slots__ = ("_queue", "_tail", "_ws", "_wsproto_only")  # one per socket: no dict
+    # One per socket: no dict.
+    __slots__ = ("_connection", "_queue", "_tail", "_ws", "_wsproto_only")
 
     def __init__(self, ws):
         self._ws = ws
+        # The connection wsproto's handshake made (only an open socket is wrapped): its
+        # state is the socket's from now on, read here rather than through ``ws.state``,
+        # a property calling this one's (two calls for the check every frame makes).
+        self._connection = ws.connection
         self._tail = b""  # the start of a frame not yet whole
         # str (a whole text message) or bytes for wsproto, in order; a list, not a deque
         # (600 bytes each even when empty): it holds a frame or two and is emptied at once.
@@ -78,7 +83,7 @@ class LeanFrames:
 
     @property
     def state(self) -> ConnectionState:
-        return self._ws.state
+        return self._connection.state
 
     def send(self, event) -> bytes:
         if type(event) is TextMessage and event.message_finished:
@@ -89,12 +94,12 @@ class LeanFrames:
         """The bytes of one whole message, without an event object (replies and pushes):
         text for ``str``. wsproto picks the opcode by the data's type, so ``bytes`` (the
         echo endpoint's binary messages) are left to it and go out as binary."""
-        if type(data) is str and self._ws.state is _OPEN:
+        if type(data) is str and self._connection.state is _OPEN:
             return text_frame(data)
         return self._ws.send(TextMessage(data=data))
 
     def receive_data(self, data) -> None:
-        if self._wsproto_only or data is None or self._ws.state is not _OPEN:
+        if self._wsproto_only or data is None or self._connection.state is not _OPEN:
             self._to_wsproto(data)
             return
         if self._tail:
