@@ -7,7 +7,7 @@ from flask import current_app
 from flask.cli import AppGroup, with_appcontext
 from peewee import PeeweeException
 
-from kefu.db import error_text
+from kefu.db_errors import error_text
 from kefu.errors import KefuError
 from kefu.migrate import shown, upgrade
 from kefu.services import accounts, upload_files

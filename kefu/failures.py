@@ -9,14 +9,14 @@ from time import monotonic
 import gevent
 from peewee import OperationalError
 
+from kefu.db_errors import error_text
+
 REPEAT_SECONDS = 10.0
 _seen = {}  # (what, cause) -> [when its last line was written, failures since, flush due]
 
 
 def cause_of(exc: BaseException) -> str:
     """One line naming the driver's error that peewee wraps, as an operator reads it."""
-    from kefu.db import error_text
-
     driver = getattr(exc, "orig", None) or exc
     return f"{type(driver).__module__}.{type(driver).__name__}: {error_text(driver)}"
 

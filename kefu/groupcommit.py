@@ -41,6 +41,7 @@ from gevent.hub import Waiter, get_hub
 from peewee import DatabaseError
 
 from kefu import db, rowmemo, sqlcache
+from kefu.db_errors import rolled_back_by_deadlock
 from kefu.realtime.turns import turns
 
 MAX_SECONDS = 0.003  # of jobs per transaction, then commit and let the hub serve others
@@ -81,7 +82,7 @@ def _in_own_transaction(job, args):
             with db.write():
                 return job(*args)
         except DatabaseError as exc:
-            if attempt == DEADLOCK_RUNS or not db.rolled_back_by_deadlock(exc):
+            if attempt == DEADLOCK_RUNS or not rolled_back_by_deadlock(exc):
                 raise
 
 

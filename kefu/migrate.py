@@ -23,7 +23,8 @@ from peewee_migrate import Router
 from playhouse.migrate import make_index_name
 
 from kefu.config import database_url
-from kefu.db import error_text, make_database
+from kefu.db import make_database
+from kefu.db_errors import error_text
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 log = logging.getLogger(__name__)

@@ -7,6 +7,7 @@ import pytest
 from peewee import DatabaseError, InterfaceError
 
 from kefu import create_app, db, groupcommit
+from kefu.db_errors import rolled_back_by_deadlock
 from kefu.errors import Busy, Conflict, Invalid, NotFound
 from kefu.migrate import upgrade
 from kefu.models import ENDED, Agent, Conversation, User
@@ -318,10 +319,10 @@ def test_a_deadlock_is_recognised_behind_the_savepoint_it_ended():
 
     deadlock = pymysql.err.OperationalError(1213, "Deadlock found")
     gone = pymysql.err.OperationalError(1305, "SAVEPOINT s1 does not exist")
-    assert db.rolled_back_by_deadlock(deadlock)
-    assert db.rolled_back_by_deadlock(raised_while_handling(deadlock, DatabaseError(gone)))
-    assert not db.rolled_back_by_deadlock(gone)
-    assert not db.rolled_back_by_deadlock(pymysql.err.OperationalError(1205, "Lock wait"))
+    assert rolled_back_by_deadlock(deadlock)
+    assert rolled_back_by_deadlock(raised_while_handling(deadlock, DatabaseError(gone)))
+    assert not rolled_back_by_deadlock(gone)
+    assert not rolled_back_by_deadlock(pymysql.err.OperationalError(1205, "Lock wait"))
 
 
 def test_visitor_conversations_go_to_the_named_agent(app):

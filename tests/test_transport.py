@@ -237,7 +237,7 @@ WRITE_STALL_SCRIPT = """
 from gevent import monkey
 monkey.patch_all()
 import json, socket, time
-from kefu.realtime.open_socket import WholeFrameSocket
+from kefu.realtime.whole_frames import WholeFrameSocket
 
 ours, peer = socket.socketpair()  # the peer never reads
 ours.setblocking(True)  # as gunicorn's gevent worker leaves a client's socket

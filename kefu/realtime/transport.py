@@ -26,8 +26,9 @@ from wsproto.utilities import RemoteProtocolError
 
 from kefu.realtime.frames import LeanFrames
 from kefu.realtime.heartbeat import heartbeat
-from kefu.realtime.open_socket import OpenSocket, WholeFrameSocket
+from kefu.realtime.open_socket import OpenSocket
 from kefu.realtime.turns import turns
+from kefu.realtime.whole_frames import WholeFrameSocket
 
 sock = Sock()
 
