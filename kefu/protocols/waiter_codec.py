@@ -35,10 +35,10 @@ def note_request(conn, op_id, events) -> None:
     request running now": through the PostgreSQL broker the push comes back later,
     and echoed the op_id of whatever request the socket ran by then (a chaos tester's
     case)."""
-    if op_id is None:
+    if op_id is None or conn.principal is None:
         return
     for event in events:
-        if type(event) is ConversationAssigned:
+        if type(event) is ConversationAssigned and _mine_as_agent(conn, event.conversation):
             caused = conn.state.setdefault("caused_by", {})
             if len(caused) >= KNOWN_MAX:  # assignments whose push never came here
                 caused.clear()
