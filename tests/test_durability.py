@@ -4,10 +4,9 @@ import signal
 import threading
 import time
 
-import pytest
 import websocket
 
-from tests.support import TEST_DATABASE, Server
+from tests.support import Server
 from tests.test_queue import concurrent_of, login, open_conversation
 
 
@@ -82,10 +81,6 @@ def test_sigkill_loses_no_acknowledged_message(make_server):
     ws.close()
 
 
-# SQLite's writer lock is what this is about ("database is locked"). On PostgreSQL and
-# MySQL, with the four passes of make test side by side on two cores, its 200 sign-ins
-# at once timed out at the client (10 s); their row locks are tested on their own.
-@pytest.mark.skipif(TEST_DATABASE != "sqlite", reason="SQLite's writer lock: SQLite only")
 def test_hundreds_of_concurrent_writers_never_see_a_locked_database(make_server):
     server = make_server()
     agent = server.create_agent("writers", max_concurrent=1000)
