@@ -23,7 +23,8 @@ serve: $(STAMP)  ## serve on KEFU_BIND (127.0.0.1:8000), migrating the database 
 test: $(STAMP)  ## lint, then every test (end-to-end against a live gunicorn)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/python -m tests.other_databases --with-sqlite --with-browser
+	$(BIN)/pytest -q --ignore=tests/browser
+	$(BIN)/python -m tests.other_databases --with-browser
 
 # Browser tests drive Debian's Chromium through Playwright (never `playwright install`).
 .PHONY: chromium

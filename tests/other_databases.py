@@ -1,7 +1,6 @@
 """Run the suite again on PostgreSQL and MySQL (the machine's own servers).
 
-Called by ``make test`` with ``--with-sqlite --with-browser``: the default SQLite pass
-and the browser tests run beside these two, each pass in its own process. A
+Called by ``make test`` after the SQLite run; the two passes run side by side. A
 database server that cannot be reached is reported and skipped on a developer machine,
 and is a failure under CI (``CI=true``), where ``.ci/run`` starts both servers first.
 Browser tests run on SQLite only: they test pages, not storage. Nor do these passes run
@@ -40,17 +39,11 @@ def main() -> int:
     one after the other they took nine of CI's minutes. Each has its own temporary
     folder and its own database server; its output is printed whole when it ends.
     ``--with-browser`` (``make test``) runs the browser tests beside them, on SQLite:
-    after the SQLite pass they took a further three minutes and more of CI.
-    ``--with-sqlite`` runs the default pass beside them too: alone it kept one of the
-    two cores idle for most of its ten minutes, and CI took over 20 minutes on a
-    machine half as fast as the last."""
+    after the SQLite pass they took a further three minutes and more of CI."""
     strict = os.environ.get("CI", "").lower() == "true"
     failed = False
     with contextlib.ExitStack() as stack:
         passes = {}
-        if "--with-sqlite" in sys.argv[1:]:
-            output = stack.enter_context(tempfile.TemporaryFile())
-            passes["sqlite"] = (start_pass("sqlite", output, every_test=True), output)
         if "--with-browser" in sys.argv[1:]:
             output = stack.enter_context(tempfile.TemporaryFile())
             passes["sqlite, the browser tests"] = (start_browser_pass(output), output)
@@ -83,15 +76,21 @@ def start_browser_pass(output) -> subprocess.Popen:
     return subprocess.Popen(args, env=env, stdout=output, stderr=subprocess.STDOUT)
 
 
-def start_pass(kind: str, output, every_test: bool = False) -> subprocess.Popen:
-    """The suite on ``kind``; without ``every_test``, less the tests that would only
-    repeat the default pass (``ignores_test_database``)."""
+def start_pass(kind: str, output) -> subprocess.Popen:
     env = {**os.environ, "KEFU_TEST_DATABASE": kind}
     basetemp = tempfile.mkdtemp(prefix=f"kefu-{kind}-")
-    args = [sys.executable, "-m", "pytest", "-q", "--ignore=tests/browser"]
-    if not every_test:
-        args += ["-m", "not ignores_test_database"]
-    args += ["-p", "no:cacheprovider", f"--basetemp={basetemp}"]
+    args = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "-q",
+        "--ignore=tests/browser",
+        "-m",
+        "not ignores_test_database",
+        "-p",
+        "no:cacheprovider",
+        f"--basetemp={basetemp}",
+    ]
     return subprocess.Popen(args, env=env, stdout=output, stderr=subprocess.STDOUT)
 
 
