@@ -12,8 +12,6 @@ Functions named ``*_locked`` must run inside ``db.write()``; the others open the
 import time
 from datetime import datetime
 
-from peewee import PostgresqlDatabase
-
 from kefu import clock, db, groupcommit
 from kefu.errors import Invalid, NotFound
 from kefu.models import Agent, Conversation
@@ -35,7 +33,7 @@ ASSIGN_LOCK = 0x6B656675  # "kefu"
 
 def assign_waiting_locked() -> list:
     """Hand waiting conversations, oldest first, to available agents until one runs out."""
-    if isinstance(db.database.obj, PostgresqlDatabase):
+    if db.is_postgres():
         return _assign_serialised()
     online = presence.online_agent_ids()
     events = []
@@ -92,9 +90,10 @@ def _assign_serialised() -> list:
             if retries and Conversation.waiting().exists():
                 continue
             break
-        agent = db.locked(Agent.with_capacity(online).limit(1), skip_locked=True).first()
+        with_room = Agent.with_capacity(online)
+        agent = db.locked(with_room.limit(1), skip_locked=True).first()
         if agent is None:
-            if Agent.with_capacity(online).exists():  # as last committed: room, row locked
+            if with_room.exists():  # as last committed: an agent has room, its row locked
                 events.append(AssignmentDeferred())
             break
         events.append(assign_locked(conv.id, agent.id))
