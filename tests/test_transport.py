@@ -6,6 +6,7 @@ import base64
 import contextlib
 import json
 import os
+import re
 import socket
 import struct
 import subprocess
@@ -17,6 +18,8 @@ import pytest
 import websocket
 
 from tests.support import run_python
+
+pytestmark = pytest.mark.wire_only  # runs in the SQLite pass only (tests/passes.py)
 
 
 def raw_upgrade(base: str, path: str = "/ws", headers: str = "") -> socket.socket:
@@ -149,17 +152,24 @@ def test_frames_trickling_in_and_spaced_apart_are_all_read(server):
 
 
 def upgrade_answer(base: str, headers: str) -> bytes:
-    """The server's whole answer to an upgrade of /ws with these extra header lines."""
+    """The server's whole answer to an upgrade of /ws with these extra header lines: its
+    head, then as many bytes as its Content-Length says. (Read to the end of the stream,
+    it took the server's keep-alive of 5 s: the connection stays open for a next request.)"""
     host, port = base.rsplit(":", 1)
     with socket.create_connection((host, int(port)), timeout=10) as sock:
         sock.sendall(
             f"GET /ws HTTP/1.1\r\nHost: {base}\r\nUpgrade: websocket\r\n"
-            f"Connection: Upgrade\r\n{headers}Connection: close\r\n\r\n".encode()
+            f"Connection: Upgrade\r\n{headers}\r\n".encode()
         )
         answer = b""
-        while chunk := sock.recv(4096):
-            answer += chunk
-    return answer
+        while b"\r\n\r\n" not in answer:
+            answer += sock.recv(4096) or pytest.fail(f"closed after {answer!r}")
+        head, body = answer.split(b"\r\n\r\n", 1)
+        length = re.search(rb"\r\ncontent-length: *(\d+)", head.lower())
+        assert length, head
+        while len(body) < int(length[1]):
+            body += sock.recv(4096) or pytest.fail(f"closed after {answer + body!r}")
+    return head + b"\r\n\r\n" + body
 
 
 def test_a_malformed_upgrade_gets_400_and_no_traceback(server):
