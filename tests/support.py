@@ -86,7 +86,7 @@ def own_database(kind: str, needs: str) -> str:
 
 
 def unavailable(problem: str) -> None:
-    """What this machine cannot give a test, handled as ``tests/other_databases.py``
+    """What this machine cannot give a test, handled as ``tests/passes.py``
     does: a failure under CI (``CI=true``: ``.ci/run`` runs as root with both database
     servers started), a skip on a developer machine."""
     if os.environ.get("CI", "").lower() == "true":
@@ -370,7 +370,8 @@ class Server:
         headers = kw.pop("headers", {})
         if token:
             headers["Authorization"] = f"Bearer {token}"
-        return requests.get(self.url(path), headers=headers, timeout=10, **kw)
+        kw.setdefault("timeout", 10)
+        return requests.get(self.url(path), headers=headers, **kw)
 
     def ws(self, path: str = "/ws", **kw) -> "WS":
         return WS(f"ws://{self.base}{path}", **kw)
