@@ -23,8 +23,7 @@ serve: $(STAMP)  ## serve on KEFU_BIND (127.0.0.1:8000), migrating the database 
 test: $(STAMP)  ## lint, then every test (end-to-end against a live gunicorn)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/pytest -q --ignore=tests/browser
-	$(BIN)/python -m tests.other_databases --with-browser
+	$(BIN)/python -m tests.passes
 
 # Browser tests drive Debian's Chromium through Playwright (never `playwright install`).
 .PHONY: chromium

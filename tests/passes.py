@@ -1,12 +1,20 @@
-"""Run the suite again on PostgreSQL and MySQL (the machine's own servers).
+"""The whole suite as ``make test`` runs it: four passes, at most two at a time.
 
-Called by ``make test`` after the SQLite run; the two passes run side by side. A
-database server that cannot be reached is reported and skipped on a developer machine,
-and is a failure under CI (``CI=true``), where ``.ci/run`` starts both servers first.
-Browser tests run on SQLite only: they test pages, not storage. Nor do these passes run
-the tests marked ``ignores_test_database`` (no database, a SQLite file of their own, or
-a PostgreSQL database they make): they would only repeat the default pass, under the
-load of two suites at once, where their timing is least certain.
+- the suite on SQLite, its output shown as it runs;
+- the suite again on MySQL and on PostgreSQL, the machine's own servers. These leave
+  out the tests marked ``ignores_test_database`` (no database, a SQLite file of their
+  own, or a database they make) and ``wire_only`` (the subject is the wire; what they
+  store is incidental): they would only repeat the SQLite pass;
+- the browser tests, on SQLite (they test pages, not storage).
+
+Two run at once, as ``make -j2`` would: a pass spends much of its time waiting on
+sockets and timers, so two share this machine's two cores well. One after the other the
+passes took over 22 minutes of CI on a slow machine; all four at once made timing tests
+fail under the load. The longest start first, so that the short browser pass fills the
+end. The other passes' output is shown when the SQLite pass has ended.
+
+A database server that cannot be reached is reported and skipped on a developer
+machine, and is a failure under CI (``CI=true``), where ``.ci/run`` starts both servers.
 """
 
 import contextlib
@@ -14,8 +22,57 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
+from dataclasses import dataclass
 
 from tests.support import MYSQL_ADMIN, PG_ADMIN
+
+SLOTS = 2
+PYTEST = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"]
+SUITE = [*PYTEST, "--ignore=tests/browser"]
+REPEATS = [*SUITE, "-m", "not ignores_test_database and not wire_only"]
+
+
+@dataclass
+class Pass:
+    name: str
+    database: str
+    args: list[str]
+    shown: bool = False  # its output goes straight to ours as it runs
+    proc: subprocess.Popen | None = None
+    output: object = None
+    started: float = 0.0
+    took: float = 0.0
+
+    def start(self, files: contextlib.ExitStack) -> None:
+        env = {**os.environ, "KEFU_TEST_DATABASE": self.database}
+        basetemp = tempfile.mkdtemp(prefix=f"kefu-{self.database}-")
+        if not self.shown:
+            self.output = files.enter_context(tempfile.TemporaryFile())  # noqa: SIM115
+        if self.shown:
+            print(f"== the suite on {self.name} ==", flush=True)
+        self.started = time.monotonic()
+        self.proc = subprocess.Popen(
+            [*self.args, f"--basetemp={basetemp}"],
+            env=env,
+            stdout=self.output,
+            stderr=None if self.shown else subprocess.STDOUT,
+        )
+
+    def ended(self) -> bool:
+        if self.proc.poll() is None:
+            return False
+        self.took = self.took or time.monotonic() - self.started
+        return True
+
+    def report(self) -> None:
+        code, took = self.proc.returncode, self.took
+        print(f"== the suite on {self.name}: exit {code} after {took:.0f} s ==")
+        sys.stdout.flush()
+        if self.output is not None:
+            self.output.seek(0)
+            sys.stdout.buffer.write(self.output.read())
+            sys.stdout.flush()
 
 
 def reachable(kind: str) -> str | None:
@@ -35,63 +92,38 @@ def reachable(kind: str) -> str | None:
 
 
 def main() -> int:
-    """Both passes at once: each waits mostly on its servers' sockets, not the CPU, and
-    one after the other they took nine of CI's minutes. Each has its own temporary
-    folder and its own database server; its output is printed whole when it ends.
-    ``--with-browser`` (``make test``) runs the browser tests beside them, on SQLite:
-    after the SQLite pass they took a further three minutes and more of CI."""
     strict = os.environ.get("CI", "").lower() == "true"
     failed = False
-    with contextlib.ExitStack() as stack:
-        passes = {}
-        if "--with-browser" in sys.argv[1:]:
-            output = stack.enter_context(tempfile.TemporaryFile())
-            passes["sqlite, the browser tests"] = (start_browser_pass(output), output)
-        for kind in ("postgresql", "mysql"):
-            problem = reachable(kind)
-            if problem:
-                print(
-                    f"{kind}: server not reachable ({problem}); "
-                    f"{'failing (CI)' if strict else 'skipped'}"
-                )
-                failed |= strict
-                continue
-            output = stack.enter_context(tempfile.TemporaryFile())
-            passes[kind] = (start_pass(kind, output), output)
-        for kind, (proc, output) in passes.items():
-            code = proc.wait()
-            output.seek(0)
-            print(f"== the suite on {kind} ==", flush=True)
-            sys.stdout.buffer.write(output.read())
-            sys.stdout.flush()
-            failed |= code != 0
+    passes = [Pass("sqlite", "sqlite", SUITE, shown=True)]
+    for kind in ("mysql", "postgresql"):
+        problem = reachable(kind)
+        if problem:
+            print(f"{kind}: server not reachable ({problem}); {'failing' if strict else 'skipped'}")
+            failed |= strict
+        else:
+            passes.append(Pass(kind, kind, REPEATS))
+    passes.append(Pass("sqlite, the browser tests", "sqlite", [*PYTEST, "tests/browser"]))
+    with contextlib.ExitStack() as files:
+        run(passes, files)
+        for each in passes:
+            if not each.shown:
+                each.report()
+            failed |= each.proc.returncode != 0
     return 1 if failed else 0
 
 
-def start_browser_pass(output) -> subprocess.Popen:
-    env = {**os.environ, "KEFU_TEST_DATABASE": "sqlite"}
-    basetemp = tempfile.mkdtemp(prefix="kefu-browser-")
-    args = [sys.executable, "-m", "pytest", "-q", "tests/browser", "-p", "no:cacheprovider"]
-    args.append(f"--basetemp={basetemp}")
-    return subprocess.Popen(args, env=env, stdout=output, stderr=subprocess.STDOUT)
-
-
-def start_pass(kind: str, output) -> subprocess.Popen:
-    env = {**os.environ, "KEFU_TEST_DATABASE": kind}
-    basetemp = tempfile.mkdtemp(prefix=f"kefu-{kind}-")
-    args = [
-        sys.executable,
-        "-m",
-        "pytest",
-        "-q",
-        "--ignore=tests/browser",
-        "-m",
-        "not ignores_test_database",
-        "-p",
-        "no:cacheprovider",
-        f"--basetemp={basetemp}",
-    ]
-    return subprocess.Popen(args, env=env, stdout=output, stderr=subprocess.STDOUT)
+def run(passes: list[Pass], files: contextlib.ExitStack) -> None:
+    """Every pass, in order, at most ``SLOTS`` at once; the shown pass reports as it ends."""
+    waiting, running = list(passes), []
+    while waiting or running:
+        while waiting and len(running) < SLOTS:
+            waiting[0].start(files)
+            running.append(waiting.pop(0))
+        time.sleep(0.5)
+        for each in [p for p in running if p.ended()]:
+            running.remove(each)
+            if each.shown:
+                each.report()
 
 
 if __name__ == "__main__":

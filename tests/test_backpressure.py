@@ -3,7 +3,11 @@ in order once it reads again, and nobody else waits for it meanwhile."""
 
 import socket
 
+import pytest
+
 from tests.support import INT
+
+pytestmark = pytest.mark.wire_only  # runs in the SQLite pass only (tests/passes.py)
 
 BIG = "字" * 4990  # near the longest text a message may have: 15 KB of UTF-8
 COUNT = 400  # 6 MB: more than a loopback socket buffers (tcp_wmem allows 4 MB)

@@ -3,6 +3,8 @@
 import pytest
 import websocket
 
+pytestmark = pytest.mark.wire_only  # runs in the SQLite pass only (tests/passes.py)
+
 
 def test_echo_endpoint_is_off_by_default(server):
     with pytest.raises(websocket.WebSocketBadStatusException) as refused:
