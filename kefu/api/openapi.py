@@ -51,13 +51,18 @@ def _errors(*statuses: int) -> dict:
     return {str(s): {"$ref": f"#/components/responses/E{s}"} for s in statuses}
 
 
-def _query(name: str, schema: dict, description: str, required: bool = False) -> dict:
+def _query(
+    name: str, schema: dict, description: str, required: bool = False, empty_is_default=False
+) -> dict:
+    """``empty_is_default``: ``?name=`` reads as absent (``kefu.params.number``), which
+    OpenAPI says with allowEmptyValue (schemathesis once took the 200 for a schema breach)."""
     return {
         "name": name,
         "in": "query",
         "required": required,
         "description": description,
         "schema": schema,
+        **({"allowEmptyValue": True} if empty_is_default else {}),
     }
 
 
@@ -162,12 +167,15 @@ PATHS = {
                 _query(
                     "page",
                     {"type": "integer", "minimum": 1, "maximum": PAGE_MAX, "default": 1},
-                    "1 = the newest messages",
+                    "1 = the newest messages; empty: 1",
+                    empty_is_default=True,
                 ),
                 _query(
                     "page_size",
                     {"type": "integer", "minimum": 1, "default": 10},
-                    "Messages per page; a larger one is capped at KEFU_PAGE_SIZE_MAX (100)",
+                    "Messages per page; a larger one is capped at KEFU_PAGE_SIZE_MAX (100); "
+                    "empty: 10",
+                    empty_is_default=True,
                 ),
                 _query(
                     "after_id",
