@@ -22,13 +22,13 @@ from urllib.parse import parse_qs, unquote, urlparse
 from peewee import DatabaseProxy, __exception_wrapper__
 from playhouse.pool import (
     MaxConnectionsExceeded,
-    PooledMySQLDatabase,
     PooledPostgresqlDatabase,
     PooledSqliteDatabase,
 )
 
 from kefu.db_errors import error_text
 from kefu.errors import Busy
+from kefu.mysql_driver import PooledMySQL
 from kefu.offload import off_hub
 
 database = DatabaseProxy()
@@ -94,7 +94,7 @@ def make_database(
         options.setdefault("init_command", "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
         # DATETIME(6): plain DATETIME drops the microseconds, and "changed after you
         # signed in" or "newest first" must not depend on which second things fell in.
-        return PooledMySQLDatabase(
+        return PooledMySQL(
             name,
             port=parsed.port or 3306,
             charset="utf8mb4",
