@@ -10,7 +10,8 @@ no per-connection state, so one built the same way serves them all.
 
 import threading
 
-from playhouse.pool import PooledMySQLDatabase
+from peewee import MySQLDatabase
+from playhouse.pool import _PooledMySQLDatabase
 from pymysql.connections import Connection
 
 
@@ -27,7 +28,13 @@ class PreferredTLSOnce(Connection):
         return PreferredTLSOnce._preferred
 
 
-class PooledMySQL(PooledMySQLDatabase):
+class _PreferredTLSOnceDatabase(MySQLDatabase):
     def _connect(self):
         # What peewee's MySQLDatabase._connect does, with the connection class above.
         return PreferredTLSOnce(database=self.database, autocommit=True, **self.connect_params)
+
+
+class PooledMySQL(_PooledMySQLDatabase, _PreferredTLSOnceDatabase):
+    """playhouse's PooledMySQLDatabase over the database above: the pool's ``_connect``
+    (limits, reuse) comes first in the MRO and calls the one above for a new connection.
+    Overriding ``_connect`` on the pooled class itself bypassed the pool."""

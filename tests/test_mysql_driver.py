@@ -18,10 +18,10 @@ def test_connections_share_one_context_built_as_pymysql_builds_it():
     url = own_database("mysql", "the MySQL driver is under test")
     databases = [make_database(url, pool_size=1) for _ in range(2)]
     try:
-        connections = []
+        connections = {}
 
         def connect(database):  # each in its own thread: the pool's connections are per thread
-            connections.append(database.connection())
+            connections[id(database)] = database.connection()
             database.close()  # back to its pool, for close_all
 
         threads = [threading.Thread(target=connect, args=(d,)) for d in databases]
@@ -29,7 +29,7 @@ def test_connections_share_one_context_built_as_pymysql_builds_it():
             thread.start()
         for thread in threads:
             thread.join(10)
-        first, second = connections
+        first, second = (connections[id(d)] for d in databases)
         assert first is not second
         assert first.ctx is second.ctx  # one context for both
         assert isinstance(first.ctx, ssl.SSLContext)
@@ -37,6 +37,10 @@ def test_connections_share_one_context_built_as_pymysql_builds_it():
         assert not first.ctx.check_hostname
         for database in databases:
             assert database.execute_sql("SELECT 1").fetchone() == (1,)
+        # Still a pool (the first try bypassed it): a connection given back is reused.
+        pooled = databases[0]
+        pooled.close()
+        assert pooled.connection() is first
     finally:
         for database in databases:
             database.close_all()
