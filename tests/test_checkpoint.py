@@ -177,12 +177,9 @@ def drop_log_from_memory():  # what the OS may do to clean pages at any time
     os.close(fd)
 
 
-def settle(start):
-    # The reads are asynchronous. Wait for all 2 MB: with 90% of them, as before, a read
-    # still under way under CI's load landed after the next drop_log_from_memory(), and
-    # the log's start counted as read back by the later warm-up (start_later 1.0).
+def settle(start):  # the reads are asynchronous
     deadline = time.monotonic() + 5
-    while resident(start, 2 * MB) < 1 and time.monotonic() < deadline:
+    while resident(start) < 0.9 and time.monotonic() < deadline:
         time.sleep(0.05)
 
 
