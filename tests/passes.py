@@ -1,6 +1,9 @@
-"""The whole suite as ``make test`` runs it: four passes, at most three at a time.
+"""The whole suite as ``make test`` runs it: the tests that measure the machine alone,
+then four passes, at most three at a time.
 
-- the suite on SQLite, its output shown as it runs;
+- first, alone: the tests marked ``quiet_machine`` (the stall monitor, the checkpointer,
+  the group commit: CPU time, the page cache, timers), which load beside them falsified;
+- the rest of the suite on SQLite, its output shown as it runs;
 - the suite again on PostgreSQL and on MySQL, the machine's own servers. These leave
   out the tests marked ``ignores_test_database`` (no database, a SQLite file of their
   own, or a database they make) and ``wire_only`` (the subject is the wire; what they
@@ -30,6 +33,8 @@ from tests.support import MYSQL_ADMIN, PG_ADMIN
 SLOTS = 3
 PYTEST = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"]
 SUITE = [*PYTEST, "--ignore=tests/browser"]
+QUIET = [*SUITE, "-m", "quiet_machine"]
+SIDE_BY_SIDE = [*SUITE, "-m", "not quiet_machine"]
 REPEATS = [*SUITE, "-m", "not ignores_test_database and not wire_only"]
 
 
@@ -94,7 +99,7 @@ def reachable(kind: str) -> str | None:
 def main() -> int:
     strict = os.environ.get("CI", "").lower() == "true"
     failed = False
-    passes = [Pass("sqlite", "sqlite", SUITE, shown=True)]
+    passes = [Pass("sqlite", "sqlite", SIDE_BY_SIDE, shown=True)]
     for kind in ("postgresql", "mysql"):
         problem = reachable(kind)
         if problem:
@@ -103,12 +108,14 @@ def main() -> int:
         else:
             passes.append(Pass(kind, kind, REPEATS))
     passes.append(Pass("sqlite, the browser tests", "sqlite", [*PYTEST, "tests/browser"]))
+    quiet = Pass("sqlite, the tests that measure the machine, alone", "sqlite", QUIET, shown=True)
     with contextlib.ExitStack() as files:
+        run([quiet], files)
         run(passes, files)
         for each in passes:
             if not each.shown:
                 each.report()
-            failed |= each.proc.returncode != 0
+        failed |= any(each.proc.returncode != 0 for each in [quiet, *passes])
     return 1 if failed else 0
 
 

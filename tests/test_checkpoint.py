@@ -11,7 +11,8 @@ import pytest
 
 from tests.support import run_python
 
-pytestmark = pytest.mark.ignores_test_database
+# They measure this machine (CPU time, page cache, timers): they run alone (tests/passes.py).
+pytestmark = [pytest.mark.ignores_test_database, pytest.mark.quiet_machine]
 
 ROWS = 400  # of 4,000 bytes: about a page each
 
