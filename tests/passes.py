@@ -52,10 +52,10 @@ class Pass:
     def start(self, files: contextlib.ExitStack) -> None:
         env = {**os.environ, "KEFU_TEST_DATABASE": self.database}
         basetemp = tempfile.mkdtemp(prefix=f"kefu-{self.database}-")
-        if not self.shown:
-            self.output = files.enter_context(tempfile.TemporaryFile())  # noqa: SIM115
         if self.shown:
             print(f"== the suite on {self.name} ==", flush=True)
+        else:
+            self.output = files.enter_context(tempfile.TemporaryFile())  # noqa: SIM115
         self.started = time.monotonic()
         self.proc = subprocess.Popen(
             [*self.args, f"--basetemp={basetemp}"],
