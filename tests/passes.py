@@ -22,6 +22,7 @@ machine, and is a failure under CI (``CI=true``), where ``.ci/run`` starts both 
 
 import contextlib
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -48,10 +49,11 @@ class Pass:
     output: object = None
     started: float = 0.0
     took: float = 0.0
+    basetemp: str = ""
 
     def start(self, files: contextlib.ExitStack) -> None:
         env = {**os.environ, "KEFU_TEST_DATABASE": self.database}
-        basetemp = tempfile.mkdtemp(prefix=f"kefu-{self.database}-")
+        self.basetemp = basetemp = tempfile.mkdtemp(prefix=f"kefu-{self.database}-")
         if self.shown:
             print(f"== the suite on {self.name} ==", flush=True)
         else:
@@ -116,6 +118,9 @@ def main() -> int:
             if not each.shown:
                 each.report()
         failed |= any(each.proc.returncode != 0 for each in [quiet, *passes])
+    for each in [quiet, *passes]:  # a failed pass keeps its servers' logs for a look
+        if each.proc.returncode == 0:
+            shutil.rmtree(each.basetemp, ignore_errors=True)
     return 1 if failed else 0
 
 
