@@ -199,8 +199,10 @@ class AssignmentDeferred:
     being written into it, or another assignment not yet committed), or so is the row
     of the agent with room (PostgreSQL: a visitor's conversation opening with it).
     Serving the next in line instead broke FIFO, and waiting for the row in the
-    assigning transaction deadlocked with the writer. The live layer runs the
-    assignment again shortly."""
+    assigning transaction deadlocked with the writer. Also (MySQL) a transaction that
+    queued customers no agent had room for: room that came meanwhile was assigned by a
+    transaction that could not see them (``routing.assign_waiting_locked``). The live
+    layer runs the assignment again shortly."""
 
     def audience(self):
         return []  # never delivered as such

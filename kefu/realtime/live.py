@@ -40,8 +40,9 @@ from kefu.services import presence, routing
 log = logging.getLogger(__name__)
 
 
-# The queue's head was locked by a write (AssignmentDeferred): a message's transaction
-# lasts milliseconds, so the assignment runs again this much later.
+# The queue's head was locked by a write, or customers were queued as room came
+# (AssignmentDeferred): a message's transaction lasts milliseconds, so the assignment
+# runs again this much later.
 REDISPATCH_SECONDS = 0.05
 _ACTED_ON_HERE = (QueueMoved, AssignmentDeferred)  # events Live acts on, not sockets
 
@@ -107,7 +108,8 @@ class Live(Admission):
         return [e for e in events if not isinstance(e, _ACTED_ON_HERE)]
 
     def _dispatch_soon(self) -> None:
-        """Once, however many deferrals a burst brings (the head is busy for a write)."""
+        """Once, however many deferrals a burst brings (the head is busy for a write,
+        a burst of arrivals finds every agent full)."""
         if self._redispatch is None:
             self._redispatch = gevent.spawn_later(REDISPATCH_SECONDS, self._dispatch_again)
 

@@ -74,7 +74,7 @@ def open_for_user_locked(user_id: int):
     )
     if not created:
         return load(conv.id), []
-    events = routing.assign_waiting_locked()
+    events = routing.assign_waiting_locked(queued_here=True)
     events.append(routing.queue_moved())
     return load(conv.id), events
 

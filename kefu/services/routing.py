@@ -31,8 +31,10 @@ from kefu.sqlcache import PROBE_TIMES, cached_first, cached_write
 ASSIGN_LOCK = 0x6B656675  # "kefu"
 
 
-def assign_waiting_locked() -> list:
-    """Hand waiting conversations, oldest first, to available agents until one runs out."""
+def assign_waiting_locked(queued_here: bool = False) -> list:
+    """Hand waiting conversations, oldest first, to available agents until one runs out.
+    ``queued_here``: this transaction put conversations into the queue (an arrival, a
+    requeue)."""
     if db.is_postgres():
         return _assign_serialised()
     online = presence.online_agent_ids()
@@ -41,13 +43,22 @@ def assign_waiting_locked() -> list:
         conv = cached_first("queue_head", _queue_head)
         if not db.is_sqlite() and _head_is_busy(conv):
             events.append(AssignmentDeferred())
-            break
+            return events
         if conv is None:
-            break
+            return events
         agent = cached_first(f"free_agent:{len(online)}", _free_agent, *online)
         if agent is None:
             break
         events.append(assign_locked(conv.id, agent.id))
+    if queued_here and not db.is_sqlite():
+        # Customers wait, and no agent had room as this transaction read them. On MySQL
+        # room may have come since: an agent online (presence is no row), or a slot
+        # freed or a ready switch on an agent whose row this read and let go (READ
+        # COMMITTED keeps no lock on a row that did not match). The assigner that room
+        # ran cannot see what this transaction queued (uncommitted rows are invisible,
+        # SKIP LOCKED passes them over), so assign again once this commits; else they
+        # waited while that agent had room, until something else assigned.
+        events.append(AssignmentDeferred())
     return events
 
 
@@ -253,6 +264,6 @@ def _requeue_locked(kefu_id: int) -> list:
     ).execute()
     previous = person(Agent.get_by_id(kefu_id).user)
     events = [ConversationRequeued(conversation_ref(load(i)), previous) for i in ids]
-    events += assign_waiting_locked()
+    events += assign_waiting_locked(queued_here=True)
     events.append(queue_moved())
     return events
