@@ -4,7 +4,14 @@ import json
 import math
 from decimal import Decimal
 
-from kefu.errors import Invalid, digits_as_int, has_lone_surrogate, refuse_nul, row_id
+from kefu.errors import (
+    Invalid,
+    digits_as_int,
+    has_lone_surrogate,
+    is_row_id,
+    refuse_nul,
+    row_id,
+)
 from kefu.services.message_rules import OP_ID_MAX
 
 
@@ -100,6 +107,8 @@ class Fields:
         """A positive integer id; a string of digits is accepted (the guide sends kefu_id
         as "1")."""
         value = self.data.get(name)
+        if is_row_id(value):  # what clients send: nothing to convert
+            return value
         if value is None or value == "":
             if required:
                 raise Invalid(f"{name} is required")
@@ -110,7 +119,10 @@ class Fields:
         return number
 
     def integer(self, name: str, default=None, choices=None):
-        value = digits_as_int(self.data.get(name))
+        value = self.data.get(name)
+        if type(value) is int and (choices is None or value in choices):
+            return value  # what clients send: no conversion, no check's call
+        value = digits_as_int(value)
         if value is None:
             return default
         if not _is_int(value):
