@@ -211,7 +211,7 @@ def op_id_of(frame: dict):
     op_id = frame.get("op_id")
     if op_id is None:
         return None
-    if not is_op_id(op_id):
+    if type(op_id) is not str and not is_op_id(op_id):  # a string is one: no call
         raise Invalid("op_id must be a string or a number")
     if len(str(op_id)) > OP_ID_MAX:
         raise Invalid(f"op_id is too long (max {OP_ID_MAX} characters)")
