@@ -38,6 +38,26 @@ def raise_nofile() -> int:
     return target
 
 
+def steady_client_malloc() -> None:
+    """Keep the load client's malloc from page-faulting on every socket read.
+
+    asyncio reads a socket with ``recv(256 KiB)`` and shrinks the result; that is over
+    glibc's starting mmap threshold (128 KiB), so each read mapped and unmapped fresh
+    pages (260,000-290,000 faults in a 10 s run) until glibc raised the threshold, when
+    the first run in the process ended. That run cost the client a third more CPU per
+    message, so baseline.py's first relay run was slow and round 1's ratio high
+    (2026-12-07). Not glibc (macOS, musl): nothing."""
+    import ctypes
+
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return
+    m_trim_threshold, m_mmap_threshold = -1, -3  # <malloc.h>
+    mallopt(m_mmap_threshold, 4 << 20)  # above the 256 KiB reads
+    mallopt(m_trim_threshold, 32 << 20)  # and do not hand freed heap back at once
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -40,6 +40,7 @@ from common import (
     percentile,
     print_culprits,
     raise_nofile,
+    steady_client_malloc,
 )
 
 
@@ -170,6 +171,7 @@ async def setup_relay(server: Server, args, stats: Stats):
 
 async def run(args, relay: bool) -> dict:
     raise_nofile()
+    steady_client_malloc()  # else the first run in a process is the client's slowest
     app = "bench.relay_app:app" if relay else "app:app"
     settings = {"ws_deflate": 1} if args.deflate else {}
     # One bench agent socket carries pairs/agents conversations at full speed: far above
