@@ -117,8 +117,9 @@ def main() -> int:
         for each in passes:
             if not each.shown:
                 each.report()
-        failed |= any(each.proc.returncode != 0 for each in [quiet, *passes])
-    for each in [quiet, *passes]:  # a failed pass keeps its servers' logs for a look
+    everything = [quiet, *passes]
+    failed |= any(each.proc.returncode != 0 for each in everything)
+    for each in everything:  # a failed pass keeps its servers' logs for a look
         if each.proc.returncode == 0:
             shutil.rmtree(each.basetemp, ignore_errors=True)
     return 1 if failed else 0
