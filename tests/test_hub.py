@@ -1,5 +1,7 @@
 """The hub routes events by audience, once per connection, with no protocol knowledge."""
 
+import time
+from collections import deque
 from dataclasses import dataclass
 
 import gevent
@@ -133,3 +135,56 @@ def test_without_a_hold_pushes_go_as_published():
     for seq in (1, 3, 2):
         broker.publish([message(seq)], None)
     assert seqs == [1, 3, 2]
+
+
+# -- order across a delivery that takes turns (Hub.deliver_local, MemoryBroker) --------
+
+
+class SlowFor(Recorder):
+    """Rendering ``slow`` events takes a while (a page socket's HTML), others not."""
+
+    def __init__(self, name, slow):
+        super().__init__(name)
+        self.slow = slow
+
+    def deliver(self, event, origin):
+        if event in self.slow:
+            started = time.perf_counter()
+            while time.perf_counter() - started < 0.0002:
+                pass
+        super().deliver(event, origin)
+
+
+@pytest.mark.parametrize("hold_seconds", [0.0, 1.0], ids=["sqlite", "row-locks"])
+def test_a_push_published_while_its_predecessor_goes_out_comes_after_it(hold_seconds):
+    """Forty sockets of one conversation (a user's and an agent's tabs): seq 1 takes
+    turns with other greenlets on its way out (more than 32 sockets, slow to render),
+    and another greenlet publishes seq 2 meanwhile. No socket gets 2 before 1."""
+    first, second = message(1), message(2)
+    hub = Hub(MemoryBroker(hold_seconds))
+    tabs = [SlowFor(str(n), slow=(first,)) for n in range(40)]
+    for tab in tabs:
+        hub.join(tab)
+        hub.attach(tab, user_key(7))
+    publishers = [gevent.spawn(hub.publish, [event]) for event in (first, second)]
+    gevent.joinall(publishers, raise_error=True)
+    assert [[event for event, _ in tab.got] for tab in tabs] == [[first, second]] * 40
+
+
+def test_what_waits_in_line_still_goes_when_the_publisher_is_killed():
+    """The greenlet handing a long delivery out dies mid-way (its socket's handler was
+    killed): what others published meanwhile is still delivered."""
+    slow, later = Ping(("k", "slow")), Ping(("k", "later"))
+    hub = Hub(MemoryBroker())
+    tabs = [SlowFor(str(n), slow=(slow,)) for n in range(40)]
+    for tab in tabs:
+        hub.join(tab)
+        hub.attach(tab, "k")
+    publisher = gevent.spawn(hub.publish, [slow])
+    gevent.sleep(0)  # it delivers to 32 of them and takes turns
+    hub.publish([later])  # waits in line
+    assert sorted(len(tab.got) for tab in tabs) == [0] * 8 + [1] * 32
+    publisher.kill()
+    gevent.sleep(0.01)
+    assert all([event for event, _ in tab.got][-1] is later for tab in tabs)
+    assert hub.broker._line == deque()

@@ -4,6 +4,7 @@ without the hub or any protocol changing."""
 
 import logging
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
@@ -32,7 +33,15 @@ class MemoryBroker:
     be published in the other order (seen on PostgreSQL and MariaDB, tens of pushes in
     thousands). A message push whose predecessor is not out yet then waits for it, at
     most that long (``seq_order``). On SQLite the group commit publishes in order: none
-    is held."""
+    is held.
+
+    Batches go out one at a time, in the order they were published: a subscriber may
+    let other greenlets run before it is done (the hub's broadcast to many sockets takes
+    turns, ``Hub.deliver_local``), and a batch published meanwhile waits in line
+    instead of reaching some sockets first. Otherwise a socket at the end of a long
+    delivery could get message seq 6 before seq 5, or a queue place older than the one
+    it already has. (The PostgreSQL broker hands out from one listener greenlet, in
+    order, already.)"""
 
     def __init__(self, hold_seconds: float = 0.0):
         self._subscribers: list[Deliver] = []
@@ -41,6 +50,8 @@ class MemoryBroker:
         # published before seq 1, and after a restart the predecessor went long ago.
         self._order = SeqOrder(hold_seconds) if hold_seconds > 0 else None
         self._releaser = None
+        self._line: deque = deque()  # batches published while another goes out
+        self._handing_out = False
 
     def subscribe(self, deliver: Deliver) -> None:
         self._subscribers.append(deliver)
@@ -51,13 +62,28 @@ class MemoryBroker:
             if self._order.holding() and self._releaser is None:
                 self._releaser = gevent.spawn(self._release_due)
             return
+        self._hand_out(((events, origin),))
+
+    def _hand_out(self, batches) -> None:
+        """Each batch to every subscriber, after those already in line (see the class)."""
+        if self._handing_out:
+            self._line.extend(batches)
+            return
+        self._handing_out = True
+        try:
+            for events, origin in batches:
+                self._give(events, origin)
+            line = self._line
+            while line:
+                self._give(*line.popleft())
+        finally:
+            self._handing_out = False
+            if self._line:  # the greenlet handing out was killed: the rest still go
+                gevent.spawn(self._hand_out, ())
+
+    def _give(self, events, origin) -> None:
         for deliver in self._subscribers:
             deliver(events, origin)
-
-    def _hand_out(self, batches: list) -> None:
-        for events, origin in batches:
-            for deliver in self._subscribers:
-                deliver(events, origin)
 
     def _release_due(self) -> None:
         """Held pushes whose predecessor never came (its publisher failed) go anyway."""
