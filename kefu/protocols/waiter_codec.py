@@ -145,6 +145,8 @@ def _waiter_message(event: MessageCreated, conn, origin):
             # takes pushes; PostgreSQL and MySQL yield meanwhile): after its new_connection.
             early.setdefault(conv.id, []).append((msg, conv))
             return
+        # Told about once and ended since: a late push (stored before the end, carried
+        # by another worker's broker after it) goes at once; no new_connection will come.
         if conv.id not in conn.state.get("known", ()):
             hold_unannounced(conn, msg, conv)
             return
@@ -176,7 +178,8 @@ def announcement(conn, conv, op_id, pending=()):
 
 def forget_announced(conn, conversation_id: int) -> None:
     """The conversation is no longer this waiter socket's (ended, or requeued). What
-    still waits for its announcement is left to go as it would (``waiter_holds.release_held``)."""
+    still waits for its announcement is left to go as it would (``waiter_holds.release_held``).
+    It stays "known" (``_waiter_message``); a requeue forgets that too."""
     for key in ("announced", "told"):
         conn.state.get(key, {}).pop(conversation_id, None)
 
@@ -214,6 +217,9 @@ def _waiter_requeued(event: ConversationRequeued, conn, origin):
     told = event.conversation.id in conn.state.get("announced", ())
     yield from release_held(conn, event.conversation.id)
     forget_announced(conn, event.conversation.id)
+    # Unlike an ended conversation, it may come back to this agent: a message of it is
+    # then held for its new_connection, which another worker's news may bring late.
+    conn.state.get("known", set()).discard(event.conversation.id)
     if told:
         # Told about this user by a sign-in as the grace ran out, on another worker or
         # while the requeue committed: the user is not this agent's any more.
