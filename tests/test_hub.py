@@ -188,3 +188,26 @@ def test_what_waits_in_line_still_goes_when_the_publisher_is_killed():
     gevent.sleep(0.01)
     assert all([event for event, _ in tab.got][-1] is later for tab in tabs)
     assert hub.broker._line == deque()
+
+
+def test_what_waited_in_line_is_handed_out_in_turns():
+    """A hundred pushes published during a long broadcast go after it, in order, and
+    handing them out takes turns too (0.2 ms each): another greenlet runs after a dozen
+    or so of them, not after all hundred."""
+    broadcast = Ping(("k", "broadcast"))
+    pushes = [Ping(("s", str(n))) for n in range(100)]
+    hub = Hub(MemoryBroker())
+    tabs = [SlowFor(str(n), slow=(broadcast,)) for n in range(40)]
+    one = SlowFor("s", slow=pushes)
+    for tab, key in [*((tab, "k") for tab in tabs), (one, "s")]:
+        hub.join(tab)
+        hub.attach(tab, key)
+    publisher = gevent.spawn(hub.publish, [broadcast])
+    gevent.sleep(0)  # it delivers to 32 sockets and takes turns
+    for push in pushes:
+        hub.publish([push])  # in line
+    seen = []
+    gevent.spawn(lambda: seen.append(len(one.got)))  # runs at the line's first turn
+    publisher.join()
+    assert [event for event, _ in one.got] == pushes
+    assert seen and seen[0] <= 24, seen

@@ -11,6 +11,7 @@ from typing import Protocol
 import gevent
 
 from kefu.realtime.seq_order import SeqOrder
+from kefu.realtime.turns import LOOP_TURN_SECONDS, turns
 
 log = logging.getLogger(__name__)
 
@@ -74,8 +75,12 @@ class MemoryBroker:
             for events, origin in batches:
                 self._give(events, origin)
             line = self._line
-            while line:
+            turn = time.perf_counter()
+            while line:  # what came during a long broadcast: it takes turns too
                 self._give(*line.popleft())
+                if line and time.perf_counter() - turn > LOOP_TURN_SECONDS:
+                    turns.pass_turn()
+                    turn = time.perf_counter()
         finally:
             self._handing_out = False
             if self._line:  # the greenlet handing out was killed: the rest still go

@@ -17,10 +17,9 @@ from time import monotonic
 
 import gevent
 
-from kefu.realtime.turns import turns
+from kefu.realtime.turns import LOOP_TURN_SECONDS, turns
 
 log = logging.getLogger(__name__)
-TURN_SECONDS = 0.002  # of pinging before other greenlets get a turn (as hub broadcasts)
 
 
 class Heartbeat:
@@ -46,7 +45,7 @@ class Heartbeat:
             # A copy of the WeakSet's own set of references, not list(WeakSet): that
             # dereferences all 10,000 in one go (a pass's first turn held the hub 10-12
             # ms with it, about 3 ms without).
-            for ref in turns.paced(list(self._servers.data), TURN_SECONDS):
+            for ref in turns.paced(list(self._servers.data), LOOP_TURN_SECONDS):
                 server = ref()
                 if server is None:
                     continue

@@ -9,10 +9,9 @@ import logging
 from collections import defaultdict
 
 from kefu.realtime.broker import Broker
-from kefu.realtime.turns import turns
+from kefu.realtime.turns import LOOP_TURN_SECONDS, turns
 
 log = logging.getLogger(__name__)
-TURN_SECONDS = 0.002  # of one broadcast before other greenlets get a turn
 
 
 class Hub:
@@ -75,7 +74,7 @@ class Hub:
             # A broadcast to thousands (queue places) takes turns with the other
             # sockets instead of holding the hub until every frame is written.
             # Codecs drop what such a delay can make stale (see waiter_codec).
-            for conn in turns.paced(targets, TURN_SECONDS):
+            for conn in turns.paced(targets, LOOP_TURN_SECONDS):
                 try:
                     conn.deliver(event, origin)
                 except Exception:  # one broken codec must not starve the others

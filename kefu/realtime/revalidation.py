@@ -8,8 +8,7 @@ import logging
 import gevent
 
 from kefu.errors import Busy
-from kefu.realtime.hub import TURN_SECONDS
-from kefu.realtime.turns import turns
+from kefu.realtime.turns import LOOP_TURN_SECONDS, turns
 from kefu.services import accounts, inactivity, page_sessions
 
 log = logging.getLogger(__name__)
@@ -31,7 +30,7 @@ def revalidate(hub) -> None:
     # Every pass over the sockets takes turns by time: at 10,000 sockets the plain
     # comprehensions and the first chunk of the query held the hub 12-27 ms.
     signed_in, user_ids = [], set()
-    for conn in turns.paced(hub.all_connections(), TURN_SECONDS):
+    for conn in turns.paced(hub.all_connections(), LOOP_TURN_SECONDS):
         if conn.principal and not conn.closed:
             signed_in.append(conn)
             user_ids.add(conn.principal.user_id)
@@ -39,7 +38,7 @@ def revalidate(hub) -> None:
     _close_ended_page_sessions(signed_in)
     if not changes:
         return
-    for conn in turns.paced(signed_in, TURN_SECONDS):
+    for conn in turns.paced(signed_in, LOOP_TURN_SECONDS):
         change = changes.get(conn.principal.user_id)
         if change is None:
             continue
@@ -53,7 +52,8 @@ def revalidate(hub) -> None:
 def _close_ended_page_sessions(signed_in) -> None:
     """A page's live channel whose session has ended (expired, or signed out where this
     worker did not hear it) is closed, as the session's pages are refused."""
-    pages = [conn for conn in turns.paced(signed_in, TURN_SECONDS) if conn.state.get("session")]
+    paced = turns.paced(signed_in, LOOP_TURN_SECONDS)
+    pages = [conn for conn in paced if conn.state.get("session")]
     if not pages:
         return
     on = page_sessions.still_on({conn.state["session"] for conn in pages}, turns.pass_turn)

@@ -25,6 +25,9 @@ from gevent.hub import Waiter, get_hub
 from greenlet import getcurrent
 
 BUDGET = 0.003  # seconds of handler work per loop iteration before others get a turn
+# Of one long loop in one greenlet (a broadcast, a ping pass, what waited in the broker's
+# line) before others get a turn: ``Turns.paced``.
+LOOP_TURN_SECONDS = 0.002
 
 
 class Turns:
