@@ -155,6 +155,7 @@ class ConversationAssigned:
 
     conversation: ConversationRef
     pending: tuple[MessageView, ...] = ()
+    queued_at: float | None = None  # the queue entry it was taken from (None: never queued)
 
     def audience(self):
         return [*self.conversation.audience(), AGENTS]
@@ -188,6 +189,7 @@ class ConversationRequeued:
 
     conversation: ConversationRef
     previous_agent: Person
+    queued_at: float | None = None  # its new queue entry: see protocols/queue_entries.py
 
     def audience(self):
         return [self.conversation.customer_key, user_key(self.previous_agent.user_id), AGENTS]

@@ -49,7 +49,7 @@ def assign_waiting_locked(queued_here: bool = False) -> list:
         agent = cached_first(f"free_agent:{len(online)}", _free_agent, *online)
         if agent is None:
             break
-        events.append(assign_locked(conv.id, agent.id))
+        events.append(assign_locked(conv.id, agent.id, conv.queued_at))
     if queued_here and not db.is_sqlite():
         # Customers wait, and no agent had room as this transaction read them. On MySQL
         # room may have come since: an agent online (presence is no row), or a slot
@@ -107,18 +107,20 @@ def _assign_serialised() -> list:
             if with_room.exists():  # as last committed: an agent has room, its row locked
                 events.append(AssignmentDeferred())
             break
-        events.append(assign_locked(conv.id, agent.id))
+        events.append(assign_locked(conv.id, agent.id, conv.queued_at))
     return events
 
 
-def assign_locked(conversation_id: int, kefu_id: int) -> ConversationAssigned:
+def assign_locked(conversation_id: int, kefu_id: int, queued_at: float | None):
     """Give one open conversation to an agent and count it against the agent's load.
-    The event carries what the customer wrote that the agent side has not read."""
+    The event carries what the customer wrote that the agent side has not read, and the
+    queue entry taken (``queued_at``, which this clears): a codec tells by it that a
+    requeue another worker's news brought late is older than this hand-back."""
     args = (kefu_id, clock.now(), conversation_id)
     cached_write("assign", _assign_query, args, (-771001, PROBE_TIMES[0], -771002))
     took_one_locked(kefu_id)
     ref = conversation_ref(load(conversation_id))
-    return ConversationAssigned(ref, history.unread_by_agent_locked(ref))
+    return ConversationAssigned(ref, history.unread_by_agent_locked(ref), queued_at)
 
 
 def took_one_locked(kefu_id: int) -> None:
@@ -263,7 +265,12 @@ def _requeue_locked(kefu_id: int) -> list:
         Agent.id == kefu_id
     ).execute()
     previous = person(Agent.get_by_id(kefu_id).user)
-    events = [ConversationRequeued(conversation_ref(load(i)), previous) for i in ids]
+    events = [_requeued(load(i), previous) for i in ids]
     events += assign_waiting_locked(queued_here=True)
     events.append(queue_moved())
     return events
+
+
+def _requeued(conv: Conversation, previous) -> ConversationRequeued:
+    """With the queue entry made (``assign_locked``'s ``queued_at`` when it is taken)."""
+    return ConversationRequeued(conversation_ref(conv), previous, conv.queued_at)
