@@ -12,6 +12,7 @@ import contextlib
 from kefu import clock
 from kefu.errors import Busy
 from kefu.models import OPEN, SENDER_AGENT, SENDER_USER
+from kefu.protocols.queue_entries import forget_taken, stale_requeue, took_from_queue
 from kefu.realtime.events import (
     AgentChanged,
     ConversationAssigned,
@@ -89,6 +90,7 @@ def _agent_assigned(event: ConversationAssigned, conn) -> str:
     conv = event.conversation
     if not _is_mine(conn, conv):
         return ""
+    took_from_queue(conn, event)
     row = _row(conv)
     # At the top for now; the page moves it to its place by its last activity (threads.js).
     return _delete(f"conv-{conv.id}") + oob(
@@ -128,8 +130,9 @@ def _agent_rated(event: ConversationRated, conn) -> str:
 
 
 def _agent_requeued(event: ConversationRequeued, conn) -> str:
-    if conn.principal.user_id != event.previous_agent.user_id:
-        return ""
+    if conn.principal.user_id != event.previous_agent.user_id or stale_requeue(conn, event):
+        return ""  # stale: the row is of the hand-back of this entry to this agent
+    forget_taken(conn, event.conversation.id)
     return _delete(f"conv-{event.conversation.id}")
 
 
@@ -177,6 +180,10 @@ def _user_header(event, conn) -> str:
     conv = event.conversation
     if not _is_mine(conn, conv):
         return ""
+    if type(event) is ConversationAssigned:
+        took_from_queue(conn, event)
+    elif stale_requeue(conn, event):
+        return ""  # the header already names the agent it went back to
     return user_header(conn, conv)
 
 

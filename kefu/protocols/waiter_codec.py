@@ -14,6 +14,7 @@ of users it has not been told about yet wait in ``waiter_holds``.
 import time
 
 from kefu.models import SENDER_USER
+from kefu.protocols.queue_entries import stale_requeue, took_from_queue
 from kefu.protocols.waiter_holds import held_for, hold_unannounced, release_held
 from kefu.protocols.waiter_wire import as_seen, customer_of, frame, to_waiter
 from kefu.realtime.events import (
@@ -78,8 +79,8 @@ class WaiterCodec:
 
 
 def forget_conversation(conn) -> None:
-    conn.state.pop("served", None)
-    conn.state.pop("location", None)
+    for key in ("served", "location", "taken"):
+        conn.state.pop(key, None)
 
 
 def _user_message(event: MessageCreated, conn, origin):
@@ -92,7 +93,10 @@ def _user_message(event: MessageCreated, conn, origin):
 
 def _user_assigned(event: ConversationAssigned, conn, origin):
     conv = event.conversation
-    if not _mine_as_customer(conn, conv) or conn.state.get("served") == (conv.id, conv.kefu_id):
+    if not _mine_as_customer(conn, conv):
+        return
+    took_from_queue(conn, event)  # even if served already: by the same agent, given back
+    if conn.state.get("served") == (conv.id, conv.kefu_id):
         return
     conn.state["served"] = (conv.id, conv.kefu_id)
     conn.state.pop("location", None)
@@ -112,7 +116,7 @@ def _user_ended(event: ConversationEnded, conn, origin):
 def _user_requeued(event: ConversationRequeued, conn, origin):
     # The agent stayed away: the next QueueChanged / ConversationAssigned tells the user
     # its new place or its new agent, so only forget what was said before.
-    if _mine_as_customer(conn, event.conversation):
+    if _mine_as_customer(conn, event.conversation) and not stale_requeue(conn, event):
         forget_conversation(conn)
     return ()
 
@@ -180,13 +184,14 @@ def forget_announced(conn, conversation_id: int) -> None:
     """The conversation is no longer this waiter socket's (ended, or requeued). What
     still waits for its announcement is left to go as it would (``waiter_holds.release_held``).
     It stays "known" (``_waiter_message``); a requeue forgets that too."""
-    for key in ("announced", "told"):
+    for key in ("announced", "told", "taken"):
         conn.state.get(key, {}).pop(conversation_id, None)
 
 
 def _waiter_assigned(event: ConversationAssigned, conn, origin):
     conv = event.conversation
     if _mine_as_agent(conn, conv):
+        took_from_queue(conn, event)
         op_id = _request_op(conn, origin, conv.id)
         yield from announcement(conn, conv, op_id, _unheard(conn, event))
 
@@ -212,8 +217,8 @@ def _waiter_ended(event: ConversationEnded, conn, origin):
 
 
 def _waiter_requeued(event: ConversationRequeued, conn, origin):
-    if event.previous_agent.user_id != conn.principal.user_id:
-        return
+    if event.previous_agent.user_id != conn.principal.user_id or stale_requeue(conn, event):
+        return  # stale: the hand-back of this entry to this agent was rendered already
     told = event.conversation.id in conn.state.get("announced", ())
     yield from release_held(conn, event.conversation.id)
     forget_announced(conn, event.conversation.id)
