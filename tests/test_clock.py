@@ -54,3 +54,17 @@ def test_now_and_its_texts_are_those_of_the_clock_as_it_was(micros):
         assert clock.stored_text(value) == expected.isoformat(" ")
         assert clock.wire(value) == expected.isoformat(" ", "seconds")
         assert clock.unix(value) == us // 1_000_000
+        assert clock.wire_and_unix(value) == (clock.wire(value), clock.unix(value))
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(clock.time, "time_ns", lambda us=us: us * 1000 + 999)
+            stamped, text = clock.now_stored()
+        assert stamped == expected and stamped.tzinfo is None
+        assert text == expected.isoformat(" ") == clock.stored_text(stamped)
+        assert clock.wire_and_unix(stamped) == (clock.wire(value), us // 1_000_000)
+
+
+def test_wire_and_unix_of_a_datetime_now_did_not_make():
+    for value in (datetime(2026, 12, 5, 9, 0, 1, 7), datetime(2026, 12, 5, 9, 0, 2)):
+        assert clock.wire_and_unix(value) == (value.isoformat(" ", "seconds"), clock.unix(value))
+        clock.stored_text(value)  # its wire text kept, without its Unix seconds
+        assert clock.wire_and_unix(value) == (clock.wire(value), clock.unix(value))

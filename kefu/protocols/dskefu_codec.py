@@ -75,7 +75,7 @@ def _to_assignee(conn, conv: ConversationRef) -> bool:
 
 def _message_push(event: MessageCreated) -> dict:
     conv, msg = event.conversation, event.message
-    stamp = clock.unix(msg.created_at)
+    created_at, stamp = clock.wire_and_unix(msg.created_at)
     if conv.visitor_id is not None:
         return {
             "type": "push_message",
@@ -85,7 +85,7 @@ def _message_push(event: MessageCreated) -> dict:
             "message_id": msg.id,
             "content": msg.text,  # visitors get text only: an agent's image is its link
             "sender_type": msg.sender_type,
-            "created_at": clock.wire(msg.created_at),
+            "created_at": created_at,
             "timestamp": stamp,
             "conversation_id": conv.id,
         }
@@ -102,7 +102,7 @@ def _message_push(event: MessageCreated) -> dict:
         "content": msg.content,
         "message_type": msg.message_type,
         "file_url": msg.file_url,
-        "created_at": clock.wire(msg.created_at),
+        "created_at": created_at,
         "timestamp": stamp,
     }
 

@@ -219,9 +219,9 @@ def append_locked(
 
     A ``Target`` read in this transaction also gives the event's people, so the
     conversation is not loaded again for the snapshot."""
-    now = clock.now()
-    target = conv if type(conv) is Target else None
     sqlite, postgres = db.is_sqlite(), db.is_postgres()
+    now, now_text = clock.now_stored() if sqlite else (clock.now(), None)
+    target = conv if type(conv) is Target else None
     if target is None or not target.current:  # lock the row and read it again
         conv = _locked_row(conv.id)
         if conv.status != OPEN:  # ended since the caller read it
@@ -229,7 +229,7 @@ def append_locked(
     # SQL generated once (sqlcache) for plain ids: peewee's building of the INSERT and
     # UPDATE costs more CPU than the database needs to run them.
     cached = (sqlite or postgres) and type(conv.id) is int and type(conv.last_seq) is int
-    stamp = clock.stored_text(now) if cached and sqlite else now
+    stamp = now_text if cached and sqlite else now
     row = (conv.id, conv.last_seq + 1, sender_type, sender_id, sender_key, content)
     try:
         if cached and sqlite:  # no savepoint: SQLite undoes just the failed statement
