@@ -103,9 +103,12 @@ class ConversationRef:
         return self.agent.key if self.agent else None
 
     def audience(self) -> list[str]:
-        keys, agent = [self.customer_key], self.agent_key  # read once: every message's push
-        if agent:
-            keys.append(agent)
+        """``customer_key`` and ``agent_key`` (if any), read here without their property
+        calls: every message's push is routed by them."""
+        customer, agent = self.customer, self.agent
+        keys = [customer.key if customer is not None else visitor_key(self.visitor_id)]
+        if agent is not None:
+            keys.append(agent.key)
         return keys
 
 
