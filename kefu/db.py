@@ -36,12 +36,17 @@ database = DatabaseProxy()
 # paths read ``db.configured``: each read of ``database.obj`` takes the slower lookup
 # of a class with a ``__getattr__`` (peewee's proxy), about ten times a message.
 configured = None
+# What kind it is, kept with it: every message's path asks twice or three times, and a
+# call of is_sqlite() costs more than reading the answer.
+configured_sqlite = configured_postgres = False
 
 
 @database.attach_callback
 def _follow(obj) -> None:
-    global configured
+    global configured, configured_sqlite, configured_postgres
     configured = obj
+    configured_sqlite = isinstance(obj, PooledSqliteDatabase)
+    configured_postgres = isinstance(obj, PooledPostgresqlDatabase)
 
 
 SQLITE_PRAGMAS = {
@@ -170,7 +175,7 @@ def _cooperate_with_gevent() -> None:
 
 
 def is_sqlite() -> bool:
-    return isinstance(configured, PooledSqliteDatabase)
+    return configured_sqlite
 
 
 def unreachable() -> str | None:
@@ -186,7 +191,7 @@ def unreachable() -> str | None:
 
 
 def is_postgres() -> bool:
-    return isinstance(configured, PooledPostgresqlDatabase)
+    return configured_postgres
 
 
 @contextmanager

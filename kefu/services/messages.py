@@ -36,7 +36,7 @@ def send_locked(who, conversation_id, content, message_type, file_url, op_id):
     sender_type, sender_id, sender_key = who.sender
     try:
         target = visible(conversation_id, who, load_current_target)
-        if not target.is_open:
+        if target.status != OPEN:  # is_open, without a property's call (every message)
             raise SentAfterEnd
         row = (sender_type, sender_id, sender_key, content, message_type, file_url, op_id)
         view, events = append_locked(target, *row)
@@ -219,7 +219,7 @@ def append_locked(
 
     A ``Target`` read in this transaction also gives the event's people, so the
     conversation is not loaded again for the snapshot."""
-    sqlite, postgres = db.is_sqlite(), db.is_postgres()
+    sqlite, postgres = db.configured_sqlite, db.configured_postgres
     now, now_text = clock.now_stored() if sqlite else (clock.now(), None)
     target = conv if type(conv) is Target else None
     if target is None or not target.current:  # lock the row and read it again
@@ -270,7 +270,8 @@ def append_locked(
         now,  # created_at
         now,  # updated_at
     )
-    if target is not None and _same_people(target, conv):
+    # A target read in this transaction (conv is target: the usual case) is its own row.
+    if target is not None and (conv is target or _same_people(target, conv)):
         # The row is locked (or SQLite's writer lock is held): the counters are the
         # row's plus the increments just written.
         unread = conv.unread_count + (not to_agent)

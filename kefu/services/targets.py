@@ -135,7 +135,7 @@ def load_target(conversation_id: int, current: bool = False) -> Target:
     people's rows too: there the row alone is locked first, then read with its people
     (READ COMMITTED, see db.py: the read sees the locked row as committed). A plain read
     was once taken there, and a message went into a conversation ended meanwhile."""
-    locking = current and not db.is_sqlite()
+    locking = current and not db.configured_sqlite
     joined = locking and db.is_postgres()  # locked by the join's own FOR UPDATE OF
     build = _locked_target_query if joined else _target_query
     if type(conversation_id) is int:
