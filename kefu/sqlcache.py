@@ -80,7 +80,14 @@ def cached_write(name: str, build, args: tuple, probes: tuple):
     if entry is _BUILD_EACH_TIME:
         return db.database.execute(build(*args))
     sql, constants, pick = entry
-    return _execute(db.configured, sql, pick(args + constants), write=True)
+    params = pick(args + constants)
+    if _batch["greenlet"] is getcurrent():  # a group-commit job (every message's two writes):
+        try:  # the batch's cursor, as ``_execute`` takes it, without its call
+            return _batch["cursor"].execute(sql, params)
+        except Exception:
+            with __exception_wrapper__:
+                raise
+    return _execute(db.configured, sql, params, write=True)
 
 
 _BUILD_EACH_TIME = object()

@@ -276,8 +276,8 @@ def append_locked(
         # row's plus the increments just written.
         unread = conv.unread_count + (not to_agent)
         ref = target.ref(unread, conv.kefu_unread_count + to_agent)
-        if conv is target and (memo := rowmemo.current()) is not None:
-            memo.put(conv.id, target.state(1, not to_agent, to_agent))
+        if conv is target and target.memo is not None:
+            target.memo.put(conv.id, target.state(1, not to_agent, to_agent))
     else:
         ref = conversation_ref(load(conv.id))
     return view, [MessageCreated(ref, view)]

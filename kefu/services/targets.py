@@ -8,7 +8,7 @@ to the next, so they are kept per conversation (``Parties``) and the four-way jo
 reads them is run only for a conversation not seen lately or whose participants changed.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from time import monotonic
 
 from peewee import JOIN
@@ -40,6 +40,9 @@ class Target:
     agent: Person | None
     # Stays as read until the transaction ends (see load_target).
     current: bool = False
+    # The group commit's memo it was read in, which a write to the row must keep up to
+    # date (rowmemo.current() when it was read: asked once per message, not twice).
+    memo: rowmemo.RowMemo | None = field(default=None, compare=False, repr=False)
 
     @property
     def is_open(self) -> bool:
@@ -118,7 +121,9 @@ class Parties:
     def fresh(self, conversation_id: int) -> tuple | None:
         """(ids, people, expiry) while the entry lasts; people are (customer, visitor
         key, agent)."""
-        known = self._of_database().get(conversation_id)
+        # _of_database's test, without its call: every message asks.
+        entries = self._known if self._database is db.configured else self._of_database()
+        known = entries.get(conversation_id)
         return None if known is None or known[2] < monotonic() else known
 
 
@@ -138,6 +143,7 @@ def load_target(conversation_id: int, current: bool = False) -> Target:
     locking = current and not db.configured_sqlite
     joined = locking and db.is_postgres()  # locked by the join's own FOR UPDATE OF
     build = _locked_target_query if joined else _target_query
+    memo = None
     if type(conversation_id) is int:
         memo = rowmemo.current() if current else None  # a batch job: the writer lock is held
         target = _with_known_parties(conversation_id, locking, memo)
@@ -167,7 +173,7 @@ def load_target(conversation_id: int, current: bool = False) -> Target:
         target = next(map(_target_from_row, build(conversation_id).tuples()), None)
     if target is None:
         raise NotFound("Conversation not found")
-    target.current = current
+    target.current, target.memo = current, memo
     return target
 
 
