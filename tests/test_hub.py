@@ -173,7 +173,8 @@ def test_a_push_published_while_its_predecessor_goes_out_comes_after_it(hold_sec
 
 def test_what_waits_in_line_still_goes_when_the_publisher_is_killed():
     """The greenlet handing a long delivery out dies mid-way (its socket's handler was
-    killed): what others published meanwhile is still delivered."""
+    killed): what others published meanwhile is still delivered, before what comes
+    next."""
     slow, later = Ping(("k", "slow")), Ping(("k", "later"))
     hub = Hub(MemoryBroker())
     tabs = [SlowFor(str(n), slow=(slow,)) for n in range(40)]
@@ -185,8 +186,10 @@ def test_what_waits_in_line_still_goes_when_the_publisher_is_killed():
     hub.publish([later])  # waits in line
     assert sorted(len(tab.got) for tab in tabs) == [0] * 8 + [1] * 32
     publisher.kill()
+    last = Ping(("k", "last"))
+    hub.publish([last])  # after what waits in line, not before it
     gevent.sleep(0.01)
-    assert all([event for event, _ in tab.got][-1] is later for tab in tabs)
+    assert all([event for event, _ in tab.got][-2:] == [later, last] for tab in tabs)
     assert hub.broker._line == deque()
 
 

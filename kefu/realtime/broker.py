@@ -58,37 +58,56 @@ class MemoryBroker:
         self._subscribers.append(deliver)
 
     def publish(self, events: Sequence, origin: str | None) -> None:
-        if self._order is not None:
-            self._hand_out(self._order.offer((events, origin), time.monotonic()))
-            if self._order.holding() and self._releaser is None:
-                self._releaser = gevent.spawn(self._release_due)
+        if self._order is None:
+            self._deliver(events, origin)
             return
-        self._hand_out(((events, origin),))
+        self._hand_out(self._order.offer((events, origin), time.monotonic()))
+        if self._order.holding() and self._releaser is None:
+            self._releaser = gevent.spawn(self._release_due)
 
     def _hand_out(self, batches) -> None:
-        """Each batch to every subscriber, after those already in line (see the class)."""
-        if self._handing_out:
-            self._line.extend(batches)
+        for events, origin in batches:
+            self._deliver(events, origin)
+
+    def _deliver(self, events, origin) -> None:
+        """To every subscriber, after the batches already in line (see the class)."""
+        if self._handing_out or self._line:
+            self._line.append((events, origin))
+            self._run_line()
             return
-        self._handing_out = True
+        self._handing_out = True  # the usual case: nobody in line, no call of its own
         try:
-            for events, origin in batches:
-                self._give(events, origin)
-            line = self._line
-            turn = time.perf_counter()
-            while line:  # what came during a long broadcast: it takes turns too
-                self._give(*line.popleft())
-                if line and time.perf_counter() - turn > LOOP_TURN_SECONDS:
-                    turns.pass_turn()
-                    turn = time.perf_counter()
+            for deliver in self._subscribers:
+                deliver(events, origin)
+            if self._line:
+                self._hand_out_line()
         finally:
             self._handing_out = False
             if self._line:  # the greenlet handing out was killed: the rest still go
-                gevent.spawn(self._hand_out, ())
+                gevent.spawn(self._run_line)
 
-    def _give(self, events, origin) -> None:
-        for deliver in self._subscribers:
-            deliver(events, origin)
+    def _run_line(self) -> None:
+        if self._handing_out:
+            return  # the greenlet handing out takes it
+        self._handing_out = True
+        try:
+            self._hand_out_line()
+        finally:
+            self._handing_out = False
+            if self._line:
+                gevent.spawn(self._run_line)
+
+    def _hand_out_line(self) -> None:
+        """What was published during a long broadcast: it takes turns too."""
+        line = self._line
+        turn = time.perf_counter()
+        while line:
+            events, origin = line.popleft()
+            for deliver in self._subscribers:
+                deliver(events, origin)
+            if line and time.perf_counter() - turn > LOOP_TURN_SECONDS:
+                turns.pass_turn()
+                turn = time.perf_counter()
 
     def _release_due(self) -> None:
         """Held pushes whose predecessor never came (its publisher failed) go anyway."""
