@@ -18,28 +18,27 @@ _this_second = {"now": (None, (), "")}
 def now() -> datetime:
     """The same instant as datetime.now(UTC).replace(tzinfo=None), whose replace() alone
     costs more than this (see ``_this_second``)."""
-    second, micro = divmod(time.time_ns() // 1000, 1_000_000)
-    known = _this_second["now"]
-    if known[0] != second:
-        known = _new_second(second)
-    value = datetime(*known[1], micro)
-    _remember(value, known[2], second)
-    return value
+    return _stamp()[0]
 
 
 def now_stored() -> tuple[datetime, str]:
     """``now()`` and its ``stored_text``, what every message stored on SQLite takes. The
     text follows from the second's and the microsecond, at hand here, where
     ``stored_text`` would look them up again (two calls cost about 1,900 instructions a
-    message more). ``now()``'s lines, repeated: a helper for both adds its call to each."""
+    message more)."""
+    value, text, micro = _stamp()
+    return value, f"{text}.{str(1_000_000 + micro)[1:]}" if micro else text
+
+
+def _stamp() -> tuple[datetime, str, int]:
+    """(now, its second's stored text, its microsecond), the second's read once."""
     second, micro = divmod(time.time_ns() // 1000, 1_000_000)
     known = _this_second["now"]
     if known[0] != second:
         known = _new_second(second)
     value = datetime(*known[1], micro)
     _remember(value, known[2], second)
-    text = known[2]
-    return value, f"{text}.{str(1_000_000 + micro)[1:]}" if micro else text
+    return value, known[2], micro
 
 
 def _new_second(second: int) -> tuple:
