@@ -102,6 +102,7 @@ def _agent_ended(event: ConversationEnded, conn) -> str:
     conv = event.conversation
     if not _is_mine(conn, conv):
         return ""
+    forget_taken(conn, conv.id)  # an ended conversation is never requeued
     row = _row(conv)
     # Says who ended it; a reply being written stays in the notice (composer.js).
     footer = partial(
