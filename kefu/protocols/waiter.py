@@ -91,10 +91,7 @@ def waiter_auth(conn, req, live):
         # What the customers wrote while the agent had no waiter socket here follows
         # each new_connection, as after an assignment.
         since = conn.state["heard_until"][0] if first else None  # (WaiterAbsences.start)
-        for ref in history.open_for_agent(who.kefu_id):  # users and visitors
-            missed = history.customer_messages_since(ref.id, since) if since else ()
-            for out in codec.announcement(conn, ref, req.op_id, missed):
-                conn.send(out)
+        tell_serving(conn, who.kefu_id, req.op_id, since)
     finally:
         for out in holds.release_early(conn):
             conn.send(out)
@@ -106,6 +103,15 @@ def waiter_auth(conn, req, live):
     if not first:
         return []
     return [WaiterSignedIn(who.user_id, live.worker_id, conn.id, conn.signed_in_at)]
+
+
+def tell_serving(conn, kefu_id: int, op_id, since) -> None:
+    """A signing-in waiter socket is told of every user and visitor the agent serves,
+    each with what its customer wrote since ``since`` (None: nothing)."""
+    for ref in history.open_for_agent(kefu_id):
+        missed = history.customer_messages_since(ref.id, since) if since else ()
+        for out in codec.announcement(conn, ref, op_id, missed):
+            conn.send(out)
 
 
 def kick_older_waiters(live, event: WaiterSignedIn) -> None:
