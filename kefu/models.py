@@ -175,6 +175,8 @@ class Conversation(BaseModel):
     # visitor and agent) enforced by the database on SQLite, PostgreSQL and MySQL alike.
     open_key = CharField(max_length=200, null=True, unique=True)
     queued_at = DoubleField(null=True, index=True)  # set while waiting for an agent
+    # The queue entry (queued_at) its agent took it from: see protocols/queue_entries.py.
+    taken_entry = DoubleField(null=True)
     last_seq = IntegerField(default=0)  # per-conversation message sequence
     last_message_at = DateTimeField(null=True)
     unread_count = IntegerField(default=0)  # agent messages the customer has not read

@@ -10,7 +10,7 @@ import sys
 import time
 
 import pytest
-from peewee import DateTimeField, IntegrityError
+from peewee import DateTimeField, DoubleField, IntegrityError
 from peewee_migrate import Router
 from playhouse.migrate import SchemaMigrator
 from playhouse.pool import PooledMySQLDatabase
@@ -61,6 +61,29 @@ def test_005_puts_op_id_first_and_keeps_sends_idempotent(database):
     assert ("op_id", "sender_key") not in unique_message_indexes(database)
 
 
+def test_008_keeps_the_conversations_and_rolls_back(database):
+    """A column added to (and, rolled back, dropped from) a table with rows: SQLite
+    drops a column by copying the table, which must keep its rows and their messages."""
+    router = Router(database, migrate_dir=MIGRATIONS)
+    router.run("007_page_sessions")
+    database.execute_sql(
+        "INSERT INTO conversation (status, last_seq, unread_count, kefu_unread_count,"
+        " queued_at, created_at, updated_at) VALUES (1, 0, 0, 0, 12.5,"
+        " '2026-01-01 00:00:00', '2026-01-01 00:00:00')"
+    )
+    insert_message(database, "op-1")
+
+    router.run("008_taken_entry")
+    database.execute_sql("UPDATE conversation SET taken_entry = queued_at, queued_at = NULL")
+    rows = database.execute_sql("SELECT queued_at, taken_entry FROM conversation")
+    assert list(rows) == [(None, 12.5)]
+
+    router.rollback()
+    assert "taken_entry" not in {c.name for c in database.get_columns("conversation")}
+    assert database.execute_sql("SELECT COUNT(*) FROM conversation").fetchone()[0] == 1
+    assert database.execute_sql("SELECT COUNT(*) FROM message").fetchone()[0] == 1
+
+
 def own_mysql_database(needs: str) -> str:
     return own_database("mysql", needs)
 
@@ -88,6 +111,9 @@ CUT_SHORT = {
         "message", "message_conversation_id"
     ),
     "005_op_id_first": lambda m: m.drop_index("message", "message_sender_key_op_id"),
+    "008_taken_entry": lambda m: m.add_column(
+        "conversation", "taken_entry", DoubleField(null=True)
+    ),
 }
 
 
@@ -98,6 +124,7 @@ def test_a_migration_cut_short_is_finished_by_the_next_run(database, cut):
 
     assert Router(database, migrate_dir=MIGRATIONS).run() == ALL[ALL.index(cut) :]
     assert "credentials_changed_at" in {c.name for c in database.get_columns("user")}
+    assert "taken_entry" in {c.name for c in database.get_columns("conversation")}
     indexes = {tuple(i.columns): i.unique for i in database.get_indexes("message")}
     assert ("conversation_id",) not in indexes
     assert indexes[("op_id", "sender_key")] is True

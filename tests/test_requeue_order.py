@@ -6,16 +6,22 @@ before A's requeue: rendered after it, the requeue told the agent that its user 
 (waiter ``disconnected``, the dashboard's row deleted) and the user that it waited again.
 That order cannot be made on cue through real servers, so real service events, on a real
 database (SQLite unless KEFU_TEST_DATABASE names another), are rendered into socket
-stand-ins in that order, as test_waiter_holds.py does."""
+stand-ins in that order, as test_waiter_holds.py does; a socket that signs in runs the
+protocols' own sign-in reads."""
 
+import json
 from types import SimpleNamespace
 
 import pytest
 
 from kefu.principal import principal_for
 from kefu.protocols import waiter_codec as codec
+from kefu.protocols.fields import Fields
+from kefu.protocols.pages import resync
 from kefu.protocols.pages_codec import PagesCodec
+from kefu.protocols.waiter import tell_serving
 from kefu.protocols.waiter_codec import USER, WAITER
+from kefu.protocols.waiter_frames import Request, user_connect
 from kefu.realtime.events import ConversationAssigned, ConversationRequeued, QueueMoved
 from kefu.services import accounts, conversations, history, messages, presence, routing
 from tests.test_waiter_services import app, people, rendered, socket_of  # noqa: F401
@@ -118,3 +124,49 @@ def test_the_pages_keep_a_conversation_handed_back_before_its_requeue_came():
     race.leave()
     later = [e for e in routing.requeue_agent(race.agent_row.id) if type(e) is not QueueMoved]
     assert 'hx-swap-oob="delete"' in shown(dashboard, later)
+
+
+# -- a socket that signs in after the hand-back's news went by -------------------------
+# It never saw the assignment, so it knew no entry taken: the requeue, later still,
+# told the agent its user had left. The sign-in now reads the entry with the
+# conversation (``Conversation.taken_entry``).
+
+
+def test_a_waiter_signed_in_after_the_hand_back_keeps_its_user_when_the_requeue_comes():
+    race = grace_ends_as_the_agent_returns("order-agent-5")
+    late = socket_of(race.waiter, WAITER)
+    tell_serving(late, race.agent_row.id, "a1", None)  # the sign-in's read
+    told = [json.loads(f) for f in late.sent]
+    assert [(f["type"], f["from"]) for f in told] == [("new_connection", race.customer.uuid)]
+    assert rendered(late, race.requeue) == []  # not "disconnected"
+    assert rendered(late, race.hand_back) == []  # told already
+    race.leave()
+    again = routing.requeue_agent(race.agent_row.id)  # a new entry: the user did leave
+    assert [f["type"] for f in rendered(late, again)] == ["disconnected"]
+
+
+def test_a_user_socket_connected_after_the_hand_back_is_not_sent_back_to_the_queue():
+    race = grace_ends_as_the_agent_returns("order-agent-6")
+    user = socket_of(race.customer, USER)
+    user_connect(user, Request("c1", None, Fields(None)), None)
+    assert [json.loads(f)["type"] for f in user.sent] == ["connect_success"]
+    assert rendered(user, race.queued) == []
+    assert rendered(user, [race.waiting]) == []  # no connect_queue: it is served
+    race.leave()
+    again = routing.requeue_agent(race.agent_row.id)
+    assert [f["type"] for f in rendered(user, again)] == ["connect_queue"]
+
+
+def test_pages_signed_in_after_the_hand_back_keep_the_conversation():
+    race = grace_ends_as_the_agent_returns("order-agent-7")
+    row = f'id="conv-{race.conv.id}"'
+    dashboard = pages(race.waiter)
+    assert row in resync(dashboard, {"type": "hello"})  # the page's hello, on connect
+    assert shown(dashboard, race.queued) == ""  # the row is not deleted
+    chat = pages(race.customer)
+    assert "is helping you" in resync(chat, {"type": "hello"})
+    assert shown(chat, race.queued) == ""  # the header keeps naming the agent
+    race.leave()
+    later = [e for e in routing.requeue_agent(race.agent_row.id) if type(e) is not QueueMoved]
+    assert 'hx-swap-oob="delete"' in shown(dashboard, later)
+    assert "is helping you" not in shown(chat, later)

@@ -18,6 +18,7 @@ from flask import Blueprint, abort, current_app, g, request
 from kefu.errors import Busy, KefuError, NotFound, TooManyRequests
 from kefu.models import SENDER_AGENT, SENDER_USER
 from kefu.protocols.pages_codec import PagesCodec, oob, user_header
+from kefu.protocols.queue_entries import shown_taken
 from kefu.realtime.admission import TooManyConnections
 from kefu.realtime.connection import Connection
 from kefu.realtime.transport import sock
@@ -70,12 +71,15 @@ def resync(conn, frame: dict) -> str:
             out.append(oob(f"#thread-{conversation_id}", html))
     if who.is_agent:
         open_rows, ended_rows = desk.agent_desk(who.kefu_id)
+        for row in open_rows:  # a requeue older than these rows' hand-backs changes none
+            shown_taken(conn, row.conversation.id, row.taken_entry)
         rows = "".join(partial("parts/conv_row.html", row=r) for r in open_rows)
         ended = "".join(partial("parts/conv_row.html", row=r) for r in ended_rows)
         out.append(f'<div id="open-list" hx-swap-oob="innerHTML">{rows}</div>')
         out.append(f'<div id="ended-list" hx-swap-oob="innerHTML">{ended}</div>')
         out.append(partial("parts/queue_badge.html", queue_length=routing.queue_length(), oob=True))
     elif (current := conversations.current_for_user(who.user_id)) is not None:
+        shown_taken(conn, current.id, current.taken_entry)  # as for the agent's rows
         out.append(user_header(conn, conversation_ref(current)))
     return "".join(out)
 

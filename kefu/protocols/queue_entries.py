@@ -11,6 +11,16 @@ deleted) while the agent served the user again. Each requeue makes a queue entry
 from the queue names the entry it took (``ConversationAssigned.queued_at``), so the two
 are matched by identity: no clock of one worker is compared with another's.
 
+A socket that signs in after the hand-back's news went by never saw that entry taken.
+So the conversation's row keeps it while an agent serves it (``taken_entry``: set by
+``routing.assign_locked`` to the ``queued_at`` it clears, cleared by a requeue), and a
+sign-in remembers the entries of the conversations it reads to show (the waiter's
+``tell_serving``, the user's ``connect``, the pages' ``hello``), read with them. A
+column of its own, not ``queued_at`` kept after the assignment: only waiting
+conversations have a ``queued_at`` (its index orders the queue), and kept, each read
+of the queue's head would step over every conversation being served. The message
+path's SELECTs name their columns: none reads it.
+
 A requeue puts the conversation before the queue's head, so a later requeue of it could
 make an entry equal to an earlier one if the head has not moved; only a socket that
 lived through both could mistake them, and a requeue happens only while none of the
@@ -23,12 +33,19 @@ TAKEN_MAX = 10_000  # entries remembered per socket; then forgotten (only stalen
 def took_from_queue(conn, event) -> None:
     """Remember the queue entry a ``ConversationAssigned`` for this socket took, whether
     or not it is announced again (a sign-in may have told of the user already)."""
-    if event.queued_at is None:
-        return  # never waited: no requeue can be older than it
+    shown_taken(conn, event.conversation.id, event.queued_at)
+
+
+def shown_taken(conn, conversation_id: int, entry: float | None) -> None:
+    """Remember the queue entry of an assignment this socket shows: from its event, or
+    as a sign-in read it (``Conversation.taken_entry``, in the same read as the
+    conversation it shows)."""
+    if entry is None:
+        return  # never waited (or assigned before the column): none can be older
     taken = conn.state.setdefault("taken", {})
     if len(taken) >= TAKEN_MAX:
         taken.clear()
-    taken[event.conversation.id] = event.queued_at
+    taken[conversation_id] = entry
 
 
 def stale_requeue(conn, event) -> bool:

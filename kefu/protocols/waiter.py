@@ -20,6 +20,7 @@ from kefu.protocols import waiter_codec as codec
 from kefu.protocols import waiter_holds as holds
 from kefu.protocols import waiter_wire as wire
 from kefu.protocols.fields import Fields, FrameError, echoable_op_id, op_id_of, parse_counted
+from kefu.protocols.queue_entries import shown_taken
 from kefu.protocols.waiter_codec import USER, WAITER
 from kefu.protocols.waiter_frames import (
     NotConnected,
@@ -107,8 +108,12 @@ def waiter_auth(conn, req, live):
 
 def tell_serving(conn, kefu_id: int, op_id, since) -> None:
     """A signing-in waiter socket is told of every user and visitor the agent serves,
-    each with what its customer wrote since ``since`` (None: nothing)."""
-    for ref in history.open_for_agent(kefu_id):
+    each with what its customer wrote since ``since`` (None: nothing), and remembers
+    the queue entry each was taken from, before a read below yields to other news."""
+    serving = history.open_for_agent_taken(kefu_id)  # users and visitors
+    for ref, entry in serving:
+        shown_taken(conn, ref.id, entry)
+    for ref, _ in serving:
         missed = history.customer_messages_since(ref.id, since) if since else ()
         for out in codec.announcement(conn, ref, op_id, missed):
             conn.send(out)

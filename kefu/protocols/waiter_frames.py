@@ -19,6 +19,7 @@ from kefu.models import IMAGE, TEXT
 from kefu.protocols import waiter_codec as codec
 from kefu.protocols import waiter_wire as wire
 from kefu.protocols.fields import Fields, op_key
+from kefu.protocols.queue_entries import shown_taken
 from kefu.protocols.waiter_wire import frame
 from kefu.services import (
     conversations,
@@ -73,8 +74,10 @@ def user_connect(conn, req, live):
     if ref.agent is None and conn.state.get("served", (None,))[0] == ref.id:
         # Assigned while we looked (drivers that yield): the push said connect_success,
         # so the reply must not say the queue. Read the conversation once more.
-        ref = conversation_ref(conversations.current_for_user(who.user_id) or conv)
+        conv = conversations.current_for_user(who.user_id) or conv
+        ref = conversation_ref(conv)
     if ref.agent is not None:
+        shown_taken(conn, ref.id, conv.taken_entry)  # a requeue older than it is stale
         conn.state["served"] = (ref.id, ref.kefu_id)
         conn.state.pop("location", None)
         conn.send(frame("connect_success", ref.agent.profile(), req.op_id, ref.agent, ref.customer))

@@ -27,6 +27,7 @@ class Row:
     preview: MessageView | None
     rating: int | None
     last_at: object
+    taken_entry: float | None = None  # the queue entry it was taken from (queue_entries.py)
 
 
 def _last_messages(conversation_ids: list[int]) -> dict[int, MessageView]:
@@ -50,7 +51,13 @@ def _rows(query) -> list[Row]:
     convs = list(with_people(query))
     last = _last_messages([c.id for c in convs])
     return [
-        Row(conversation_ref(c), last.get(c.id), c.rating, c.last_message_at or c.created_at)
+        Row(
+            conversation_ref(c),
+            last.get(c.id),
+            c.rating,
+            c.last_message_at or c.created_at,
+            c.taken_entry,
+        )
         for c in convs
     ]
 

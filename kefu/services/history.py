@@ -232,9 +232,15 @@ def open_with_visitor(kefu_id: int, visitor_id: str) -> ConversationRef | None:
 
 def open_for_agent(kefu_id: int) -> list[ConversationRef]:
     """The agent's open conversations (with users and visitors), oldest first."""
+    return [ref for ref, _ in open_for_agent_taken(kefu_id)]
+
+
+def open_for_agent_taken(kefu_id: int) -> list[tuple[ConversationRef, float | None]]:
+    """``open_for_agent``, each with the queue entry it was taken from (``taken_entry``,
+    read with it: what a signing-in socket shows and remembers are of one moment)."""
     with db.read():
         rows = with_people(Conversation.open_for_agent(kefu_id))
-        return [conversation_ref(c) for c in rows.order_by(Conversation.id)]
+        return [(conversation_ref(c), c.taken_entry) for c in rows.order_by(Conversation.id)]
 
 
 def unread_by_agent_locked(conv: ConversationRef) -> tuple[MessageView, ...]:

@@ -115,9 +115,10 @@ def assign_locked(conversation_id: int, kefu_id: int, queued_at: float | None):
     """Give one open conversation to an agent and count it against the agent's load.
     The event carries what the customer wrote that the agent side has not read, and the
     queue entry taken (``queued_at``, which this clears): a codec tells by it that a
-    requeue another worker's news brought late is older than this hand-back."""
-    args = (kefu_id, clock.now(), conversation_id)
-    cached_write("assign", _assign_query, args, (-771001, PROBE_TIMES[0], -771002))
+    requeue another worker's news brought late is older than this hand-back. The row
+    keeps that entry (``taken_entry``) for the sockets that sign in later."""
+    args = (kefu_id, queued_at, clock.now(), conversation_id)
+    cached_write("assign", _assign_query, args, (-771001, -771.5, PROBE_TIMES[0], -771002))
     took_one_locked(kefu_id)
     ref = conversation_ref(load(conversation_id))
     return ConversationAssigned(ref, history.unread_by_agent_locked(ref), queued_at)
@@ -135,10 +136,10 @@ def freed_one_locked(kefu_id: int) -> None:
 
 # The assigning path's writes, their SQL generated once (kefu/sqlcache.py); the probes
 # passed with them are stand-ins of the arguments, to find them among the parameters.
-def _assign_query(kefu_id: int, now: datetime, conversation_id: int):
-    return Conversation.update(agent=kefu_id, queued_at=None, updated_at=now).where(
-        Conversation.id == conversation_id
-    )
+def _assign_query(kefu_id: int, entry: float | None, now: datetime, conversation_id: int):
+    return Conversation.update(
+        agent=kefu_id, queued_at=None, taken_entry=entry, updated_at=now
+    ).where(Conversation.id == conversation_id)
 
 
 def _took_one_query(assigned_at: float, kefu_id: int):
@@ -258,9 +259,9 @@ def _requeue_locked(kefu_id: int) -> list:
     head = Conversation.waiting().first()
     start = (head.queued_at if head else time.time()) - len(ids)
     for offset, conversation_id in enumerate(ids):
-        Conversation.update(agent=None, queued_at=start + offset, updated_at=clock.now()).where(
-            Conversation.id == conversation_id
-        ).execute()
+        Conversation.update(
+            agent=None, queued_at=start + offset, taken_entry=None, updated_at=clock.now()
+        ).where(Conversation.id == conversation_id).execute()
     Agent.update(current_concurrent=Agent.current_concurrent - len(ids)).where(
         Agent.id == kefu_id
     ).execute()
