@@ -170,3 +170,29 @@ def test_pages_signed_in_after_the_hand_back_keep_the_conversation():
     later = [e for e in routing.requeue_agent(race.agent_row.id) if type(e) is not QueueMoved]
     assert 'hx-swap-oob="delete"' in shown(dashboard, later)
     assert "is helping you" not in shown(chat, later)
+
+
+def test_a_second_requeue_behind_the_same_head_is_news_to_a_socket_that_saw_the_first():
+    """A requeue puts its users just before the queue's head: a user requeued, handed
+    back and requeued again while the same customer waited at the head got the same
+    entry twice, and its socket, which had seen the first hand-back, took the second
+    requeue for that one's late news: no queue place, no "Waiting" header."""
+    _, agent_row, _ = accounts.create_agent("order-agent-8", max_concurrent=1)
+    online = {agent_row.id}
+    presence.use(lambda: frozenset(online))
+    customer, behind = people(2)
+    conv, _ = conversations.open_for_user(customer)
+    conversations.open_for_user(behind)  # waits at the head throughout (no room)
+    mobile, chat = socket_of(customer, USER), pages(customer)
+    user_connect(mobile, Request("c1", None, Fields(None)), None)
+    resync(chat, {"type": "hello"})
+    for _ in range(2):
+        online.clear()
+        requeue = routing.requeue_agent(agent_row.id)
+        assert [f["type"] for f in rendered(mobile, requeue)] == ["connect_queue"]
+        assert "Waiting for an agent" in shown(chat, requeue)
+        online.add(agent_row.id)
+        hand_back = routing.dispatch()
+        assert [f["type"] for f in rendered(mobile, hand_back)] == ["connect_success"]
+        assert "is helping you" in shown(chat, hand_back)
+    assert history.open_for_agent(agent_row.id)[0].id == conv.id

@@ -21,10 +21,11 @@ conversations have a ``queued_at`` (its index orders the queue), and kept, each 
 of the queue's head would step over every conversation being served. The message
 path's SELECTs name their columns: none reads it.
 
-A requeue puts the conversation before the queue's head, so a later requeue of it could
-make an entry equal to an earlier one if the head has not moved; only a socket that
-lived through both could mistake them, and a requeue happens only while none of the
-agent's sockets is online.
+A requeue puts the conversation before the queue's head, so a later requeue of it
+found the same head and made the entry the hand-back had taken: the user's sockets,
+online throughout, took it for the last requeue's late news. A requeue now never makes
+the entry its conversation was taken from (``routing._new_entry``); an entry older
+still can recur, but no socket remembers it (each remembers the latest taken).
 """
 
 TAKEN_MAX = 10_000  # entries remembered per socket; then forgotten (only staleness is lost)

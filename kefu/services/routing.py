@@ -9,6 +9,7 @@ restart or a second worker sees the same order; the hub keeps no copy to go stal
 Functions named ``*_locked`` must run inside ``db.write()``; the others open their own.
 """
 
+import math
 import time
 from datetime import datetime
 
@@ -243,14 +244,14 @@ def requeue_agent(kefu_id: int) -> list:
 
 
 def _requeue_locked(kefu_id: int) -> list:
-    ids = [
-        c.id
-        for c in db.locked(
+    held = list(
+        db.locked(
             Conversation.open_for_agent(kefu_id)
             .where(Conversation.user.is_null(False))
             .order_by(Conversation.created_at, Conversation.id)
         )
-    ]
+    )
+    ids = [c.id for c in held]
     # Asked with the rows locked, not before: the agent may come back while this job
     # waits for them (or for its turn in the batch), and a socket that signed in
     # meanwhile has been told these users are its own.
@@ -258,10 +259,11 @@ def _requeue_locked(kefu_id: int) -> list:
         return []
     head = Conversation.waiting().first()
     start = (head.queued_at if head else time.time()) - len(ids)
-    for offset, conversation_id in enumerate(ids):
+    for offset, conv in enumerate(held):
+        entry = _new_entry(start + offset, conv.taken_entry)
         Conversation.update(
-            agent=None, queued_at=start + offset, taken_entry=None, updated_at=clock.now()
-        ).where(Conversation.id == conversation_id).execute()
+            agent=None, queued_at=entry, taken_entry=None, updated_at=clock.now()
+        ).where(Conversation.id == conv.id).execute()
     Agent.update(current_concurrent=Agent.current_concurrent - len(ids)).where(
         Agent.id == kefu_id
     ).execute()
@@ -270,6 +272,13 @@ def _requeue_locked(kefu_id: int) -> list:
     events += assign_waiting_locked(queued_here=True)
     events.append(queue_moved())
     return events
+
+
+def _new_entry(entry: float, taken: float | None) -> float:
+    """``entry``, or just before it (still after the entry before it) if the conversation
+    was taken from that very entry: its last requeue found the same head. A socket that
+    showed that hand-back would take this requeue for the last one's late news."""
+    return math.nextafter(entry, -math.inf) if entry == taken else entry
 
 
 def _requeued(conv: Conversation, previous) -> ConversationRequeued:
