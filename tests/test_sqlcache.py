@@ -6,7 +6,7 @@ statement raises peewee's error classes without spoiling the transaction."""
 import uuid
 
 import pytest
-from peewee import CharField, IntegerField, IntegrityError, Model
+from peewee import SQL, CharField, IntegerField, IntegrityError, Model
 
 from kefu import create_app, db
 from kefu.sqlcache import cached_write
@@ -51,6 +51,14 @@ def _clear(note_id):
     return Note.update(flag=0).where(Note.id == note_id)
 
 
+def _both(text, note_id):  # one argument in two places
+    return Note.update(name=text, body=text).where(Note.id == note_id)
+
+
+def _asked(flag, note_id):  # a "?" of the SQL's own text, not a parameter
+    return Note.update(body=SQL("'why?'"), flag=flag).where(Note.id == note_id)
+
+
 FLAGGED = ("\x00n", "\x00b", -1)
 
 
@@ -63,6 +71,18 @@ def test_cached_writes_bind_each_calls_arguments_and_keep_constants(app):
     with db.read():
         rows = [(n.name, n.body, n.flag, n.token) for n in Note.select().order_by(Note.id)]
     assert rows == [("a", "A", 0, "a"), ("b!", "B2", 2, "b")]
+
+
+def test_an_argument_in_two_places_and_a_question_mark_in_the_text(app):
+    with db.write():
+        a = cached_write("t_flagged", _add_flagged, ("a", "A", 1), FLAGGED).lastrowid
+        b = cached_write("t_flagged", _add_flagged, ("b", "B", 2), FLAGGED).lastrowid
+        cached_write("t_both", _both, ("same", a), ("\x00t", -7))
+        cached_write("t_asked", _asked, (5, b), (-8, -9))
+        cached_write("t_asked", _asked, (6, a), (-8, -9))
+    with db.read():
+        rows = [(n.name, n.body, n.flag) for n in Note.select().order_by(Note.id)]
+    assert rows == [("same", "why?", 6), ("b", "why?", 5)]
 
 
 def test_a_default_computed_per_row_is_not_frozen(app):
