@@ -69,8 +69,8 @@ class OpenSocket(simple_websocket.Server):
             raise ConnectionClosed(self.close_reason, self.close_message)
         ws = self.ws
         if type(ws) is LeanFrames:
-            return self.sock.send_now(lambda: ws.send_message(data))
-        return self.sock.send_now(lambda: ws.send(TextMessage(data=data)))
+            return self.sock.send_now(ws.send_message, data)
+        return self.sock.send_now(ws.send, TextMessage(data=data))
 
     def receive(self, timeout: float | None = None):
         if not self.inline:
@@ -173,13 +173,13 @@ class OpenSocket(simple_websocket.Server):
             self.next_ping = None
             close = CloseConnection(CloseReason.POLICY_VIOLATION, "Ping/Pong timeout")
             with contextlib.suppress(OSError, LocalProtocolError):
-                self.sock.send_now(lambda: self.ws.send(close))
+                self.sock.send_now(self.ws.send, close)
             self._lost()  # wakes the handler's wait with an error
             return
         self.next_ping = max(now, self.next_ping) + self.ping_interval
         last = self.received_before()  # the last ping was answered, as checked above
         try:
-            if self.sock.send_now(lambda: self.ws.send(Ping())):
+            if self.sock.send_now(self.ws.send, Ping()):
                 self.pong_received = False
                 self._pings = (time.time(), last)
         except (OSError, LocalProtocolError):

@@ -54,9 +54,10 @@ class WholeFrameSocket:
                 self._sock.shutdown(socket.SHUT_RDWR)
             raise
 
-    def send_now(self, encode) -> bool:
-        """Write the frame ``encode()`` makes without waiting, if no other write is under
-        way; False (nothing encoded, nothing written) if one is.
+    def send_now(self, encode, item) -> bool:
+        """Write the frame ``encode(item)`` makes without waiting, if no other write is
+        under way; False (nothing encoded, nothing written) if one is. (A function and its
+        argument, not a closure: every reply and push made one anew.)
 
         ``encode`` runs only once no write holds the lock: wsproto's encoder has state
         (the deflate context), so a frame it made must be written. What the kernel does not
@@ -68,7 +69,7 @@ class WholeFrameSocket:
         # non-blocking, and reads it straight too, see OpenSocket._read), so no other
         # greenlet runs meanwhile and the lock is taken only when a rest is left: a
         # gevent lock's acquire and release cost more than the write's Python.
-        data = encode()
+        data = encode(item)
         try:
             sent = self._sock._sock.send(data) if data else 0
         except BlockingIOError:
