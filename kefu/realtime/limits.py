@@ -33,11 +33,14 @@ class TokenBucket:
 
     def allow(self) -> bool:
         now = time.monotonic()
-        self.tokens = min(self.burst, self.tokens + (now - self.last) * self.rate)
+        tokens = self.tokens + (now - self.last) * self.rate
+        if tokens > self.burst:  # min() would cost a tuple and a generic loop (every frame)
+            tokens = self.burst
         self.last = now
-        if self.tokens < 1:
+        if tokens < 1:
+            self.tokens = tokens
             return False
-        self.tokens -= 1
+        self.tokens = tokens - 1
         return True
 
 
