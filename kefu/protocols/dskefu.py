@@ -171,7 +171,7 @@ def handle(conn, raw, live, max_bytes: int) -> None:
     conn.send(codec.ok(message, data, op_id))
     if "list_after_reply" in conn.state:
         _list_conversations(conn, conn.state.pop("list_after_reply"))
-    live.publish(events, origin=conn.id)
+    live.publish(events, conn.id)
 
 
 def _list_conversations(conn, kefu_id: int) -> None:

@@ -96,7 +96,8 @@ class Live(Admission):
             if isinstance(event, _ACTED_ON_HERE):
                 events = self._act_on(events)
                 break
-        self.hub.publish(events, origin)
+        if events:  # Hub.publish's own lines, without its call (every frame comes here)
+            self.hub.broker.publish(events, origin)
 
     def _act_on(self, events) -> list:
         """Start what queue and deferral events ask for; the other events, for sockets."""

@@ -28,6 +28,7 @@ BUDGET = 0.003  # seconds of handler work per loop iteration before others get a
 # Of one long loop in one greenlet (a broadcast, a ping pass, what waited in the broker's
 # line) before others get a turn: ``Turns.paced``.
 LOOP_TURN_SECONDS = 0.002
+PACED_FROM = 32  # items: fewer are iterated as they are (``Turns.paced``)
 
 
 class Turns:
@@ -58,7 +59,7 @@ class Turns:
             return
         self._wait(hub)
 
-    def paced(self, items, seconds: float, check_every: int = 32):
+    def paced(self, items, seconds: float, check_every: int = PACED_FROM):
         """Iterate ``items`` (a sized collection); whenever more than ``seconds`` have
         passed since the last turn (the clock is read every ``check_every`` items), let
         everyone else run first. For long loops in one greenlet: a broadcast to
