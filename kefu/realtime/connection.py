@@ -68,17 +68,18 @@ class Connection:
         """Queue one whole frame; never blocks."""
         if self.closed:
             return
-        if len(self._outbox) >= self._outbox_limit:
+        if not self._outbox:  # (under any limit, which is 1 at least: no len() to take)
+            if self._writer is None:  # idle: write it now if it fits
+                try:
+                    if self.ws.send_now(frame):
+                        return
+                except (ConnectionClosed, OSError):
+                    self.closed = True
+                    return
+        elif len(self._outbox) >= self._outbox_limit:
             log.warning("connection %s too slow, dropping it", self.id)
             self.close(1008, "Client too slow")
             return
-        if self._writer is None and not self._outbox:  # idle: write it now if it fits
-            try:
-                if self.ws.send_now(frame):
-                    return
-            except (ConnectionClosed, OSError):
-                self.closed = True
-                return
         self._enqueue(frame)
 
     def _enqueue(self, item) -> None:
@@ -102,7 +103,7 @@ class Connection:
         """Incoming messages; ``None`` when ``timeout`` passes with nothing received."""
         try:
             while not self.closed:
-                raw = self.ws.receive(timeout=timeout)
+                raw = self.ws.receive(timeout)
                 if raw is not None:
                     turns.take()  # a burst of frames is spread over loop iterations
                 yield raw

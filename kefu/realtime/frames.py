@@ -73,7 +73,9 @@ class LeanFrames:
         self._ws = ws
         # The connection wsproto's handshake made (only an open socket is wrapped): its
         # state is the socket's from now on, read here rather than through ``ws.state``,
-        # a property calling this one's (two calls for the check every frame makes).
+        # a property calling this one's (two calls for the check every frame makes). The
+        # checks every frame makes read its ``_state`` (what its ``state`` property
+        # returns; wsproto is pinned) without that call too.
         self._connection = ws.connection
         self._tail = b""  # the start of a frame not yet whole
         # str (a whole text message) or bytes for wsproto, in order; a list, not a deque
@@ -94,12 +96,12 @@ class LeanFrames:
         """The bytes of one whole message, without an event object (replies and pushes):
         text for ``str``. wsproto picks the opcode by the data's type, so ``bytes`` (the
         echo endpoint's binary messages) are left to it and go out as binary."""
-        if type(data) is str and self._connection.state is _OPEN:
+        if type(data) is str and self._connection._state is _OPEN:
             return text_frame(data)
         return self._ws.send(TextMessage(data=data))
 
     def receive_data(self, data) -> None:
-        if self._wsproto_only or data is None or self._connection.state is not _OPEN:
+        if self._wsproto_only or data is None or self._connection._state is not _OPEN:
             self._to_wsproto(data)
             return
         if self._tail:
