@@ -60,9 +60,7 @@ class MemoryBroker:
         self._subscribers.append(deliver)
 
     def publish(self, events: Sequence, origin: str | None) -> None:
-        if self._order is None:
-            self._deliver(events, origin)
-            return
+        """With ``hold_seconds`` only: otherwise ``__init__`` made publishing ``_deliver``."""
         self._hand_out(self._order.offer((events, origin), time.monotonic()))
         if self._order.holding() and self._releaser is None:
             self._releaser = gevent.spawn(self._release_due)
