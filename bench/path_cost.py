@@ -28,9 +28,11 @@ another checkout's code (``git worktree add``).
 """
 
 import argparse
+import atexit
 import gc
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -96,7 +98,7 @@ def measure(rounds: int, pairs: int, agents: int) -> dict:
     from kefu.realtime.turns import turns
     from kefu.services import accounts, conversations
 
-    path = Path(tempfile.mkdtemp(prefix="kefu-path-")) / "path.db"
+    path = Path(scratch_dir("kefu-path-")) / "path.db"
     url = f"sqlite:///{path}"
     upgrade(url)
     app = kefu.create_app(
@@ -191,8 +193,16 @@ def measure(rounds: int, pairs: int, agents: int) -> dict:
     }
 
 
+def scratch_dir(prefix: str) -> str:
+    """A temporary directory, removed when this process exits (each run made two, and
+    ~200 runs of a session left 700 MB behind)."""
+    path = tempfile.mkdtemp(prefix=prefix)
+    atexit.register(shutil.rmtree, path, True)
+    return path
+
+
 def callgrind_total(root: Path, rounds: int, args) -> int:
-    out = Path(tempfile.mkdtemp(prefix="kefu-path-cg-")) / "callgrind.out"
+    out = Path(scratch_dir("kefu-path-cg-")) / "callgrind.out"
     command = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", sys.executable]
     command += [__file__, "--rounds", str(rounds), "--pairs", str(args.pairs)]
     command += ["--agents", str(args.agents), "--root", str(root)]
