@@ -27,7 +27,13 @@ def now_stored() -> tuple[datetime, str]:
     ``stored_text`` would look them up again (two calls cost about 1,900 instructions a
     message more)."""
     value, text, micro = _stamp()
-    return value, f"{text}.{str(1_000_000 + micro)[1:]}" if micro else text
+    return value, _with_micro(text, micro)
+
+
+def _with_micro(second_text: str, micro: int) -> str:
+    """A stored text from its second's and the microsecond, as ``isoformat(" ")``
+    writes it: the microseconds in six digits, none when they are 0."""
+    return f"{second_text}.{str(1_000_000 + micro)[1:]}" if micro else second_text
 
 
 def _stamp() -> tuple[datetime, str, int]:
@@ -99,8 +105,7 @@ def stored_text(value: datetime) -> str:
     ``wire(value)``, and the microseconds follow unless they are 0."""
     known = _known(value)
     if known is not None and value.tzinfo is None:
-        micro = value.microsecond
-        return f"{known[1]}.{str(1_000_000 + micro)[1:]}" if micro else known[1]
+        return _with_micro(known[1], value.microsecond)
     text = value.isoformat(" ")
     if value.tzinfo is None:
         _remember(value, text[:19])
