@@ -1,21 +1,15 @@
 """``GET /api/openapi.json``: the REST API described by hand (OpenAPI 3.1).
 
 Kept true by tests/test_openapi.py, which runs schemathesis against a live server. When
-a route under ``/api/`` changes, change this document in the same commit.
+a route under ``/api/`` changes, change this document in the same commit. The shapes the
+paths return (conversation, message, upload, error) are in openapi_schemas.py.
 """
 
 from flask import jsonify
 
 from kefu.api import PAGE_MAX, bp
+from kefu.api.openapi_schemas import CONVERSATION, ERROR, ID, MESSAGE, UPLOADED
 from kefu.errors import ID_MAX
-
-TIME = {
-    "type": ["string", "null"],
-    "pattern": r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$",
-    "description": "UTC, `YYYY-MM-DD HH:MM:SS`",
-    "examples": ["2025-01-01 10:00:00"],
-}
-ID = {"type": "integer", "minimum": 1, "maximum": ID_MAX}
 
 
 def _ref(name: str) -> dict:
@@ -65,52 +59,6 @@ def _query(
         **({"allowEmptyValue": True} if empty_is_default else {}),
     }
 
-
-CONVERSATION = {
-    "type": "object",
-    "properties": {
-        "id": ID,
-        "kefu_id": {"type": ["integer", "null"], "description": "null while queued"},
-        "user_id": {"type": ["integer", "null"]},
-        "status": {"enum": [1, 2], "description": "1 open, 2 ended"},
-        "last_message_at": TIME,
-        "unread_count": {"type": "integer", "minimum": 0},
-        "kefu_unread_count": {"type": "integer", "minimum": 0},
-        "created_at": TIME,
-        "updated_at": TIME,
-    },
-}
-
-MESSAGE = {
-    "type": "object",
-    "properties": {
-        "id": ID,
-        "conversation_id": ID,
-        "sender_id": {"type": "integer", "description": "user_id, or kefu_id for agents"},
-        "sender_type": {"enum": [1, 2], "description": "1 user or visitor, 2 agent"},
-        "content": {"type": "string"},
-        "message_type": {"enum": [1, 2, 3], "description": "1 text, 2 image, 3 file"},
-        "file_url": {"type": ["string", "null"]},
-        "is_read": {"enum": [0, 1]},
-        "read_at": TIME,
-        "created_at": TIME,
-        "updated_at": TIME,
-    },
-}
-
-# Every field is always present (null where the guide allows it).
-CONVERSATION["required"] = list(CONVERSATION["properties"])
-MESSAGE["required"] = list(MESSAGE["properties"])
-
-UPLOADED = {
-    "type": "object",
-    "required": ["url", "message_type", "size"],
-    "properties": {
-        "url": {"type": "string", "pattern": "^/uploads/[A-Za-z0-9_-]+\\.[a-z]+$"},
-        "message_type": {"enum": [2, 3], "description": "2 image, 3 file"},
-        "size": {"type": "integer", "minimum": 0},
-    },
-}
 
 UPLOAD_TYPES = (
     "image/png",
@@ -287,14 +235,7 @@ DOCUMENT = {
             "Conversation": CONVERSATION,
             "Message": MESSAGE,
             "Uploaded": UPLOADED,
-            "Error": {
-                "type": "object",
-                "required": ["code", "message"],
-                "properties": {
-                    "code": {"type": "integer", "minimum": 400, "maximum": 599},
-                    "message": {"type": "string"},
-                },
-            },
+            "Error": ERROR,
         },
         "responses": {
             f"E{status}": {
