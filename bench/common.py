@@ -207,15 +207,6 @@ class Server:
         )
         return json.loads(out.stdout)
 
-    def create_agents(self, count: int, max_concurrent: int, prefix: str = "agent") -> list:
-        """Agents through the real CLI (one process each; a second or so apiece)."""
-        return [
-            self.cli(
-                "kefu", "create-agent", f"{prefix}{i}", "--max-concurrent", str(max_concurrent)
-            )
-            for i in range(count)
-        ]
-
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
@@ -278,12 +269,6 @@ def percentile(sorted_values: list, p: float) -> float:
         return float("nan")
     k = min(len(sorted_values) - 1, max(0, round(p / 100 * (len(sorted_values) - 1))))
     return sorted_values[k]
-
-
-def fmt_ratio(value: float, base: float | None) -> str:
-    if not base:
-        return ""
-    return f" ({value / base:.2f}x relay)"
 
 
 def print_culprits(stints: dict) -> None:
