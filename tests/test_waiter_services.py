@@ -16,6 +16,7 @@ from kefu.protocols.waiter_codec import USER, WAITER, WaiterCodec
 from kefu.realtime import wire
 from kefu.realtime.events import ConversationAssigned, ConversationRequeued, QueueMoved
 from kefu.services import accounts, conversations, history, messages, presence, routing
+from kefu.services.queue_place import queue_place
 from kefu.services.snapshots import conversation_ref
 from tests.support import drop_database, fresh_database_url
 
@@ -62,7 +63,7 @@ def test_raised_limit_serves_the_queue_head_first(app):
     first, second, third = people(3)
     convs = [conversations.open_for_user(p)[0] for p in (first, second, third)]
     assert [c.agent_id for c in convs] == [agent_row.id, None, None]
-    assert history.queue_place(convs[1].id) == 1 and history.queue_place(convs[2].id) == 2
+    assert queue_place(convs[1].id) == 1 and queue_place(convs[2].id) == 2
 
     stale = routing.queue_snapshot()  # read before the assignment below
     events = routing.set_max_concurrent(agent_row.id, 2)
@@ -89,7 +90,7 @@ def test_raised_limit_serves_the_queue_head_first(app):
             "payload": {"location": 1},
         }
     ]
-    assert history.queue_place(convs[2].id) == 1
+    assert queue_place(convs[2].id) == 1
     assert routing.set_max_concurrent(agent_row.id, 3)[1:] != []  # and again: third served
     assert conversations.current_for_user(third.user_id).agent_id == agent_row.id
 

@@ -24,8 +24,9 @@ from kefu.realtime.events import (
     MessagesRead,
     QueueChanged,
 )
-from kefu.services import desk, history
+from kefu.services import desk
 from kefu.services.desk import Row
+from kefu.services.queue_place import queue_place
 from kefu.web.render import partial
 
 
@@ -194,7 +195,7 @@ def user_header(conn, conv) -> str:
     position = None
     if conv.kefu_id is None:
         with contextlib.suppress(Busy):  # "Waiting" without its place, not no push
-            position = history.queue_place(conv.id)
+            position = queue_place(conv.id)
         conn.state.pop("served", None)
     else:
         conn.state["served"] = conv.id

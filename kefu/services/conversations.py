@@ -16,7 +16,8 @@ from kefu.models import (
 )
 from kefu.principal import Principal
 from kefu.realtime.events import ConversationEnded, ConversationRated, MessagesRead
-from kefu.services import history, routing
+from kefu.services import routing
+from kefu.services.queue_place import queue_place
 from kefu.services.snapshots import conversation_ref, load
 from kefu.services.targets import lock_row
 from kefu.sqlcache import PROBE_TIMES, cached_first, cached_write
@@ -95,7 +96,7 @@ def customer(who: Principal) -> Principal:
 
 def _connect_locked(user_id: int):
     conv, events = open_for_user_locked(user_id)
-    place = None if conv.agent_id is not None else history.queue_place(conv.id)
+    place = None if conv.agent_id is not None else queue_place(conv.id)
     return conv, place, events
 
 

@@ -10,8 +10,6 @@ without touching the database.
 from dataclasses import dataclass
 from datetime import datetime
 
-from peewee import fn
-
 from kefu import db
 from kefu.errors import Invalid, is_row_id, refuse_nul, row_id, seq_bound
 from kefu.models import (
@@ -28,7 +26,6 @@ from kefu.models import (
 )
 from kefu.realtime.events import ConversationRef, MessageView, Person
 from kefu.services.snapshots import conversation_ref, load, message_view, person, with_people
-from kefu.sqlcache import cached_first
 
 LIMIT_DEFAULT = 100
 LIMIT_MAX = 100
@@ -285,25 +282,3 @@ def latest_ended(user_id: int) -> int | None:
             .first()
         )
         return conv.id if conv else None
-
-
-def queue_place(conversation_id: int) -> int | None:
-    """The 1-based place of a waiting conversation in the shared queue, or None."""
-    with db.read():
-        mine = cached_first("waiting_by_id", _waiting_by_id, conversation_id)
-        if mine is None:
-            return None
-        ahead = cached_first("waiting_ahead", _ahead_of, mine.queued_at, mine.queued_at, mine.id)
-        return ahead[0] + 1
-
-
-def _waiting_by_id(conversation_id: int):
-    return Conversation.waiting(Conversation.id == conversation_id).limit(1)
-
-
-def _ahead_of(queued_at: float, same_queued_at: float, conversation_id: int):
-    """How many wait ahead of the conversation queued at ``queued_at`` (ties by id)."""
-    ahead = (Conversation.queued_at < queued_at) | (
-        (Conversation.queued_at == same_queued_at) & (Conversation.id < conversation_id)
-    )
-    return Conversation.waiting(ahead).select(fn.COUNT(Conversation.id)).order_by().tuples()

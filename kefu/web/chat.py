@@ -13,7 +13,8 @@ from kefu.errors import KefuError
 from kefu.models import SENDER_AGENT, SENDER_USER, TEXT
 from kefu.params import BOUND_MAX, number, optional_number
 from kefu.realtime.live import publish
-from kefu.services import conversations, customer_sends, desk, history
+from kefu.services import conversations, customer_sends, desk
+from kefu.services.queue_place import queue_place
 from kefu.web import session as web
 from kefu.web.render import HOMES, error_response, older_part, partial
 
@@ -80,7 +81,7 @@ def page():
         ids = desk.unread_ids(conv.id, SENDER_AGENT)  # (a HEAD reads nothing)
         publish(conversations.mark_read(conv.id, who, ids, SENDER_AGENT)[1])
     ref = conv and desk.row_for(conv.id).conversation
-    position = history.queue_place(conv.id) if conv and conv.is_open else None
+    position = queue_place(conv.id) if conv and conv.is_open else None
     return render_template(
         "chat/chat.html",
         me=who,
