@@ -81,7 +81,7 @@ def cached_write(name: str, build, args: tuple, probes: tuple):
     if entry is _BUILD_EACH_TIME:
         return db.database.execute(build(*args))
     sql, constants, pick = entry
-    params = pick(args + constants)
+    params = args + constants if pick is None else pick(args + constants)
     if _batch["greenlet"] is getcurrent():  # a group-commit job (every message's two writes):
         try:  # the batch's cursor, as ``_execute`` takes it, without its call
             return _batch["cursor"].execute(sql, params)
@@ -99,7 +99,7 @@ def _plan(build, probes: tuple, sqlite: bool):
     that cannot be reused: an argument that does not land in one parameter of its own,
     or a parameter that differs between two builds (a default computed per row, such as
     a uuid or the time, which must not be frozen at its first value). On SQLite the
-    parameters are numbered (see ``_numbered``)."""
+    parameters are numbered (see ``_numbered``), and ``pick`` is None."""
     sql, params = build(*probes).sql()
     if build(*probes).sql()[1] != params:
         return _BUILD_EACH_TIME
@@ -109,34 +109,35 @@ def _plan(build, probes: tuple, sqlite: bool):
         slots.append(hits[0] if len(hits) == 1 else (value,))
     if any(i not in slots for i in range(len(probes))):
         return _BUILD_EACH_TIME
-    if sqlite:
-        sql, slots = _numbered(sql, slots)
-    return (sql, *_picker(slots, len(probes)))
+    numbered = _numbered(sql, slots, len(probes)) if sqlite else None
+    return numbered or (sql, *_picker(slots, len(probes)))
 
 
-def _numbered(sql: str, slots: list) -> tuple[str, list]:
-    """SQLite: ``sql`` with an argument used twice bound once (``?N`` names it in both
-    places) and integer constants written into the text, and the slots left to bind.
-    Binding a text costs sqlite3 a copy and the previous value's release (about 780
-    instructions), an integer about 170: a message's INSERT and UPDATE each bind their
-    time twice and carry constants (``is_read``, the counters' increments). Left as it
-    is unless every ``?`` of the text is a parameter."""
+def _numbered(sql: str, slots: list, arity: int) -> tuple | None:
+    """SQLite: (sql, constants, None), ``sql`` with each ``?`` numbered by what it
+    binds, so that ``args + constants`` are the parameters as they are given: an
+    argument is ``?N`` for the Nth argument wherever it stands (and bound once if it
+    stands in two places), a constant other than an integer is bound after the
+    arguments. Integer constants are written into the text. Binding a text costs
+    sqlite3 a copy and the previous value's release (about 780 instructions), an
+    integer about 170: a message's INSERT and UPDATE each bind their time twice and
+    carry constants (``is_read``, the counters' increments); and putting the arguments
+    in the SQL's order cost an ``itemgetter`` call per statement. None unless every
+    ``?`` of the text is a parameter."""
     pieces = sql.split("?")
     if len(pieces) != len(slots) + 1:
-        return sql, slots
-    text, bound, number = [pieces[0]], [], {}
+        return None
+    text, constants = [pieces[0]], []
     for slot, piece in zip(slots, pieces[1:], strict=True):
-        if type(slot) is not int and type(slot[0]) in (int, bool):  # a constant
+        if type(slot) is int:  # an argument
+            text.append(f"?{slot + 1}")
+        elif type(slot[0]) in (int, bool):
             text.append(str(int(slot[0])))
-        elif type(slot) is int and slot in number:  # an argument bound already
-            text.append(f"?{number[slot]}")
         else:
-            bound.append(slot)
-            if type(slot) is int:
-                number[slot] = len(bound)
-            text.append(f"?{len(bound)}")
+            constants.append(slot[0])
+            text.append(f"?{arity + len(constants)}")
         text.append(piece)
-    return "".join(text), bound
+    return "".join(text), tuple(constants), None
 
 
 def _picker(slots: list, arity: int) -> tuple:
