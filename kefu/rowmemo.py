@@ -5,7 +5,8 @@ counters) before it writes the next one, and on SQLite that read costs about as 
 as the UPDATE it precedes. Yet the row read is almost always the one the previous
 message of that conversation just wrote on the same connection. So the batcher keeps
 what its jobs wrote and read, and a job reads the database only for a row it does not
-hold.
+hold. (A send keeps its conversation's ``Target``, the row with its people, and brings
+it up to date when it writes: kefu/services/targets.py.)
 
 What is kept is exactly what the database holds, because it is dropped whenever
 anything else could have changed a row:

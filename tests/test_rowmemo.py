@@ -70,10 +70,9 @@ def write_then_fail(conversation_id):
 
 @rowmemo.keeps_rows
 def keeper_that_fails(conversation_id):
-    # Puts a row that its own failure must take back out of the memo.
-    memo = rowmemo.current()
-    row = memo.get(conversation_id)
-    memo.put(conversation_id, (*row[:5], row[5] + 10, *row[6:]))
+    # Changes the row the memo keeps (a send's Target), which its own failure must take
+    # back out of the memo.
+    rowmemo.current().get(conversation_id).last_seq += 10
     write_then_fail(conversation_id)
 
 

@@ -31,7 +31,7 @@ def send(
     return groupcommit.run(send_locked, who, conversation_id, *body)
 
 
-@rowmemo.keeps_rows  # append_locked puts the conversation's new state in the memo
+@rowmemo.keeps_rows  # append_locked brings the Target the memo keeps up to date
 def send_locked(who, conversation_id, content, message_type, file_url, op_id):
     sender_type, sender_id, sender_key = who.sender
     try:
@@ -276,8 +276,12 @@ def append_locked(
         # row's plus the increments just written.
         unread = conv.unread_count + (not to_agent)
         ref = target.ref(unread, conv.kefu_unread_count + to_agent)
-        if conv is target and target.memo is not None:
-            target.memo.put(conv.id, target.state(1, not to_agent, to_agent))
+        if conv is target:  # now the row as written (the batch's memo may keep it)
+            target.last_seq += 1
+            if to_agent:
+                target.kefu_unread_count += 1
+            else:
+                target.unread_count += 1
     else:
         ref = conversation_ref(load(conv.id))
     return view, [MessageCreated(ref, view)]

@@ -2,10 +2,12 @@
 
 Every message needs its conversation's state (who is in it, open or not, the
 counters) under the writer lock, and the people its event names. The state is one
-row read by primary key, or in a group-commit batch the row as the batcher's own
-connection last wrote it (``kefu.rowmemo``); the people are the same from one message
-to the next, so they are kept per conversation (``Parties``) and the four-way join that
-reads them is run only for a conversation not seen lately or whose participants changed.
+row read by primary key; the people are the same from one message to the next, so they
+are kept per conversation (``Parties``) and the four-way join that reads them is run
+only for a conversation not seen lately or whose participants changed. In a
+group-commit batch the conversation's ``Target`` itself is kept (``kefu.rowmemo``),
+as the batcher's own connection last read or wrote its row: a message's send then
+reads nothing and builds nothing, and its write brings the kept ``Target`` up to date.
 """
 
 from dataclasses import dataclass, field
@@ -40,9 +42,13 @@ class Target:
     agent: Person | None
     # Stays as read until the transaction ends (see load_target).
     current: bool = False
-    # The group commit's memo it was read in, which a write to the row must keep up to
-    # date (rowmemo.current() when it was read: asked once per message, not twice).
+    # The group commit's memo it was read in, which keeps this very Target: a write to
+    # the row must bring it up to date (rowmemo.current() when it was read: asked once
+    # per message, not twice).
     memo: rowmemo.RowMemo | None = field(default=None, compare=False, repr=False)
+    # The ``parties`` entry its people came from: a Target the memo keeps is used only
+    # while that entry is the conversation's fresh one.
+    known: tuple | None = field(default=None, compare=False, repr=False)
 
     @property
     def is_open(self) -> bool:
@@ -54,19 +60,6 @@ class Target:
             (self.user_id is None) == (self.customer is None)
             and (self.visitor_id is None) == (self.visitor_key is None)
             and (self.agent_id is None) == (self.agent is None)
-        )
-
-    def state(self, seq_added: int = 0, unread_added: int = 0, kefu_unread_added: int = 0):
-        """The row of the state query (``_STATE_COLUMNS``), plus what a write added."""
-        return (
-            self.id,
-            self.status,
-            self.user_id,
-            self.visitor_id,
-            self.agent_id,
-            self.last_seq + seq_added,
-            self.unread_count + unread_added,
-            self.kefu_unread_count + kefu_unread_added,
         )
 
     def ref(self, unread_count: int, kefu_unread_count: int) -> ConversationRef:
@@ -110,13 +103,15 @@ class Parties:
             self._known = {}
         return self._known
 
-    def remember(self, target: Target) -> None:
+    def remember(self, target: Target) -> tuple:
+        """Keep ``target``'s people; returns the entry (as ``fresh`` does)."""
         known = self._of_database()
         if len(known) >= self.MAX:
             known.clear()
         ids = (target.user_id, target.visitor_id, target.agent_id)
         people = (target.customer, target.visitor_key, target.agent)
-        known[target.id] = (ids, people, monotonic() + self.SECONDS)
+        entry = known[target.id] = (ids, people, monotonic() + self.SECONDS)
+        return entry
 
     def fresh(self, conversation_id: int) -> tuple | None:
         """(ids, people, expiry) while the entry lasts; people are (customer, visitor
@@ -164,9 +159,9 @@ def load_target(conversation_id: int, current: bool = False) -> Target:
                 )
                 target = rows[0] if rows else None
             if target is not None:
-                parties.remember(target)
+                target.known = parties.remember(target)
                 if memo is not None:
-                    memo.put(conversation_id, target.state())
+                    memo.put(conversation_id, target)
     else:  # not an id the SQL caches can take: built and run as it is
         if locking and not joined:
             lock_row(conversation_id)
@@ -196,24 +191,27 @@ def load_current_target(conversation_id: int) -> Target:
 def _with_known_parties(
     conversation_id: int, locking: bool, memo: rowmemo.RowMemo | None
 ) -> Target | None:
-    """The ``Target`` from the conversation's own row (as the batch's ``memo`` holds
-    it, or read), if its people are known for the ids it names; None otherwise (and
-    where there is no such row: the full query then says so)."""
+    """The ``Target`` from the conversation's own row, if its people are known for the
+    ids it names: the one the batch's ``memo`` keeps (made with the same people), or one
+    made from the row read now (and kept in the memo); None otherwise (and where there
+    is no such row: the full query then says so)."""
     known = parties.fresh(conversation_id)
     if known is None:
         return None
-    row = memo.get(conversation_id) if memo is not None else None
-    if row is None:
-        name = "state_locked" if locking else "state"
-        build = _locked_state_query if locking else _state_query
-        rows = cached_select(name, build, conversation_id, decode=_decode_state)
-        if not rows:
-            return None
-        row = rows[0]
-        if memo is not None:
-            memo.put(conversation_id, row)
+    if memo is not None:
+        kept = memo.get(conversation_id)
+        if kept is not None and kept.known is known:
+            return kept
+    name = "state_locked" if locking else "state"
+    build = _locked_state_query if locking else _state_query
+    rows = cached_select(name, build, conversation_id, decode=_decode_state)
     ids, people, _ = known
-    return Target(*row, *people) if row[2:5] == ids else None
+    if not rows or rows[0][2:5] != ids:
+        return None
+    target = Target(*rows[0], *people, known=known)
+    if memo is not None:
+        memo.put(conversation_id, target)
+    return target
 
 
 _STATE = ("id", "status", "user", "visitor", "agent", "last_seq", "unread_count")
