@@ -22,6 +22,7 @@ import json
 import sqlite3
 import subprocess
 import sys
+import time
 
 from gevent import monkey
 
@@ -35,7 +36,7 @@ from kefu.principal import principal_for
 from kefu.errors import KefuError
 from kefu.migrate import upgrade
 from kefu.models import ENDED, SENDER_USER
-from kefu.services import accounts, conversations, message_pages, messages, presence
+from kefu.services import accounts, conversations, message_pages, messages, presence, targets
 
 case, path, uploads = sys.argv[1:4]
 url = "sqlite:///" + path
@@ -45,12 +46,16 @@ online = set()
 presence.use(lambda: frozenset(online))
 
 
+agent_names = []  # as each send's event names its agent
+
+
 def send(who, conversation_id, text):
     try:
         view, events, _ = messages.send(who, conversation_id, text)
     except KefuError as exc:
         return {"error": type(exc).__name__, "message": exc.message}
     ref = events[0].conversation
+    agent_names.append(ref.agent.nickname)
     return {"seq": view.seq, "kefu_id": ref.kefu_id, "unread": ref.unread_count,
             "kefu_unread": ref.kefu_unread_count}
 
@@ -66,6 +71,13 @@ def write_then_fail(conversation_id):
     db.database.execute_sql(
         "UPDATE conversation SET updated_at = updated_at WHERE id = ?", (conversation_id,))
     raise RuntimeError("failed after writing")
+
+
+@rowmemo.keeps_rows
+def rename(user_id, nickname):
+    # A profile edited on the batcher's own connection: no other connection commits, so
+    # the memo is not emptied (it keeps no user row).
+    db.database.execute_sql('UPDATE "user" SET nickname = ? WHERE id = ?', (nickname, user_id))
 
 
 @rowmemo.keeps_rows
@@ -108,6 +120,11 @@ with app.app_context():
         ids = [m.id for m in message_pages.page(agent, conv.id, 1, 10)]
         conversations.mark_read(conv.id, agent, ids, SENDER_USER)
         out["after"] = [first, send(who, conv.id, "four")]
+    elif case == "people_expired":
+        groupcommit.run(rename, agent.user_id, "renamed")
+        targets.monotonic = lambda: time.monotonic() + 60  # every kept people's entry ends
+        out["after"] = [send(who, conv.id, "three")]
+        out["agent_named"] = agent_names[-1]
     elif case == "rolled_back":
         # One batch: a send, then a job that fails having written. The batch is rolled
         # back and run again, each job in a savepoint.
@@ -201,3 +218,11 @@ def test_a_rolled_back_batch_or_job_leaves_nothing_in_the_memo(tmp_path, case):
     out, row = run_case(tmp_path, case)
     assert out["redone"] == 1, out
     check_later_sends(out, row, (1, 2), (2, 2), (2, 3))
+
+
+def test_people_kept_with_the_row_end_when_their_entry_does(tmp_path):
+    out, row = run_case(tmp_path, "people_expired")
+    # The memo still held the conversation's Target, made with the old profile: once
+    # the people's entry has expired, the event names the agent as the database does.
+    assert out["agent_named"] == "renamed"
+    check_later_sends(out, row, (1, 2), (1, 3))

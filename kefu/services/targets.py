@@ -135,12 +135,15 @@ def load_target(conversation_id: int, current: bool = False) -> Target:
     people's rows too: there the row alone is locked first, then read with its people
     (READ COMMITTED, see db.py: the read sees the locked row as committed). A plain read
     was once taken there, and a message went into a conversation ended meanwhile."""
+    memo = rowmemo.current() if current else None  # a batch job: the writer lock is held
+    if memo is not None and type(conversation_id) is int:
+        kept = memo.get(conversation_id)
+        if kept is not None and kept.known is parties.fresh(conversation_id):
+            return kept  # the row as this connection last read or wrote it, current
     locking = current and not db.configured_sqlite
     joined = locking and db.is_postgres()  # locked by the join's own FOR UPDATE OF
     build = _locked_target_query if joined else _target_query
-    memo = None
     if type(conversation_id) is int:
-        memo = rowmemo.current() if current else None  # a batch job: the writer lock is held
         target = _with_known_parties(conversation_id, locking, memo)
         if target is None:
             if locking and not joined:
@@ -191,17 +194,12 @@ def load_current_target(conversation_id: int) -> Target:
 def _with_known_parties(
     conversation_id: int, locking: bool, memo: rowmemo.RowMemo | None
 ) -> Target | None:
-    """The ``Target`` from the conversation's own row, if its people are known for the
-    ids it names: the one the batch's ``memo`` keeps (made with the same people), or one
-    made from the row read now (and kept in the memo); None otherwise (and where there
-    is no such row: the full query then says so)."""
+    """The ``Target`` from the conversation's own row, read now, if its people are
+    known for the ids it names (and then kept in the batch's ``memo``); None otherwise
+    (and where there is no such row: the full query then says so)."""
     known = parties.fresh(conversation_id)
     if known is None:
         return None
-    if memo is not None:
-        kept = memo.get(conversation_id)
-        if kept is not None and kept.known is known:
-            return kept
     name = "state_locked" if locking else "state"
     build = _locked_state_query if locking else _state_query
     rows = cached_select(name, build, conversation_id, decode=_decode_state)
