@@ -18,33 +18,28 @@ _this_second = {"now": (None, (), "")}
 def now() -> datetime:
     """The same instant as datetime.now(UTC).replace(tzinfo=None), whose replace() alone
     costs more than this (see ``_this_second``)."""
-    return _stamp()[0]
+    return now_stored()[0]
 
 
 def now_stored() -> tuple[datetime, str]:
     """``now()`` and its ``stored_text``, what every message stored on SQLite takes. The
     text follows from the second's and the microsecond, at hand here, where
     ``stored_text`` would look them up again (two calls cost about 1,900 instructions a
-    message more)."""
-    value, text, micro = _stamp()
-    return value, _with_micro(text, micro)
-
-
-def _with_micro(second_text: str, micro: int) -> str:
-    """A stored text from its second's and the microsecond, as ``isoformat(" ")``
-    writes it: the microseconds in six digits, none when they are 0."""
-    return f"{second_text}.{str(1_000_000 + micro)[1:]}" if micro else second_text
-
-
-def _stamp() -> tuple[datetime, str, int]:
-    """(now, its second's stored text, its microsecond), the second's read once."""
+    message more). ``now()`` is this, its text unused: a message's path makes no call
+    more for it (as a shared helper of the two, it made one)."""
     second, micro = divmod(time.time_ns() // 1000, 1_000_000)
     known = _this_second["now"]
     if known[0] != second:
         known = _new_second(second)
     value = datetime(*known[1], micro)
     _remember(value, known[2], second)
-    return value, known[2], micro
+    return value, _with_micro(known[2], micro)
+
+
+def _with_micro(second_text: str, micro: int) -> str:
+    """A stored text from its second's and the microsecond, as ``isoformat(" ")``
+    writes it: the microseconds in six digits, none when they are 0."""
+    return f"{second_text}.{str(1_000_000 + micro)[1:]}" if micro else second_text
 
 
 def _new_second(second: int) -> tuple:
