@@ -6,13 +6,13 @@ from datetime import datetime, timedelta
 _EPOCH = datetime(1970, 1, 1)
 _SECOND = timedelta(seconds=1)
 
-# The second ``now()`` stamped last: (its Unix number, its datetime's fields down to the
-# second, its wire text). Every message is stamped with ``now()``, and its stored text,
-# its reply's and its push's texts and its push's Unix time all follow from that second
-# and the microsecond: building the datetime from fields and the stored text from the
-# second's costs less than half of a timedelta sum, an ``isoformat`` and a timedelta
+# The second ``now()`` stamped last: (its Unix number, its datetime's packed fields down
+# to the second, its wire text). Every message is stamped with ``now()``, and its stored
+# text, its reply's and its push's texts and its push's Unix time all follow from that
+# second and the microsecond: building the datetime from fields and the stored text from
+# the second's costs less than half of a timedelta sum, an ``isoformat`` and a timedelta
 # division each time. One tuple, replaced whole.
-_this_second = {"now": (None, (), "")}
+_this_second = {"now": (None, b"", "")}
 
 
 def now() -> datetime:
@@ -31,7 +31,7 @@ def now_stored() -> tuple[datetime, str]:
     known = _this_second["now"]
     if known[0] != second:
         known = _new_second(second)
-    value = datetime(*known[1], micro)
+    value = datetime(known[1] + micro.to_bytes(3, "big"))  # see _packed_second
     _remember(value, known[2], second)
     return value, _with_micro(known[2], micro)
 
@@ -44,9 +44,18 @@ def _with_micro(second_text: str, micro: int) -> str:
 
 def _new_second(second: int) -> tuple:
     base = _EPOCH + timedelta(seconds=second)
-    fields = (base.year, base.month, base.day, base.hour, base.minute, base.second)
-    known = _this_second["now"] = (second, fields, base.isoformat(" "))
+    known = _this_second["now"] = (second, _packed_second(base), base.isoformat(" "))
     return known
+
+
+def _packed_second(base: datetime) -> bytes:
+    """``base``'s fields down to the second as ``datetime`` packs them (its pickled
+    form: the year in two bytes, then a byte each for month, day, hour, minute and
+    second, then the microsecond in three, big-endian). ``datetime(packed)`` builds a
+    naive datetime from the ten bytes without parsing seven arguments: about 900
+    instructions less per message."""
+    year = base.year
+    return bytes((year >> 8, year & 255, base.month, base.day, base.hour, base.minute, base.second))
 
 
 # The datetimes now(), wire() and stored_text() made or formatted lately, by id, with
