@@ -136,10 +136,6 @@ def load_target(conversation_id: int, current: bool = False) -> Target:
     (READ COMMITTED, see db.py: the read sees the locked row as committed). A plain read
     was once taken there, and a message went into a conversation ended meanwhile."""
     memo = rowmemo.current() if current else None  # a batch job: the writer lock is held
-    if memo is not None and type(conversation_id) is int:
-        kept = memo.get(conversation_id)
-        if kept is not None and kept.known is parties.fresh(conversation_id):
-            return kept  # the row as this connection last read or wrote it, current
     locking = current and not db.configured_sqlite
     joined = locking and db.is_postgres()  # locked by the join's own FOR UPDATE OF
     build = _locked_target_query if joined else _target_query
@@ -187,7 +183,14 @@ def lock_row(conversation_id: int) -> None:
 
 
 def load_current_target(conversation_id: int) -> Target:
-    """``load_target(conversation_id, current=True)``, as a loader for ``visible``."""
+    """``load_target(conversation_id, current=True)``, as a loader for ``visible``: in a
+    batch job, the Target the batch's memo keeps (the row as this connection last read
+    or wrote it), while its people's entry is the conversation's fresh one."""
+    memo = rowmemo.current()
+    if memo is not None and type(conversation_id) is int:
+        kept = memo.get(conversation_id)
+        if kept is not None and kept.known is parties.fresh(conversation_id):
+            return kept
     return load_target(conversation_id, current=True)
 
 
