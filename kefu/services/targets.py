@@ -47,7 +47,8 @@ class Target:
     # per message, not twice).
     memo: rowmemo.RowMemo | None = field(default=None, compare=False, repr=False)
     # The ``parties`` entry its people came from: a Target the memo keeps is used only
-    # while that entry is the conversation's fresh one.
+    # until that entry expires (its ids are the row's: a job that changes them empties
+    # the memo), so its people are as old as that entry allows at most.
     known: tuple | None = field(default=None, compare=False, repr=False)
 
     @property
@@ -185,11 +186,11 @@ def lock_row(conversation_id: int) -> None:
 def load_current_target(conversation_id: int) -> Target:
     """``load_target(conversation_id, current=True)``, as a loader for ``visible``: in a
     batch job, the Target the batch's memo keeps (the row as this connection last read
-    or wrote it), while its people's entry is the conversation's fresh one."""
+    or wrote it) until the entry its people came from expires."""
     memo = rowmemo.current()
     if memo is not None and type(conversation_id) is int:
         kept = memo.get(conversation_id)
-        if kept is not None and kept.known is parties.fresh(conversation_id):
+        if kept is not None and kept.known[2] >= monotonic():
             return kept
     return load_target(conversation_id, current=True)
 
