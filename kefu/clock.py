@@ -32,8 +32,11 @@ def now_stored() -> tuple[datetime, str]:
     if known[0] != second:
         known = _new_second(second)
     value = datetime(known[1] + micro.to_bytes(3, "big"))  # see _packed_second
-    _remember(value, known[2], second)
-    return value, _with_micro(known[2], micro)
+    # _remember's lines and _with_micro's, without their calls (every message)
+    if len(_wire_texts) >= _WIRE_TEXTS_MAX:
+        _wire_texts.clear()
+    _wire_texts[id(value)] = (value, known[2], second)
+    return value, f"{known[2]}.{str(1_000_000 + micro)[1:]}" if micro else known[2]
 
 
 def _with_micro(second_text: str, micro: int) -> str:
