@@ -200,7 +200,7 @@ class Batcher:
         memo = self.memo
         try:
             with db.write(commit_off_hub=True):
-                connection = db.database.connection()
+                connection = db.configured.connection()
                 memo.begin(connection)
                 rowmemo.activate(memo)
                 sqlcache.in_batch(connection)
