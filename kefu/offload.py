@@ -11,6 +11,9 @@ import contextlib
 import os
 from collections import deque
 
+from gevent import monkey
+from gevent.hub import Waiter, get_hub
+
 _own_threads = {}  # name -> an OwnThread, made in the worker at its first use
 
 
@@ -22,8 +25,6 @@ def off_hub(fn, *args, own_thread: str | None = None):
     wait behind them. A greenlet killed (or timed out) while it waits still waits for
     ``fn`` to finish before the exception is raised in it: its cleanup must not touch
     what ``fn`` is still using, such as a connection half-way through a checkpoint."""
-    from gevent import monkey
-
     if not monkey.is_module_patched("threading"):
         return fn(*args)
     if own_thread is not None:
@@ -32,9 +33,7 @@ def off_hub(fn, *args, own_thread: str | None = None):
         call = thread.hand(fn, args)
         value, error = _outlast(call.waiter.get, call.is_done)
     else:
-        import gevent
-
-        result = gevent.get_hub().threadpool.spawn(_returning_error, fn, args)
+        result = get_hub().threadpool.spawn(_returning_error, fn, args)
         value, error = _outlast(result.get, result.ready)
     if error is not None:
         raise error
@@ -84,9 +83,6 @@ class OwnThread:
     The thread holds the GIL only to take a call and to hand back its result."""
 
     def __init__(self):
-        from gevent import monkey
-        from gevent.hub import get_hub
-
         self._loop = get_hub().loop
         self._calls = deque()  # handed, not yet taken by the thread
         self._finished = deque()  # run, not yet handed back to their callers
@@ -101,8 +97,6 @@ class OwnThread:
     def hand(self, fn, args) -> _Call:
         """Queue ``fn(*args)``; the caller waits on the call's waiter (from the hub's
         thread only, as gevent's waiters are)."""
-        from gevent.hub import Waiter
-
         call = _Call(fn, args, Waiter())
         self._calls.append(call)
         if not self._out:
