@@ -17,7 +17,9 @@ log = logging.getLogger(__name__)
 class Hub:
     def __init__(self, broker: Broker):
         self.broker = broker
-        self._by_key: dict[str, set] = defaultdict(set)
+        # A plain dict (filled with setdefault): ``get`` on a defaultdict costs more, and
+        # every event's routing looks up each of its keys.
+        self._by_key: dict[str, set] = {}
         self._keys_of: dict[object, set[str]] = defaultdict(set)
         self._agent_conns: dict[int, set] = defaultdict(set)
         broker.subscribe(self.deliver_local)
@@ -27,7 +29,7 @@ class Hub:
         self._keys_of.setdefault(conn, set())
 
     def attach(self, conn, key: str) -> None:
-        self._by_key[key].add(conn)
+        self._by_key.setdefault(key, set()).add(conn)
         self._keys_of[conn].add(key)
 
     def detach(self, conn, key: str) -> None:
@@ -71,7 +73,9 @@ class Hub:
         for event in events:
             targets = set()
             for key in event.audience():
-                targets.update(by_key.get(key, ()))
+                conns = by_key.get(key)
+                if conns is not None:  # |= rather than update(): no method call
+                    targets |= conns
             # A broadcast to thousands (queue places) takes turns with the other
             # sockets instead of holding the hub until every frame is written.
             # Codecs drop what such a delay can make stale (see waiter_codec). Most
