@@ -10,6 +10,7 @@ from kefu.errors import Conflict, Invalid, refuse_nul
 from kefu.models import FILE, IMAGE, TEXT
 
 LIMITS = {"content_chars": 5000, "page_size_max": 100}
+MESSAGE_TYPES = frozenset((TEXT, IMAGE, FILE))  # one hashed look, not a tuple built per send
 FILE_URL_MAX = 1000
 OP_ID_MAX = 64  # the column's length
 # The one kind of local path a file URL may name: what POST /api/kefu/upload hands out.
@@ -59,7 +60,7 @@ def check_body(
     """The guide's rules: text needs content; image and file need a file_url. ``names``
     are what the protocol calls the two fields, for its errors (the waiter's payloads
     say ``text`` and ``image``)."""
-    if message_type not in (TEXT, IMAGE, FILE):
+    if message_type not in MESSAGE_TYPES:
         raise Invalid("message_type must be 1 (text), 2 (image) or 3 (file)")
     content_name, file_url_name = names
     content = content or ""
@@ -71,9 +72,10 @@ def check_body(
         refuse_nul(file_url_name, file_url)
     if len(content) > LIMITS["content_chars"]:
         raise Invalid(f"{content_name} is too long (max {LIMITS['content_chars']} characters)")
-    if message_type == TEXT and not content.strip():
-        raise Invalid(f"{content_name} is required")
-    if message_type != TEXT and not file_url:
+    if message_type == TEXT:
+        if not content.strip():
+            raise Invalid(f"{content_name} is required")
+    elif not file_url:
         raise Invalid(f"{file_url_name} is required for image and file messages")
     if file_url is not None:
         check_file_url(file_url, file_url_name)
@@ -84,17 +86,21 @@ def idempotency_key(op_id: str | None) -> str | None:
     """The op_id a send is stored under. An empty one is no key: a client that sends ""
     to mean "none" would otherwise have every later message answered with its first,
     and nothing stored. Checked here because the pages' forms pass it as is."""
-    if op_id is not None and "\x00" in op_id:  # refuse_nul's test: see check_body
+    if not op_id:
+        return None
+    if "\x00" in op_id:  # refuse_nul's test: see check_body
         refuse_nul("op_id", op_id)
-    if op_id and len(op_id) > OP_ID_MAX:
+    if len(op_id) > OP_ID_MAX:
         raise Invalid(f"op_id is too long (max {OP_ID_MAX} characters)")
-    return op_id or None
+    return op_id
 
 
 def check_send(content, message_type, file_url, op_id) -> tuple:
     """A send's (content, message_type, file_url, op_id) as stored, or what is wrong
     with it: all ``messages.send`` refuses before it looks at the conversation."""
-    return (*check_body(content, message_type, file_url), idempotency_key(op_id))
+    # Unpacked and packed by name: a starred tuple display builds a list on the way.
+    content, message_type, file_url = check_body(content, message_type, file_url)
+    return content, message_type, file_url, idempotency_key(op_id)
 
 
 class OpIdReused(Conflict):
