@@ -62,3 +62,9 @@ def test_a_snapshot_takes_and_keeps_what_a_frozen_dataclass_would(cls):
     if required:
         with pytest.raises(TypeError):
             cls()
+
+
+def test_a_persons_key_is_kept_outside_its_fields():
+    person = events.Person(7, "u7", "c", "", "")
+    assert person.key == "u:7" and "key" not in {f.name for f in dataclasses.fields(person)}
+    assert dataclasses.replace(person, user_id=9).key == "u:9"

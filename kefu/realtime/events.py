@@ -28,23 +28,20 @@ def agent_key(kefu_id: int) -> str:
 AGENTS = "agents"  # every agent connection: queue length and other desk-wide news
 
 
-@snapshot
+@snapshot(key=(user_key, "user_id"))
 class Person:
-    """Public profile of a user or an agent's account."""
+    """Public profile of a user or an agent's account.
+
+    ``key``: the person's hub key. Kept on the instance, outside the fields (equality
+    and the broker's wire see only those): a conversation's people are the same
+    ``Person`` objects from one message to the next (services/targets.py), and every
+    message's push is routed by them."""
 
     user_id: int
     uuid: str
     username: str
     nickname: str
     avatar: str
-
-    @cached_property
-    def key(self) -> str:
-        """The person's hub key. Kept on the instance, outside the fields (equality and
-        the broker's wire see only those): a conversation's people are the same
-        ``Person`` objects from one message to the next (services/targets.py), and
-        every message's push is routed by them."""
-        return user_key(self.user_id)
 
     def profile(self) -> dict:
         return {
