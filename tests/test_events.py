@@ -32,6 +32,7 @@ def parameters(cls) -> list:
 def test_every_event_class_is_a_snapshot():
     assert len(SNAPSHOTS) >= 10
     fast = [cls for cls in SNAPSHOTS if "__dict__" in cls.__init__.__code__.co_names]
+    assert all("__dict__" in cls.build.__code__.co_names for cls in fast)
     # Only a class with a default_factory keeps the generated __init__.
     assert {cls.__name__ for cls in SNAPSHOTS} - {cls.__name__ for cls in fast} == {"QueueChanged"}
 
@@ -40,6 +41,9 @@ def test_every_event_class_is_a_snapshot():
 def test_a_snapshot_takes_and_keeps_what_a_frozen_dataclass_would(cls):
     twin = plain_twin(cls)
     assert parameters(cls) == parameters(twin)
+    if hasattr(cls, "build"):  # the same parameters, without self
+        found = inspect.signature(cls.build).parameters.values()
+        assert [(p.name, p.kind, p.default) for p in found] == parameters(twin)[1:]
     names = [f.name for f in dataclasses.fields(cls)]
     required = [
         f.name
@@ -48,7 +52,9 @@ def test_a_snapshot_takes_and_keeps_what_a_frozen_dataclass_would(cls):
     ]
     values = {name: f"value of {name}" for name in names}
     positional = [values[name] for name in names]
-    for instance in (cls(**values), cls(*positional)):
+    built = [cls.build(**values), cls.build(*positional)] if hasattr(cls, "build") else []
+    for instance in (cls(**values), cls(*positional), *built):
+        assert type(instance) is cls and vars(instance) == vars(cls(**values))
         assert dataclasses.asdict(instance) == dataclasses.asdict(twin(**values))
         assert instance == cls(**values) and hash(instance) == hash(cls(**values))
         with pytest.raises(dataclasses.FrozenInstanceError):
@@ -57,6 +63,7 @@ def test_a_snapshot_takes_and_keeps_what_a_frozen_dataclass_would(cls):
     only_required = {name: values[name] for name in required}
     if cls.__name__ != "QueueChanged":
         assert dataclasses.asdict(cls(**only_required)) == dataclasses.asdict(twin(**only_required))
+        assert cls.build(**only_required) == cls(**only_required)
     with pytest.raises(TypeError):
         cls(*positional, "one too many")
     if required:

@@ -256,7 +256,7 @@ def append_locked(
         bump(now, conv.id).execute()
     # Positional: a class called with keywords packs them into a dict and unpacks it
     # again, about 5,000 instructions for these twelve (a third of building the view).
-    view = MessageView(
+    view = MessageView.build(  # MessageView(...), cheaper: see snapshot_class
         message_id,  # id
         conv.last_seq + 1,  # seq
         conv.id,  # conversation_id

@@ -64,7 +64,7 @@ class Target:
         )
 
     def ref(self, unread_count: int, kefu_unread_count: int) -> ConversationRef:
-        return ConversationRef(
+        return ConversationRef.build(  # ConversationRef(...), cheaper: snapshot_class
             self.id,
             self.status,
             self.customer,
