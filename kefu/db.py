@@ -62,6 +62,8 @@ SQLITE_PRAGMAS = {
 }
 
 _state = {"writer_lock": None}
+LOCK_TYPE = "IMMEDIATE"  # of SQLite's BEGIN: a transaction never upgrades its lock
+BEGIN = f"BEGIN {LOCK_TYPE}"
 
 
 def make_database(
@@ -79,7 +81,7 @@ def make_database(
         return PooledSqliteDatabase(
             path or ":memory:",
             pragmas=pragmas,
-            lock_type="IMMEDIATE",
+            lock_type=LOCK_TYPE,
             check_same_thread=False,
             max_connections=pool_size,
             stale_timeout=300,
@@ -225,57 +227,60 @@ def read():
 
 
 @contextmanager
-def write(commit_off_hub: bool = False):
-    """One write transaction; nested calls join the outer transaction.
-
-    ``commit_off_hub`` (SQLite, the group commit's batches): the COMMIT, which writes
-    the log and can wait for the disk, runs in a native thread of its own; the calling
-    greenlet waits for it with the writer lock held, the hub serves other sockets."""
+def write():
+    """One write transaction; nested calls join the outer transaction."""
     lock = _state["writer_lock"]
     database = configured  # the database itself, not the proxy (see ``configured``)
     if lock is None:
         with _connection(), database.atomic():
             yield
         return
-    with lock, _connection():
-        if commit_off_hub and not database.in_transaction():
-            with _committed_off_hub():
-                yield
-        else:
-            with database.atomic():
-                yield
+    with lock, _connection(), database.atomic():
+        yield
 
 
 @contextmanager
-def _committed_off_hub():
-    """``database.atomic()`` for an outermost transaction, with its COMMIT in a thread.
+def batch_write():
+    """``write()`` for the group commit's batches (SQLite, gevent), yielding the
+    connection; the caller holds it (``read()``) and is in no transaction. The COMMIT
+    runs in a native thread of its own: SQLite releases the GIL for the whole COMMIT,
+    whose log writes wait for the disk when pages must be read back first or the device
+    is busy (126-339 ms seen on this kind of machine), and on the hub's thread every
+    socket waited that long. The caller waits for it with the writer lock held.
 
-    SQLite releases the GIL for the whole COMMIT, whose log writes wait for the disk
-    when pages must be read back first or the device is busy (126-339 ms seen on this
-    kind of machine): on the hub's thread every socket waited that long."""
+    peewee's state is read three times here, not the ten times its own calls read it
+    (``begin()``, ``connection()``, ``push_transaction()``…): each read is a lookup in
+    gevent's greenlet-local storage, about 1,400 instructions."""
     database = configured  # the database itself, not the proxy (see ``configured``)
-    database.begin()  # BEGIN IMMEDIATE, as atomic() would
-    database.push_transaction(database.transaction())  # nested writes make savepoints
-    connection = database.connection()
-    try:
-        yield
-    except BaseException:
-        database.pop_transaction()
-        if connection.in_transaction:  # see below
-            database.rollback()
-        raise
-    database.pop_transaction()
-    try:
-        # The connection itself: peewee's state is per greenlet, and the thread has none.
-        # Its errors become peewee's, as from atomic().
+    with _state["writer_lock"]:
+        state = database._state
+        transactions = state.transactions  # this connection's, while it stays open
+        if state.closed or transactions:
+            raise RuntimeError("a batch needs an open connection and no transaction")
+        connection = state.conn
         with __exception_wrapper__:
-            off_hub(connection.commit, own_thread="sqlite-commit")
-    except BaseException:
-        # A full disk (or an I/O error) has SQLite roll back by itself: a ROLLBACK then
-        # failed with "no transaction is active", which hid the error that mattered.
-        if connection.in_transaction:
-            database.rollback()
-        raise
+            connection.execute(BEGIN)  # as atomic() would
+        transactions.append(database.transaction())  # nested writes make savepoints
+        try:
+            yield connection
+        except BaseException:
+            transactions.pop()
+            if connection.in_transaction:  # see below
+                database.rollback()
+            raise
+        transactions.pop()
+        try:
+            # The connection itself: peewee's state is per greenlet, and the thread has
+            # none. Its errors become peewee's, as from atomic().
+            with __exception_wrapper__:
+                off_hub(connection.commit, own_thread="sqlite-commit")
+        except BaseException:
+            # A full disk (or an I/O error) has SQLite roll back by itself: a ROLLBACK
+            # then failed with "no transaction is active", which hid the error that
+            # mattered.
+            if connection.in_transaction:
+                database.rollback()
+            raise
 
 
 def locked(query, skip_locked: bool = False):

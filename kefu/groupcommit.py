@@ -21,7 +21,7 @@ the sleeping batcher less than ``gap_seconds`` (2 ms) after the last commit wait
 rest of the gap, so more jobs share each commit (see ``Batcher._gather``); jobs that
 arrived while a COMMIT ran are the next batch at once.
 
-The COMMIT itself runs in a native thread (``db.write(commit_off_hub=True)``): it is
+The COMMIT itself runs in a native thread (``db.batch_write()``): it is
 SQLite's writes to the log, which wait for the disk when it is busy, and the hub serves
 other sockets meanwhile. The batcher waits for it, holding the writer lock.
 
@@ -199,8 +199,7 @@ class Batcher:
         ``taken``. Returns each job's (value, error)."""
         memo = self.memo
         try:
-            with db.write(commit_off_hub=True):
-                connection = db.configured.connection()
+            with db.batch_write() as connection:
                 memo.begin(connection)
                 rowmemo.activate(memo)
                 sqlcache.in_batch(connection)
