@@ -143,6 +143,11 @@ def init_app(app) -> None:
     app.extensions["kefu.db"] = db
 
 
+def writer_lock():
+    """The in-process lock every SQLite write transaction holds (None elsewhere)."""
+    return _state["writer_lock"]
+
+
 def gevent_patched() -> bool:
     """True in the server's worker (gevent has patched ``threading``)."""
     from gevent import monkey

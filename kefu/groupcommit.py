@@ -62,12 +62,20 @@ DEADLOCK_RUNS = 3
 def run(job, *args):
     """``job(*args)`` inside a write transaction, possibly shared with other jobs."""
     database = db.configured  # the database itself: the proxy's lookups cost
-    if database.in_transaction():  # inside the caller's transaction, in a savepoint
+    # _batcher(database), without its call (every message)
+    batcher = _state["batcher"] if _state["checked_for"] is database else _batcher(database)
+    if batcher is None:
+        if database.in_transaction():  # inside the caller's transaction, in a savepoint
+            with db.write():
+                return job(*args)
+        return _in_own_transaction(job, args)
+    # A caller in a transaction is inside db.write() and holds the writer lock (which
+    # the batcher would wait for): the job joins that transaction, in a savepoint.
+    # Asking the lock costs a third of asking peewee, whose state is a lookup in
+    # gevent's greenlet-local storage.
+    if batcher.writer_lock._is_owned():
         with db.write():
             return job(*args)
-    batcher = _batcher(database)
-    if batcher is None:
-        return _in_own_transaction(job, args)
     return batcher.submit(job, args)
 
 
@@ -106,6 +114,7 @@ def _batcher(database=None):
 
 class Batcher:
     def __init__(self):
+        self.writer_lock = db.writer_lock()
         self._pending = deque()
         self._greenlet = None  # the batcher's greenlet, started by the first job
         self._idle = None  # the Waiter it sleeps on while no job is pending
