@@ -373,3 +373,77 @@ def test_under_gevent_the_commit_runs_in_a_thread_of_its_own(tmp_path):
     # In the server the COMMIT (the log writes that can wait for the disk) leaves the
     # hub's thread; outside gevent there is no hub to keep free and it runs inline.
     assert outcomes == {"gevent": False, "plain": True}
+
+
+NESTED_SCRIPT = r"""
+import json
+import sys
+
+from gevent import monkey
+
+monkey.patch_all()
+
+import gevent
+
+import kefu
+from kefu import db, groupcommit
+
+path, uploads = sys.argv[1:3]
+app = kefu.create_app({"DATABASE_URL": "sqlite:///" + path, "JWT_SECRET": "x",
+                       "UPLOAD_DIR": uploads})
+
+
+class Boom(Exception):
+    pass
+
+
+def insert(n):
+    db.database.execute_sql("INSERT INTO gc_nested (n) VALUES (?)", (n,))
+    return gevent.getcurrent() is caller["greenlet"]
+
+
+def insert_then_raise(n):
+    insert(n)
+    raise Boom
+
+
+def nesting(n):  # a job that hands another job in: it joins its batch's transaction
+    return groupcommit.run(insert, n), groupcommit.run(insert, n + 1)
+
+
+caller = {"greenlet": gevent.getcurrent()}
+with app.app_context():
+    with db.write():
+        db.database.execute_sql("CREATE TABLE gc_nested (id INTEGER PRIMARY KEY, n INTEGER)")
+    batcher = groupcommit._batcher()
+    with gevent.Timeout(10):  # a caller waiting for the batcher it blocks: fail, not hang
+        with db.write():  # the caller's own transaction, holding the writer lock
+            db.database.execute_sql("INSERT INTO gc_nested (n) VALUES (1)")
+            in_caller = groupcommit.run(insert, 2)
+            try:
+                groupcommit.run(insert_then_raise, 3)  # undone alone, in its savepoint
+            except Boom:
+                raised = True
+        try:
+            with db.write():
+                groupcommit.run(insert, 4)
+                raise Boom  # the caller's rollback takes the job's row with it
+        except Boom:
+            pass
+        in_batch = groupcommit.run(nesting, 5)
+app.extensions["kefu.db"].close_all()
+print(json.dumps({"in_caller": in_caller, "raised": raised, "in_batch": in_batch,
+                  "transactions": batcher.transactions}))
+"""
+
+
+def test_a_caller_in_a_transaction_and_a_job_in_a_batch_run_their_jobs_in_it(tmp_path):
+    path = tmp_path / "nested.db"
+    result = run_python(tmp_path, NESTED_SCRIPT, str(path), str(tmp_path / "up"))
+    assert result["in_caller"] is True  # in the caller's greenlet, not the batcher's
+    assert result["raised"] is True
+    assert result["in_batch"] == [False, False]  # in the batcher's greenlet
+    assert result["transactions"] == 1  # only the nesting job went to the batcher
+    with sqlite3.connect(path) as conn:
+        stored = [n for (n,) in conn.execute("SELECT n FROM gc_nested ORDER BY id")]
+    assert stored == [1, 2, 5, 6]
