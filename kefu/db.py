@@ -15,7 +15,6 @@ serialised cooperatively in-process (a gevent-aware lock once gevent has patched
 its lock half-way. PostgreSQL and MySQL need neither: they use row locks (``locked``).
 """
 
-import threading
 from contextlib import contextmanager
 from urllib.parse import parse_qs, unquote, urlparse
 
@@ -30,6 +29,7 @@ from kefu.db_errors import error_text
 from kefu.errors import Busy
 from kefu.mysql_driver import PooledMySQL
 from kefu.offload import off_hub
+from kefu.writerlock import WriterLock
 
 database = DatabaseProxy()
 # The database ``database`` stands for, kept in step by the proxy's own callback. Hot
@@ -133,7 +133,7 @@ def init_app(app) -> None:
     database.initialize(db)
     # Created here, after gunicorn's gevent worker patched threading, so it is a
     # greenlet lock in the server and a thread lock in plain unit tests.
-    _state["writer_lock"] = threading.RLock() if is_sqlite() else None
+    _state["writer_lock"] = WriterLock() if is_sqlite() else None
     if own_checkpoints:
         from kefu.checkpoint import Checkpointer
 

@@ -38,6 +38,7 @@ from collections import deque
 
 import gevent
 from gevent.hub import Waiter, get_hub
+from greenlet import getcurrent
 from peewee import DatabaseError
 
 from kefu import db, rowmemo, sqlcache
@@ -71,9 +72,9 @@ def run(job, *args):
         return _in_own_transaction(job, args)
     # A caller in a transaction is inside db.write() and holds the writer lock (which
     # the batcher would wait for): the job joins that transaction, in a savepoint.
-    # Asking the lock costs a third of asking peewee, whose state is a lookup in
-    # gevent's greenlet-local storage.
-    if batcher.writer_lock._is_owned():
+    # Asking the lock is an attribute read; asking peewee was a lookup in gevent's
+    # greenlet-local storage.
+    if batcher.writer_lock.holder is getcurrent():
         with db.write():
             return job(*args)
     return batcher.submit(job, args)
