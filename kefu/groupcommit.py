@@ -198,9 +198,13 @@ class Batcher:
         self.transactions += 1
         self.jobs += len(taken)
         self._committed = time.perf_counter()
-        loop = get_hub().loop  # once per batch: get_hub() reads a thread-local
+        run_callback = get_hub().loop.run_callback  # once per batch: get_hub() reads a thread-local
         for (_, _, waiter), (value, error) in zip(taken, results, strict=True):
-            _wake(waiter, value, error, loop)
+            # _wake(waiter, value, error), without its call (every message)
+            if error is None:
+                run_callback(waiter.switch, value)
+            else:
+                run_callback(waiter.throw, error)
         return True
 
     def _transaction(self, taken: list, savepoints: bool) -> list:
@@ -217,9 +221,10 @@ class Batcher:
                     if savepoints:
                         return [_in_savepoint(connection, memo, *item[:2]) for item in taken]
                     results = []
-                    started = time.perf_counter()
-                    while self._pending and time.perf_counter() - started < MAX_SECONDS:
-                        item = self._pending.popleft()
+                    pending, perf_counter = self._pending, time.perf_counter
+                    started = perf_counter()
+                    while pending and perf_counter() - started < MAX_SECONDS:
+                        item = pending.popleft()
                         taken.append(item)
                         results.append(_bare(connection, memo, item[0], item[1]))
                 finally:
