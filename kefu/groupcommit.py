@@ -220,13 +220,7 @@ class Batcher:
                 try:
                     if savepoints:
                         return [_in_savepoint(connection, memo, *item[:2]) for item in taken]
-                    results = []
-                    pending, perf_counter = self._pending, time.perf_counter
-                    started = perf_counter()
-                    while pending and perf_counter() - started < MAX_SECONDS:
-                        item = pending.popleft()
-                        taken.append(item)
-                        results.append(_bare(connection, memo, item[0], item[1]))
+                    results = _bare(connection, memo, self._pending, taken)
                 finally:
                     rowmemo.activate(None)  # the COMMIT lets other greenlets run
                     sqlcache.in_batch(None)
@@ -260,25 +254,37 @@ class _Redo(Exception):
     back and run again with each job in its own savepoint."""
 
 
-def _bare(connection, memo, job, args):
-    """(value, None), or (None, exception) for a job that failed having changed no row.
+def _bare(connection, memo, pending: deque, taken: list) -> list:
+    """As many ``pending`` jobs as fit in ``MAX_SECONDS``, each moved to ``taken``, run
+    without savepoints; returns each one's (value, None), or (None, exception) for a
+    job that failed having changed no row. (One loop here, not a call per job: every
+    message.)
 
     Most jobs fail, if at all, before they write (a check, or the INSERT a unique index
     refuses, which SQLite undoes by itself), so no savepoint is set: two statements
     fewer per job. ``total_changes`` counts every row a completed statement changed, so
     a job that did write before it failed is caught, and undone by running the batch
     again (``_Redo``); jobs only touch the database, so running one twice is safe."""
-    before = connection.total_changes
-    try:
-        value = job(*args)
-    except Exception as exc:
-        memo.forget()
-        if connection.total_changes != before or not connection.in_transaction:
-            raise _Redo from exc
-        return None, exc
-    if not getattr(job, "keeps_rows", False):
-        memo.forget()
-    return value, None
+    results = []
+    perf_counter = time.perf_counter
+    started = perf_counter()
+    while pending and perf_counter() - started < MAX_SECONDS:
+        item = pending.popleft()
+        taken.append(item)
+        job = item[0]
+        before = connection.total_changes
+        try:
+            value = job(*item[1])
+        except Exception as exc:
+            memo.forget()
+            if connection.total_changes != before or not connection.in_transaction:
+                raise _Redo from exc
+            results.append((None, exc))
+            continue
+        if not getattr(job, "keeps_rows", False):
+            memo.forget()
+        results.append((value, None))
+    return results
 
 
 def _in_savepoint(connection, memo, job, args):
