@@ -116,6 +116,7 @@ def _batcher(database=None):
 class Batcher:
     def __init__(self):
         self.writer_lock = db.writer_lock()
+        self._hub = get_hub()  # the worker's one hub: Waiter() would look it up each time
         self._pending = deque()
         self._greenlet = None  # the batcher's greenlet, started by the first job
         self._idle = None  # the Waiter it sleeps on while no job is pending
@@ -128,7 +129,7 @@ class Batcher:
     def submit(self, job, args):
         # A bare Waiter rather than an AsyncResult: one caller, woken once, and no link
         # machinery on the path of every message.
-        waiter = Waiter()
+        waiter = Waiter(self._hub)
         self._pending.append((job, args, waiter))
         if self._greenlet is None:
             self._greenlet = gevent.spawn(self._serve)  # behind the greenlets already ready
