@@ -38,12 +38,15 @@ class Turns:
         self.deferred = 0  # handlers that had to wait for a later iteration (tests read it)
         self._waiting = deque()
         self._timer = None
+        self._hub = None  # the worker's one hub (its loop's timer is kept too, above)
 
     def take(self) -> None:
         """Return at once if this iteration has time left; otherwise wait for a turn."""
         if not self.enabled:
             return
-        hub = get_hub()
+        hub = self._hub
+        if hub is None:  # looked up once: get_hub() reads a thread-local (twice a message)
+            hub = self._hub = get_hub()
         if not self._waiting and time.time() - hub.loop.now() < self.budget:
             return
         if hub is getcurrent():
