@@ -116,7 +116,9 @@ def _batcher(database=None):
 class Batcher:
     def __init__(self):
         self.writer_lock = db.writer_lock()
-        self._hub = get_hub()  # the worker's one hub: Waiter() would look it up each time
+        # The worker's one hub: get_hub() (and Waiter() without it) reads gevent's
+        # thread-local each time.
+        self._hub = get_hub()
         self._pending = deque()
         self._greenlet = None  # the batcher's greenlet, started by the first job
         self._idle = None  # the Waiter it sleeps on while no job is pending
@@ -135,7 +137,7 @@ class Batcher:
             self._greenlet = gevent.spawn(self._serve)  # behind the greenlets already ready
         elif self._idle is not None:
             idle, self._idle = self._idle, None
-            get_hub().loop.run_callback(idle.switch, None)  # likewise
+            self._hub.loop.run_callback(idle.switch, None)  # likewise
         value = waiter.get()
         # Every caller of a batch wakes in the same loop iteration: what each does next
         # (replies, pushes) takes turns with the rest of the hub.
@@ -199,7 +201,7 @@ class Batcher:
         self.transactions += 1
         self.jobs += len(taken)
         self._committed = time.perf_counter()
-        run_callback = get_hub().loop.run_callback  # once per batch: get_hub() reads a thread-local
+        run_callback = self._hub.loop.run_callback
         for (_, _, waiter), (value, error) in zip(taken, results, strict=True):
             # _wake(waiter, value, error), without its call (every message)
             if error is None:

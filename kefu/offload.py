@@ -83,7 +83,8 @@ class OwnThread:
     The thread holds the GIL only to take a call and to hand back its result."""
 
     def __init__(self):
-        self._loop = get_hub().loop
+        self._hub = get_hub()  # Waiter() would look it up each time (a thread-local)
+        self._loop = self._hub.loop
         self._calls = deque()  # handed, not yet taken by the thread
         self._finished = deque()  # run, not yet handed back to their callers
         self._out = 0  # handed, not yet handed back: the watcher keeps the loop alive
@@ -97,7 +98,7 @@ class OwnThread:
     def hand(self, fn, args) -> _Call:
         """Queue ``fn(*args)``; the caller waits on the call's waiter (from the hub's
         thread only, as gevent's waiters are)."""
-        call = _Call(fn, args, Waiter())
+        call = _Call(fn, args, Waiter(self._hub))
         self._calls.append(call)
         if not self._out:
             self._watcher.ref = True
