@@ -174,7 +174,7 @@ class Batcher:
             gevent.sleep(wait)
 
     def _sleep(self) -> None:
-        self._idle = Waiter()
+        self._idle = Waiter(self._hub)
         self._idle.get()
 
     def _drain(self) -> bool:
@@ -196,18 +196,12 @@ class Batcher:
                 results = self._transaction(taken, savepoints=True)
         except Exception as exc:
             # BEGIN or COMMIT failed: nothing of the batch was stored.
-            self._fail([waiter for _, _, waiter in taken], exc)
+            self._fail(taken, exc)
             return False
         self.transactions += 1
         self.jobs += len(taken)
         self._committed = time.perf_counter()
-        run_callback = self._hub.loop.run_callback
-        for (_, _, waiter), (value, error) in zip(taken, results, strict=True):
-            # _wake(waiter, value, error), without its call (every message)
-            if error is None:
-                run_callback(waiter.switch, value)
-            else:
-                run_callback(waiter.throw, error)
+        self._wake(taken, results)
         return True
 
     def _transaction(self, taken: list, savepoints: bool) -> list:
@@ -232,24 +226,23 @@ class Batcher:
             raise
         return results
 
-    def _fail(self, waiters: list, exc: Exception) -> None:
-        """Wake ``waiters`` and every job still pending with ``exc``: those would meet
-        the same database, and must not be retried forever."""
-        waiters += [waiter for _, _, waiter in self._pending]
+    def _fail(self, taken: list, exc: Exception) -> None:
+        """Wake the jobs ``taken`` and every job still pending with ``exc``: those would
+        meet the same database, and must not be retried forever."""
+        taken += self._pending
         self._pending.clear()
-        for waiter in waiters:
-            _wake(waiter, None, exc)
+        self._wake(taken, [(None, exc)] * len(taken))
 
-
-def _wake(waiter: Waiter, value, error, loop=None) -> None:
-    """Resume the caller from the hub (a Waiter is switched to only from there); a
-    caller killed meanwhile has left the waiter, which then just keeps the result."""
-    if loop is None:
-        loop = get_hub().loop
-    if error is None:
-        loop.run_callback(waiter.switch, value)
-    else:
-        loop.run_callback(waiter.throw, error)
+    def _wake(self, taken: list, results: list) -> None:
+        """Resume each caller of ``taken`` with its (value, error), from the hub (a
+        Waiter is switched to only from there); a caller killed meanwhile has left its
+        waiter, which then just keeps the result."""
+        run_callback = self._hub.loop.run_callback
+        for (_, _, waiter), (value, error) in zip(taken, results, strict=True):
+            if error is None:
+                run_callback(waiter.switch, value)
+            else:
+                run_callback(waiter.throw, error)
 
 
 class _Redo(Exception):
