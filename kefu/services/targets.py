@@ -42,10 +42,6 @@ class Target:
     agent: Person | None
     # Stays as read until the transaction ends (see load_target).
     current: bool = False
-    # The group commit's memo it was read in, which keeps this very Target: a write to
-    # the row must bring it up to date (rowmemo.current() when it was read: asked once
-    # per message, not twice).
-    memo: rowmemo.RowMemo | None = field(default=None, compare=False, repr=False)
     # The ``parties`` entry its people came from: a Target the memo keeps is used only
     # until that entry expires (its ids are the row's: a job that changes them empties
     # the memo), so its people are as old as that entry allows at most.
@@ -168,7 +164,7 @@ def load_target(conversation_id: int, current: bool = False) -> Target:
         target = next(map(_target_from_row, build(conversation_id).tuples()), None)
     if target is None:
         raise NotFound("Conversation not found")
-    target.current, target.memo = current, memo
+    target.current = current
     return target
 
 
